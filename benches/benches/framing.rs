@@ -1,0 +1,2 @@
+//! Placeholder while the codecs are written.
+fn main() {}

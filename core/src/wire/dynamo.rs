@@ -1,0 +1,1 @@
+//! Dynamo-compatible frames (being written).

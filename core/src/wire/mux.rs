@@ -1,0 +1,1 @@
+//! dynrt's own multiplexed framing (being written).

@@ -1,0 +1,6 @@
+//! # dynrt-tokio
+//!
+//! dynrt driven over tokio. The state machines and codecs live in [`dynrt_core`]; this crate
+//! owns the sockets, timers and external clients, and exposes the runtime API.
+
+pub use dynrt_core as core;
