@@ -10,5 +10,7 @@
 pub mod dynamo;
 mod error;
 pub mod mux;
+mod out;
 
 pub use error::{DecodeError, EncodeError};
+pub use out::{DEFAULT_COPY_THRESHOLD, OutBuf};
