@@ -26,8 +26,8 @@
 //!
 //! // A driver loop in miniature: bytes arrive in arbitrary pieces, frames come out whole.
 //! let mut wire = BytesMut::new();
-//! AckFrame::accepted().encode(&mut wire);
-//! AckFrame::rejected("Server unavailable: draining").encode(&mut wire);
+//! AckFrame::accepted().encode(&mut wire)?;
+//! AckFrame::rejected("Server unavailable: draining").encode(&mut wire)?;
 //!
 //! let mut decoder = AckDecoder::new(DEFAULT_MAX_MESSAGE_SIZE);
 //! let mut socket_buffer = BytesMut::new();
@@ -40,7 +40,7 @@
 //! }
 //! assert_eq!(acks.len(), 2);
 //! assert!(acks[0].is_accepted());
-//! # Ok::<(), dynrt_core::wire::DecodeError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! The design decisions behind all this are written down in [`manual`].

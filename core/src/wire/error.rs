@@ -19,7 +19,9 @@ pub enum DecodeError {
         limit: u64,
     },
     /// A two-part frame's checksum does not match its contents.
-    #[error("two-part frame checksum mismatch: frame says {expected:#018x}, contents hash to {actual:#018x} ({len} bytes)")]
+    #[error(
+        "two-part frame checksum mismatch: frame says {expected:#018x}, contents hash to {actual:#018x} ({len} bytes)"
+    )]
     ChecksumMismatch {
         /// The checksum written in the frame.
         expected: u64,
@@ -36,12 +38,12 @@ pub enum DecodeError {
         /// Offset of the first invalid byte within the field.
         offset: usize,
     },
-    /// A field that must be JSON of a given shape is not.
-    #[error("{what} is not valid JSON: {reason}")]
-    InvalidJson {
+    /// A field that must be JSON or msgpack of a given shape is not.
+    #[error("{what} is malformed: {reason}")]
+    Malformed {
         /// Which field.
         what: &'static str,
-        /// What the JSON parser said.
+        /// What the parser said.
         reason: String,
     },
 }

@@ -1,1 +1,0 @@
-//! Dynamo-compatible frames (being written).

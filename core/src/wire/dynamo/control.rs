@@ -1,0 +1,275 @@
+//! The messages carried inside two-part frames, as serde types whose JSON is byte-for-byte what
+//! dynamo-runtime 1.6.1 writes (field names, field order and omission rules mirror its structs
+//! in `src/pipeline/network.rs` and `src/pipeline/network/tcp.rs`).
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::wire::{DecodeError, EncodeError};
+
+/// The transport name in [`ConnectionInfo`] for Dynamo's TCP call-home response streams.
+pub const TCP_TRANSPORT: &str = "tcp_server";
+
+/// How request bodies and response items are encoded (`payload_codec` in the control message).
+///
+/// A control message without the field means JSON (serde default, as in 1.6.1). What a sender
+/// *chooses* is configuration: 1.6.1 sends msgpack unless `DYN_REQUEST_PLANE_CODEC=json`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadCodec {
+    /// JSON (`serde_json`).
+    #[default]
+    Json,
+    /// MessagePack with field names (`rmp_serde::to_vec_named`).
+    Msgpack,
+}
+
+impl PayloadCodec {
+    /// The name used on the wire and in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Msgpack => "msgpack",
+        }
+    }
+
+    /// Encodes `value` with this codec.
+    pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, EncodeError> {
+        let result = match self {
+            Self::Json => serde_json::to_vec(value).map_err(|e| e.to_string()),
+            Self::Msgpack => rmp_serde::to_vec_named(value).map_err(|e| e.to_string()),
+        };
+        result.map_err(|reason| EncodeError::Serialize {
+            what: self.what(),
+            reason,
+        })
+    }
+
+    /// Decodes a `T` encoded with this codec.
+    pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, DecodeError> {
+        let result = match self {
+            Self::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+            Self::Msgpack => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
+        };
+        result.map_err(|reason| DecodeError::Malformed {
+            what: self.what(),
+            reason,
+        })
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Self::Json => "JSON payload",
+            Self::Msgpack => "msgpack payload",
+        }
+    }
+}
+
+/// Whether the request side is one item or a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestType {
+    /// One request item.
+    SingleIn,
+    /// A stream of request items.
+    ManyIn,
+}
+
+/// Whether the response side is one item or a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseType {
+    /// One response item.
+    SingleOut,
+    /// A stream of response items.
+    ManyOut,
+}
+
+/// Which direction a call-home stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamType {
+    /// Caller → worker (request streaming).
+    Request,
+    /// Worker → caller (responses).
+    Response,
+}
+
+/// Where the worker must connect to deliver a stream. For TCP, `info` is itself a JSON document
+/// (a [`TcpStreamConnectionInfo`]) encoded as a string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// The transport name, `tcp_server` for TCP.
+    pub transport: String,
+    /// Transport-specific details, as a string.
+    pub info: String,
+}
+
+/// The TCP details inside [`ConnectionInfo::info`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpStreamConnectionInfo {
+    /// `ip:port` of the caller's response-stream server.
+    pub address: String,
+    /// A per-stream id (a UUID in Dynamo) the worker repeats in its [`CallHomeHandshake`].
+    pub subject: String,
+    /// The request id.
+    pub context: String,
+    /// The direction of the stream.
+    pub stream_type: StreamType,
+}
+
+impl TcpStreamConnectionInfo {
+    /// Wraps these details into the [`ConnectionInfo`] a request control message carries.
+    pub fn to_connection_info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            transport: TCP_TRANSPORT.to_owned(),
+            info: serde_json::to_string(self)
+                .expect("a struct of strings always serialises to JSON"),
+        }
+    }
+
+    /// Reads the TCP details out of a [`ConnectionInfo`].
+    pub fn from_connection_info(info: &ConnectionInfo) -> Result<Self, DecodeError> {
+        if info.transport != TCP_TRANSPORT {
+            return Err(DecodeError::Malformed {
+                what: "connection_info",
+                reason: format!(
+                    "transport is '{}', expected '{TCP_TRANSPORT}'",
+                    info.transport
+                ),
+            });
+        }
+        serde_json::from_str(&info.info).map_err(|e| DecodeError::Malformed {
+            what: "connection_info.info",
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The header of the two-part frame inside a request frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestControlMessage {
+    /// The request id.
+    pub id: String,
+    /// One request item or a stream.
+    pub request_type: RequestType,
+    /// One response item or a stream.
+    pub response_type: ResponseType,
+    /// How the body and the response items are encoded.
+    #[serde(default)]
+    pub payload_codec: PayloadCodec,
+    /// Where the worker sends the responses.
+    pub connection_info: ConnectionInfo,
+    /// Free-form metadata (trace context and the like); omitted when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// When the frontend sent the request, in nanoseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontend_send_ts_ns: Option<u64>,
+    /// Where the worker fetches a request stream from, for streamed requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_stream_connection_info: Option<ConnectionInfo>,
+}
+
+/// The first frame on a call-home connection: which registered stream this socket belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallHomeHandshake {
+    /// The subject from [`TcpStreamConnectionInfo::subject`].
+    pub subject: String,
+    /// The direction of the stream.
+    pub stream_type: StreamType,
+}
+
+/// The second frame of a response stream: whether the worker took the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseStreamPrologue {
+    /// `None` (written as `null`) when the request was accepted, otherwise why not.
+    pub error: Option<String>,
+    /// A structured error (Dynamo's `DynamoError` JSON), kept as a JSON value. Omitted when
+    /// absent; older senders never write it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typed_error: Option<serde_json::Value>,
+}
+
+impl ResponseStreamPrologue {
+    /// The prologue of an accepted request: `{"error":null}`.
+    pub fn ok() -> Self {
+        Self {
+            error: None,
+            typed_error: None,
+        }
+    }
+
+    /// The prologue of a refused request.
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            error: Some(message.into()),
+            typed_error: None,
+        }
+    }
+}
+
+/// Header-only control frames on a call-home stream: `"stop"` and `"kill"` flow from caller to
+/// worker to cancel, `"sentinel"` marks a clean end of a direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlMessage {
+    /// Finish gracefully.
+    Stop,
+    /// Abort now.
+    Kill,
+    /// Clean end of stream.
+    Sentinel,
+}
+
+/// The wrapper around every response item (Dynamo's `NetworkStreamWrapper`), encoded with the
+/// request's payload codec. The last item is `{"complete_final":true}` without data; a stream
+/// that ends without it was cut off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamItem<T> {
+    /// The item; absent in the final marker.
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub data: Option<T>,
+    /// Whether this is the final marker.
+    pub complete_final: bool,
+}
+
+fn none<T>() -> Option<T> {
+    None
+}
+
+impl<T> StreamItem<T> {
+    /// A data item.
+    pub fn data(data: T) -> Self {
+        Self {
+            data: Some(data),
+            complete_final: false,
+        }
+    }
+
+    /// The final marker.
+    pub fn complete_final() -> Self {
+        Self {
+            data: None,
+            complete_final: true,
+        }
+    }
+}
+
+/// Encodes a message as the JSON header Dynamo expects, naming `what` in the error.
+pub fn to_json<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, EncodeError> {
+    serde_json::to_vec(value).map_err(|e| EncodeError::Serialize {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Decodes a JSON message, naming `what` in the error.
+pub fn from_json<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed {
+        what,
+        reason: e.to_string(),
+    })
+}
