@@ -1,0 +1,32 @@
+//! Replays every committed fuzz corpus file through the same entry point its cargo-fuzz target
+//! uses, so that stable CI covers what the fuzzers found (`cargo fuzz run -s none <target>`
+//! grows these directories; see fuzz/README.md).
+
+use std::path::Path;
+
+fn replay(target: &str, run: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus directory {} is missing: {e}", dir.display()))
+        .map(|entry| entry.expect("readable corpus entry").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "corpus {target} is empty");
+    for file in &files {
+        let data = std::fs::read(file).expect("readable corpus file");
+        let outcome = std::panic::catch_unwind(|| run(&data));
+        assert!(outcome.is_ok(), "{target}: {} panicked", file.display());
+    }
+}
+
+#[test]
+fn dynamo_request_corpus_replays_cleanly() {
+    replay("dynamo_request", dynrt_core::wire::dynamo::fuzzing::dynamo_request);
+}
+
+#[test]
+fn two_part_corpus_replays_cleanly() {
+    replay("two_part", dynrt_core::wire::dynamo::fuzzing::two_part);
+}
