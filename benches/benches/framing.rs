@@ -28,8 +28,14 @@ fn payload(size: usize) -> Bytes {
 
 fn request_frame(size: usize) -> RequestFrame {
     let headers: BTreeMap<String, String> = [
-        ("request-id".to_string(), "0b7a51c2-3f4e-4d7a-9a53-1f0e2d3c4b5a".to_string()),
-        ("x-endpoint-path".to_string(), "1a2b3c/dynamo/backend/generate".to_string()),
+        (
+            "request-id".to_string(),
+            "0b7a51c2-3f4e-4d7a-9a53-1f0e2d3c4b5a".to_string(),
+        ),
+        (
+            "x-endpoint-path".to_string(),
+            "1a2b3c/dynamo/backend/generate".to_string(),
+        ),
     ]
     .into();
     RequestFrame::new("1a2b3c/dynamo/backend/generate", &headers, payload(size)).expect("fits")
@@ -134,7 +140,10 @@ fn bench_two_part(c: &mut Criterion, size: usize) {
     });
     group.finish();
 
-    for (name, checksum) in [("two_part", Checksum::None), ("two_part_xxh3", Checksum::Xxh3)] {
+    for (name, checksum) in [
+        ("two_part", Checksum::None),
+        ("two_part_xxh3", Checksum::Xxh3),
+    ] {
         let mut out = OutBuf::new();
         frame.encode(checksum, &mut out);
         let wire = out.take_contiguous();
@@ -153,16 +162,26 @@ struct BaselineHeader {
     request_id: String,
 }
 
-fn baseline_encode(codec: &mut LengthDelimitedCodec, header: &BaselineHeader, body: &Bytes, dst: &mut BytesMut) {
+fn baseline_encode(
+    codec: &mut LengthDelimitedCodec,
+    header: &BaselineHeader,
+    body: &Bytes,
+    dst: &mut BytesMut,
+) {
     let head = rmp_serde::to_vec_named(header).expect("serialisable");
     let mut frame = BytesMut::with_capacity(4 + head.len() + body.len());
     frame.put_u32(head.len() as u32);
     frame.put_slice(&head);
     frame.put_slice(body);
-    codec.encode(frame.freeze(), dst).expect("within the codec's limit");
+    codec
+        .encode(frame.freeze(), dst)
+        .expect("within the codec's limit");
 }
 
-fn baseline_decode(codec: &mut LengthDelimitedCodec, src: &mut BytesMut) -> (BaselineHeader, Bytes) {
+fn baseline_decode(
+    codec: &mut LengthDelimitedCodec,
+    src: &mut BytesMut,
+) -> (BaselineHeader, Bytes) {
     let mut frame = codec.decode(src).expect("valid").expect("whole");
     let head_len = frame.get_u32() as usize;
     let head = frame.split_to(head_len);
@@ -176,7 +195,9 @@ fn bench_baseline(c: &mut Criterion, size: usize) {
         request_id: "0b7a51c2-3f4e-4d7a-9a53-1f0e2d3c4b5a".into(),
     };
     let body = payload(size);
-    let mut codec = LengthDelimitedCodec::builder().max_frame_length(LIMIT).new_codec();
+    let mut codec = LengthDelimitedCodec::builder()
+        .max_frame_length(LIMIT)
+        .new_codec();
     let mut dst = BytesMut::new();
     let mut group = c.benchmark_group("baseline_length_delimited");
     group.bench_function(BenchmarkId::new("encode", size_label(size)), |b| {

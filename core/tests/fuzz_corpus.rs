@@ -23,7 +23,10 @@ fn replay(target: &str, run: fn(&[u8])) {
 
 #[test]
 fn dynamo_request_corpus_replays_cleanly() {
-    replay("dynamo_request", dynrt_core::wire::dynamo::fuzzing::dynamo_request);
+    replay(
+        "dynamo_request",
+        dynrt_core::wire::dynamo::fuzzing::dynamo_request,
+    );
 }
 
 #[test]
