@@ -15,7 +15,7 @@ pub const DEFAULT_COPY_THRESHOLD: usize = 4 * 1024;
 
 /// A queue of bytes waiting for a socket: finished segments, then an open coalescing buffer.
 ///
-/// Encoders append headers with [`OutBuf::put_slice`]/[`OutBuf::buf_mut`] and payloads with
+/// Encoders append headers with [`OutBuf::put_slice`]/[`OutBuf::with_buf`] and payloads with
 /// [`OutBuf::put_bytes`]. The driver calls [`OutBuf::io_slices`] to get the next vectored write
 /// and [`OutBuf::advance`] with the number of bytes the socket took.
 #[derive(Debug)]
