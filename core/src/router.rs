@@ -203,6 +203,7 @@ fn down_note(down: usize) -> String {
 
 /// A choice of policy, for drivers that take it as a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Policy {
     /// [`Router::round_robin`].
     RoundRobin,
