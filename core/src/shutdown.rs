@@ -1,1 +1,490 @@
-//! (being written)
+//! Graceful shutdown in three phases: stop taking work, drain what is running (bounded), close.
+//!
+//! [`Shutdown`] also does the bookkeeping the drain needs all along: the request plane reports
+//! every request it accepts ([`Shutdown::request_started`], which is also the admission check)
+//! and every request that ends ([`Shutdown::request_finished`]); long-running work registers as a
+//! graceful task ([`Shutdown::register_graceful_task`], [`Shutdown::graceful_task_done`]).
+//!
+//! # Phases and transitions
+//!
+//! | state | input | next state, output |
+//! |---|---|---|
+//! | `Running` | [`begin`](Shutdown::begin)`(now)` | `StopAccepting`; commands `WithdrawReadiness`, `LeaveDiscovery`, `GoAwayConnections`, `RefuseNewRequests`; the deadline is `now` + timeout |
+//! | `Running` | [`force`](Shutdown::force)`(now)` | as `begin`, then as `force` from `StopAccepting` |
+//! | `StopAccepting` | the driver takes the last phase-1 command | `Draining`, or `Closing` at once if nothing runs or the deadline has passed |
+//! | `Draining` | the last request finishes / the last graceful task is done | `Closing` (clean) |
+//! | `Draining` | `handle_timeout(now)`, `now` ≥ deadline | `Closing`, report lists what still runs |
+//! | `StopAccepting`, `Draining` | `force(now)` | `Closing`, report marked forced |
+//! | `Closing` | — | commands `RevokeLease`, `CloseConnections`, `CloseClients` |
+//! | `Closing` | the driver takes the last command | `Done` |
+//! | any but `Running` | `request_started` | refused ([`RequestRefused`]) |
+//! | `Closing`, `Done` | `register_graceful_task` | refused ([`ShutdownError::TooLate`]) |
+//! | any | `begin`/`force` again, `handle_timeout` before the deadline | nothing |
+//!
+//! Every transition queues [`ShutdownEvent::Entered`]. Requests and tasks that end after the
+//! drain was cut off are still accepted as finished (the counts stay right), but the
+//! [`ShutdownReport`] is the snapshot taken when phase 3 began.
+//!
+//! A driver runs: after any input, drain [`Shutdown::poll_command`] (execute each, in order) and
+//! [`Shutdown::poll_event`], then sleep until [`Shutdown::poll_timeout`]. Phase 1 lasts until the
+//! driver has taken its commands, so they cannot be skipped. `/live` answers from
+//! [`Shutdown::is_live`]: alive until phase 3.
+//!
+//! # Compared with Dynamo 1.6.1
+//!
+//! Dynamo (`Runtime::shutdown`) withdraws readiness, then phase 1 cancels the endpoint-shutdown
+//! token: each endpoint leaves discovery, then stops taking requests (they are answered
+//! "Server unavailable"), then waits for its in-flight requests; phase 2 waits for the graceful
+//! endpoints and registered tasks, bounded by `DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS`;
+//! phase 3 cancels the main token, which revokes the etcd lease and closes NATS and the rest.
+//! The order here is the same (execute `LeaveDiscovery` before `RefuseNewRequests` to keep
+//! Dynamo's order exactly). Differences:
+//! - one deadline bounds the whole drain, measured from `begin`; Dynamo bounds each endpoint's
+//!   drain and the phase-2 wait separately with the same timeout (about the same total);
+//! - liveness holds until phase 3; Dynamo's worker status server runs on the endpoint-shutdown
+//!   token and so stops answering `/live` in phase 1;
+//! - leaving discovery is an explicit phase-1 command for every backend (Dynamo deletes a file
+//!   store's keys at the start and leaves etcd keys to the lease revocation of phase 3);
+//! - there is no per-endpoint opt-out of draining (Dynamo's `graceful_shutdown(false)`);
+//! - [`Shutdown::force`] (for a second signal) and the report are ours.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+/// Where the shutdown is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// Serving normally.
+    Running,
+    /// Phase 1: stopping new work; the driver has not taken every phase-1 command yet.
+    StopAccepting,
+    /// Phase 2: waiting for in-flight requests and graceful tasks, bounded by the deadline.
+    Draining,
+    /// Phase 3: revoking the lease and closing connections and clients.
+    Closing,
+    /// Finished.
+    Done,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Running => "running",
+            Self::StopAccepting => "stopping new work (phase 1)",
+            Self::Draining => "draining (phase 2)",
+            Self::Closing => "closing (phase 3)",
+            Self::Done => "done",
+        })
+    }
+}
+
+/// Work for the driver, in the order it must be done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShutdownCommand {
+    /// Phase 1: report not ready on the health route (liveness stays).
+    WithdrawReadiness,
+    /// Phase 1: delete this process's instance records from discovery.
+    LeaveDiscovery,
+    /// Phase 1: send GOAWAY on every mux connection so peers open no new streams.
+    GoAwayConnections,
+    /// Phase 1: answer new requests with a refusal ("Server unavailable: draining").
+    RefuseNewRequests,
+    /// Phase 3: revoke the process lease (etcd) or drop the lease files (file store).
+    RevokeLease,
+    /// Phase 3: close every request-plane connection and listener.
+    CloseConnections,
+    /// Phase 3: close the etcd and NATS clients.
+    CloseClients,
+}
+
+const PHASE_1: [ShutdownCommand; 4] = [
+    ShutdownCommand::WithdrawReadiness,
+    ShutdownCommand::LeaveDiscovery,
+    ShutdownCommand::GoAwayConnections,
+    ShutdownCommand::RefuseNewRequests,
+];
+
+const PHASE_3: [ShutdownCommand; 3] = [
+    ShutdownCommand::RevokeLease,
+    ShutdownCommand::CloseConnections,
+    ShutdownCommand::CloseClients,
+];
+
+/// What the application must learn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShutdownEvent {
+    /// The machine entered this phase. On `StopAccepting` the adapter cancels the tokens it gave
+    /// to handlers and tasks (Dynamo's child tokens); on `Closing`, the runtime's main token.
+    Entered(Phase),
+}
+
+/// Handle of a registered graceful task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(u64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// What was still running when phase 3 began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// When `begin` was called.
+    pub started: Instant,
+    /// When phase 3 began.
+    pub closing_at: Instant,
+    /// Whether the drain was cut off by the deadline.
+    pub deadline_hit: bool,
+    /// Whether the drain was cut off by [`Shutdown::force`].
+    pub forced: bool,
+    /// Requests still in flight, per endpoint (endpoints with none are left out).
+    pub in_flight: BTreeMap<String, u64>,
+    /// Graceful tasks still running, in registration order.
+    pub graceful_tasks: Vec<(TaskId, String)>,
+}
+
+impl ShutdownReport {
+    /// Whether everything finished before phase 3.
+    pub fn is_clean(&self) -> bool {
+        self.in_flight.is_empty() && self.graceful_tasks.is_empty()
+    }
+
+    /// How long the drain took.
+    pub fn drain_time(&self) -> Duration {
+        self.closing_at.saturating_duration_since(self.started)
+    }
+}
+
+/// A request arrived after shutdown began; the driver refuses it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("endpoint {endpoint}: not accepting new requests, shutdown is {phase}")]
+#[non_exhaustive]
+pub struct RequestRefused {
+    /// The endpoint the request was for.
+    pub endpoint: String,
+    /// The phase at the time.
+    pub phase: Phase,
+}
+
+/// A bookkeeping call that does not match the machine's records (a driver bug).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ShutdownError {
+    /// `request_finished` for an endpoint with no request in flight.
+    #[error("endpoint {endpoint}: request_finished without a request in flight")]
+    NoRequestInFlight {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// `graceful_task_done` for an id that is not registered.
+    #[error("graceful task {id} is not registered (already done, or never registered)")]
+    UnknownTask {
+        /// The id.
+        id: TaskId,
+    },
+    /// A graceful task registered once phase 3 had begun: nobody would wait for it.
+    #[error("graceful task '{name}' cannot be registered: shutdown is {phase}")]
+    TooLate {
+        /// The task's name.
+        name: String,
+        /// The phase at the time.
+        phase: Phase,
+    },
+}
+
+#[derive(Debug)]
+enum State {
+    Running,
+    StopAccepting {
+        started: Instant,
+        deadline: Option<Instant>,
+    },
+    Draining {
+        started: Instant,
+        deadline: Option<Instant>,
+    },
+    Closing(ShutdownReport),
+    Done(ShutdownReport),
+}
+
+/// The shutdown sequence of one runtime, and the in-flight bookkeeping it waits on.
+#[derive(Debug)]
+pub struct Shutdown {
+    state: State,
+    timeout: Duration,
+    in_flight: BTreeMap<String, u64>,
+    total_in_flight: u64,
+    tasks: BTreeMap<TaskId, String>,
+    next_task: u64,
+    commands: VecDeque<ShutdownCommand>,
+    events: VecDeque<ShutdownEvent>,
+    last_now: Option<Instant>,
+}
+
+impl Shutdown {
+    /// A running machine whose drain is bounded by `timeout`
+    /// (`DistributedConfig::graceful_shutdown_timeout`).
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            state: State::Running,
+            timeout,
+            in_flight: BTreeMap::new(),
+            total_in_flight: 0,
+            tasks: BTreeMap::new(),
+            next_task: 0,
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+            last_now: None,
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Running => Phase::Running,
+            State::StopAccepting { .. } => Phase::StopAccepting,
+            State::Draining { .. } => Phase::Draining,
+            State::Closing(_) => Phase::Closing,
+            State::Done(_) => Phase::Done,
+        }
+    }
+
+    /// Liveness (`/live`): true until phase 3 begins.
+    pub fn is_live(&self) -> bool {
+        self.phase() < Phase::Closing
+    }
+
+    /// Whether new requests are accepted (only while running).
+    pub fn is_accepting(&self) -> bool {
+        matches!(self.state, State::Running)
+    }
+
+    /// The drain deadline, once shutdown has begun (`None` before, or if `now + timeout`
+    /// overflows, in which case the drain waits as long as it takes).
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::StopAccepting { deadline, .. } | State::Draining { deadline, .. } => deadline,
+            _ => None,
+        }
+    }
+
+    /// Requests in flight on `endpoint`.
+    pub fn in_flight(&self, endpoint: &str) -> u64 {
+        self.in_flight.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// Requests in flight on all endpoints.
+    pub fn total_in_flight(&self) -> u64 {
+        self.total_in_flight
+    }
+
+    /// Graceful tasks still registered, in registration order.
+    pub fn graceful_tasks(&self) -> impl Iterator<Item = (TaskId, &str)> {
+        self.tasks.iter().map(|(id, name)| (*id, name.as_str()))
+    }
+
+    /// The report, once phase 3 has begun.
+    pub fn report(&self) -> Option<&ShutdownReport> {
+        match &self.state {
+            State::Closing(report) | State::Done(report) => Some(report),
+            _ => None,
+        }
+    }
+
+    /// Starts the shutdown (phase 1). Returns false, and does nothing, if it had already begun.
+    pub fn begin(&mut self, now: Instant) -> bool {
+        self.observe(now);
+        if !matches!(self.state, State::Running) {
+            return false;
+        }
+        self.state = State::StopAccepting {
+            started: now,
+            deadline: now.checked_add(self.timeout),
+        };
+        self.commands.extend(PHASE_1);
+        self.events
+            .push_back(ShutdownEvent::Entered(Phase::StopAccepting));
+        true
+    }
+
+    /// Cuts the drain short and goes to phase 3 now (for a second SIGINT). Starts the shutdown
+    /// first if needed; does nothing in phase 3 or later.
+    pub fn force(&mut self, now: Instant) {
+        self.begin(now);
+        if let State::StopAccepting { started, .. } | State::Draining { started, .. } = self.state {
+            self.enter_closing(started, false, true);
+        }
+    }
+
+    /// Registers long-running work the drain waits for (Dynamo's `register_graceful_task`).
+    /// Allowed until phase 3; report completion with [`Self::graceful_task_done`].
+    pub fn register_graceful_task(
+        &mut self,
+        name: impl Into<String>,
+    ) -> Result<TaskId, ShutdownError> {
+        let name = name.into();
+        if !self.is_live() {
+            return Err(ShutdownError::TooLate {
+                name,
+                phase: self.phase(),
+            });
+        }
+        let id = TaskId(self.next_task);
+        self.next_task += 1;
+        self.tasks.insert(id, name);
+        Ok(id)
+    }
+
+    /// A graceful task finished.
+    pub fn graceful_task_done(&mut self, id: TaskId, now: Instant) -> Result<(), ShutdownError> {
+        self.observe(now);
+        self.tasks
+            .remove(&id)
+            .ok_or(ShutdownError::UnknownTask { id })?;
+        self.check_drained();
+        Ok(())
+    }
+
+    /// A request for `endpoint` arrived. While running it is counted and `Ok`; once shutdown
+    /// has begun it is refused and not counted (the driver answers with a refusal).
+    pub fn request_started(&mut self, endpoint: &str) -> Result<(), RequestRefused> {
+        if !self.is_accepting() {
+            return Err(RequestRefused {
+                endpoint: endpoint.to_owned(),
+                phase: self.phase(),
+            });
+        }
+        match self.in_flight.get_mut(endpoint) {
+            Some(n) => *n += 1,
+            None => {
+                self.in_flight.insert(endpoint.to_owned(), 1);
+            }
+        }
+        self.total_in_flight += 1;
+        Ok(())
+    }
+
+    /// A request counted by [`Self::request_started`] ended (completed, failed or cancelled).
+    pub fn request_finished(&mut self, endpoint: &str, now: Instant) -> Result<(), ShutdownError> {
+        self.observe(now);
+        match self.in_flight.get_mut(endpoint) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => {
+                return Err(ShutdownError::NoRequestInFlight {
+                    endpoint: endpoint.to_owned(),
+                });
+            }
+        }
+        self.total_in_flight -= 1;
+        self.check_drained();
+        Ok(())
+    }
+
+    /// Time passed. At or after the deadline, the drain ends and phase 3 begins.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
+        if let State::Draining {
+            started,
+            deadline: Some(deadline),
+        } = self.state
+            && now >= deadline
+        {
+            self.enter_closing(started, true, false);
+        }
+    }
+
+    /// The next command to execute.
+    #[must_use]
+    pub fn poll_command(&mut self) -> Option<ShutdownCommand> {
+        let command = self.commands.pop_front()?;
+        if self.commands.is_empty() {
+            match &self.state {
+                State::StopAccepting { started, deadline } => {
+                    let (started, deadline) = (*started, *deadline);
+                    self.state = State::Draining { started, deadline };
+                    self.events
+                        .push_back(ShutdownEvent::Entered(Phase::Draining));
+                    let now = self.last_now.expect("begin recorded a time");
+                    if deadline.is_some_and(|d| now >= d) && !self.is_drained() {
+                        self.enter_closing(started, true, false);
+                    } else {
+                        self.check_drained();
+                    }
+                }
+                State::Closing(report) => {
+                    self.state = State::Done(report.clone());
+                    self.events.push_back(ShutdownEvent::Entered(Phase::Done));
+                }
+                _ => {}
+            }
+        }
+        Some(command)
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ShutdownEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Self::handle_timeout`]: the last time seen while output is waiting (drain
+    /// it first), the drain deadline while draining, otherwise `None`.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.commands.is_empty() || !self.events.is_empty() {
+            return self.last_now;
+        }
+        match self.state {
+            State::Draining { deadline, .. } => deadline,
+            _ => None,
+        }
+    }
+
+    fn observe(&mut self, now: Instant) {
+        self.last_now = Some(self.last_now.map_or(now, |last| last.max(now)));
+    }
+
+    fn is_drained(&self) -> bool {
+        self.total_in_flight == 0 && self.tasks.is_empty()
+    }
+
+    fn check_drained(&mut self) {
+        if let State::Draining { started, .. } = self.state
+            && self.is_drained()
+        {
+            self.enter_closing(started, false, false);
+        }
+    }
+
+    fn enter_closing(&mut self, started: Instant, deadline_hit: bool, forced: bool) {
+        let report = ShutdownReport {
+            started,
+            closing_at: self.last_now.expect("shutdown began at a known time"),
+            deadline_hit,
+            forced,
+            in_flight: self
+                .in_flight
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(e, n)| (e.clone(), *n))
+                .collect(),
+            graceful_tasks: self
+                .tasks
+                .iter()
+                .map(|(id, name)| (*id, name.clone()))
+                .collect(),
+        };
+        self.state = State::Closing(report);
+        self.commands.extend(PHASE_3);
+        self.events
+            .push_back(ShutdownEvent::Entered(Phase::Closing));
+    }
+}

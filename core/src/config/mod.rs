@@ -1,0 +1,616 @@
+//! Every `DYN_*`, `ETCD_*` and `NATS_*` setting, parsed from a key→value map the caller passes.
+//!
+//! The core never reads the process environment: an adapter calls
+//! `DistributedConfig::from_settings(std::env::vars())` (or any other map). Values are
+//! trimmed; an empty value counts as unset except where Dynamo rejects it (marked below).
+//! A value that cannot be used is a [`ConfigError`] naming the variable and the value, where
+//! Dynamo would panic or fail startup; where Dynamo warns and falls back to the default, so do
+//! we, and say so in [`DistributedConfig::warnings`].
+//!
+//! | variable | default | accepted | notes |
+//! |---|---|---|---|
+//! | `DYN_DISCOVERY_BACKEND` | `etcd` | `etcd`, `file`, `mem`, `kubernetes` | empty is an error (as in Dynamo) |
+//! | `DYN_REQUEST_PLANE` | `tcp` | `tcp`, `nats`, `http` | empty is an error (as in Dynamo); `http` is ours |
+//! | `DYN_EVENT_PLANE` | `zmq` | `zmq`, `nats` | invalid is an error (as in Dynamo's `DistributedConfig`) |
+//! | `NATS_SERVER` | `nats://localhost:4222` | `nats://…`, `tls://…` | setting it turns NATS on; empty is an error |
+//! | `ETCD_ENDPOINTS` | `http://localhost:2379` | comma list | an empty entry is an error |
+//! | `ETCD_LEASE_TTL` | 30 s | seconds ≥ 1 | invalid or 0: warning, default (as in Dynamo) |
+//! | `DYN_FILE_KV` | `$TMPDIR/dynamo_store_kv` | a directory | see [`DistributedConfig::file_kv_root`] |
+//! | `DYN_TCP_RPC_HOST` | resolved local IP | a host | |
+//! | `DYN_TCP_RPC_PORT` | 0 (OS picks) | 0..=65535 | invalid is an error (Dynamo silently ignores it) |
+//! | `DYN_TCP_RESPONSE_STREAM_HOST` | resolved local IP | a host | |
+//! | `DYN_TCP_RESPONSE_STREAM_PORT` | 0 (OS picks) | 0..=65535 | invalid is an error (as in Dynamo) |
+//! | `DYN_TCP_MAX_MESSAGE_SIZE` | 32 MiB | bytes ≥ 1 | invalid or 0: warning, default |
+//! | `DYN_REQUEST_PLANE_CODEC` | `msgpack` | `msgpack`, `json` | invalid: warning, default (as in Dynamo) |
+//! | `DYN_SYSTEM_HOST` | `0.0.0.0` | a host | |
+//! | `DYN_SYSTEM_PORT` | -1 (disabled) | negative, 0 (any), 1..=65535 | |
+//! | `DYN_SYSTEM_STARTING_HEALTH_STATUS` | `notready` | `ready`, `notready` | |
+//! | `DYN_SYSTEM_HEALTH_PATH` | `/health` | `/…` | |
+//! | `DYN_SYSTEM_LIVE_PATH` | `/live` | `/…` | |
+//! | `DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS` | `[]` | `["a","b"]` | deprecated: warning, still used |
+//! | `DYN_SYSTEM_ENABLED` | — | a boolean | deprecated and ignored: warning |
+//! | `DYN_HEALTH_CHECK_ENABLED` | false | a boolean | |
+//! | `DYN_HEALTH_CHECK_REQUEST_TIMEOUT` | 3 s | seconds | |
+//! | `DYN_CANARY_WAIT_TIME` | 10 s | seconds | |
+//! | `DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS` | 900 s | seconds | invalid is an error (Dynamo silently ignores it) |
+//!
+//! Booleans are `1/true/on/yes` and `0/false/off/no` in any case. Names of choices (backend,
+//! planes, codec, health status) are compared without regard to case. Dynamo accepts a subset
+//! of what we accept in a few places (it reads `DYN_SYSTEM_PORT` as an `i16`, so ports above
+//! 32767 fail there, and only `true`/`false` for the figment-read booleans); nothing Dynamo
+//! accepts is rejected here.
+
+mod parse;
+pub mod vars;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use parse::{ConfigError, ConfigWarning, Problem};
+pub use vars::VARIABLES;
+
+use parse::{Settings, parse_bool, parse_list};
+
+/// Default etcd endpoint.
+pub const DEFAULT_ETCD_ENDPOINT: &str = "http://localhost:2379";
+/// Default etcd lease TTL.
+pub const DEFAULT_ETCD_LEASE_TTL: Duration = Duration::from_secs(30);
+/// Default NATS server.
+pub const DEFAULT_NATS_SERVER: &str = "nats://localhost:4222";
+/// Directory name of the `file` backend's default root, under the system temp directory.
+pub const DEFAULT_FILE_KV_DIR: &str = "dynamo_store_kv";
+/// Default largest request-plane message.
+pub const DEFAULT_TCP_MAX_MESSAGE_SIZE: usize = 32 * 1024 * 1024;
+/// Default host of the system status server.
+pub const DEFAULT_SYSTEM_HOST: &str = "0.0.0.0";
+/// Default readiness route.
+pub const DEFAULT_SYSTEM_HEALTH_PATH: &str = "/health";
+/// Default liveness route.
+pub const DEFAULT_SYSTEM_LIVE_PATH: &str = "/live";
+/// Default canary request timeout.
+pub const DEFAULT_HEALTH_CHECK_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default idle time before a canary.
+pub const DEFAULT_CANARY_WAIT_TIME: Duration = Duration::from_secs(10);
+/// Default bound on the drain at shutdown (Dynamo 1.6.1: 15 minutes).
+pub const DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Where instances register and find each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum DiscoveryBackend {
+    /// etcd at [`EtcdConfig::endpoints`].
+    #[default]
+    Etcd,
+    /// A directory shared by the processes of one machine ([`DistributedConfig::file_kv`]).
+    File,
+    /// In memory: one process only.
+    Mem,
+    /// The Kubernetes API.
+    Kubernetes,
+}
+
+impl DiscoveryBackend {
+    const CHOICES: &str = "etcd, file, mem, kubernetes";
+
+    /// Whether the backend needs no external service (`file` and `mem`).
+    pub fn is_local(self) -> bool {
+        matches!(self, Self::File | Self::Mem)
+    }
+
+    /// The event plane used when `DYN_EVENT_PLANE` is unset. Dynamo 1.6.1 answers zmq for
+    /// every backend (NATS is an explicit opt-in); this is the one place to change that.
+    pub fn default_event_transport(self) -> EventTransportKind {
+        EventTransportKind::Zmq
+    }
+
+    /// The name as written in `DYN_DISCOVERY_BACKEND`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Etcd => "etcd",
+            Self::File => "file",
+            Self::Mem => "mem",
+            Self::Kubernetes => "kubernetes",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        [Self::Etcd, Self::File, Self::Mem, Self::Kubernetes]
+            .into_iter()
+            .find(|b| value.eq_ignore_ascii_case(b.as_str()))
+    }
+}
+
+/// How requests travel from a client to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum RequestPlaneMode {
+    /// Dynamo's TCP request plane (and dynrt's mux protocol between dynrt processes).
+    #[default]
+    Tcp,
+    /// Requests as NATS messages.
+    Nats,
+    /// HTTP/2 POST per request. A dynrt extension: Dynamo 1.6.1 accepts only `tcp` and `nats`.
+    Http,
+}
+
+impl RequestPlaneMode {
+    const CHOICES: &str = "tcp, nats, http";
+
+    /// Whether requests go over NATS (which then needs a NATS client).
+    pub fn is_nats(self) -> bool {
+        self == Self::Nats
+    }
+
+    /// The name as written in `DYN_REQUEST_PLANE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Nats => "nats",
+            Self::Http => "http",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        [Self::Tcp, Self::Nats, Self::Http]
+            .into_iter()
+            .find(|m| value.eq_ignore_ascii_case(m.as_str()))
+    }
+}
+
+/// How events are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum EventTransportKind {
+    /// NATS core publish/subscribe.
+    Nats,
+    /// ZMQ publish/subscribe.
+    #[default]
+    Zmq,
+}
+
+impl EventTransportKind {
+    const CHOICES: &str = "nats, zmq";
+
+    /// The name as written in `DYN_EVENT_PLANE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nats => "nats",
+            Self::Zmq => "zmq",
+        }
+    }
+}
+
+/// Codec of request bodies and response items on the request plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum RequestPlaneCodec {
+    /// MessagePack with field names (Dynamo 1.6.1's default).
+    #[default]
+    Msgpack,
+    /// JSON.
+    Json,
+}
+
+impl RequestPlaneCodec {
+    /// The name as written in `DYN_REQUEST_PLANE_CODEC` and in discovery records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Msgpack => "msgpack",
+            Self::Json => "json",
+        }
+    }
+}
+
+/// Health status reported before any endpoint says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum HealthStatus {
+    /// Ready.
+    Ready,
+    /// Not ready (the default).
+    #[default]
+    NotReady,
+}
+
+impl HealthStatus {
+    /// The name as written in `DYN_SYSTEM_STARTING_HEALTH_STATUS` and in `/health` bodies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::NotReady => "notready",
+        }
+    }
+}
+
+macro_rules! display_as_str {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+display_as_str!(
+    DiscoveryBackend,
+    RequestPlaneMode,
+    EventTransportKind,
+    RequestPlaneCodec,
+    HealthStatus
+);
+
+/// etcd client settings (used when the backend is [`DiscoveryBackend::Etcd`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EtcdConfig {
+    /// Endpoints to connect to, in the order given.
+    pub endpoints: Vec<String>,
+    /// TTL of the process lease.
+    pub lease_ttl: Duration,
+}
+
+/// NATS client settings; present in [`DistributedConfig::nats`] only when a client is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NatsConfig {
+    /// Server URL (`nats://…` or `tls://…`).
+    pub server: String,
+}
+
+/// TCP request-plane settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpConfig {
+    /// Host to bind and advertise; `None`: the adapter resolves the local IP.
+    pub rpc_host: Option<String>,
+    /// Port to bind; 0: the OS picks one.
+    pub rpc_port: u16,
+    /// Host of the response-stream (call-home) server; `None`: the local IP.
+    pub response_stream_host: Option<String>,
+    /// Port of the response-stream server; 0: the OS picks one.
+    pub response_stream_port: u16,
+    /// Largest message in bytes, checked before buffering.
+    pub max_message_size: usize,
+    /// Codec for request bodies and response items this process sends.
+    pub codec: RequestPlaneCodec,
+}
+
+/// System status server (health and metrics) settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SystemConfig {
+    /// Host to bind.
+    pub host: String,
+    /// Port to bind; `None`: the server is disabled; `Some(0)`: any free port.
+    pub port: Option<u16>,
+    /// Status before endpoints report.
+    pub starting_health_status: HealthStatus,
+    /// Readiness route.
+    pub health_path: String,
+    /// Liveness route.
+    pub live_path: String,
+    /// Endpoints whose status gates readiness (deprecated setting, still honoured).
+    pub use_endpoint_health_status: Vec<String>,
+}
+
+impl SystemConfig {
+    /// Whether the system status server runs.
+    pub fn server_enabled(&self) -> bool {
+        self.port.is_some()
+    }
+}
+
+/// Canary health-check settings (used by the health module).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HealthCheckConfig {
+    /// Whether canaries run.
+    pub enabled: bool,
+    /// How long a canary may take before the endpoint is marked not ready.
+    pub request_timeout: Duration,
+    /// Idle time on an endpoint before a canary is sent.
+    pub canary_wait_time: Duration,
+}
+
+/// The whole runtime configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DistributedConfig {
+    /// Where instances register and find each other.
+    pub discovery_backend: DiscoveryBackend,
+    /// Whether this process holds a lease (needed to register anything). False for CLI tools.
+    pub attach_lease: bool,
+    /// etcd settings.
+    pub etcd: EtcdConfig,
+    /// Root directory of the `file` backend; `None`: see [`Self::file_kv_root`].
+    pub file_kv: Option<PathBuf>,
+    /// How requests travel.
+    pub request_plane: RequestPlaneMode,
+    /// How events are published.
+    pub event_transport: EventTransportKind,
+    /// NATS client settings, present exactly when a NATS client is needed (see [`nats_needed`]).
+    pub nats: Option<NatsConfig>,
+    /// TCP request-plane settings.
+    pub tcp: TcpConfig,
+    /// System status server settings.
+    pub system: SystemConfig,
+    /// Canary health-check settings.
+    pub health_check: HealthCheckConfig,
+    /// Bound on draining in-flight work and graceful tasks at shutdown.
+    pub graceful_shutdown_timeout: Duration,
+    /// Values that were not used, and deprecated settings, for the adapter to log.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// Dynamo's rule for opening a NATS client: the request plane is NATS, or `NATS_SERVER` is set
+/// (the user asked for it), or the event plane is NATS.
+pub fn nats_needed(
+    request_plane: RequestPlaneMode,
+    nats_server_set: bool,
+    event_transport: EventTransportKind,
+) -> bool {
+    request_plane.is_nats() || nats_server_set || event_transport == EventTransportKind::Nats
+}
+
+impl Default for DistributedConfig {
+    /// Every setting at its default (what `from_settings` returns for an empty map).
+    fn default() -> Self {
+        Self {
+            discovery_backend: DiscoveryBackend::Etcd,
+            attach_lease: true,
+            etcd: EtcdConfig {
+                endpoints: vec![DEFAULT_ETCD_ENDPOINT.to_owned()],
+                lease_ttl: DEFAULT_ETCD_LEASE_TTL,
+            },
+            file_kv: None,
+            request_plane: RequestPlaneMode::Tcp,
+            event_transport: EventTransportKind::Zmq,
+            nats: None,
+            tcp: TcpConfig {
+                rpc_host: None,
+                rpc_port: 0,
+                response_stream_host: None,
+                response_stream_port: 0,
+                max_message_size: DEFAULT_TCP_MAX_MESSAGE_SIZE,
+                codec: RequestPlaneCodec::Msgpack,
+            },
+            system: SystemConfig {
+                host: DEFAULT_SYSTEM_HOST.to_owned(),
+                port: None,
+                starting_health_status: HealthStatus::NotReady,
+                health_path: DEFAULT_SYSTEM_HEALTH_PATH.to_owned(),
+                live_path: DEFAULT_SYSTEM_LIVE_PATH.to_owned(),
+                use_endpoint_health_status: Vec::new(),
+            },
+            health_check: HealthCheckConfig {
+                enabled: false,
+                request_timeout: DEFAULT_HEALTH_CHECK_REQUEST_TIMEOUT,
+                canary_wait_time: DEFAULT_CANARY_WAIT_TIME,
+            },
+            graceful_shutdown_timeout: DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl DistributedConfig {
+    /// Parses every variable in [`VARIABLES`] from `settings` (keys are case-sensitive, the
+    /// last duplicate wins, keys we do not know are ignored). The first unusable value, in the
+    /// order of [`VARIABLES`], is the error.
+    ///
+    /// ```
+    /// use dynrt_core::config::{DistributedConfig, DiscoveryBackend};
+    ///
+    /// let config = DistributedConfig::from_settings([("DYN_DISCOVERY_BACKEND", "file")])?;
+    /// assert_eq!(config.discovery_backend, DiscoveryBackend::File);
+    /// assert!(!config.needs_nats());
+    ///
+    /// let err = DistributedConfig::from_settings([("DYN_TCP_RPC_PORT", "abc")]).unwrap_err();
+    /// assert_eq!(err.to_string(), "DYN_TCP_RPC_PORT: 'abc' is not a port number");
+    /// # Ok::<(), dynrt_core::config::ConfigError>(())
+    /// ```
+    pub fn from_settings<I, K, V>(settings: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        Self::parse(&Settings::new(settings))
+    }
+
+    /// The configuration of a command-line tool: like [`Self::from_settings`], but no lease is
+    /// attached (the tool registers nothing, so its exit removes nothing).
+    ///
+    /// Dynamo 1.6.1's `for_cli` always selects etcd; this one honours `DYN_DISCOVERY_BACKEND`
+    /// so that `dynrt ls` can read a `file` store too.
+    pub fn for_cli<I, K, V>(settings: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut config = Self::from_settings(settings)?;
+        config.attach_lease = false;
+        Ok(config)
+    }
+
+    /// A configuration that needs no external service: in-memory discovery, the TCP request
+    /// plane, zmq events, no NATS client, everything else at its default (Dynamo's
+    /// `process_local`).
+    pub fn process_local() -> Self {
+        Self::default().into_process_local()
+    }
+
+    /// This configuration with the process-local choices of [`Self::process_local`]
+    /// (`mem`, `tcp`, `zmq`, no NATS), keeping the other settings (ports, system server,
+    /// health checks, shutdown timeout) — what Dynamo does when a process-local runtime still
+    /// reads `DYN_SYSTEM_*` and `DYN_TCP_*` from the environment.
+    pub fn into_process_local(mut self) -> Self {
+        self.discovery_backend = DiscoveryBackend::Mem;
+        self.request_plane = RequestPlaneMode::Tcp;
+        self.event_transport = EventTransportKind::Zmq;
+        self.nats = None;
+        self
+    }
+
+    /// Whether the runtime must open a NATS client (see [`nats_needed`]).
+    pub fn needs_nats(&self) -> bool {
+        self.nats.is_some()
+    }
+
+    /// The `file` backend's root: `DYN_FILE_KV`, or `temp_dir/dynamo_store_kv` where
+    /// `temp_dir` is the system temp directory the adapter passes (`std::env::temp_dir()`).
+    pub fn file_kv_root(&self, temp_dir: &Path) -> PathBuf {
+        self.file_kv
+            .clone()
+            .unwrap_or_else(|| temp_dir.join(DEFAULT_FILE_KV_DIR))
+    }
+
+    fn parse(s: &Settings) -> Result<Self, ConfigError> {
+        use vars::*;
+        let mut c = Self::default();
+        let mut warnings = Vec::new();
+
+        c.discovery_backend = match s.present(DYN_DISCOVERY_BACKEND) {
+            None => DiscoveryBackend::Etcd,
+            Some(v) => DiscoveryBackend::parse(v).ok_or_else(|| {
+                s.error(
+                    DYN_DISCOVERY_BACKEND,
+                    Problem::NotOneOf(DiscoveryBackend::CHOICES),
+                )
+            })?,
+        };
+        c.request_plane = match s.present(DYN_REQUEST_PLANE) {
+            None => RequestPlaneMode::Tcp,
+            Some(v) => RequestPlaneMode::parse(v).ok_or_else(|| {
+                s.error(
+                    DYN_REQUEST_PLANE,
+                    Problem::NotOneOf(RequestPlaneMode::CHOICES),
+                )
+            })?,
+        };
+        c.event_transport = match s.get(DYN_EVENT_PLANE) {
+            None => c.discovery_backend.default_event_transport(),
+            Some(v) if v.eq_ignore_ascii_case("nats") => EventTransportKind::Nats,
+            Some(v) if v.eq_ignore_ascii_case("zmq") => EventTransportKind::Zmq,
+            Some(_) => {
+                return Err(s.error(
+                    DYN_EVENT_PLANE,
+                    Problem::NotOneOf(EventTransportKind::CHOICES),
+                ));
+            }
+        };
+        let nats_server = match s.present(NATS_SERVER) {
+            None => None,
+            Some(v) if v.starts_with("nats://") || v.starts_with("tls://") => Some(v.to_owned()),
+            Some(_) => return Err(s.error(NATS_SERVER, Problem::NotANatsUrl)),
+        };
+        if nats_needed(c.request_plane, nats_server.is_some(), c.event_transport) {
+            c.nats = Some(NatsConfig {
+                server: nats_server.unwrap_or_else(|| DEFAULT_NATS_SERVER.to_owned()),
+            });
+        }
+
+        if let Some(v) = s.get(ETCD_ENDPOINTS) {
+            let endpoints: Vec<String> = v.split(',').map(|e| e.trim().to_owned()).collect();
+            if endpoints.iter().any(String::is_empty) {
+                return Err(s.error(ETCD_ENDPOINTS, Problem::EmptyListEntry));
+            }
+            c.etcd.endpoints = endpoints;
+        }
+        c.etcd.lease_ttl = Duration::from_secs(s.positive_or_default(
+            ETCD_LEASE_TTL,
+            DEFAULT_ETCD_LEASE_TTL.as_secs(),
+            Problem::NotSeconds,
+            || format!("{} s", DEFAULT_ETCD_LEASE_TTL.as_secs()),
+            &mut warnings,
+        ));
+        c.file_kv = s.get(DYN_FILE_KV).map(PathBuf::from);
+
+        c.tcp.rpc_host = s.string(DYN_TCP_RPC_HOST);
+        c.tcp.rpc_port = s.port(DYN_TCP_RPC_PORT, 0)?;
+        c.tcp.response_stream_host = s.string(DYN_TCP_RESPONSE_STREAM_HOST);
+        c.tcp.response_stream_port = s.port(DYN_TCP_RESPONSE_STREAM_PORT, 0)?;
+        let max = s.positive_or_default(
+            DYN_TCP_MAX_MESSAGE_SIZE,
+            DEFAULT_TCP_MAX_MESSAGE_SIZE as u64,
+            Problem::NotBytes,
+            || format!("{DEFAULT_TCP_MAX_MESSAGE_SIZE} bytes"),
+            &mut warnings,
+        );
+        c.tcp.max_message_size = usize::try_from(max).unwrap_or(usize::MAX);
+        c.tcp.codec = match s.get(DYN_REQUEST_PLANE_CODEC) {
+            None => RequestPlaneCodec::Msgpack,
+            Some(v) if v.eq_ignore_ascii_case("msgpack") => RequestPlaneCodec::Msgpack,
+            Some(v) if v.eq_ignore_ascii_case("json") => RequestPlaneCodec::Json,
+            Some(v) => {
+                warnings.push(ConfigWarning::FellBack {
+                    var: DYN_REQUEST_PLANE_CODEC,
+                    value: v.to_owned(),
+                    problem: Problem::NotOneOf("msgpack, json"),
+                    default: RequestPlaneCodec::Msgpack.to_string(),
+                });
+                RequestPlaneCodec::Msgpack
+            }
+        };
+
+        if let Some(host) = s.string(DYN_SYSTEM_HOST) {
+            c.system.host = host;
+        }
+        c.system.port = match s.get(DYN_SYSTEM_PORT) {
+            None => None,
+            Some(v) => match v.parse::<i64>() {
+                Ok(p) if p < 0 => None,
+                Ok(p) => Some(
+                    u16::try_from(p)
+                        .map_err(|_| s.error(DYN_SYSTEM_PORT, Problem::NotASystemPort))?,
+                ),
+                Err(_) => return Err(s.error(DYN_SYSTEM_PORT, Problem::NotASystemPort)),
+            },
+        };
+        c.system.starting_health_status = match s.get(DYN_SYSTEM_STARTING_HEALTH_STATUS) {
+            None => HealthStatus::NotReady,
+            Some(v) if v.eq_ignore_ascii_case("ready") => HealthStatus::Ready,
+            Some(v) if v.eq_ignore_ascii_case("notready") => HealthStatus::NotReady,
+            Some(_) => {
+                return Err(s.error(
+                    DYN_SYSTEM_STARTING_HEALTH_STATUS,
+                    Problem::NotOneOf("ready, notready"),
+                ));
+            }
+        };
+        c.system.health_path = s.path(DYN_SYSTEM_HEALTH_PATH, DEFAULT_SYSTEM_HEALTH_PATH)?;
+        c.system.live_path = s.path(DYN_SYSTEM_LIVE_PATH, DEFAULT_SYSTEM_LIVE_PATH)?;
+        if let Some(v) = s.get(DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS) {
+            c.system.use_endpoint_health_status = parse_list(v)
+                .ok_or_else(|| s.error(DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS, Problem::NotAList))?;
+            warnings.push(ConfigWarning::Deprecated {
+                var: DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS,
+                advice: "endpoints that register a health-check payload gate readiness",
+            });
+        }
+        if let Some(v) = s.get(DYN_SYSTEM_ENABLED) {
+            parse_bool(v).ok_or_else(|| s.error(DYN_SYSTEM_ENABLED, Problem::NotABool))?;
+            warnings.push(ConfigWarning::Deprecated {
+                var: DYN_SYSTEM_ENABLED,
+                advice: "ignored; DYN_SYSTEM_PORT alone enables the server (-1 disables it)",
+            });
+        }
+
+        c.health_check.enabled = s.bool(DYN_HEALTH_CHECK_ENABLED, false)?;
+        c.health_check.request_timeout = s.seconds(
+            DYN_HEALTH_CHECK_REQUEST_TIMEOUT,
+            DEFAULT_HEALTH_CHECK_REQUEST_TIMEOUT,
+        )?;
+        c.health_check.canary_wait_time =
+            s.seconds(DYN_CANARY_WAIT_TIME, DEFAULT_CANARY_WAIT_TIME)?;
+        c.graceful_shutdown_timeout = s.seconds(
+            DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS,
+            DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
+        )?;
+
+        c.warnings = warnings;
+        Ok(c)
+    }
+}

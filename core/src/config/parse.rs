@@ -1,0 +1,228 @@
+//! Reading one value: the settings map, the errors and warnings, and the value parsers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// A setting has a value that cannot be used. Dynamo panics (or fails startup) on these; the
+/// message names the variable and the value, e.g. `DYN_TCP_RPC_PORT: 'abc' is not a port number`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{var}: '{value}' {problem}")]
+#[non_exhaustive]
+pub struct ConfigError {
+    /// The variable, as spelled in [`super::vars`].
+    pub var: &'static str,
+    /// Its value as given (whitespace trimmed).
+    pub value: String,
+    /// What is wrong with it.
+    pub problem: Problem,
+}
+
+/// What is wrong with a value. Displayed after the value, so it reads as a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Problem {
+    /// Not an integer in 0..=65535.
+    #[error("is not a port number")]
+    NotAPort,
+    /// Not -1 (or another negative number: disabled), 0 (any free port) or a port number.
+    #[error("is not a port number (use -1 to disable, 0 for any free port)")]
+    NotASystemPort,
+    /// Not a whole, non-negative number of seconds.
+    #[error("is not a whole number of seconds")]
+    NotSeconds,
+    /// Not a whole, non-negative number of bytes.
+    #[error("is not a whole number of bytes")]
+    NotBytes,
+    /// Zero where at least one is needed.
+    #[error("must be at least 1")]
+    Zero,
+    /// Not one of the boolean spellings.
+    #[error("is not a boolean (use 1/true/on/yes or 0/false/off/no)")]
+    NotABool,
+    /// Not one of a fixed set of names (compared without regard to case).
+    #[error("is not one of: {0}")]
+    NotOneOf(&'static str),
+    /// A NATS URL must say which scheme it uses.
+    #[error("does not start with 'nats://' or 'tls://'")]
+    NotANatsUrl,
+    /// A comma-separated list with an empty entry (`a,,b`, or a trailing comma).
+    #[error("has an empty entry")]
+    EmptyListEntry,
+    /// An HTTP route must be absolute.
+    #[error("does not start with '/'")]
+    NotAPath,
+    /// Not a bracketed list.
+    #[error("is not a list (write [\"a\", \"b\"])")]
+    NotAList,
+}
+
+/// A value that was not used, or a setting that should be changed; the configuration is still
+/// valid. The adapters log these at startup.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ConfigWarning {
+    /// The value is invalid and, as Dynamo does for this variable, the default is used instead.
+    #[error("{var}: '{value}' {problem}; using the default, {default}")]
+    FellBack {
+        /// The variable.
+        var: &'static str,
+        /// Its value as given (trimmed).
+        value: String,
+        /// What is wrong with it.
+        problem: Problem,
+        /// The value used instead, for display.
+        default: String,
+    },
+    /// The variable is deprecated.
+    #[error("{var} is deprecated: {advice}")]
+    Deprecated {
+        /// The variable.
+        var: &'static str,
+        /// What to do instead.
+        advice: &'static str,
+    },
+}
+
+/// The key→value map, with the lookup rules every variable shares.
+pub(super) struct Settings {
+    map: BTreeMap<String, String>,
+}
+
+impl Settings {
+    pub(super) fn new<I, K, V>(settings: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let map = settings
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect();
+        Self { map }
+    }
+
+    /// The trimmed value, `None` when absent or empty (empty counts as unset).
+    pub(super) fn get(&self, var: &'static str) -> Option<&str> {
+        self.present(var).filter(|v| !v.is_empty())
+    }
+
+    /// The trimmed value, `Some("")` when present but empty: for the few variables where Dynamo
+    /// rejects an empty value instead of treating it as unset.
+    pub(super) fn present(&self, var: &'static str) -> Option<&str> {
+        self.map.get(var).map(|v| v.trim())
+    }
+
+    pub(super) fn error(&self, var: &'static str, problem: Problem) -> ConfigError {
+        ConfigError {
+            var,
+            value: self.present(var).unwrap_or_default().to_owned(),
+            problem,
+        }
+    }
+
+    /// A port number; 0 means "any free port".
+    pub(super) fn port(&self, var: &'static str, default: u16) -> Result<u16, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| self.error(var, Problem::NotAPort)),
+        }
+    }
+
+    pub(super) fn seconds(
+        &self,
+        var: &'static str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map(Duration::from_secs)
+                .map_err(|_| self.error(var, Problem::NotSeconds)),
+        }
+    }
+
+    pub(super) fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => parse_bool(v).ok_or_else(|| self.error(var, Problem::NotABool)),
+        }
+    }
+
+    /// A plain string; `None` when unset or empty.
+    pub(super) fn string(&self, var: &'static str) -> Option<String> {
+        self.get(var).map(str::to_owned)
+    }
+
+    /// An absolute HTTP path.
+    pub(super) fn path(&self, var: &'static str, default: &str) -> Result<String, ConfigError> {
+        match self.get(var) {
+            None => Ok(default.to_owned()),
+            Some(v) if v.starts_with('/') => Ok(v.to_owned()),
+            Some(_) => Err(self.error(var, Problem::NotAPath)),
+        }
+    }
+
+    /// Dynamo's warn-and-fall-back rule for a positive integer (`ETCD_LEASE_TTL`,
+    /// `DYN_TCP_MAX_MESSAGE_SIZE`).
+    pub(super) fn positive_or_default(
+        &self,
+        var: &'static str,
+        default: u64,
+        not_a_number: Problem,
+        shown_default: impl FnOnce() -> String,
+        warnings: &mut Vec<ConfigWarning>,
+    ) -> u64 {
+        let Some(v) = self.get(var) else {
+            return default;
+        };
+        let problem = match v.parse::<u64>() {
+            Ok(0) => Problem::Zero,
+            Ok(n) => return n,
+            Err(_) => not_a_number,
+        };
+        warnings.push(ConfigWarning::FellBack {
+            var,
+            value: v.to_owned(),
+            problem,
+            default: shown_default(),
+        });
+        default
+    }
+}
+
+/// Dynamo's boolean spellings (`dynamo-truthy`): `1/true/on/yes` and `0/false/off/no`, any case.
+pub(super) fn parse_bool(value: &str) -> Option<bool> {
+    const TRUE: [&str; 4] = ["1", "true", "on", "yes"];
+    const FALSE: [&str; 4] = ["0", "false", "off", "no"];
+    let value = value.trim();
+    if TRUE.iter().any(|t| value.eq_ignore_ascii_case(t)) {
+        Some(true)
+    } else if FALSE.iter().any(|f| value.eq_ignore_ascii_case(f)) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// A bracketed list as figment reads it: `["a", "b"]`, `[a, b]` or `[]`.
+pub(super) fn parse_list(value: &str) -> Option<Vec<String>> {
+    let inner = value.strip_prefix('[')?.strip_suffix(']')?.trim();
+    if inner.is_empty() {
+        return Some(Vec::new());
+    }
+    inner
+        .split(',')
+        .map(|item| {
+            let item = item.trim();
+            let item = item
+                .strip_prefix('"')
+                .and_then(|i| i.strip_suffix('"'))
+                .unwrap_or(item);
+            (!item.is_empty()).then(|| item.to_owned())
+        })
+        .collect()
+}

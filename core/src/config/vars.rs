@@ -1,0 +1,83 @@
+//! The names of every setting [`DistributedConfig`](super::DistributedConfig) understands.
+//!
+//! Each constant is spelled exactly as Dynamo 1.6.1 spells it
+//! (`src/config/environment_names.rs`), so a deployment's environment carries over unchanged.
+
+/// Discovery backend: `etcd` (default), `file`, `mem` or `kubernetes`.
+pub const DYN_DISCOVERY_BACKEND: &str = "DYN_DISCOVERY_BACKEND";
+/// Request plane: `tcp` (default), `nats` or `http` (`http` is a dynrt extension).
+pub const DYN_REQUEST_PLANE: &str = "DYN_REQUEST_PLANE";
+/// Event plane: `zmq` (default) or `nats`.
+pub const DYN_EVENT_PLANE: &str = "DYN_EVENT_PLANE";
+/// NATS server URL, `nats://…` or `tls://…`; default `nats://localhost:4222`.
+pub const NATS_SERVER: &str = "NATS_SERVER";
+/// Comma-separated etcd endpoints; default `http://localhost:2379`.
+pub const ETCD_ENDPOINTS: &str = "ETCD_ENDPOINTS";
+/// etcd lease TTL in whole seconds; default 30.
+pub const ETCD_LEASE_TTL: &str = "ETCD_LEASE_TTL";
+/// Root directory of the `file` discovery backend; default `$TMPDIR/dynamo_store_kv`.
+pub const DYN_FILE_KV: &str = "DYN_FILE_KV";
+/// Host the TCP request-plane server binds and advertises; default: the resolved local IP.
+pub const DYN_TCP_RPC_HOST: &str = "DYN_TCP_RPC_HOST";
+/// Port of the TCP request-plane server; default 0 (the OS picks one).
+pub const DYN_TCP_RPC_PORT: &str = "DYN_TCP_RPC_PORT";
+/// Host of the TCP response-stream (call-home) server; default: the resolved local IP.
+pub const DYN_TCP_RESPONSE_STREAM_HOST: &str = "DYN_TCP_RESPONSE_STREAM_HOST";
+/// Port of the TCP response-stream (call-home) server; default 0 (the OS picks one).
+pub const DYN_TCP_RESPONSE_STREAM_PORT: &str = "DYN_TCP_RESPONSE_STREAM_PORT";
+/// Largest request-plane message in bytes; default 32 MiB.
+pub const DYN_TCP_MAX_MESSAGE_SIZE: &str = "DYN_TCP_MAX_MESSAGE_SIZE";
+/// Codec of request bodies and response items: `msgpack` (default) or `json`.
+pub const DYN_REQUEST_PLANE_CODEC: &str = "DYN_REQUEST_PLANE_CODEC";
+/// Host the system status server (health, metrics) binds; default `0.0.0.0`.
+pub const DYN_SYSTEM_HOST: &str = "DYN_SYSTEM_HOST";
+/// Port of the system status server: -1 disabled (default), 0 any free port.
+pub const DYN_SYSTEM_PORT: &str = "DYN_SYSTEM_PORT";
+/// Health status before any endpoint reports: `notready` (default) or `ready`.
+pub const DYN_SYSTEM_STARTING_HEALTH_STATUS: &str = "DYN_SYSTEM_STARTING_HEALTH_STATUS";
+/// Path of the readiness route; default `/health`.
+pub const DYN_SYSTEM_HEALTH_PATH: &str = "DYN_SYSTEM_HEALTH_PATH";
+/// Path of the liveness route; default `/live`.
+pub const DYN_SYSTEM_LIVE_PATH: &str = "DYN_SYSTEM_LIVE_PATH";
+/// Deprecated: a list (`["generate"]`) of endpoints whose status gates readiness.
+pub const DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS: &str = "DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS";
+/// Deprecated and ignored (the port alone enables the server); still checked as a boolean.
+pub const DYN_SYSTEM_ENABLED: &str = "DYN_SYSTEM_ENABLED";
+/// Whether canary health checks run; default false.
+pub const DYN_HEALTH_CHECK_ENABLED: &str = "DYN_HEALTH_CHECK_ENABLED";
+/// Seconds a canary request may take before the endpoint is marked not ready; default 3.
+pub const DYN_HEALTH_CHECK_REQUEST_TIMEOUT: &str = "DYN_HEALTH_CHECK_REQUEST_TIMEOUT";
+/// Seconds without traffic on an endpoint before a canary is sent; default 10.
+pub const DYN_CANARY_WAIT_TIME: &str = "DYN_CANARY_WAIT_TIME";
+/// Bound in seconds on draining in-flight work at shutdown; default 900 (15 minutes).
+pub const DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS: &str =
+    "DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS";
+
+/// Every setting [`DistributedConfig::from_settings`](super::DistributedConfig::from_settings)
+/// reads, in the order it checks them.
+pub const VARIABLES: &[&str] = &[
+    DYN_DISCOVERY_BACKEND,
+    DYN_REQUEST_PLANE,
+    DYN_EVENT_PLANE,
+    NATS_SERVER,
+    ETCD_ENDPOINTS,
+    ETCD_LEASE_TTL,
+    DYN_FILE_KV,
+    DYN_TCP_RPC_HOST,
+    DYN_TCP_RPC_PORT,
+    DYN_TCP_RESPONSE_STREAM_HOST,
+    DYN_TCP_RESPONSE_STREAM_PORT,
+    DYN_TCP_MAX_MESSAGE_SIZE,
+    DYN_REQUEST_PLANE_CODEC,
+    DYN_SYSTEM_HOST,
+    DYN_SYSTEM_PORT,
+    DYN_SYSTEM_STARTING_HEALTH_STATUS,
+    DYN_SYSTEM_HEALTH_PATH,
+    DYN_SYSTEM_LIVE_PATH,
+    DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS,
+    DYN_SYSTEM_ENABLED,
+    DYN_HEALTH_CHECK_ENABLED,
+    DYN_HEALTH_CHECK_REQUEST_TIMEOUT,
+    DYN_CANARY_WAIT_TIME,
+    DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS,
+];
