@@ -1,1 +1,0 @@
-//! dynrt's own multiplexed framing (being written).
