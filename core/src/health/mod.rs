@@ -32,6 +32,38 @@
 //! Endpoint keys are whatever the driver chooses; 1.6.1 uses the bare endpoint name
 //! (`"generate"`), and those keys are what `/health` lists.
 //!
+//! ## Driving it
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use dynrt_core::health::{CanaryConfig, HealthCommand, HealthConfig, HealthStatus, SystemHealth};
+//!
+//! let t0 = Instant::now(); // a driver passes real instants; tests pass virtual ones
+//! let config = HealthConfig { canary: Some(CanaryConfig::default()), ..HealthConfig::default() };
+//! let mut health = SystemHealth::new(config, t0);
+//! health.register_health_check("generate", serde_json::json!({"prompt": "ping"}), t0)?;
+//! health.endpoint_registered("generate", t0);
+//! assert_eq!(health.status(), HealthStatus::NotReady);
+//!
+//! // The driver loop: fire the timer when due, then run every command.
+//! if health.poll_timeout().is_some_and(|deadline| deadline <= t0) {
+//!     health.handle_timeout(t0);
+//! }
+//! while let Some(command) = health.poll_command() {
+//!     match command {
+//!         HealthCommand::SendCanary { id, endpoint, payload } => {
+//!             // Send `payload` to our own `endpoint`; say that its first item arrived:
+//!             health.handle_canary_item(id, t0 + Duration::from_millis(20));
+//!         }
+//!         HealthCommand::CancelCanary { .. } => { /* drop that canary's stream */ }
+//!         _ => {}
+//!     }
+//! }
+//! assert!(health.is_ready());
+//! assert_eq!(health.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+//! # Ok::<(), dynrt_core::health::RegisterHealthCheckError>(())
+//! ```
+//!
 //! ## Deviation from 1.6.1
 //!
 //! 1.6.1 sends an endpoint's first canary one full `DYN_CANARY_WAIT_TIME` after registering its

@@ -13,13 +13,34 @@
 //! metrics. The runtime's `dynamo_component_uptime_seconds` is built in and computed from the
 //! `now` given to [`MetricsRegistry::render`], so it is fresh at every scrape.
 //!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use dynrt_core::metrics::MetricsRegistry;
+//!
+//! let t0 = Instant::now();
+//! let mut registry = MetricsRegistry::new(t0, Some(0x1a2b));
+//! let generate = registry.endpoint("demo", "backend", "generate", &[])?; // once, at serve time
+//!
+//! // Per request, on the hot path: relaxed atomics only.
+//! let request = generate.request_started(128, t0);
+//! generate.response_bytes(64);
+//! request.finish(t0 + Duration::from_millis(2));
+//!
+//! let text = registry.render(t0 + Duration::from_secs(1)); // GET /metrics
+//! assert!(text.contains(
+//!     r#"dynamo_component_requests_total{dynamo_component="backend",dynamo_endpoint="generate",dynamo_namespace="demo",worker_id="1a2b"} 1"#
+//! ));
+//! assert!(text.contains(r#"dynamo_component_uptime_seconds{worker_id="1a2b"} 1"#));
+//! # Ok::<(), dynrt_core::metrics::MetricsError>(())
+//! ```
+//!
 //! ## Why hand-written exposition, not `prometheus-client`
 //!
 //! `prometheus-client` is pure, but it writes OpenMetrics text: counter families lose their
 //! `_total` in `# TYPE` lines, output ends with `# EOF`, and it is served as
 //! `application/openmetrics-text`. Dynamo 1.6.1 serves the classic 0.0.4 text of the `prometheus`
 //! crate, and dashboards and scrapers built on it read that. The exposition is small (see
-//! [`text`]'s grammar) and the tests parse every output with a strict grammar check and with the
+//! grammar in `metrics/text.rs`) and the tests parse every output with a strict grammar check and with the
 //! `prometheus-parse` crate. Owning the storage also lets the hot path be a fixed struct of
 //! atomics (no label-map lookup per request).
 //!

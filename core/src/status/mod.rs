@@ -17,6 +17,34 @@
 //! extractor does. A HEAD answer carries the GET body: the HTTP layer (hyper) sends only its
 //! headers.
 //!
+//! ## Driving it
+//!
+//! ```
+//! use std::time::Instant;
+//! use bytes::Bytes;
+//! use dynrt_core::health::{HealthConfig, SystemHealth};
+//! use dynrt_core::status::{Dispatch, StatusContext, StatusRoutes};
+//!
+//! let now = Instant::now();
+//! let health = SystemHealth::new(HealthConfig::default(), now);
+//! let routes = StatusRoutes::default(); // or StatusRoutes::new(health_path, live_path)?
+//! let ctx = StatusContext {
+//!     health: &health,
+//!     now,
+//!     live: true,
+//!     metrics: &|| String::new(), // e.g. || registry.render(now)
+//!     metadata: None,
+//! };
+//! let response = match routes.handle("GET", "/live", b"", &ctx) {
+//!     Dispatch::Respond(response) => response,
+//!     // Run the registered callback (404 if none), answer with its result.
+//!     Dispatch::Engine(call) => call.route.not_found(),
+//!     // Look the validated key up in the artifact store.
+//!     Dispatch::Artifact(request) => request.found(Bytes::from_static(b"...")),
+//! };
+//! assert_eq!(response.status, 200); // alive, though not ready
+//! ```
+//!
 //! ## Liveness is not readiness
 //!
 //! 1.6.1 answers its worker live path with the health handler, so a worker that is merely not
