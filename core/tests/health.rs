@@ -659,3 +659,53 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn in_flight_canary_ignores_re_registration_and_stale_ids() {
+    let t0 = Instant::now();
+    let mut h = canary_endpoint(t0);
+    let id = expect_canary(&mut h, t0);
+    h.endpoint_registered(EP, t0 + secs(1));
+    assert_eq!(
+        h.canary_in_flight(EP),
+        Some(id),
+        "registration does not restart a canary"
+    );
+    assert_eq!(h.poll_timeout(), Some(t0 + TIMEOUT));
+    h.handle_canary_item(id, t0 + secs(1));
+    // Idle now: a repeated verdict for the same id is stale.
+    h.handle_canary_error(id, t0 + secs(2));
+    h.handle_canary_end(id, t0 + secs(2));
+    assert!(h.is_ready());
+    assert!(drain(&mut h).is_empty());
+}
+
+#[test]
+fn shutdown_while_idle_stops_the_schedule_without_commands() {
+    let t0 = Instant::now();
+    let mut h = canary_endpoint(t0);
+    let id = expect_canary(&mut h, t0);
+    h.handle_canary_item(id, t0);
+    h.begin_shutdown(t0 + secs(1));
+    assert!(drain(&mut h).is_empty(), "nothing in flight to cancel");
+    assert_eq!(h.poll_timeout(), None);
+    // Stopped ignores everything.
+    h.endpoint_registered(EP, t0 + secs(2));
+    h.handle_canary_error(id, t0 + secs(2));
+    h.handle_timeout(t0 + WAIT * 3);
+    assert!(drain(&mut h).is_empty());
+    assert_eq!(h.endpoint_status(EP), Some(HealthStatus::Ready));
+    assert!(!h.is_ready(), "shutting down");
+    // A payload registered during shutdown gets no schedule.
+    h.register_health_check("late", json!({}), t0 + secs(3))
+        .unwrap();
+    assert_eq!(h.poll_timeout(), None);
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<SystemHealth>();
+    check::<dynrt_core::health::TrafficSignal>();
+    check::<HealthCommand>();
+}

@@ -1092,3 +1092,15 @@ fn strict_checker_rejects_invalid_text() {
         assert!(check_exposition(text).is_err(), "accepted {text:?}");
     }
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<MetricsRegistry>();
+    check::<dynrt_core::metrics::EndpointMetrics>();
+    check::<dynrt_core::metrics::InflightRequest>();
+    check::<dynrt_core::metrics::Counter>();
+    check::<dynrt_core::metrics::Gauge>();
+    check::<dynrt_core::metrics::IntGauge>();
+    check::<dynrt_core::metrics::Histogram>();
+}
