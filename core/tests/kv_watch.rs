@@ -340,3 +340,28 @@ fn event_revisions_only_increase_for_a_watcher() {
         }
     }
 }
+
+#[test]
+fn poll_next_watch_event_drains_every_watch_in_id_order() {
+    let mut kv = kv_with_history(100);
+    let wa = kv.watch("a/", WatchStart::Snapshot);
+    let wb = kv.watch("b/", WatchStart::Now);
+    let quiet = kv.watch("q/", WatchStart::Now);
+    kv.put("b/1", b("1"), None).unwrap();
+    kv.put("a/1", b("1"), None).unwrap();
+    kv.put("b/2", b("1"), None).unwrap();
+    let mut got = Vec::new();
+    while let Some((w, ev)) = kv.poll_next_watch_event() {
+        got.push((w, sketch(&ev)));
+    }
+    assert_eq!(
+        got,
+        [
+            (wa, "snapshot@4[a/1]".to_owned()),
+            (wb, "put b/1@2".to_owned()),
+            (wb, "put b/2@4".to_owned()),
+        ]
+    );
+    assert!(drain(&mut kv, quiet).is_empty());
+    assert_eq!(kv.poll_next_watch_event(), None);
+}

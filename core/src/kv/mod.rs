@@ -43,7 +43,7 @@
 //! then changes after it. With [`OnGap::Cancel`] it gets etcd's own answer instead,
 //! [`WatchEvent::Compacted`], and the watch ends (etcd cancels a compacted watch; the client must
 //! re-list). [`Kv::poll_ready_watch`] names watches that may have something new, so a driver
-//! wakes only those.
+//! wakes only those; [`Kv::poll_next_watch_event`] drains every watch in one loop.
 //!
 //! # Buckets
 //!
@@ -75,6 +75,7 @@
 //! ```
 
 mod error;
+pub mod file;
 mod leases;
 mod types;
 mod watch;
@@ -448,6 +449,20 @@ impl Kv {
     #[must_use = "an event that is polled and dropped is lost"]
     pub fn poll_watch_event(&mut self, watch: WatchId) -> Result<Option<WatchEvent>, UnknownWatch> {
         self.watches.poll(watch, &self.entries, self.revision)
+    }
+
+    /// The next event of any watch, draining one watch before the next (in id order); `None`
+    /// when no watch has anything new. The simplest driver loop: after each change, deliver
+    /// these to the watchers' channels.
+    #[must_use = "an event that is polled and dropped is lost"]
+    pub fn poll_next_watch_event(&mut self) -> Option<(WatchId, WatchEvent)> {
+        while let Some(watch) = self.watches.poll_ready() {
+            if let Ok(Some(event)) = self.watches.poll(watch, &self.entries, self.revision) {
+                self.watches.mark_ready(watch); // it may have more
+                return Some((watch, event));
+            }
+        }
+        None
     }
 
     /// A watch that may have events to poll since it was last named here (each named once per

@@ -334,6 +334,12 @@ impl Watches {
         }
     }
 
+    pub(super) fn mark_ready(&mut self, id: WatchId) {
+        if self.watchers.contains_key(&id) {
+            self.ready.insert(id);
+        }
+    }
+
     pub(super) fn poll_ready(&mut self) -> Option<WatchId> {
         self.ready.pop_first()
     }
