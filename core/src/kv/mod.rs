@@ -28,7 +28,9 @@
 //! Leases expire exactly at their deadline when the driver calls [`Kv::handle_timeout`] at
 //! [`Kv::poll_timeout`] (etcd checks every 500 ms, so a real etcd is up to that much later).
 //! [`Kv::grant_lease`] and [`Kv::keep_alive`] first expire what is due at `now`, so an expired
-//! lease cannot be renewed even if the timer has not fired yet (etcd refuses that too).
+//! lease cannot be renewed even if the timer has not fired yet (etcd refuses that too). Writes
+//! take no `now`: a write under a lease whose deadline has passed but whose timer has not fired
+//! is accepted and deleted by that timer, as etcd accepts it until its next expiry sweep.
 //!
 //! # Watches
 //!

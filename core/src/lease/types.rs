@@ -85,12 +85,12 @@ pub enum LostReason {
     Expired,
     /// The deadline passed without a successful keep-alive.
     DeadlinePassed,
-    /// [`LeaseConfig::max_renew_attempts`] keep-alive attempts failed.
+    /// [`LeaseConfig::max_renew_attempts`](super::LeaseConfig::max_renew_attempts) keep-alive attempts failed.
     RetryBudgetSpent {
         /// Attempts made.
         attempts: u32,
     },
-    /// No lease could be granted within [`LeaseConfig::grant_timeout`].
+    /// No lease could be granted within [`LeaseConfig::grant_timeout`](super::LeaseConfig::grant_timeout).
     GrantFailed {
         /// Attempts made.
         attempts: u32,
