@@ -1,0 +1,305 @@
+//! Test support shared by the adapters' integration tests: real `etcd` and `nats-server`
+//! processes, each on free loopback ports in its own temporary directory, stopped (SIGTERM, then
+//! SIGKILL) and cleaned up when dropped.
+//!
+//! Nothing here stands in for a server: if the binary is missing the test fails with a message
+//! saying how to install it (`bash .ci/run` does). Binaries are found on `PATH`, or through
+//! `DYNRT_ETCD_BIN` / `DYNRT_NATS_BIN`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to become healthy.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A port that was free a moment ago (bind to port 0, read it back, release it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0 to find a free port")
+}
+
+fn find_binary(env: &str, names: &[&str], install_hint: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return PathBuf::from(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path).chain(["/usr/sbin".into(), "/usr/local/bin".into()]);
+    for dir in dirs {
+        for name in names {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "{} not found on PATH or in ${env}: {install_hint}",
+        names[0]
+    );
+}
+
+/// Sends `GET path` over HTTP/1.0 and returns the status code and body, if the server answered.
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    Some((status, body))
+}
+
+fn wait_until(what: &str, child: &mut Child, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited during start-up with {status}");
+        }
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{what} did not become healthy within {START_TIMEOUT:?}");
+}
+
+fn stop(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        // SIGTERM first so the server shuts down cleanly; both stop in ~130 ms here.
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+/// A single-node etcd on loopback.
+pub struct EtcdServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+}
+
+impl EtcdServer {
+    /// Starts etcd on two free ports and waits until `/health` says it is healthy.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("dynrt-etcd-")
+            .tempdir()
+            .expect("creating a temp dir for etcd");
+        let mut server = Self {
+            child: None,
+            dir,
+            client_port: free_port(),
+            peer_port: free_port(),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let bin = find_binary(
+            "DYNRT_ETCD_BIN",
+            &["etcd"],
+            "run `bash .ci/run` once (it installs etcd-server) or `apt-get install etcd-server`",
+        );
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::File::create(self.dir.path().join("etcd.log")).expect("etcd log file");
+        let mut child = Command::new(bin)
+            .args(["--name", "dynrt-test"])
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &format!("dynrt-test={peer}")])
+            .args(["--logger=zap", "--log-level=warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning etcd");
+        let addr: SocketAddr = ([127, 0, 0, 1], self.client_port).into();
+        wait_until(
+            "etcd",
+            &mut child,
+            || matches!(http_get(addr, "/health"), Some((200, body)) if body.contains("true")),
+        );
+        self.child = Some(child);
+    }
+
+    /// The client URL, e.g. `http://127.0.0.1:41234`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Stops the server (SIGTERM), keeping its data directory and ports for [`Self::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child);
+        }
+    }
+
+    /// Starts the server again on the same ports with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// The server's log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A nats-server with JetStream on loopback.
+pub struct NatsServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+    monitor_port: u16,
+}
+
+impl NatsServer {
+    /// Starts nats-server (≥ 2.10) with JetStream and waits until it reports healthy.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("dynrt-nats-")
+            .tempdir()
+            .expect("creating a temp dir for nats-server");
+        let mut server = Self {
+            child: None,
+            dir,
+            port: free_port(),
+            monitor_port: free_port(),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let bin = find_binary(
+            "DYNRT_NATS_BIN",
+            &["nats-server"],
+            "run `bash .ci/install-nats` (installs nats-server >= 2.10)",
+        );
+        let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("nats log file");
+        let mut child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-m", &self.monitor_port.to_string(), "-js", "-sd"])
+            .arg(self.dir.path().join("jetstream"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning nats-server");
+        let addr: SocketAddr = ([127, 0, 0, 1], self.monitor_port).into();
+        wait_until("nats-server", &mut child, || {
+            matches!(
+                http_get(addr, "/healthz?js-enabled-only=true"),
+                Some((200, _))
+            )
+        });
+        self.child = Some(child);
+    }
+
+    /// The client URL, e.g. `nats://127.0.0.1:41235`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server, keeping its ports and data for [`Self::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child);
+        }
+    }
+
+    /// Starts the server again on the same ports with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Where the server keeps its data.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_starts_restarts_and_stops() {
+        let mut etcd = EtcdServer::start();
+        let addr: SocketAddr = ([127, 0, 0, 1], etcd.client_port).into();
+        assert_eq!(
+            http_get(addr, "/health").map(|r| r.0),
+            Some(200),
+            "{}",
+            etcd.log()
+        );
+        etcd.restart();
+        assert_eq!(http_get(addr, "/health").map(|r| r.0), Some(200));
+        etcd.stop();
+        assert!(
+            http_get(addr, "/health").is_none(),
+            "etcd still answers after stop"
+        );
+    }
+
+    #[test]
+    fn nats_starts_with_jetstream() {
+        let nats = NatsServer::start();
+        let addr: SocketAddr = ([127, 0, 0, 1], nats.monitor_port).into();
+        let (status, body) = http_get(addr, "/varz").expect("monitor answers");
+        assert_eq!(status, 200);
+        assert!(body.contains("\"jetstream\""), "{body}");
+        assert!(nats.url().starts_with("nats://127.0.0.1:"));
+    }
+}
