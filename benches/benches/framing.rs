@@ -16,6 +16,7 @@ use dynrt_core::wire::OutBuf;
 use dynrt_core::wire::dynamo::{
     Checksum, RequestDecoder, RequestFrame, TwoPartDecoder, TwoPartFrame,
 };
+use dynrt_core::wire::mux::{self, Data, Frame, MuxDecoder, Request, RequestHeader, StreamId};
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
@@ -154,6 +155,63 @@ fn bench_two_part(c: &mut Criterion, size: usize) {
     }
 }
 
+fn bench_mux(c: &mut Criterion, size: usize) {
+    let header = RequestHeader::new("0b7a51c2-3f4e-4d7a-9a53-1f0e2d3c4b5a")
+        .to_msgpack()
+        .expect("encodable");
+    let frames = [
+        (
+            "mux_data",
+            Frame::Data(Data {
+                stream: StreamId(7),
+                more: false,
+                payload: payload(size),
+            }),
+        ),
+        (
+            "mux_request",
+            Frame::Request(Request {
+                stream: StreamId(7),
+                route: "1a2b3c/dynamo/backend/generate".into(),
+                header: header.clone(),
+                payload: payload(size),
+            }),
+        ),
+    ];
+    for (name, frame) in frames {
+        let mut out = OutBuf::new();
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Bytes(frame.body_len() + mux::HEADER_LEN as u64));
+        group.bench_function(BenchmarkId::new("encode", size_label(size)), |b| {
+            b.iter(|| {
+                black_box(&frame)
+                    .encode(&mut out, LIMIT as u32)
+                    .expect("fits");
+                out.advance(out.len());
+            })
+        });
+        let mut decoder = MuxDecoder::new(LIMIT as u32);
+        let mut rx = BytesMut::new();
+        group.bench_function(BenchmarkId::new("roundtrip", size_label(size)), |b| {
+            b.iter(|| {
+                black_box(&frame)
+                    .encode(&mut out, LIMIT as u32)
+                    .expect("fits");
+                socket_copy(&mut out, &mut rx);
+                black_box(decoder.decode(&mut rx).expect("valid").expect("whole"));
+            })
+        });
+        group.finish();
+
+        frame.encode(&mut out, LIMIT as u32).expect("fits");
+        let wire = out.take_contiguous();
+        let mut decoder = MuxDecoder::new(LIMIT as u32);
+        bench_decode(c, name, size, &wire, |src| {
+            decoder.decode(src).expect("valid").expect("whole")
+        });
+    }
+}
+
 /// What a user without dynrt would write: an rmp-serde header and the payload in one
 /// length-delimited frame.
 #[derive(Serialize, Deserialize)]
@@ -235,7 +293,11 @@ fn socket_copy(out: &mut OutBuf, rx: &mut BytesMut) {
 }
 
 fn framing(c: &mut Criterion) {
+    // 64-byte frames: the small-message rate the mux goal is stated for.
+    bench_mux(c, 64);
+    bench_baseline(c, 64);
     for size in FRAME_SIZES {
+        bench_mux(c, size);
         bench_dynamo_request(c, size);
         bench_two_part(c, size);
         bench_baseline(c, size);
