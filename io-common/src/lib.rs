@@ -1,0 +1,16 @@
+//! # dynrt-io
+//!
+//! The drivers that connect dynrt-core's state machines to sockets, timers and external
+//! clients, written once, generic over a four-part [`Runtime`] (spawn, timers, TCP, and a bridge
+//! to tokio for the tokio-only clients). `dynrt-tokio` and `dynrt-smol` each implement
+//! [`Runtime`] in about a hundred lines and re-export this crate's API with their runtime
+//! filled in, so a user switches executor by changing one import.
+//!
+//! Why a shared crate rather than two copies: every line of driver logic written twice is a
+//! line that can drift; and the core cannot hold it, because it is async and the core is pure.
+//! The split follows quinn's: protocol state in the core, glue generic over a small runtime
+//! trait, executor-specific code in the thinnest layer possible.
+
+pub mod runtime;
+
+pub use runtime::Runtime;

@@ -1,0 +1,65 @@
+//! The executor interface: what the drivers need from tokio or smol, and nothing more.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_io::{AsyncRead, AsyncWrite};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a driver needs from an executor.
+///
+/// Implementations: `dynrt_tokio::TokioRuntime` and `dynrt_smol::SmolRuntime`.
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// A connected TCP socket.
+    type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// A listening TCP socket.
+    type Listener: Send + Sync + 'static;
+    /// A timer that can be moved to another deadline without allocating.
+    type Timer: Future<Output = ()> + Unpin + Send + 'static;
+
+    /// Runs `future` to completion in the background.
+    fn spawn(&self, future: impl Future<Output = ()> + Send + 'static);
+
+    /// A timer that fires at `deadline`.
+    fn timer(&self, deadline: Instant) -> Self::Timer;
+
+    /// Moves `timer` to fire at `deadline` instead.
+    fn reset_timer(timer: &mut Self::Timer, deadline: Instant);
+
+    /// Connects to `addr` with `TCP_NODELAY` set.
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Self::Tcp>>;
+
+    /// Binds a listener on `addr` (port 0: the OS picks one).
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Self::Listener>>;
+
+    /// The address a listener is bound to.
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
+
+    /// Accepts one connection, with `TCP_NODELAY` set.
+    fn poll_accept(
+        listener: &Self::Listener,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(Self::Tcp, SocketAddr)>>;
+
+    /// A handle to a tokio runtime, for the clients that only run on tokio (etcd-client,
+    /// async-nats). On tokio it is the current runtime; on smol, one the adapter owns on a
+    /// background thread. Run client calls as `handle.spawn(call).await`: a tokio `JoinHandle`
+    /// is an ordinary future any executor can await.
+    fn tokio_handle(&self) -> tokio::runtime::Handle;
+}
+
+/// Accepts one connection from `listener`.
+pub async fn accept<R: Runtime>(listener: &R::Listener) -> io::Result<(R::Tcp, SocketAddr)> {
+    futures_lite::future::poll_fn(|cx| R::poll_accept(listener, cx)).await
+}
+
+/// Sleeps until `deadline`.
+pub async fn sleep_until<R: Runtime>(runtime: &R, deadline: Instant) {
+    runtime.timer(deadline).await
+}
