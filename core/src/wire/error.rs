@@ -19,7 +19,9 @@ pub enum DecodeError {
         limit: u64,
     },
     /// A two-part frame's checksum does not match its contents.
-    #[error("two-part frame checksum mismatch: frame says {expected:#018x}, contents hash to {actual:#018x} ({len} bytes)")]
+    #[error(
+        "two-part frame checksum mismatch: frame says {expected:#018x}, contents hash to {actual:#018x} ({len} bytes)"
+    )]
     ChecksumMismatch {
         /// The checksum written in the frame.
         expected: u64,

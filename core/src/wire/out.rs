@@ -175,7 +175,11 @@ mod tests {
         let mut slices = [IoSlice::new(&[]); 8];
         let n = out.io_slices(&mut slices);
         assert_eq!(n, 3);
-        assert_eq!(slices[1].as_ptr(), big.as_ptr(), "payload must not be copied");
+        assert_eq!(
+            slices[1].as_ptr(),
+            big.as_ptr(),
+            "payload must not be copied"
+        );
         assert_eq!(out.len(), 10_004);
         out.advance(5);
         assert_eq!(out.len(), 9_999);
