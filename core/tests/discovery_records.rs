@@ -5,9 +5,9 @@
 //! of those types with serde_json.
 
 use dynrt_core::discovery::{
-    DeviceType, DiscoveryRecord, DynrtCapabilities, EndpointRecord, EventChannelRecord,
-    EventEndpoint, EventScope, EventSourceRecord, EventTransport, Instance, InstanceAddress,
-    ModelRecord, PayloadCodec, RecordError, Transport,
+    DeviceType, DiscoveryRecord, DynrtCapabilities, EndpointRecord, EndpointRecordParser,
+    EventChannelRecord, EventEndpoint, EventScope, EventSourceRecord, EventTransport, Instance,
+    InstanceAddress, ModelRecord, PayloadCodec, RecordError, Transport,
 };
 use dynrt_core::names::{EndpointId, InstanceId, TcpRoute, TcpTransport};
 use proptest::prelude::*;
@@ -474,5 +474,118 @@ proptest! {
     fn parsers_never_panic_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = DiscoveryRecord::from_json(&bytes);
         let _ = Instance::from_json(&bytes, &generate(), ID);
+    }
+}
+
+// ---- the canonical fast path agrees with the full parser ----------------------------------
+
+fn arb_record() -> impl Strategy<Value = EndpointRecord> {
+    (
+        any::<u64>(),
+        any::<u16>(),
+        0u8..3,
+        proptest::option::of(prop_oneof![Just(DeviceType::Cpu), Just(DeviceType::Cuda)]),
+        proptest::option::of(prop_oneof![
+            Just(PayloadCodec::Json),
+            Just(PayloadCodec::Msgpack)
+        ]),
+        proptest::option::of(proptest::option::of(any::<u32>())),
+        "\\PC{0,6}",
+    )
+        .prop_map(|(id, port, kind, device, codec, dynrt, odd)| {
+            let ep = generate();
+            let transport = match kind {
+                0 => Transport::Tcp(
+                    TcpTransport::new(
+                        ([10, 1, 2, 3], port).into(),
+                        &TcpRoute::new(InstanceId(id), ep.clone()),
+                    )
+                    .to_string(),
+                ),
+                1 => Transport::Tcp(format!("[fd00::1]:{port}/{odd}\"\\\u{1}")),
+                _ => Transport::Nats(format!("{}{odd}", ep.nats_subject(InstanceId(id)))),
+            };
+            let mut r = EndpointRecord::new(&ep, InstanceId(id), transport);
+            r.device_type = device;
+            r.request_plane_codec = codec;
+            r.dynrt = dynrt.map(|mux| DynrtCapabilities { mux });
+            r
+        })
+}
+
+#[test]
+fn fast_path_takes_the_canonical_golden_and_leaves_other_spellings() {
+    let parser = EndpointRecordParser::new(generate());
+    let fast = parser
+        .parse_canonical(ENDPOINT_GOLDEN.as_bytes(), ID)
+        .expect("canonical");
+    assert_eq!(
+        fast,
+        Instance::from_json(ENDPOINT_GOLDEN.as_bytes(), &generate(), ID).unwrap()
+    );
+    for other in [
+        ENDPOINT_GOLDEN.replace(",", ", "),
+        format!("{ENDPOINT_GOLDEN} "),
+        ENDPOINT_GOLDEN.replace("/dynamo/", "\\/dynamo/"),
+        ENDPOINT_GOLDEN.replace(
+            r#""device_type":"cuda","request_plane_codec":"msgpack""#,
+            r#""request_plane_codec":"msgpack","device_type":"cuda""#,
+        ),
+    ] {
+        assert_eq!(
+            parser.parse_canonical(other.as_bytes(), ID),
+            None,
+            "{other}"
+        );
+        assert_eq!(parser.parse(other.as_bytes(), ID).unwrap(), fast, "{other}");
+    }
+    assert_eq!(
+        parser.parse_canonical(ENDPOINT_GOLDEN.as_bytes(), InstanceId(1)),
+        None
+    );
+    assert!(
+        parser
+            .parse(ENDPOINT_GOLDEN.as_bytes(), InstanceId(1))
+            .is_err()
+    );
+}
+
+proptest! {
+    #[test]
+    fn fast_path_equals_full_parser_on_records(r in arb_record()) {
+        let parser = EndpointRecordParser::new(generate());
+        let json = DiscoveryRecord::from(r.clone()).to_json();
+        let full = Instance::from_json(&json, &generate(), r.instance_id);
+        match parser.parse_canonical(&json, r.instance_id) {
+            Some(fast) => prop_assert_eq!(Ok(fast), full.clone()),
+            // Only what the fast path leaves by design: `"dynrt":{}`, a string with escapes,
+            // or an unusable transport.
+            None => {
+                let (Transport::Tcp(s) | Transport::Nats(s)) = &r.transport;
+                let escaped = s.chars().any(|c| c == '"' || c == '\\' || c < ' ');
+                prop_assert!(
+                    r.dynrt == Some(DynrtCapabilities::default()) || escaped || full.is_err(),
+                    "fast path declined {}", String::from_utf8_lossy(&json)
+                );
+            }
+        }
+        prop_assert_eq!(parser.parse(&json, r.instance_id), full);
+    }
+
+    #[test]
+    fn fast_path_never_accepts_what_the_full_parser_rejects(
+        r in arb_record(), at in any::<prop::sample::Index>(), byte: u8, edit in 0u8..3,
+    ) {
+        let parser = EndpointRecordParser::new(generate());
+        let mut json = DiscoveryRecord::from(r.clone()).to_json();
+        let i = at.index(json.len());
+        match edit {
+            0 => json[i] = byte,
+            1 => { json.remove(i); }
+            _ => json.insert(i, byte),
+        }
+        if let Some(fast) = parser.parse_canonical(&json, r.instance_id) {
+            prop_assert_eq!(Ok(fast), Instance::from_json(&json, &generate(), r.instance_id));
+        }
     }
 }

@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use super::instance::Instance;
+use super::record_parser::EndpointRecordParser;
 use super::records::RecordError;
 use crate::names::{EndpointId, InstanceId, InstanceIdError};
 
@@ -136,7 +137,7 @@ enum Phase {
 /// the transition table.
 #[derive(Debug)]
 pub struct InstanceSet {
-    endpoint: EndpointId,
+    parser: EndpointRecordParser,
     prefix: String,
     reconcile_interval: Duration,
     phase: Phase,
@@ -153,7 +154,7 @@ impl InstanceSet {
     pub fn new(endpoint: EndpointId, reconcile_interval: Duration) -> Self {
         let prefix = format!("v1/instances/{}/", endpoint.path());
         Self {
-            endpoint,
+            parser: EndpointRecordParser::new(endpoint),
             prefix,
             reconcile_interval,
             phase: Phase::AwaitingSnapshot,
@@ -166,7 +167,7 @@ impl InstanceSet {
     /// The endpoint.
     #[must_use]
     pub fn endpoint(&self) -> &EndpointId {
-        &self.endpoint
+        self.parser.endpoint()
     }
 
     /// The key prefix to watch, `v1/instances/{ns}/{component}/{endpoint}/`.
@@ -282,12 +283,13 @@ impl InstanceSet {
     pub fn handle_put(&mut self, key: &str, value: &[u8], now: Instant) -> Result<(), WatchError> {
         self.expire(now);
         let id = self.id_from_key(key)?;
-        let instance = Instance::from_json(value, &self.endpoint, id).map_err(|source| {
-            WatchError::BadRecord {
+        let instance = self
+            .parser
+            .parse(value, id)
+            .map_err(|source| WatchError::BadRecord {
                 key: key.to_owned(),
                 source,
-            }
-        })?;
+            })?;
         self.upsert(instance);
         Ok(())
     }
@@ -427,7 +429,7 @@ impl InstanceSet {
                     continue;
                 }
             };
-            match Instance::from_json(value.as_ref(), &self.endpoint, id) {
+            match self.parser.parse(value.as_ref(), id) {
                 Ok(instance) => next.push((id, Some(instance))),
                 Err(source) => {
                     skipped.push(WatchError::BadRecord {

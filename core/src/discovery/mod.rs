@@ -48,6 +48,7 @@
 mod instance;
 mod instance_set;
 pub mod keys;
+mod record_parser;
 pub mod records;
 
 pub use instance::{Instance, InstanceAddress};
@@ -55,6 +56,7 @@ pub use instance_set::{
     DEFAULT_RECONCILE_INTERVAL, DownReport, InstanceEvent, InstanceSet, WatchError,
 };
 pub use keys::{Bucket, DiscoveryKey, KeyError, Query, instance_key};
+pub use record_parser::EndpointRecordParser;
 pub use records::{
     DeviceType, DiscoveryRecord, DynrtCapabilities, EndpointRecord, EventChannelRecord,
     EventEndpoint, EventScope, EventSourceRecord, EventTransport, MUX_PROTOCOL_VERSION,
