@@ -44,7 +44,6 @@
 //! available, `Removed` deletes, `Down` hides, `Restored` shows — holds exactly
 //! [`InstanceSet::instances`] and [`InstanceSet::available`].
 
-use std::collections::btree_map::Entry as MapEntry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -141,7 +140,7 @@ pub struct InstanceSet {
     prefix: String,
     reconcile_interval: Duration,
     phase: Phase,
-    entries: BTreeMap<InstanceId, Entry>,
+    entries: Slots,
     /// Restore deadlines of `Down` instances, earliest first.
     deadlines: BTreeSet<(Instant, InstanceId)>,
     events: VecDeque<InstanceEvent>,
@@ -158,7 +157,7 @@ impl InstanceSet {
             prefix,
             reconcile_interval,
             phase: Phase::AwaitingSnapshot,
-            entries: BTreeMap::new(),
+            entries: Slots::default(),
             deadlines: BTreeSet::new(),
             events: VecDeque::new(),
         }
@@ -209,21 +208,21 @@ impl InstanceSet {
     /// One instance, available or not.
     #[must_use]
     pub fn get(&self, id: InstanceId) -> Option<&Instance> {
-        self.entries.get(&id).map(|e| &e.instance)
+        self.entries.get(id).map(|e| &e.instance)
     }
 
     /// Whether `id` is known and not reported down.
     #[must_use]
     pub fn is_available(&self, id: InstanceId) -> bool {
         self.entries
-            .get(&id)
+            .get(id)
             .is_some_and(|e| e.state == Availability::Up)
     }
 
     /// When `id`, reported down, will be restored (`None` if it is not down).
     #[must_use]
     pub fn down_until(&self, id: InstanceId) -> Option<Instant> {
-        match self.entries.get(&id)?.state {
+        match self.entries.get(id)?.state {
             Availability::Up => None,
             Availability::Down { until } => Some(until),
         }
@@ -317,7 +316,7 @@ impl InstanceSet {
         if self.reconcile_interval.is_zero() {
             return DownReport::Disabled;
         }
-        let Some(entry) = self.entries.get_mut(&id) else {
+        let Some(entry) = self.entries.get_mut(id) else {
             return DownReport::Unknown;
         };
         if let Availability::Down { .. } = entry.state {
@@ -365,7 +364,7 @@ impl InstanceSet {
             self.deadlines.pop_first();
             let entry = self
                 .entries
-                .get_mut(&id)
+                .get_mut(id)
                 .expect("every deadline belongs to a known instance that is down");
             entry.state = Availability::Up;
             self.events.push_back(InstanceEvent::Restored(id));
@@ -375,15 +374,15 @@ impl InstanceSet {
     /// Inserts or replaces; an unchanged record changes nothing.
     fn upsert(&mut self, instance: Instance) {
         let id = instance.id;
-        match self.entries.entry(id) {
-            MapEntry::Vacant(slot) => {
-                slot.insert(Entry {
+        match self.entries.get_mut(id) {
+            None => self.entries.insert(
+                id,
+                Entry {
                     instance: instance.clone(),
                     state: Availability::Up,
-                });
-            }
-            MapEntry::Occupied(mut slot) => {
-                let entry = slot.get_mut();
+                },
+            ),
+            Some(entry) => {
                 if entry.instance == instance {
                     return;
                 }
@@ -398,7 +397,7 @@ impl InstanceSet {
     }
 
     fn remove(&mut self, id: InstanceId) {
-        if let Some(entry) = self.entries.remove(&id) {
+        if let Some(entry) = self.entries.remove(id) {
             if let Availability::Down { until } = entry.state {
                 self.deadlines.remove(&(until, id));
             }
@@ -465,5 +464,75 @@ impl InstanceSet {
             }
         }
         skipped
+    }
+}
+
+/// The entries by id: a B-tree of small slot numbers over a slab, so the tree moves 12-byte
+/// pairs instead of whole entries and freed slots are reused without allocating.
+#[derive(Debug, Default)]
+struct Slots {
+    index: BTreeMap<InstanceId, u32>,
+    slab: Vec<Option<Entry>>,
+    free: Vec<u32>,
+}
+
+impl Slots {
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    fn slot(&self, slot: u32) -> &Entry {
+        self.slab[slot as usize]
+            .as_ref()
+            .expect("an indexed slot holds an entry")
+    }
+
+    fn get(&self, id: InstanceId) -> Option<&Entry> {
+        self.index.get(&id).map(|&slot| self.slot(slot))
+    }
+
+    fn get_mut(&mut self, id: InstanceId) -> Option<&mut Entry> {
+        let slot = *self.index.get(&id)?;
+        Some(
+            self.slab[slot as usize]
+                .as_mut()
+                .expect("an indexed slot holds an entry"),
+        )
+    }
+
+    /// Inserts an entry for an id that has none.
+    fn insert(&mut self, id: InstanceId, entry: Entry) {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                let slot = u32::try_from(self.slab.len())
+                    .expect("fewer than 2^32 instances of one endpoint");
+                self.slab.push(Some(entry));
+                slot
+            }
+        };
+        let previous = self.index.insert(id, slot);
+        debug_assert!(previous.is_none(), "insert is only called for a new id");
+    }
+
+    fn remove(&mut self, id: InstanceId) -> Option<Entry> {
+        let slot = self.index.remove(&id)?;
+        self.free.push(slot);
+        self.slab[slot as usize].take()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &InstanceId> + '_ {
+        self.index.keys()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.index.values().map(|&slot| self.slot(slot))
     }
 }

@@ -127,11 +127,13 @@ impl<'a> Cursor<'a> {
     fn uint(&mut self) -> Option<u64> {
         let digits = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
         let (number, rest) = self.0.split_at(digits);
-        if number.is_empty() || (number.len() > 1 && number[0] == b'0') {
+        if number.is_empty() || (number.len() > 1 && number[0] == b'0') || number.len() > 20 {
             return None;
         }
-        let mut value: u64 = 0;
-        for &d in number {
+        // Nineteen decimal digits always fit in a u64; only the twentieth can overflow.
+        let (head, last) = number.split_at(number.len().min(19));
+        let mut value = head.iter().fold(0u64, |v, &d| v * 10 + u64::from(d - b'0'));
+        if let [d] = last {
             value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
         }
         self.0 = rest;
@@ -142,10 +144,7 @@ impl<'a> Cursor<'a> {
     /// quote; `None` if it holds an escape or a control character (serde_json would escape
     /// those) or is not UTF-8.
     fn plain_string(&mut self) -> Option<&'a str> {
-        let end = self
-            .0
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let end = find_special(self.0)?;
         if self.0[end] != b'"' {
             return None;
         }
@@ -153,4 +152,32 @@ impl<'a> Cursor<'a> {
         self.0 = &self.0[end + 1..];
         Some(s)
     }
+}
+
+/// The position of the first `"`, `\\` or control byte, eight bytes at a time.
+fn find_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is zero exactly when the matching high bit of the result is set (for the
+    // lowest such byte; higher ones may be false positives, so the hit is confirmed byte-wise).
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("chunks_exact gives 8 bytes"));
+        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let hit = zero_byte(x ^ (ONES * u64::from(b'"')))
+            | zero_byte(x ^ (ONES * u64::from(b'\\')))
+            | below_space;
+        if hit != 0 {
+            return chunk.iter().position(|&b| special(b)).map(|i| offset + i);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| special(b))
+        .map(|i| offset + i)
 }
