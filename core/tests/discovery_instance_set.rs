@@ -675,3 +675,11 @@ proptest! {
         prop_assert_eq!(set.poll_timeout(), None);
     }
 }
+
+#[test]
+fn set_prefix_is_the_endpoint_query_prefix() {
+    use dynrt_core::discovery::Query;
+    let set = InstanceSet::new(endpoint(), INTERVAL);
+    assert_eq!(set.prefix(), Query::Endpoint(endpoint()).prefix());
+    assert!(Query::Endpoint(endpoint()).matches_key(&key(0x2a)));
+}
