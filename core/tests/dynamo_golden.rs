@@ -152,3 +152,35 @@ fn stream_items_match_dynamo_json_and_msgpack() {
         .unwrap();
     assert_eq!(theirs, item);
 }
+
+#[test]
+fn endpoint_discovery_record_matches_dynamo_json() {
+    use dynrt_core::discovery::{DiscoveryRecord, DynrtCapabilities, EndpointRecord, Transport};
+    use dynrt_core::names::{EndpointId, InstanceId};
+
+    let endpoint: EndpointId = "dyn://dynamo.backend.generate".parse().unwrap();
+    let mut record = EndpointRecord::new(
+        &endpoint,
+        InstanceId(0x1a2b3c),
+        Transport::Tcp("10.0.0.5:41233/1a2b3c/dynamo/backend/generate".into()),
+    );
+    record.request_plane_codec = Some(PayloadCodec::Msgpack);
+    let record = DiscoveryRecord::Endpoint(record);
+    let theirs = text("discovery_instance_endpoint_json");
+    assert_eq!(String::from_utf8(record.to_json()).unwrap(), theirs);
+    assert_eq!(
+        DiscoveryRecord::from_json(theirs.as_bytes()).unwrap(),
+        record
+    );
+
+    // dynrt's capability field goes last and is the only difference.
+    let DiscoveryRecord::Endpoint(mut ours) = record else {
+        unreachable!()
+    };
+    ours.dynrt = Some(DynrtCapabilities { mux: Some(1) });
+    let json = String::from_utf8(DiscoveryRecord::Endpoint(ours).to_json()).unwrap();
+    assert_eq!(
+        json,
+        format!("{},\"dynrt\":{{\"mux\":1}}}}", &theirs[..theirs.len() - 1])
+    );
+}

@@ -62,16 +62,7 @@ pub enum DeviceType {
     Cuda,
 }
 
-/// The payload codec an endpoint instance accepts on the request plane. Absent means a legacy
-/// JSON-only worker; a 1.6.1 worker writes its configured codec, `"msgpack"` by default.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PayloadCodec {
-    /// JSON.
-    Json,
-    /// MessagePack with field names.
-    Msgpack,
-}
+pub use crate::wire::dynamo::PayloadCodec;
 
 /// dynrt's own optional capabilities, written as `"dynrt":{...}` in an endpoint record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
