@@ -11,6 +11,7 @@
 //! The split follows quinn's: protocol state in the core, glue generic over a small runtime
 //! trait, executor-specific code in the thinnest layer possible.
 
+pub mod discovery;
 pub mod runtime;
 
 pub use runtime::Runtime;

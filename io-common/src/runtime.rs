@@ -21,7 +21,7 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// A listening TCP socket.
     type Listener: Send + Sync + 'static;
     /// A timer that can be moved to another deadline without allocating.
-    type Timer: Future<Output = ()> + Unpin + Send + 'static;
+    type Timer: Future + Unpin + Send + 'static;
 
     /// Runs `future` to completion in the background.
     fn spawn(&self, future: impl Future<Output = ()> + Send + 'static);
@@ -61,5 +61,5 @@ pub async fn accept<R: Runtime>(listener: &R::Listener) -> io::Result<(R::Tcp, S
 
 /// Sleeps until `deadline`.
 pub async fn sleep_until<R: Runtime>(runtime: &R, deadline: Instant) {
-    runtime.timer(deadline).await
+    runtime.timer(deadline).await;
 }

@@ -4,3 +4,9 @@
 //! owns the sockets, timers and external clients, and exposes the runtime API.
 
 pub use dynrt_core as core;
+
+pub use dynrt_io as io;
+
+mod runtime;
+
+pub use runtime::SmolRuntime;

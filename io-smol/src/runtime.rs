@@ -1,0 +1,96 @@
+//! [`SmolRuntime`]: dynrt-io's [`Runtime`] over smol.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use dynrt_io::runtime::{BoxFuture, Runtime};
+use smol::{Async, Timer};
+
+/// Runs dynrt's drivers on smol's global executor.
+///
+/// etcd-client and async-nats only run on tokio; their calls go to a small tokio runtime this
+/// adapter starts on first use (two worker threads, shared by every `SmolRuntime`).
+#[derive(Debug, Clone, Default)]
+pub struct SmolRuntime {
+    _private: (),
+}
+
+impl SmolRuntime {
+    /// The runtime (smol's global executor).
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn tokio_bridge() -> &'static tokio::runtime::Runtime {
+    static BRIDGE: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    BRIDGE.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("dynrt-tokio-bridge")
+            .enable_all()
+            .build()
+            .expect("starting the tokio runtime for etcd and NATS clients")
+    })
+}
+
+impl Runtime for SmolRuntime {
+    type Tcp = Async<TcpStream>;
+    type Listener = Async<TcpListener>;
+    type Timer = Timer;
+
+    fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        smol::spawn(future).detach();
+    }
+
+    fn timer(&self, deadline: Instant) -> Self::Timer {
+        Timer::at(deadline)
+    }
+
+    fn reset_timer(timer: &mut Self::Timer, deadline: Instant) {
+        timer.set_at(deadline);
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Self::Tcp>> {
+        Box::pin(async move {
+            let stream = Async::<TcpStream>::connect(addr).await?;
+            stream.get_ref().set_nodelay(true)?;
+            Ok(stream)
+        })
+    }
+
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Self::Listener>> {
+        Box::pin(async move { Async::<TcpListener>::bind(addr) })
+    }
+
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
+        listener.get_ref().local_addr()
+    }
+
+    fn poll_accept(
+        listener: &Self::Listener,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(Self::Tcp, SocketAddr)>> {
+        loop {
+            match listener.get_ref().accept() {
+                Ok((stream, peer)) => {
+                    stream.set_nodelay(true)?;
+                    return Poll::Ready(Async::new(stream).map(|s| (s, peer)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if listener.poll_readable(cx)?.is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn tokio_handle(&self) -> tokio::runtime::Handle {
+        tokio_bridge().handle().clone()
+    }
+}

@@ -1,0 +1,86 @@
+//! [`TokioRuntime`]: dynrt-io's [`Runtime`] over tokio.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use dynrt_io::runtime::{BoxFuture, Runtime};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+
+/// Runs dynrt's drivers on a tokio runtime (the one current when [`TokioRuntime::current`] was
+/// called).
+#[derive(Debug, Clone)]
+pub struct TokioRuntime {
+    handle: Handle,
+}
+
+impl TokioRuntime {
+    /// The runtime of the calling task.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, as `tokio::runtime::Handle::current` does.
+    pub fn current() -> Self {
+        Self {
+            handle: Handle::current(),
+        }
+    }
+
+    /// A specific runtime.
+    pub fn from_handle(handle: Handle) -> Self {
+        Self { handle }
+    }
+}
+
+impl Runtime for TokioRuntime {
+    type Tcp = Compat<TcpStream>;
+    type Listener = TcpListener;
+    type Timer = Pin<Box<tokio::time::Sleep>>;
+
+    fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        self.handle.spawn(future);
+    }
+
+    fn timer(&self, deadline: Instant) -> Self::Timer {
+        let _guard = self.handle.enter();
+        Box::pin(tokio::time::sleep_until(deadline.into()))
+    }
+
+    fn reset_timer(timer: &mut Self::Timer, deadline: Instant) {
+        timer.as_mut().reset(deadline.into());
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Self::Tcp>> {
+        Box::pin(async move {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(stream.compat())
+        })
+    }
+
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Self::Listener>> {
+        Box::pin(TcpListener::bind(addr))
+    }
+
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    fn poll_accept(
+        listener: &Self::Listener,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(Self::Tcp, SocketAddr)>> {
+        listener.poll_accept(cx).map(|accepted| {
+            let (stream, peer) = accepted?;
+            stream.set_nodelay(true)?;
+            Ok((stream.compat(), peer))
+        })
+    }
+
+    fn tokio_handle(&self) -> Handle {
+        self.handle.clone()
+    }
+}
