@@ -240,6 +240,7 @@ impl Conn {
             });
         }
         self.recv_window -= len;
+        self.maybe_grant_conn();
         if let State::Open {
             goaway_sent: Some(last),
             ..
@@ -342,6 +343,7 @@ impl Conn {
                 *unreleased += len;
                 *item_open = data.more;
                 self.recv_window -= len;
+                self.maybe_grant_conn();
                 self.events.push_back(Event::Data {
                     id,
                     payload: data.payload,

@@ -317,15 +317,22 @@ impl Conn {
         self.stream_closed();
     }
 
-    /// Connection credit released; granted back with CREDIT once half the initial credit has
-    /// accumulated.
+    /// Connection credit released; granted back with CREDIT by [`Self::maybe_grant_conn`].
     pub(super) fn grant_conn(&mut self, len: u64) {
-        if self.is_closed() {
+        self.conn_grant += len;
+        self.maybe_grant_conn();
+    }
+
+    /// Sends the pending connection grant once it reaches half the initial credit, or at once
+    /// while the peer's remaining credit is below the largest REQUEST it may send (so a client
+    /// waiting to send a large REQUEST is never stuck behind a grant held back for batching).
+    pub(super) fn maybe_grant_conn(&mut self) {
+        if self.conn_grant == 0 || self.is_closed() {
             return;
         }
-        self.conn_grant += len;
-        let threshold = (u64::from(self.config.conn_credit) / 2).max(1);
-        if self.conn_grant >= threshold {
+        let credit = u64::from(self.config.conn_credit);
+        let largest_request = credit.min(u64::from(self.config.max_frame_size));
+        if self.conn_grant >= (credit / 2).max(1) || self.recv_window < largest_request {
             self.recv_window += self.conn_grant;
             self.queue.push_back(Frame::Credit(Credit {
                 stream: StreamId::CONNECTION,
