@@ -55,3 +55,23 @@ fn the_operation_generator_reaches_the_interesting_paths() {
     assert!(total.closes.0 > 5, "graceful drains: {total:?}");
     assert!(total.closes.1 > 5, "violations: {total:?}");
 }
+
+#[test]
+fn committed_conn_ops_corpus_replays_cleanly_and_exercises_streams() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/conn_ops");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the seed corpus is committed")
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let mut completed = 0;
+    for file in &files {
+        let stats = conn_ops(&std::fs::read(file).unwrap(), Instant::now());
+        completed += stats.completed_with_data;
+    }
+    assert!(
+        completed >= 5,
+        "the seeds complete streams with data: {completed}"
+    );
+}
