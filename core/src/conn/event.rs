@@ -1,0 +1,81 @@
+//! What a connection tells its application.
+
+use bytes::Bytes;
+
+use super::CloseReason;
+use crate::wire::mux::{CancelMode, GoAwayCode, Request, StreamError, StreamId, WireStr};
+
+/// The peer's settings, from its HELLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerSettings {
+    /// The version the connection speaks: the lower of both sides' versions.
+    pub version: u16,
+    /// Largest frame body the peer accepts.
+    pub max_frame_size: u32,
+    /// Streams the peer accepts open at once.
+    pub max_streams: u32,
+    /// Credit each stream starts with for what this side sends.
+    pub stream_credit: u32,
+    /// Credit the connection starts with for what this side sends.
+    pub conn_credit: u32,
+}
+
+/// Something the application must learn, from [`super::Conn::poll_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The peer's preface and HELLO arrived: the client may open streams now.
+    HandshakeDone(PeerSettings),
+    /// Server: a REQUEST opened a stream. Answer with `send_data`… then `finish` or
+    /// `send_error`.
+    StreamOpened(Request),
+    /// Client: a piece of a response item. `more` says the item continues in the next `Data`
+    /// of this stream. Call [`super::Conn::release`] with its length once the application has
+    /// consumed it (or moved it into its own bounded buffer): until then it counts against the
+    /// credit.
+    Data {
+        /// The stream.
+        id: StreamId,
+        /// The bytes.
+        payload: Bytes,
+        /// The item continues in the next `Data` of this stream.
+        more: bool,
+    },
+    /// Client: the stream ended, ok or with an error (from the server, or from this side:
+    /// a kill, a GOAWAY that refused it, a connection that closed). Exactly one per stream.
+    End {
+        /// The stream.
+        id: StreamId,
+        /// How it ended.
+        result: Result<(), StreamError>,
+    },
+    /// Server: the client asked to stop or kill the stream. After `Kill` (also raised for
+    /// every open stream when the connection closes) the stream is gone: the END has been
+    /// queued and further sends fail with `NotOpen`. After `Stop` the application should
+    /// finish soon.
+    Cancelled {
+        /// The stream.
+        id: StreamId,
+        /// Stop or kill.
+        mode: CancelMode,
+    },
+    /// Server: a stream whose send was refused or cut short for lack of credit can send again.
+    Writable {
+        /// The stream.
+        id: StreamId,
+    },
+    /// Client: an `open` refused with `TooManyStreams` or `Blocked` may succeed now.
+    CanOpen,
+    /// The peer sent a graceful GOAWAY: no new streams; open ones run to completion.
+    GoAway {
+        /// The code (`NO_ERROR` or `IDLE`).
+        code: GoAwayCode,
+        /// The peer's text.
+        reason: WireStr,
+        /// The last stream the peer accepted (0 from a client).
+        last_stream: StreamId,
+    },
+    /// The connection is closed: flush what [`super::Conn::poll_transmit`] still writes, then
+    /// close the socket. Always the last event.
+    Closed(CloseReason),
+}

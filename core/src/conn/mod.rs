@@ -1,0 +1,633 @@
+//! One dynrt mux connection (client or server role) as a pure state machine.
+//!
+//! The wire format is [`crate::wire::mux`], specified in `docs/wire.md` §2; this module owns
+//! its rules: the handshake, stream lifecycles, credit-based flow control, cancellation,
+//! keep-alive, idle timeout and GOAWAY.
+//!
+//! ## Driving it
+//!
+//! ```text
+//! loop {
+//!     // inputs
+//!     on socket bytes:  conn.handle_input(&mut read_buf, now)
+//!     on socket EOF/error: conn.handle_transport_closed(now)
+//!     on timer:         conn.handle_timeout(now)
+//!     on user commands: conn.open / send_data / finish / send_error / cancel / release / …
+//!     // outputs, each drained until empty
+//!     while conn.poll_transmit(&mut out) {}   // then write `out` (vectored) to the socket
+//!     while let Some(event) = conn.poll_event() { deliver(event) }
+//!     arm the timer at conn.poll_timeout()     // None: no timer
+//! }
+//! ```
+//!
+//! After [`Event::Closed`] the driver writes what `poll_transmit` still produces (a final
+//! GOAWAY) and closes the socket. `handle_input` should be called only when bytes arrived: each
+//! call counts as a sign of life for the keep-alive.
+//!
+//! ## Who does what
+//!
+//! The client opens streams with [`Conn::open`] (a REQUEST: route, msgpack header, payload)
+//! and receives [`Event::Data`] pieces and one [`Event::End`] per stream; it may
+//! [`Conn::cancel`] (stop or kill). The server receives [`Event::StreamOpened`] and answers with
+//! [`Conn::send_data`] and then [`Conn::finish`] or [`Conn::send_error`]; it learns of
+//! cancellation from [`Event::Cancelled`]. Either side may [`Conn::start_goaway`] (graceful) or
+//! [`Conn::close`] (abrupt).
+//!
+//! ## Flow control: refuse, never buffer beyond the credit
+//!
+//! A send that exceeds the credit is cut to the credit, never queued beyond it:
+//! [`Conn::send_data`] takes as much of the item as the stream and connection credit allow
+//! (splitting it into DATA frames with MORE), leaves the rest in the caller's `Bytes`, and
+//! refuses with [`SendError::Blocked`] when it can take nothing; [`Event::Writable`] says when
+//! to continue. [`Conn::open`] refuses with [`OpenError::Blocked`] or
+//! [`OpenError::TooManyStreams`] and raises [`Event::CanOpen`] later. So the bytes queued
+//! inside a connection never exceed the credit the peer granted.
+//!
+//! On the receiving side credit goes back only when the application says it consumed data:
+//! [`Conn::release`] (client, per stream). A client that stops releasing stops the server after
+//! at most the stream credit per stream and the connection credit overall; that is the memory
+//! bound. Release pieces as you take them out of the events (an item larger than the stream
+//! credit can only arrive if its pieces are released before it is complete). The server returns
+//! a REQUEST's connection credit when the stream ends.
+//!
+//! ## Connection states
+//!
+//! | state | input | next state | output |
+//! |---|---|---|---|
+//! | `Handshake` (no preface yet) | peer preface | `Handshake` (preface seen) | server: preface + HELLO |
+//! | `Handshake` | bad preface | `Closed` | (client: GOAWAY `FRAME_ERROR`) |
+//! | `Handshake` (preface seen) | HELLO, version ≥ 1 | `Open` | `HandshakeDone` |
+//! | `Handshake` (preface seen) | other frame, bad HELLO | `Closed` | GOAWAY (error code) |
+//! | `Handshake` | any GOAWAY | `Closed` | — |
+//! | `Handshake` | handshake deadline | `Closed` | GOAWAY `TIMEOUT` if our preface went out |
+//! | `Open` | `start_goaway`, idle deadline, peer's graceful GOAWAY | `Open` (draining) | GOAWAY |
+//! | `Open` (GOAWAY sent and received) | last open stream ends | `Closed` (`Drained`) | — |
+//! | `Open` | protocol violation | `Closed` | GOAWAY with the violation's code |
+//! | `Open` | GOAWAY with an error code | `Closed` | — |
+//! | `Open` | keep-alive deadline | `Open` | PING |
+//! | `Open` | ping deadline (nothing received) | `Closed` (`PeerSilent`) | GOAWAY `TIMEOUT` |
+//! | any but `Closed` | `close` | `Closed` (`Local`) | GOAWAY `CLOSED` |
+//! | any but `Closed` | `handle_transport_closed` | `Closed` (`TransportClosed`) | — |
+//! | `Closed` | anything | `Closed` | — |
+//!
+//! Entering `Closed` ends every open stream (client: `End` with `Disconnected`, or
+//! `BackendProtocol` when the peer broke the protocol, or `Cancelled` after a local `close`;
+//! server: `Cancelled(Kill)`), then raises `Closed`, always the last event.
+//!
+//! ## Client stream states
+//!
+//! | state | input | next state | output |
+//! |---|---|---|---|
+//! | — | `open` | `Receiving` | REQUEST |
+//! | `Receiving` | DATA (within credit) | `Receiving` | `Data` |
+//! | `Receiving` | END (not after MORE, unless an error) | `Ended`/gone | `End` |
+//! | `Receiving` | `cancel(Stop)` | `Receiving` (stop sent) | CANCEL |
+//! | `Receiving` | `cancel(Kill)` | `Killed` | CANCEL kill, `End(Cancelled)` |
+//! | `Receiving` | server GOAWAY below its id | `Ended`/gone | `End(WorkerUnavailable)` |
+//! | `Receiving` | `release` | `Receiving` | CREDIT once half the credit is released |
+//! | `Killed` | DATA | `Killed` | connection credit returned |
+//! | `Killed` | END, or server GOAWAY below its id | `Ended`/gone | — |
+//! | `Ended` | `release` of the last byte | gone | — |
+//! | `Ended`/gone | DATA, END | — | protocol violation |
+//!
+//! (`Ended` holds a stream only while the application has unreleased data of it.)
+//!
+//! ## Server stream states
+//!
+//! | state | input | next state | output |
+//! |---|---|---|---|
+//! | — | REQUEST (ids increasing, under `max_streams`, within credit) | `Serving` | `StreamOpened` |
+//! | — | REQUEST above our GOAWAY's last stream | — | connection credit returned |
+//! | `Serving` | `send_data` | `Serving` | DATA… (up to the credit) |
+//! | `Serving` | `finish` (no half-sent item) | gone | END |
+//! | `Serving` | `send_error` | gone | END with ERROR |
+//! | `Serving` | CANCEL stop | `Serving` (stop requested) | `Cancelled(Stop)` once |
+//! | `Serving` | CANCEL kill | gone | `Cancelled(Kill)`, END `Cancelled` |
+//! | `Serving` | CREDIT | `Serving` | `Writable` if a send was refused or cut |
+//! | gone | CANCEL, CREDIT | gone | ignored |
+//!
+//! ## Errors
+//!
+//! Peer violations are [`ProtocolViolation`]s: fatal, sticky (the state stays `Closed`),
+//! reported in [`CloseReason::Violation`]. Illegal or premature calls return a typed error
+//! ([`OpenError`], [`SendError`], [`CancelError`], [`ReleaseError`]) and change nothing.
+//! Per-stream errors travel in END as a [`StreamError`] (a Dynamo error class and a message).
+
+mod config;
+mod error;
+mod event;
+mod recv;
+mod send;
+mod stream;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+pub use config::{ConfigError, ConnConfig};
+pub use error::{CancelError, CloseReason, OpenError, ProtocolViolation, ReleaseError, SendError};
+pub use event::{Event, PeerSettings};
+
+use stream::Stream;
+
+use crate::wire::OutBuf;
+use crate::wire::mux::{
+    ErrorKind, Frame, GoAway, GoAwayCode, Hello, MIN_MAX_FRAME_SIZE, MuxDecoder, StreamError,
+    StreamId, VERSION, WireStr, decode_preface, encode_preface,
+};
+
+/// Which end of the connection this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Opened the connection; opens streams.
+    Client,
+    /// Accepted the connection; answers streams.
+    Server,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Client => "client",
+            Self::Server => "server",
+        })
+    }
+}
+
+/// The connection's state (see the table in the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Waiting for the peer's preface (`preface_seen: false`), then its HELLO.
+    Handshake {
+        preface_seen: bool,
+        deadline: Instant,
+    },
+    /// Handshake done. `goaway_sent` holds the last stream id our GOAWAY accepted.
+    Open {
+        goaway_sent: Option<StreamId>,
+        goaway_received: bool,
+    },
+    /// Done; nothing more is read or produced (but queued output may still be written).
+    Closed(CloseReason),
+}
+
+/// One mux connection. See the module docs for how to drive it.
+#[derive(Debug)]
+pub struct Conn {
+    role: Role,
+    config: ConnConfig,
+    state: State,
+    peer: Option<PeerSettings>,
+    decoder: MuxDecoder,
+    /// The latest time seen by any `handle_*` call.
+    now: Instant,
+
+    /// Our preface has been queued (so a GOAWAY may follow it).
+    preface_queued: bool,
+    /// Our preface and HELLO are still to be written.
+    hello_pending: bool,
+    /// Frames to write, in order.
+    queue: VecDeque<Frame>,
+    /// The value of the latest PING not yet answered.
+    pong: Option<u64>,
+    events: VecDeque<Event>,
+
+    /// Connection credit for what we send.
+    send_credit: u64,
+    /// Connection credit the peer has left for what it sends us.
+    recv_window: u64,
+    /// Connection credit released and not yet granted back.
+    conn_grant: u64,
+
+    streams: BTreeMap<StreamId, Stream>,
+    /// Streams counting against the open limit.
+    open: u32,
+    /// Client: highest id opened. Server: highest id received.
+    highest: StreamId,
+    /// Client: an `open` was refused; raise `CanOpen` when that may change.
+    open_blocked: bool,
+
+    last_recv: Instant,
+    ping_deadline: Option<Instant>,
+    pings_sent: u64,
+    idle_since: Option<Instant>,
+}
+
+impl Conn {
+    /// A client connection: its preface and HELLO are queued at once.
+    pub fn client(config: ConnConfig, now: Instant) -> Result<Self, ConfigError> {
+        let mut conn = Self::new(Role::Client, config, now)?;
+        conn.queue_hello();
+        Ok(conn)
+    }
+
+    /// A server connection for a socket whose first bytes sniffed as mux
+    /// ([`crate::wire::mux::sniff`]). Pass those bytes to `handle_input`: the server answers
+    /// with its preface and HELLO once it has seen the client's preface.
+    pub fn server(config: ConnConfig, now: Instant) -> Result<Self, ConfigError> {
+        Self::new(Role::Server, config, now)
+    }
+
+    fn new(role: Role, config: ConnConfig, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            role,
+            decoder: MuxDecoder::new(config.max_frame_size),
+            state: State::Handshake {
+                preface_seen: false,
+                deadline: now + config.handshake_timeout,
+            },
+            peer: None,
+            now,
+            preface_queued: false,
+            hello_pending: false,
+            queue: VecDeque::new(),
+            pong: None,
+            events: VecDeque::new(),
+            send_credit: 0,
+            recv_window: u64::from(config.conn_credit),
+            conn_grant: 0,
+            streams: BTreeMap::new(),
+            open: 0,
+            highest: StreamId(0),
+            open_blocked: false,
+            last_recv: now,
+            ping_deadline: None,
+            pings_sent: 0,
+            idle_since: None,
+            config,
+        })
+    }
+
+    // ---------- getters ----------
+
+    /// Client or server.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The peer's settings, once its HELLO arrived.
+    pub fn peer_settings(&self) -> Option<&PeerSettings> {
+        self.peer.as_ref()
+    }
+
+    /// Whether the handshake is done and the connection not closed.
+    pub fn is_established(&self) -> bool {
+        matches!(self.state, State::Open { .. })
+    }
+
+    /// Whether a GOAWAY was sent or received (no new streams), or the connection is closed.
+    pub fn is_going_away(&self) -> bool {
+        match &self.state {
+            State::Open {
+                goaway_sent,
+                goaway_received,
+            } => goaway_sent.is_some() || *goaway_received,
+            State::Handshake { .. } => false,
+            State::Closed(_) => true,
+        }
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        match &self.state {
+            State::Closed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed(_))
+    }
+
+    /// Streams open (client: REQUEST sent, END not yet received; server: REQUEST received,
+    /// END not yet sent).
+    pub fn open_streams(&self) -> u32 {
+        self.open
+    }
+
+    /// Bytes this side may send right now on stream `id` (server), the lesser of its stream
+    /// credit and the connection credit; `None` if the stream is not open for sending.
+    pub fn send_capacity(&self, id: StreamId) -> Option<u64> {
+        match self.streams.get(&id) {
+            Some(Stream::Serving { credit, .. }) => Some((*credit).min(self.send_credit)),
+            _ => None,
+        }
+    }
+
+    /// Connection credit left for what this side sends.
+    pub fn conn_send_credit(&self) -> u64 {
+        self.send_credit
+    }
+
+    /// Bytes of stream `id`'s data delivered and not yet released (client).
+    pub fn unreleased(&self, id: StreamId) -> Option<u64> {
+        self.streams.get(&id).map(Stream::unreleased)
+    }
+
+    /// Whether `poll_transmit` would write something.
+    pub fn wants_transmit(&self) -> bool {
+        self.hello_pending || self.pong.is_some() || !self.queue.is_empty()
+    }
+
+    // ---------- outputs ----------
+
+    /// Appends every queued frame to `out`. Returns whether anything was written.
+    #[must_use]
+    pub fn poll_transmit(&mut self, out: &mut OutBuf) -> bool {
+        let before = out.len();
+        if self.hello_pending {
+            self.hello_pending = false;
+            encode_preface(out);
+            Frame::Hello(self.our_hello())
+                .encode(out, MIN_MAX_FRAME_SIZE)
+                .expect("HELLO is 18 bytes");
+        }
+        let limit = self.frame_limit();
+        if let Some(value) = self.pong.take() {
+            Frame::Pong(value)
+                .encode(out, limit)
+                .expect("PONG is 8 bytes");
+        }
+        while let Some(frame) = self.queue.pop_front() {
+            frame
+                .encode(out, limit)
+                .expect("queued frames are sized for the peer's limit when queued");
+        }
+        out.len() > before
+    }
+
+    /// The next event for the application.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call `handle_timeout` next: the earliest deadline, the last `now` seen while
+    /// output is waiting, `None` when there is nothing to wait for (closed).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.wants_transmit() {
+            return Some(self.now);
+        }
+        match &self.state {
+            State::Closed(_) => None,
+            State::Handshake { deadline, .. } => Some(*deadline),
+            State::Open { .. } => {
+                let keepalive = match (self.ping_deadline, self.config.keepalive_interval) {
+                    (Some(deadline), _) => Some(deadline),
+                    (None, Some(interval)) => Some(self.last_recv + interval),
+                    (None, None) => None,
+                };
+                let idle = self.idle_deadline();
+                match (keepalive, idle) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+        }
+    }
+
+    // ---------- inputs ----------
+
+    /// Consumes every whole frame at the front of `input` (bytes the socket delivered); a
+    /// partial frame is left for the next call.
+    pub fn handle_input(&mut self, input: &mut BytesMut, now: Instant) {
+        self.tick(now);
+        if self.is_closed() {
+            return;
+        }
+        self.last_recv = self.now;
+        self.ping_deadline = None;
+        while !self.is_closed() {
+            if let State::Handshake {
+                preface_seen: false,
+                deadline,
+            } = self.state
+            {
+                match decode_preface(input) {
+                    Ok(false) => return,
+                    Ok(true) => {
+                        self.state = State::Handshake {
+                            preface_seen: true,
+                            deadline,
+                        };
+                        if self.role == Role::Server {
+                            self.queue_hello();
+                        }
+                        continue;
+                    }
+                    Err(e) => return self.violation(e.into()),
+                }
+            }
+            match self.decoder.decode(input) {
+                Ok(Some(frame)) => self.on_frame(frame),
+                Ok(None) => return,
+                Err(e) => return self.violation(e.into()),
+            }
+        }
+    }
+
+    /// Acts on every deadline that has passed: handshake timeout, keep-alive PING, ping
+    /// timeout, idle timeout. Afterwards the next deadline is later than `now`, or output is
+    /// waiting.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tick(now);
+        let now = self.now;
+        match self.state {
+            State::Closed(_) => {}
+            State::Handshake { deadline, .. } => {
+                if now >= deadline {
+                    let timeout = self.config.handshake_timeout;
+                    self.close_with(
+                        CloseReason::HandshakeTimeout(timeout),
+                        Some(GoAwayCode::TIMEOUT),
+                    );
+                }
+            }
+            State::Open { .. } => {
+                if let Some(deadline) = self.ping_deadline {
+                    if now >= deadline {
+                        let timeout = self.config.ping_timeout;
+                        return self.close_with(
+                            CloseReason::PeerSilent(timeout),
+                            Some(GoAwayCode::TIMEOUT),
+                        );
+                    }
+                } else if let Some(interval) = self.config.keepalive_interval
+                    && now >= self.last_recv + interval
+                {
+                    self.pings_sent += 1;
+                    self.queue.push_back(Frame::Ping(self.pings_sent));
+                    self.ping_deadline = Some(now + self.config.ping_timeout);
+                }
+                if self.idle_deadline().is_some_and(|d| now >= d) {
+                    self.send_goaway(GoAwayCode::IDLE, WireStr::from_static("idle"));
+                }
+            }
+        }
+    }
+
+    /// The transport ended: end of stream, or an IO error. Every open stream ends with
+    /// `Disconnected`.
+    pub fn handle_transport_closed(&mut self, now: Instant) {
+        self.tick(now);
+        self.close_with(CloseReason::TransportClosed, None);
+    }
+
+    // ---------- internals shared by recv.rs and send.rs ----------
+
+    fn tick(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    fn our_hello(&self) -> Hello {
+        Hello {
+            version: VERSION,
+            max_frame_size: self.config.max_frame_size,
+            max_streams: self.config.max_streams,
+            stream_credit: self.config.stream_credit,
+            conn_credit: self.config.conn_credit,
+            extensions: bytes::Bytes::new(),
+        }
+    }
+
+    fn queue_hello(&mut self) {
+        self.preface_queued = true;
+        self.hello_pending = true;
+    }
+
+    /// The largest frame body the peer accepts (16 KiB until its HELLO is known).
+    fn frame_limit(&self) -> u32 {
+        self.peer.map_or(MIN_MAX_FRAME_SIZE, |p| p.max_frame_size)
+    }
+
+    fn idle_deadline(&self) -> Option<Instant> {
+        match (self.config.idle_timeout, self.idle_since, &self.state) {
+            (
+                Some(timeout),
+                Some(since),
+                State::Open {
+                    goaway_sent: None,
+                    goaway_received: false,
+                },
+            ) if self.open == 0 => Some(since + timeout),
+            _ => None,
+        }
+    }
+
+    /// The last stream id this side accepted, for its GOAWAY.
+    fn last_accepted(&self) -> StreamId {
+        match self.role {
+            Role::Client => StreamId(0),
+            Role::Server => self.highest,
+        }
+    }
+
+    /// Queues a GOAWAY and enters draining (no-op if one was sent already or not open).
+    fn send_goaway(&mut self, code: GoAwayCode, reason: WireStr) {
+        let last = self.last_accepted();
+        let limit = self.frame_limit() as usize;
+        let State::Open { goaway_sent, .. } = &mut self.state else {
+            return;
+        };
+        if goaway_sent.is_some() {
+            return;
+        }
+        *goaway_sent = Some(last);
+        self.queue.push_back(Frame::GoAway(GoAway {
+            last_stream: last,
+            code,
+            reason: reason.truncated(limit - 6),
+        }));
+        self.maybe_drained();
+    }
+
+    /// Closes once GOAWAY went both ways and no stream is open.
+    fn maybe_drained(&mut self) {
+        if let State::Open {
+            goaway_sent: Some(_),
+            goaway_received: true,
+        } = self.state
+            && self.open == 0
+        {
+            self.close_with(CloseReason::Drained, None);
+        }
+    }
+
+    /// A stream stopped counting as open.
+    fn stream_closed(&mut self) {
+        self.open -= 1;
+        if self.open == 0 {
+            self.idle_since = Some(self.now);
+        }
+        if self.open_blocked && !self.is_going_away() {
+            self.open_blocked = false;
+            self.events.push_back(Event::CanOpen);
+        }
+        self.maybe_drained();
+    }
+
+    fn violation(&mut self, violation: ProtocolViolation) {
+        let code = violation.goaway_code();
+        self.close_with(CloseReason::Violation(violation), Some(code));
+    }
+
+    /// Enters `Closed`: ends every stream, raises `Closed`. `goaway`: abort, dropping queued
+    /// output, and send a GOAWAY with this code (if our preface went out). Without it the
+    /// close is either graceful (`Drained`: queued output is kept) or the transport is gone.
+    fn close_with(&mut self, reason: CloseReason, goaway: Option<GoAwayCode>) {
+        if self.is_closed() {
+            return;
+        }
+        if !matches!(reason, CloseReason::Drained) {
+            self.queue.clear();
+            self.pong = None;
+        }
+        if matches!(reason, CloseReason::TransportClosed) {
+            self.hello_pending = false;
+        }
+        if let Some(code) = goaway
+            && self.preface_queued
+        {
+            let limit = self.frame_limit() as usize;
+            self.queue.push_back(Frame::GoAway(GoAway {
+                last_stream: self.last_accepted(),
+                code,
+                reason: WireStr::from(reason.to_string()).truncated(limit - 6),
+            }));
+        }
+        let kind = match reason {
+            CloseReason::Violation(_) => ErrorKind::BACKEND_PROTOCOL,
+            CloseReason::Local(_) => ErrorKind::CANCELLED,
+            _ => ErrorKind::DISCONNECTED,
+        };
+        let message = WireStr::from(format!("connection closed: {reason}"));
+        for (id, stream) in std::mem::take(&mut self.streams) {
+            match stream {
+                Stream::Receiving { .. } => self.events.push_back(Event::End {
+                    id,
+                    result: Err(StreamError {
+                        kind,
+                        message: message.clone(),
+                    }),
+                }),
+                Stream::Serving { .. } => self.events.push_back(Event::Cancelled {
+                    id,
+                    mode: crate::wire::mux::CancelMode::Kill,
+                }),
+                Stream::Killed { .. } | Stream::Ended { .. } => {}
+            }
+        }
+        self.open = 0;
+        self.ping_deadline = None;
+        self.events.push_back(Event::Closed(reason.clone()));
+        self.state = State::Closed(reason);
+    }
+}
