@@ -259,6 +259,7 @@ fn deliver(
 }
 
 impl Conn {
+    #[doc(hidden)]
     /// Asserts the accounting invariants of this side (used by tests and fuzzers).
     pub fn check_invariants(&self) {
         let open = self.streams.values().filter(|s| s.is_open()).count();
@@ -477,7 +478,7 @@ fn small_config(seed: u8) -> ConnConfig {
 /// after its end, that nothing is lost or reordered, that credits balance on both sides, and
 /// at the end that every stream ended on both sides.
 ///
-/// `t0` is the origin of virtual time (the caller's `Instant::now()`; the core reads no clock).
+/// `t0` is the origin of virtual time, read from the caller's clock (the core reads none).
 pub fn conn_ops(data: &[u8], t0: Instant) -> OpsStats {
     let mut stats = OpsStats::default();
     let mut bytes = data.iter().copied();
