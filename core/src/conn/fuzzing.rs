@@ -259,6 +259,7 @@ fn deliver(
 }
 
 impl Conn {
+    #[doc(hidden)]
     /// Asserts the accounting invariants of this side (used by tests and fuzzers).
     pub fn check_invariants(&self) {
         let open = self.streams.values().filter(|s| s.is_open()).count();
@@ -477,7 +478,7 @@ fn small_config(seed: u8) -> ConnConfig {
 /// after its end, that nothing is lost or reordered, that credits balance on both sides, and
 /// at the end that every stream ended on both sides.
 ///
-/// `t0` is the origin of virtual time (the caller's `Instant::now()`; the core reads no clock).
+/// `t0` is the origin of virtual time, read from the caller's clock (the core reads none).
 pub fn conn_ops(data: &[u8], t0: Instant) -> OpsStats {
     let mut stats = OpsStats::default();
     let mut bytes = data.iter().copied();
@@ -618,6 +619,9 @@ pub fn conn_ops(data: &[u8], t0: Instant) -> OpsStats {
     pair.drive();
     model.absorb(&mut pair);
     pair.check_invariants();
+    if !model.tainted {
+        settle(&mut pair, &mut model);
+    }
     match pair.client.close_reason() {
         None => {}
         Some(super::CloseReason::Drained) => stats.closes.0 += 1,
@@ -648,6 +652,56 @@ pub fn conn_ops(data: &[u8], t0: Instant) -> OpsStats {
         .count();
     stats.bytes_received = model.client.values().map(|c| c.received).sum();
     stats
+}
+
+/// Liveness: with a reader that releases everything and a server that completes every item
+/// and then finishes, every stream must end, whatever state the run left behind (no credit is
+/// ever withheld for good).
+fn settle(pair: &mut Pair, model: &mut Model) {
+    for _ in 0..10_000 {
+        for (id, c) in &mut model.client {
+            if c.unreleased > 0 {
+                pair.client
+                    .release(*id, c.unreleased)
+                    .expect("delivered data");
+                c.unreleased = 0;
+            }
+        }
+        let live: Vec<StreamId> = model
+            .server
+            .iter()
+            .filter(|(_, s)| !s.ended)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in live {
+            let s = model.server.get_mut(&id).expect("listed");
+            if s.pending.is_empty() {
+                pair.server
+                    .finish(id)
+                    .expect("a live stream with no half-sent item");
+                s.ended = true;
+                s.finished_ok = true;
+                continue;
+            }
+            let mut data = std::mem::take(&mut s.pending);
+            if let Ok(n) = pair.server.send_data(id, &mut data) {
+                s.sent += n as u64;
+                s.current += n as u64;
+                if data.is_empty() {
+                    s.items.push(s.current);
+                    s.current = 0;
+                }
+            }
+            s.pending = data;
+        }
+        pair.drive();
+        model.absorb(pair);
+        pair.check_invariants();
+        if model.server.values().all(|s| s.ended) && model.client.values().all(|c| c.ended) {
+            return;
+        }
+    }
+    panic!("streams never settled: flow control starved them");
 }
 
 /// What one [`conn_ops`] run exercised (so tests can check the generator reaches the

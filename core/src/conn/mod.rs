@@ -20,6 +20,42 @@
 //! }
 //! ```
 //!
+//! A whole exchange, with the two sockets replaced by byte buffers:
+//!
+//! ```
+//! use std::time::Instant;
+//! use bytes::{Bytes, BytesMut};
+//! use dynrt_core::conn::{Conn, ConnConfig, Event};
+//! use dynrt_core::wire::OutBuf;
+//! use dynrt_core::wire::mux::WireStr;
+//!
+//! let now = Instant::now(); // a driver's clock; the core never reads one
+//! let mut client = Conn::client(ConnConfig::default(), now)?;
+//! let mut server = Conn::server(ConnConfig::default(), now)?;
+//! // Moves everything `from` wants to send into `to`, as a socket pair would.
+//! let pump = |from: &mut Conn, to: &mut Conn| {
+//!     let mut out = OutBuf::new();
+//!     if from.poll_transmit(&mut out) {
+//!         to.handle_input(&mut BytesMut::from(&out.take_contiguous()[..]), now);
+//!     }
+//! };
+//! pump(&mut client, &mut server); // preface + HELLO
+//! pump(&mut server, &mut client); // preface + HELLO
+//! assert!(matches!(client.poll_event(), Some(Event::HandshakeDone(_))));
+//!
+//! let id = client.open(WireStr::from_static("ns/comp/generate"), Bytes::new(), Bytes::from_static(b"hi"))?;
+//! pump(&mut client, &mut server);
+//! assert!(matches!(server.poll_event(), Some(Event::HandshakeDone(_))));
+//! let Some(Event::StreamOpened(request)) = server.poll_event() else { unreachable!() };
+//! server.send_data(request.stream, &mut Bytes::from_static(b"hello"))?;
+//! server.finish(request.stream)?;
+//! pump(&mut server, &mut client);
+//! assert!(matches!(client.poll_event(), Some(Event::Data { more: false, .. })));
+//! client.release(id, 5)?; // the application consumed the 5 bytes
+//! assert!(matches!(client.poll_event(), Some(Event::End { result: Ok(()), .. })));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! After [`Event::Closed`] the driver writes what `poll_transmit` still produces (a final
 //! GOAWAY) and closes the socket. `handle_input` should be called only when bytes arrived: each
 //! call counts as a sign of life for the keep-alive.
