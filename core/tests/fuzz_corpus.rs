@@ -33,3 +33,8 @@ fn dynamo_request_corpus_replays_cleanly() {
 fn two_part_corpus_replays_cleanly() {
     replay("two_part", dynrt_core::wire::dynamo::fuzzing::two_part);
 }
+
+#[test]
+fn mux_frames_corpus_replays_cleanly() {
+    replay("mux_frames", dynrt_core::wire::mux::fuzzing::mux_frames);
+}
