@@ -12,6 +12,7 @@
 //! trait, executor-specific code in the thinnest layer possible.
 
 pub mod discovery;
+pub mod mux;
 pub mod runtime;
 
 pub use runtime::Runtime;

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use bytes::BytesMut;
 use futures_io::{AsyncRead, AsyncWrite};
 
 /// A boxed, sendable future.
@@ -15,7 +16,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What a driver needs from an executor.
 ///
 /// Implementations: `dynrt_tokio::TokioRuntime` and `dynrt_smol::SmolRuntime`.
-pub trait Runtime: Clone + Send + Sync + 'static {
+pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
     /// A connected TCP socket.
     type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// A listening TCP socket.
@@ -46,6 +47,32 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         listener: &Self::Listener,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<(Self::Tcp, SocketAddr)>>;
+
+    /// Reads what the socket has into the spare capacity of `buf` (reserving some first if
+    /// there is none). The default zero-fills before reading, because `futures-io` reads into
+    /// initialised memory; an adapter whose socket can read into uninitialised memory
+    /// overrides it to skip that pass.
+    fn poll_read_buf(
+        tcp: &mut Self::Tcp,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        const READ_CHUNK: usize = 64 * 1024;
+        const MAX_READ: usize = 256 * 1024;
+        buf.reserve(READ_CHUNK);
+        let start = buf.len();
+        // Use what is allocated (a decoder may have reserved a whole large frame), but zero
+        // no more than one read's worth at a time.
+        let room = (buf.capacity() - start).min(MAX_READ);
+        buf.resize(start + room, 0);
+        let result = Pin::new(tcp).poll_read(cx, &mut buf[start..]);
+        let n = match &result {
+            Poll::Ready(Ok(n)) => *n,
+            _ => 0,
+        };
+        buf.truncate(start + n);
+        result
+    }
 
     /// A handle to a tokio runtime, for the clients that only run on tokio (etcd-client,
     /// async-nats). On tokio it is the current runtime; on smol, one the adapter owns on a

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use bytes::BytesMut;
 use dynrt_io::runtime::{BoxFuture, Runtime};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
@@ -78,6 +79,16 @@ impl Runtime for TokioRuntime {
             stream.set_nodelay(true)?;
             Ok((stream.compat(), peer))
         })
+    }
+
+    fn poll_read_buf(
+        tcp: &mut Self::Tcp,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        // tokio reads into uninitialised memory: no zero-fill pass.
+        buf.reserve(64 * 1024);
+        tokio_util::io::poll_read_buf(Pin::new(tcp.get_mut()), cx, buf)
     }
 
     fn tokio_handle(&self) -> Handle {

@@ -1,0 +1,127 @@
+//! One multiplexed connection per peer address, dialled on first use and again after it fails.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use dynrt_core::conn::{Conn, ConnConfig, OpenError};
+use event_listener::Event as Notify;
+use futures_lite::future;
+
+use super::client::{MuxClient, ResponseStream};
+use super::driver::Driver;
+use super::error::CallError;
+use super::state::Shared;
+use crate::runtime::{self, Runtime};
+
+enum Slot {
+    Ready(MuxClient),
+    Connecting(Arc<Notify>),
+}
+
+/// Keeps one connection per peer and opens request streams on it.
+pub struct Connector<R: Runtime> {
+    rt: R,
+    config: ConnConfig,
+    connect_timeout: Duration,
+    peers: Mutex<HashMap<SocketAddr, Slot>>,
+}
+
+impl<R: Runtime> Connector<R> {
+    /// A connector whose connections use `config`, giving up on a dial after 5 s.
+    pub fn new(rt: R, config: ConnConfig) -> Self {
+        Self {
+            rt,
+            config,
+            connect_timeout: Duration::from_secs(5),
+            peers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sends a request to `route` on the peer at `addr`, dialling if there is no usable
+    /// connection. A connection that is going away is replaced once.
+    pub async fn call(
+        &self,
+        addr: SocketAddr,
+        route: &str,
+        header: Bytes,
+        payload: Bytes,
+    ) -> Result<ResponseStream, CallError> {
+        let client = self.client(addr).await?;
+        match client.call(route, header.clone(), payload.clone()).await {
+            Err(CallError::Open(OpenError::GoingAway | OpenError::Closed))
+            | Err(CallError::Disconnected(_)) => {
+                self.client(addr).await?.call(route, header, payload).await
+            }
+            other => other,
+        }
+    }
+
+    /// The connection to `addr`, dialling one if there is none that is usable.
+    pub async fn client(&self, addr: SocketAddr) -> Result<MuxClient, CallError> {
+        loop {
+            let wait = {
+                let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+                match peers.get(&addr) {
+                    Some(Slot::Ready(client)) if client.is_usable() => return Ok(client.clone()),
+                    Some(Slot::Connecting(done)) => done.listen(),
+                    _ => {
+                        let done = Arc::new(Notify::new());
+                        peers.insert(addr, Slot::Connecting(done.clone()));
+                        drop(peers);
+                        let result = self.dial(addr).await;
+                        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+                        match &result {
+                            Ok(client) => peers.insert(addr, Slot::Ready(client.clone())),
+                            Err(_) => peers.remove(&addr),
+                        };
+                        done.notify(usize::MAX);
+                        return result;
+                    }
+                }
+            };
+            wait.await;
+        }
+    }
+
+    /// Drops the connection to `addr` from the pool (its open streams continue).
+    pub fn forget(&self, addr: SocketAddr) {
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&addr);
+    }
+
+    async fn dial(&self, addr: SocketAddr) -> Result<MuxClient, CallError> {
+        let deadline = Instant::now() + self.connect_timeout;
+        let tcp = future::or(async { Some(self.rt.connect(addr).await) }, async {
+            runtime::sleep_until(&self.rt, deadline).await;
+            None
+        })
+        .await;
+        let tcp = match tcp {
+            Some(Ok(tcp)) => tcp,
+            Some(Err(e)) => return Err(CallError::connect(addr, &e)),
+            None => {
+                let timeout = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {:?}", self.connect_timeout),
+                );
+                return Err(CallError::connect(addr, &timeout));
+            }
+        };
+        let conn = Conn::client(self.config.clone(), Instant::now())
+            .map_err(|e| CallError::Disconnected(format!("bad connection settings: {e}")))?;
+        let shared = Shared::new(conn);
+        self.rt.spawn(Driver::new(
+            self.rt.clone(),
+            shared.clone(),
+            tcp,
+            BytesMut::new(),
+            None,
+        ));
+        Ok(MuxClient { shared })
+    }
+}

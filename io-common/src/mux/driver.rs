@@ -1,0 +1,157 @@
+//! The task that drives one mux connection: socket bytes in, core events out, frames back.
+
+use std::future::Future;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use dynrt_core::wire::OutBuf;
+use dynrt_core::wire::mux::Request;
+use futures_io::AsyncWrite;
+
+use super::handler::Handlers;
+use super::server::start_request;
+use super::state::Shared;
+use crate::runtime::Runtime;
+
+/// Turns of the loop per poll before yielding to other tasks.
+const BUDGET: usize = 32;
+/// Most slices handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+/// Drives one connection until it closes. Spawned once per connection.
+pub(crate) struct Driver<R: Runtime> {
+    rt: R,
+    shared: Arc<Shared>,
+    tcp: R::Tcp,
+    read_buf: BytesMut,
+    out: OutBuf,
+    timer: Option<(R::Timer, Instant)>,
+    /// Server role: where requests go.
+    handlers: Option<Handlers>,
+    read_closed: bool,
+}
+
+impl<R: Runtime> Driver<R> {
+    /// `read_buf` holds bytes already read from `tcp` (the listener's sniffing).
+    pub(crate) fn new(
+        rt: R,
+        shared: Arc<Shared>,
+        tcp: R::Tcp,
+        read_buf: BytesMut,
+        handlers: Option<Handlers>,
+    ) -> Self {
+        Self {
+            rt,
+            shared,
+            tcp,
+            read_buf,
+            out: OutBuf::new(),
+            timer: None,
+            handlers,
+            read_closed: false,
+        }
+    }
+
+    fn transport_failed(&mut self, now: Instant) {
+        self.read_closed = true;
+        let mut state = self.shared.lock();
+        state.conn.handle_transport_closed(now);
+    }
+
+    /// Writes as much of the queued output as the socket takes. Returns whether it wrote.
+    fn poll_write(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut wrote = false;
+        while !self.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = self.out.io_slices(&mut slices);
+            match Pin::new(&mut self.tcp).poll_write_vectored(cx, &slices[..n]) {
+                Poll::Ready(Ok(written)) if written > 0 => {
+                    self.out.advance(written);
+                    wrote = true;
+                }
+                Poll::Ready(_) => {
+                    // Zero bytes written or an error: the peer is gone.
+                    self.out.advance(self.out.len());
+                    self.transport_failed(now);
+                    return true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        wrote
+    }
+}
+
+impl<R: Runtime> Future for Driver<R> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        for _ in 0..BUDGET {
+            let now = Instant::now();
+            let mut progress = false;
+            let mut opened: Vec<Request> = Vec::new();
+            let (closed, deadline) = {
+                let mut state = this.shared.lock();
+                state.set_driver_waker(cx.waker());
+                if !this.read_closed {
+                    match R::poll_read_buf(&mut this.tcp, cx, &mut this.read_buf) {
+                        Poll::Ready(Ok(n)) if n > 0 => {
+                            state.conn.handle_input(&mut this.read_buf, now);
+                            progress = true;
+                        }
+                        Poll::Ready(_) => {
+                            this.read_closed = true;
+                            state.conn.handle_transport_closed(now);
+                            progress = true;
+                        }
+                        Poll::Pending => {}
+                    }
+                }
+                if state.conn.poll_timeout().is_some_and(|t| t <= now) {
+                    state.conn.handle_timeout(now);
+                }
+                state.dispatch_events(&this.shared.can_open, &mut opened);
+                while state.conn.poll_transmit(&mut this.out) {}
+                (state.conn.is_closed(), state.conn.poll_timeout())
+            };
+            for request in opened {
+                start_request(&this.rt, &this.shared, this.handlers.as_ref(), request);
+                progress = true;
+            }
+            progress |= this.poll_write(cx, now);
+            if closed && (this.out.is_empty() || this.read_closed) {
+                let _ = Pin::new(&mut this.tcp).poll_close(cx);
+                let mut state = this.shared.lock();
+                let mut ignored = Vec::new();
+                state.dispatch_events(&this.shared.can_open, &mut ignored);
+                return Poll::Ready(());
+            }
+            if let Some(deadline) = deadline {
+                let timer = match &mut this.timer {
+                    Some((timer, at)) => {
+                        if *at != deadline {
+                            R::reset_timer(timer, deadline);
+                            *at = deadline;
+                        }
+                        timer
+                    }
+                    None => &mut this.timer.insert((this.rt.timer(deadline), deadline)).0,
+                };
+                if Pin::new(timer).poll(cx).is_ready() {
+                    progress = true;
+                }
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        // Out of budget with work left: let other tasks run, then continue.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

@@ -1,0 +1,266 @@
+//! The serving side: accept connections, sniff the protocol, run handlers per request.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use dynrt_core::conn::{Conn, ConnConfig, SendError};
+use dynrt_core::wire::mux::{self, ErrorKind, Request, Sniff, StreamError, StreamId};
+use futures_lite::future;
+use futures_lite::StreamExt;
+
+use super::driver::Driver;
+use super::handler::{BoxItemStream, Handlers, RequestContext};
+use super::state::{CancelState, ServeSlot, Shared};
+use crate::runtime::{self, Runtime};
+
+/// How a server behaves.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Settings of each accepted mux connection.
+    pub conn: ConnConfig,
+    /// How long a new connection may take to send its first three bytes.
+    pub sniff_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            conn: ConnConfig::default(),
+            sniff_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A listening request-plane server: accepts connections and serves every request stream with
+/// the handler registered for its route.
+pub struct MuxServer {
+    local_addr: SocketAddr,
+    stopped: Arc<AtomicBool>,
+    handlers: Handlers,
+}
+
+impl MuxServer {
+    /// Binds `addr` (port 0: any free port) and starts accepting in the background.
+    pub async fn bind<R: Runtime>(
+        rt: &R,
+        addr: SocketAddr,
+        handlers: Handlers,
+        config: ServerConfig,
+    ) -> io::Result<Self> {
+        let listener = rt.bind(addr).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+        })?;
+        let local_addr = R::local_addr(&listener)?;
+        let stopped = Arc::new(AtomicBool::new(false));
+        rt.spawn(accept_loop(
+            rt.clone(),
+            listener,
+            handlers.clone(),
+            config,
+            stopped.clone(),
+        ));
+        Ok(Self {
+            local_addr,
+            stopped,
+            handlers,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The handler registry (add or remove routes while serving).
+    pub fn handlers(&self) -> &Handlers {
+        &self.handlers
+    }
+
+    /// Stops accepting new connections (existing ones keep serving until they close).
+    pub fn stop_accepting(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for MuxServer {
+    fn drop(&mut self) {
+        self.stop_accepting();
+    }
+}
+
+async fn accept_loop<R: Runtime>(
+    rt: R,
+    listener: R::Listener,
+    handlers: Handlers,
+    config: ServerConfig,
+    stopped: Arc<AtomicBool>,
+) {
+    loop {
+        // Poll the stop flag at least every 100 ms while idle.
+        let accepted = future::or(async { Some(runtime::accept::<R>(&listener).await) }, async {
+            runtime::sleep_until(&rt, Instant::now() + Duration::from_millis(100)).await;
+            None
+        })
+        .await;
+        if stopped.load(Ordering::Acquire) {
+            return;
+        }
+        match accepted {
+            Some(Ok((tcp, _peer))) => {
+                rt.spawn(serve_connection(rt.clone(), tcp, handlers.clone(), config.clone()))
+            }
+            // Out of file descriptors and the like: back off briefly instead of spinning.
+            Some(Err(_)) => {
+                runtime::sleep_until(&rt, Instant::now() + Duration::from_millis(50)).await
+            }
+            None => {}
+        }
+    }
+}
+
+/// Reads the first bytes, then runs the connection as mux (or refuses a Dynamo peer).
+async fn serve_connection<R: Runtime>(
+    rt: R,
+    mut tcp: R::Tcp,
+    handlers: Handlers,
+    config: ServerConfig,
+) {
+    let mut buf = BytesMut::new();
+    let deadline = Instant::now() + config.sniff_timeout;
+    let sniffed = loop {
+        match mux::sniff(&buf) {
+            Sniff::NeedMore => {}
+            decided => break Some(decided),
+        }
+        let read = future::or(
+            async { Some(future::poll_fn(|cx| R::poll_read_buf(&mut tcp, cx, &mut buf)).await) },
+            async {
+                runtime::sleep_until(&rt, deadline).await;
+                None
+            },
+        )
+        .await;
+        match read {
+            Some(Ok(n)) if n > 0 => {}
+            _ => break None,
+        }
+    };
+    match sniffed {
+        Some(Sniff::Mux) => {}
+        // Dynamo's request plane on this port is served by the compat layer once it exists;
+        // until then such a peer is disconnected rather than misread.
+        _ => return,
+    }
+    let Ok(conn) = Conn::server(config.conn, Instant::now()) else {
+        return;
+    };
+    let shared = Shared::new(conn);
+    Driver::new(rt, shared, tcp, buf, Some(handlers)).await;
+}
+
+/// Starts the handler for a request that opened on a server connection.
+pub(crate) fn start_request<R: Runtime>(
+    rt: &R,
+    shared: &Arc<Shared>,
+    handlers: Option<&Handlers>,
+    request: Request,
+) {
+    let id = request.stream;
+    let handler = handlers.and_then(|h| h.get(request.route.as_str()));
+    let mut state = shared.lock();
+    let Some(handler) = handler else {
+        let error = StreamError::new(
+            ErrorKind::NOT_FOUND,
+            format!("no handler for route '{}'", request.route),
+        );
+        let _ = state.conn.send_error(id, error);
+        state.wake_driver();
+        return;
+    };
+    let cancel = Arc::new(CancelState::default());
+    state.serving.insert(
+        id,
+        ServeSlot {
+            cancel: cancel.clone(),
+            waker: None,
+        },
+    );
+    drop(state);
+    let context = RequestContext {
+        stream: id,
+        header: request.header,
+        cancel: cancel.clone(),
+    };
+    let shared = shared.clone();
+    let payload = request.payload;
+    rt.spawn(async move {
+        let items = handler.handle(payload, context);
+        serve(&shared, id, items, &cancel).await;
+        shared.lock().serving.remove(&id);
+    });
+}
+
+/// Sends the handler's items in order, then the end; stops at once on kill.
+async fn serve(shared: &Shared, id: StreamId, mut items: BoxItemStream, cancel: &CancelState) {
+    loop {
+        let next = future::or(async { Some(items.next().await) }, async {
+            killed(cancel).await;
+            None
+        })
+        .await;
+        let Some(next) = next else { return };
+        let mut state = shared.lock();
+        match next {
+            Some(Ok(item)) => {
+                drop(state);
+                if !send(shared, id, item).await {
+                    return;
+                }
+            }
+            None => {
+                let _ = state.conn.finish(id);
+                state.wake_driver();
+                return;
+            }
+            Some(Err(error)) => {
+                let _ = state.conn.send_error(id, error.into_stream_error());
+                state.wake_driver();
+                return;
+            }
+        }
+    }
+}
+
+async fn killed(cancel: &CancelState) {
+    loop {
+        let listener = cancel.changed.listen();
+        if cancel.is_killed() {
+            return;
+        }
+        listener.await;
+    }
+}
+
+/// Hands `item` to the core as credit allows. Returns false if the stream is gone.
+async fn send(shared: &Shared, id: StreamId, mut item: Bytes) -> bool {
+    future::poll_fn(|cx| {
+        let mut state = shared.lock();
+        let result = state.conn.send_data(id, &mut item);
+        state.wake_driver();
+        match result {
+            Ok(_) if item.is_empty() => std::task::Poll::Ready(true),
+            Ok(_) | Err(SendError::Blocked { .. }) => {
+                if let Some(slot) = state.serving.get_mut(&id) {
+                    slot.waker = Some(cx.waker().clone());
+                }
+                std::task::Poll::Pending
+            }
+            Err(_) => std::task::Poll::Ready(false),
+        }
+    })
+    .await
+}

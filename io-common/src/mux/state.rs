@@ -1,0 +1,194 @@
+//! The state one connection shares between its driver, its callers and its request handlers.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+
+use bytes::{Bytes, BytesMut};
+use dynrt_core::conn::{CloseReason, Conn, Event};
+use dynrt_core::wire::mux::{CancelMode, Request, StreamError, StreamId};
+use event_listener::Event as Notify;
+
+/// One connection: the core state machine plus what the adapters hang off it.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// Raised on `CanOpen`, on the handshake and on close: callers waiting to open retry.
+    pub(crate) can_open: Notify,
+}
+
+impl Shared {
+    pub(crate) fn new(conn: Conn) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                conn,
+                calls: HashMap::new(),
+                serving: HashMap::new(),
+                driver_waker: None,
+                closed: None,
+            }),
+            can_open: Notify::new(),
+        })
+    }
+
+    /// Locks the state. A panic while it was held (a bug) does not poison it for everyone.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub(crate) struct State {
+    pub(crate) conn: Conn,
+    /// Client: response streams by stream id.
+    pub(crate) calls: HashMap<StreamId, CallSlot>,
+    /// Server: requests being served by stream id.
+    pub(crate) serving: HashMap<StreamId, ServeSlot>,
+    driver_waker: Option<Waker>,
+    /// Why the connection closed, once it has.
+    pub(crate) closed: Option<CloseReason>,
+}
+
+/// A response stream's inbox: whole items in order, then the end.
+#[derive(Default)]
+pub(crate) struct CallSlot {
+    /// Items with the number of their bytes still to release to the core once taken.
+    pub(crate) items: VecDeque<(Bytes, u64)>,
+    /// Pieces of an item that continues (`more`), already released to the core.
+    partial: Option<BytesMut>,
+    pub(crate) end: Option<Result<(), StreamError>>,
+    pub(crate) waker: Option<Waker>,
+}
+
+/// A request being served: cancellation state and the task waiting for credit.
+pub(crate) struct ServeSlot {
+    pub(crate) cancel: Arc<CancelState>,
+    pub(crate) waker: Option<Waker>,
+}
+
+/// Stop/kill flags a handler can observe through its `RequestContext`.
+#[derive(Default)]
+pub(crate) struct CancelState {
+    stop: AtomicBool,
+    kill: AtomicBool,
+    pub(crate) changed: Notify,
+}
+
+impl CancelState {
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire) || self.is_killed()
+    }
+
+    pub(crate) fn is_killed(&self) -> bool {
+        self.kill.load(Ordering::Acquire)
+    }
+
+    fn set(&self, mode: CancelMode) {
+        match mode {
+            CancelMode::Stop => self.stop.store(true, Ordering::Release),
+            CancelMode::Kill => self.kill.store(true, Ordering::Release),
+        }
+        self.changed.notify(usize::MAX);
+    }
+}
+
+impl State {
+    /// Remembers the driver's waker; callers wake it after changing the core.
+    pub(crate) fn set_driver_waker(&mut self, waker: &Waker) {
+        match &self.driver_waker {
+            Some(current) if current.will_wake(waker) => {}
+            _ => self.driver_waker = Some(waker.clone()),
+        }
+    }
+
+    /// Wakes the driver if the core has something to send.
+    pub(crate) fn wake_driver_if_needed(&mut self) {
+        if self.conn.wants_transmit() || self.conn.is_closed() {
+            self.wake_driver();
+        }
+    }
+
+    pub(crate) fn wake_driver(&mut self) {
+        if let Some(waker) = &self.driver_waker {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// Routes every pending core event to the stream it concerns. Requests that opened are
+    /// returned for the caller to start handlers for, once the lock is released.
+    pub(crate) fn dispatch_events(&mut self, can_open: &Notify, opened: &mut Vec<Request>) {
+        while let Some(event) = self.conn.poll_event() {
+            match event {
+                Event::HandshakeDone(_) | Event::CanOpen => {
+                    can_open.notify(usize::MAX);
+                }
+                Event::StreamOpened(request) => opened.push(request),
+                Event::Data { id, payload, more } => self.on_data(id, payload, more),
+                Event::End { id, result } => {
+                    if let Some(slot) = self.calls.get_mut(&id) {
+                        slot.end = Some(result);
+                        wake(&mut slot.waker);
+                    }
+                }
+                Event::Cancelled { id, mode } => {
+                    if let Some(slot) = self.serving.get_mut(&id) {
+                        slot.cancel.set(mode);
+                        wake(&mut slot.waker);
+                    }
+                }
+                Event::Writable { id } => {
+                    if let Some(slot) = self.serving.get_mut(&id) {
+                        wake(&mut slot.waker);
+                    }
+                }
+                Event::GoAway { .. } => {
+                    // Open streams run to completion; new calls see `GoingAway` and the
+                    // connector dials a fresh connection.
+                    can_open.notify(usize::MAX);
+                }
+                Event::Closed(reason) => {
+                    self.closed = Some(reason);
+                    can_open.notify(usize::MAX);
+                    for slot in self.serving.values_mut() {
+                        slot.cancel.set(CancelMode::Kill);
+                        wake(&mut slot.waker);
+                    }
+                    for slot in self.calls.values_mut() {
+                        wake(&mut slot.waker);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_data(&mut self, id: StreamId, payload: Bytes, more: bool) {
+        let Some(slot) = self.calls.get_mut(&id) else {
+            // The response stream was dropped: give the credit back at once.
+            let _ = self.conn.release(id, payload.len() as u64);
+            return;
+        };
+        if more || slot.partial.is_some() {
+            // A piece of a larger item: keep it in our own buffer and release it now, so an
+            // item larger than the stream credit can still arrive whole.
+            let partial = slot.partial.get_or_insert_with(BytesMut::new);
+            partial.extend_from_slice(&payload);
+            let _ = self.conn.release(id, payload.len() as u64);
+            if more {
+                return;
+            }
+            let whole = slot.partial.take().expect("set above").freeze();
+            slot.items.push_back((whole, 0));
+        } else {
+            // Released when the caller takes it: the credit bounds what waits here.
+            let len = payload.len() as u64;
+            slot.items.push_back((payload, len));
+        }
+        wake(&mut slot.waker);
+    }
+}
+
+fn wake(waker: &mut Option<Waker>) {
+    if let Some(waker) = waker.take() {
+        waker.wake();
+    }
+}
