@@ -4,3 +4,5 @@
 //! owns the sockets, timers and external clients, and exposes the runtime API.
 
 pub use dynrt_core as core;
+
+pub mod system_server;
