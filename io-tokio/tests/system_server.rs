@@ -808,3 +808,90 @@ test!(dropping_the_server_closes_the_port, {
         sleep(Duration::from_millis(10)).await;
     }
 });
+
+// ---- user code that panics, configuration --------------------------------------------------
+
+test!(
+    a_panicking_engine_route_answers_500_and_the_server_keeps_serving,
+    {
+        let state = state_with(HealthConfig::default());
+        state.register_engine_route("boom", |_| async move {
+            if true {
+                panic!("engine route bug (expected by this test)");
+            }
+            Ok(json!(null))
+        });
+        state.register_engine_route("eager", |_| -> std::future::Ready<Result<Value, String>> {
+            panic!("engine route bug before its future (expected by this test)")
+        });
+        let server = start(&state).await;
+        let addr = server.local_addr();
+        for target in ["/engine/boom", "/engine/eager"] {
+            let reply = request(addr, "POST", target, b"").await;
+            assert_eq!(reply.status, 500, "{target}");
+            assert_eq!(reply.json()["message"], "the engine route panicked");
+        }
+        assert_eq!(get(addr, "/live").await.status, 200);
+        server.shutdown().await;
+    }
+);
+
+test!(
+    a_panicking_canary_sender_is_a_failed_canary_and_the_driver_survives,
+    {
+        let state = canary_state(100, 300);
+        let server = start(&state).await;
+        let addr = server.local_addr();
+        let panicking = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(Handler::default());
+        let (flag, inner) = (panicking.clone(), handler.sender());
+        let sender = move |endpoint: &str, payload: Value| -> CanaryStream {
+            if flag.load(Ordering::SeqCst) {
+                panic!("canary sender bug (expected by this test)");
+            }
+            inner(endpoint, payload)
+        };
+        let driver = HealthCheckDriver::spawn(state.clone(), sender);
+        wait_for_status(addr, "/health", 200).await;
+        panicking.store(true, Ordering::SeqCst);
+        wait_for_status(addr, "/health", 503).await;
+        panicking.store(false, Ordering::SeqCst);
+        wait_for_status(addr, "/health", 200).await;
+        driver.stop().await;
+        server.shutdown().await;
+    }
+);
+
+test!(the_server_config_comes_from_dyn_system_settings, {
+    use dynrt_core::config::DistributedConfig;
+    let disabled = DistributedConfig::from_settings([("DYN_SYSTEM_HOST", "127.0.0.1")]).unwrap();
+    assert_eq!(
+        SystemServerConfig::from_system_config(&disabled.system),
+        None
+    );
+
+    let config = DistributedConfig::from_settings([
+        ("DYN_SYSTEM_HOST", "127.0.0.1"),
+        ("DYN_SYSTEM_PORT", "0"),
+        ("DYN_SYSTEM_HEALTH_PATH", "/q/health"),
+        ("DYN_SYSTEM_LIVE_PATH", "/q/live"),
+    ])
+    .unwrap();
+    let server_config = SystemServerConfig::from_system_config(&config.system).unwrap();
+    assert_eq!(server_config.addr_string(), "127.0.0.1:0");
+    let server = SystemServer::start(server_config, state_with(HealthConfig::default()))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    assert_eq!(get(addr, "/q/live").await.status, 200);
+    assert_eq!(get(addr, "/q/health").await.status, 503);
+    assert_eq!(get(addr, "/health").await.status, 404);
+    server.shutdown().await;
+
+    let v6 = SystemServerConfig {
+        host: "::1".to_owned(),
+        port: 9090,
+        ..SystemServerConfig::default()
+    };
+    assert_eq!(v6.addr_string(), "[::1]:9090");
+});

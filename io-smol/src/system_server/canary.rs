@@ -7,6 +7,7 @@
 //! canary drops that task, which drops the stream. Every health decision is the core's.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +17,7 @@ use dynrt_core::health::{CanaryId, HealthCommand};
 use futures_core::Stream;
 use smol::{Task, Timer};
 
-use super::SystemState;
+use super::{SystemState, catch_unwind};
 
 /// The response stream of one canary request: items, or an error message.
 pub type CanaryStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
@@ -90,9 +91,19 @@ async fn run(state: SystemState, sender: Arc<dyn CanarySender>) {
                     payload,
                 } => {
                     tracing::debug!(%id, %endpoint, "sending canary");
-                    let stream = sender.send(&endpoint, payload);
-                    let task = smol::spawn(watch(state.clone(), id, stream));
-                    in_flight.insert(id, task);
+                    // User code: a panic here is a failed canary, not a dead driver.
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        sender.send(&endpoint, payload)
+                    })) {
+                        Ok(stream) => {
+                            let task = smol::spawn(watch(state.clone(), id, stream));
+                            in_flight.insert(id, task);
+                        }
+                        Err(_) => {
+                            tracing::warn!(%id, %endpoint, "the canary sender panicked");
+                            state.update_health(|health, now| health.handle_canary_error(id, now));
+                        }
+                    }
                 }
                 HealthCommand::CancelCanary { id, endpoint } => {
                     tracing::debug!(%id, %endpoint, "abandoning canary");
@@ -131,7 +142,9 @@ async fn run(state: SystemState, sender: Arc<dyn CanarySender>) {
 /// Waits for canary `id`'s first item (or end) and reports it. Dropping this task drops the
 /// stream, which cancels the request.
 async fn watch(state: SystemState, id: CanaryId, mut stream: CanaryStream) {
-    let first = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await;
+    let first = catch_unwind(std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)))
+        .await
+        .unwrap_or_else(|| Some(Err("the canary stream panicked".to_owned())));
     state.update_health(|health, now| match first {
         Some(Ok(_)) => health.handle_canary_item(id, now),
         Some(Err(error)) => {

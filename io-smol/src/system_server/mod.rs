@@ -43,9 +43,12 @@ mod canary;
 mod state;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -196,7 +199,8 @@ impl SystemServer {
     /// the drain timeout, then closes every connection. Returns when all is closed.
     pub async fn shutdown(self) {
         self.stop.close();
-        self.task.await;
+        // `fallible`: a task that panicked yields `None` instead of panicking here.
+        let _ = self.task.fallible().await;
     }
 }
 
@@ -247,7 +251,7 @@ async fn accept_loop(
     let drained = smol::future::or(
         async {
             for task in connections.by_ref() {
-                task.await;
+                let _ = task.fallible().await;
             }
             true
         },
@@ -334,10 +338,18 @@ impl Service {
             Dispatch::Respond(response) => response,
             Dispatch::Engine(call) => match self.state.engine_route(call.route.name()) {
                 None => call.route.not_found(),
-                Some(callback) => match callback(call.body).await {
-                    Ok(result) => call.route.ok(&result),
-                    Err(message) => call.route.failed(&message),
-                },
+                Some(callback) => {
+                    let result =
+                        match std::panic::catch_unwind(AssertUnwindSafe(|| callback(call.body))) {
+                            Ok(future) => catch_unwind(future).await,
+                            Err(_) => None,
+                        };
+                    match result {
+                        Some(Ok(result)) => call.route.ok(&result),
+                        Some(Err(message)) => call.route.failed(&message),
+                        None => call.route.failed("the engine route panicked"),
+                    }
+                }
             },
             Dispatch::Artifact(request) => {
                 match self.state.read_artifact(request.key.clone()).await {
@@ -349,6 +361,19 @@ impl Service {
         };
         to_http(response)
     }
+}
+
+/// Polls user code (an engine callback's future, a canary stream) so that a panic in it becomes
+/// `None` instead of unwinding through the server's tasks. The future is not polled again.
+async fn catch_unwind<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut future).poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Some(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(None),
+        }
+    })
+    .await
 }
 
 /// 413 for a body over the cap, 400 for one that could not be read.

@@ -42,9 +42,12 @@ mod canary;
 mod state;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -310,10 +313,18 @@ impl Service {
             Dispatch::Respond(response) => response,
             Dispatch::Engine(call) => match self.state.engine_route(call.route.name()) {
                 None => call.route.not_found(),
-                Some(callback) => match callback(call.body).await {
-                    Ok(result) => call.route.ok(&result),
-                    Err(message) => call.route.failed(&message),
-                },
+                Some(callback) => {
+                    let result =
+                        match std::panic::catch_unwind(AssertUnwindSafe(|| callback(call.body))) {
+                            Ok(future) => catch_unwind(future).await,
+                            Err(_) => None,
+                        };
+                    match result {
+                        Some(Ok(result)) => call.route.ok(&result),
+                        Some(Err(message)) => call.route.failed(&message),
+                        None => call.route.failed("the engine route panicked"),
+                    }
+                }
             },
             Dispatch::Artifact(request) => {
                 match self.state.read_artifact(request.key.clone()).await {
@@ -325,6 +336,19 @@ impl Service {
         };
         to_http(response)
     }
+}
+
+/// Polls user code (an engine callback's future, a canary stream) so that a panic in it becomes
+/// `None` instead of unwinding through the server's tasks. The future is not polled again.
+async fn catch_unwind<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut future).poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Some(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(None),
+        }
+    })
+    .await
 }
 
 /// 413 for a body over the cap, 400 for one that could not be read.
