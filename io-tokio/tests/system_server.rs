@@ -723,6 +723,11 @@ test!(traffic_wakes_the_driver_to_cancel_a_canary_in_flight, {
         dropped.load(Ordering::SeqCst) == 1
     })
     .await;
+    assert_eq!(
+        handler.calls.lock().unwrap().len(),
+        1,
+        "the next canary is 10 s away"
+    );
     driver.stop().await;
 });
 
@@ -894,4 +899,41 @@ test!(the_server_config_comes_from_dyn_system_settings, {
         ..SystemServerConfig::default()
     };
     assert_eq!(v6.addr_string(), "[::1]:9090");
+});
+
+test!(shutdown_closes_idle_keep_alive_connections_at_once, {
+    let state = state_with(HealthConfig::default());
+    let config = SystemServerConfig {
+        drain_timeout: Duration::from_secs(30),
+        ..local(0)
+    };
+    let server = SystemServer::start(config, state.clone()).await.unwrap();
+    let addr = server.local_addr();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (mut seen, mut chunk) = (Vec::new(), [0u8; 1024]);
+    let complete = |raw: &[u8]| {
+        raw.windows(4).any(|w| w == b"\r\n\r\n") && {
+            let reply = parse_reply(raw);
+            reply.header("content-length") == Some(&reply.body.len().to_string())
+        }
+    };
+    while !complete(&seen) {
+        let n = bounded(BOUND, "first response", stream.read(&mut chunk))
+            .await
+            .unwrap();
+        assert!(n > 0, "closed before the first response");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(parse_reply(&seen).status, 200);
+
+    // The connection is idle and kept alive; shutdown closes it rather than waiting 30 s.
+    bounded(Duration::from_secs(5), "shutdown", server.shutdown()).await;
+    let n = bounded(BOUND, "read after shutdown", stream.read(&mut chunk))
+        .await
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the idle connection is closed");
 });
