@@ -20,13 +20,14 @@ use smol::channel::{Receiver, Sender};
 pub const MAX_ARTIFACT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// What an `/engine/*` callback returns: its JSON result (200) or an error message (500).
-pub type EngineFuture = Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send>>;
+type EngineFuture = Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send>>;
 
 type EngineCallback = Arc<dyn Fn(serde_json::Value) -> EngineFuture + Send + Sync>;
 type LiveProbe = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// The artifact store's root directory cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 #[error("artifact store root '{}' cannot be used: {source}", root.display())]
 pub struct ArtifactRootError {
     /// The directory as given.

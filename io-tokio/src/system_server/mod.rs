@@ -66,7 +66,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use canary::{CanarySender, CanaryStream, HealthCheckDriver};
 use state::ArtifactLookup;
-pub use state::{ArtifactRootError, EngineFuture, MAX_ARTIFACT_BYTES, SystemState};
+pub use state::{ArtifactRootError, MAX_ARTIFACT_BYTES, SystemState};
 
 /// The largest request body read (only `/engine/*` uses bodies); a larger one answers 413.
 pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
