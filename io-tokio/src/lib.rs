@@ -10,3 +10,4 @@ pub use dynrt_io as io;
 mod runtime;
 
 pub use runtime::TokioRuntime;
+pub mod system_server;

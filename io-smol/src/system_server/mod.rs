@@ -1,0 +1,410 @@
+//! The system status server: `/health`, `/live`, `/metrics`, `/metadata`, `/engine/*` and the
+//! metadata artifacts over HTTP/1.1 (hyper), and the health-check driver that runs the canaries.
+//!
+//! The routes are [`dynrt_core::status::StatusRoutes`]; this module only moves bytes: it reads
+//! each request (body capped at [`MAX_REQUEST_BODY`]), asks the routes with the current time and
+//! the [`SystemState`], runs the engine callback or reads the artifact the routes ask for, and
+//! sends the answer.
+//!
+//! ```no_run
+//! use std::sync::{Arc, Mutex};
+//! use std::time::Instant;
+//! use dynrt_core::health::{HealthConfig, SystemHealth};
+//! use dynrt_core::metrics::MetricsRegistry;
+//! use dynrt_smol::system_server::{SystemServer, SystemServerConfig, SystemState};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let now = Instant::now();
+//! let state = SystemState::new(
+//!     Arc::new(Mutex::new(SystemHealth::new(HealthConfig::default(), now))),
+//!     Arc::new(Mutex::new(MetricsRegistry::new(now, None))),
+//! );
+//! let config = SystemServerConfig { host: "127.0.0.1".into(), port: 0, ..Default::default() };
+//! let server = SystemServer::start(config, state.clone()).await?;
+//! println!("status server on {}", server.local_addr());
+//! // ... the process runs ...
+//! server.shutdown().await; // stop accepting, finish in-flight requests (bounded)
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Lifetime
+//!
+//! [`SystemServer::start`] binds and spawns the accept loop on smol's global executor (each
+//! connection is a task of its own). hyper reaches smol's sockets and timer through
+//! `smol-hyper`. [`SystemServer::shutdown`] stops accepting at once (the
+//! listening socket is closed), lets every open connection finish the request it is serving
+//! (idle keep-alive connections close at once) for at most
+//! [`SystemServerConfig::drain_timeout`], then closes what is left. Dropping a [`SystemServer`]
+//! without `shutdown` stops it abruptly: the accept loop and every connection task are aborted,
+//! in-flight requests get no answer.
+
+mod canary;
+mod state;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dynrt_core::config::SystemConfig;
+use dynrt_core::status::{self, Dispatch, StatusContext, StatusPathError, StatusRoutes};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, StatusCode};
+use smol::channel::{Receiver, Sender};
+use smol::lock::Semaphore;
+use smol::net::{TcpListener, TcpStream};
+use smol::{Task, Timer};
+use smol_hyper::rt::{FuturesIo, SmolTimer};
+
+pub use canary::{CanarySender, CanaryStream, HealthCheckDriver};
+use state::ArtifactLookup;
+pub use state::{ArtifactRootError, MAX_ARTIFACT_BYTES, SystemState};
+
+/// The largest request body read (only `/engine/*` uses bodies); a larger one answers 413.
+pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
+/// Open connections at most; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Default bound on finishing in-flight requests at shutdown.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Where the server listens and which health and live paths it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemServerConfig {
+    /// Host to bind (`DYN_SYSTEM_HOST`): an IP address or a name to resolve.
+    pub host: String,
+    /// Port to bind (`DYN_SYSTEM_PORT`); 0: any free port (see [`SystemServer::local_addr`]).
+    pub port: u16,
+    /// Readiness path (`DYN_SYSTEM_HEALTH_PATH`).
+    pub health_path: String,
+    /// Liveness path (`DYN_SYSTEM_LIVE_PATH`).
+    pub live_path: String,
+    /// How long [`SystemServer::shutdown`] waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+impl Default for SystemServerConfig {
+    /// `0.0.0.0`, any free port, `/health`, `/live`, 5 s drain.
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".to_owned(),
+            port: 0,
+            health_path: status::DEFAULT_HEALTH_PATH.to_owned(),
+            live_path: status::DEFAULT_LIVE_PATH.to_owned(),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+impl SystemServerConfig {
+    /// The server settings of a parsed configuration; `None` when the server is disabled
+    /// (`DYN_SYSTEM_PORT` unset or -1).
+    pub fn from_system_config(system: &SystemConfig) -> Option<Self> {
+        Some(Self {
+            host: system.host.clone(),
+            port: system.port?,
+            health_path: system.health_path.clone(),
+            live_path: system.live_path.clone(),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        })
+    }
+
+    /// `host:port`, with brackets around an IPv6 address.
+    pub fn addr_string(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Starting the system status server failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SystemServerError {
+    /// The custom health or live path cannot be used.
+    #[error("system status server: {0}")]
+    Path(#[from] StatusPathError),
+    /// The address cannot be bound (in use, not local, cannot be resolved, ...).
+    #[error("system status server: cannot bind {addr}: {source}")]
+    Bind {
+        /// `host:port` as configured.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The running system status server. See the module doc for shutdown and drop.
+#[derive(Debug)]
+pub struct SystemServer {
+    local_addr: SocketAddr,
+    /// Closed to stop: every connection and the accept loop watch the other end.
+    stop: Sender<()>,
+    task: Task<()>,
+}
+
+impl SystemServer {
+    /// Checks the paths, binds `host:port` and starts serving `state` on smol's global
+    /// executor. The bound address is logged (`tracing`, info) and returned by
+    /// [`SystemServer::local_addr`].
+    pub async fn start(
+        config: SystemServerConfig,
+        state: SystemState,
+    ) -> Result<Self, SystemServerError> {
+        let routes = StatusRoutes::new(&config.health_path, &config.live_path)?;
+        let bind_error = |source| SystemServerError::Bind {
+            addr: config.addr_string(),
+            source,
+        };
+        let listener = TcpListener::bind((config.host.as_str(), config.port))
+            .await
+            .map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        tracing::info!(addr = %local_addr, "system status server listening");
+        let (stop, stopped) = smol::channel::bounded(1);
+        let service = Arc::new(Service { routes, state });
+        let task = smol::spawn(accept_loop(
+            listener,
+            service,
+            stopped,
+            config.drain_timeout,
+        ));
+        Ok(Self {
+            local_addr,
+            stop,
+            task,
+        })
+    }
+
+    /// The address the server listens on (with the port the OS chose for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Graceful stop: closes the listening socket, lets in-flight requests finish for at most
+    /// the drain timeout, then closes every connection. Returns when all is closed.
+    pub async fn shutdown(self) {
+        self.stop.close();
+        // `fallible`: a task that panicked yields `None` instead of panicking here.
+        let _ = self.task.fallible().await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    service: Arc<Service>,
+    stopped: Receiver<()>,
+    drain_timeout: Duration,
+) {
+    // Owns every connection task: dropping it (when this task is dropped) cancels them all.
+    let mut connections: Vec<Task<()>> = Vec::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let next = smol::future::or(
+            async {
+                // Only closing ends it: nothing is ever sent.
+                let _ = stopped.recv().await;
+                None
+            },
+            async {
+                let slot = slots.acquire_arc().await;
+                Some((listener.accept().await, slot))
+            },
+        )
+        .await;
+        let Some((accepted, slot)) = next else {
+            break;
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                connections.retain(|task| !task.is_finished());
+                let (service, stopped) = (service.clone(), stopped.clone());
+                connections.push(smol::spawn(async move {
+                    serve_connection(stream, service, stopped).await;
+                    drop(slot);
+                }));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "system status server: accept failed");
+                Timer::after(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+    drop(listener);
+    connections.retain(|task| !task.is_finished());
+    let open = connections.len();
+    let mut connections = connections.into_iter();
+    let drained = smol::future::or(
+        async {
+            for task in connections.by_ref() {
+                let _ = task.fallible().await;
+            }
+            true
+        },
+        async {
+            Timer::after(drain_timeout).await;
+            false
+        },
+    )
+    .await;
+    if !drained {
+        tracing::warn!(
+            open,
+            left = connections.len(),
+            ?drain_timeout,
+            "system status server: closing connections still busy after the drain timeout"
+        );
+        for task in connections {
+            task.cancel().await;
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, service: Arc<Service>, stopped: Receiver<()>) {
+    let handler = service_fn(move |request| {
+        let service = service.clone();
+        async move { Ok::<_, Infallible>(service.respond(request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(SmolTimer::new())
+        .serve_connection(FuturesIo::new(stream), handler);
+    let mut connection = pin!(connection);
+    let finished = smol::future::or(
+        async {
+            if let Err(error) = connection.as_mut().await {
+                tracing::debug!(%error, "system status server: connection ended with an error");
+            }
+            true
+        },
+        async {
+            let _ = stopped.recv().await;
+            false
+        },
+    )
+    .await;
+    if finished {
+        return;
+    }
+    // Shutting down: finish the request in progress (if any), then close.
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// The routes and the state, shared by every connection.
+struct Service {
+    routes: StatusRoutes,
+    state: SystemState,
+}
+
+impl Service {
+    async fn respond(&self, request: Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) => return to_http(body_error(&*error)),
+        };
+        let dispatch = {
+            // Read everything else first: the live probe is user code and must not run under
+            // the health lock.
+            let live = self.state.is_live();
+            let metadata = self.state.metadata();
+            let now = Instant::now();
+            let health = self.state.lock_health();
+            let ctx = StatusContext {
+                health: &health,
+                now,
+                live,
+                metrics: &|| self.state.render_metrics(now),
+                metadata: metadata.as_deref(),
+            };
+            self.routes
+                .handle(parts.method.as_str(), parts.uri.path(), &body, &ctx)
+        };
+        let response = match dispatch {
+            Dispatch::Respond(response) => response,
+            Dispatch::Engine(call) => match self.state.engine_route(call.route.name()) {
+                None => call.route.not_found(),
+                Some(callback) => {
+                    let result =
+                        match std::panic::catch_unwind(AssertUnwindSafe(|| callback(call.body))) {
+                            Ok(future) => catch_unwind(future).await,
+                            Err(_) => None,
+                        };
+                    match result {
+                        Some(Ok(result)) => call.route.ok(&result),
+                        Some(Err(message)) => call.route.failed(&message),
+                        None => call.route.failed("the engine route panicked"),
+                    }
+                }
+            },
+            Dispatch::Artifact(request) => {
+                match self.state.read_artifact(request.key.clone()).await {
+                    ArtifactLookup::Found(bytes) => request.found(bytes),
+                    ArtifactLookup::NotFound => request.not_found(),
+                    ArtifactLookup::ReadFailed => request.read_failed(),
+                }
+            }
+        };
+        to_http(response)
+    }
+}
+
+/// Polls user code (an engine callback's future, a canary stream) so that a panic in it becomes
+/// `None` instead of unwinding through the server's tasks. The future is not polled again.
+async fn catch_unwind<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut future).poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Some(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(None),
+        }
+    })
+    .await
+}
+
+/// 413 for a body over the cap, 400 for one that could not be read.
+fn body_error(error: &(dyn std::error::Error + 'static)) -> status::Response {
+    let (status, body) = if error.is::<http_body_util::LengthLimitError>() {
+        (
+            413,
+            format!("Request body exceeds the {MAX_REQUEST_BODY} byte limit"),
+        )
+    } else {
+        (400, format!("Cannot read the request body: {error}"))
+    };
+    status::Response {
+        status,
+        content_type: Some(status::TEXT),
+        allow: None,
+        body: Bytes::from(body),
+    }
+}
+
+fn to_http(response: status::Response) -> hyper::Response<Full<Bytes>> {
+    let mut http = hyper::Response::new(Full::new(response.body));
+    *http.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(content_type) = response.content_type {
+        http.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    if let Some(allow) = response.allow {
+        http.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    http
+}
