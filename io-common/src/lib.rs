@@ -14,5 +14,8 @@
 pub mod discovery;
 pub mod mux;
 pub mod runtime;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 
 pub use runtime::Runtime;

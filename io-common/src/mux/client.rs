@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use dynrt_core::conn::OpenError;
-use dynrt_core::wire::mux::{CancelMode, StreamId, WireStr};
+use dynrt_core::wire::mux::{CancelMode, ErrorKind, StreamId, WireStr};
 use futures_lite::Stream;
 
 use super::error::CallError;
@@ -121,7 +121,13 @@ impl Stream for ResponseStream {
         if let Some(end) = slot.end.take() {
             state.calls.remove(&id);
             self.done = true;
-            return Poll::Ready(end.err().map(|e| Err(CallError::Stream(e))));
+            let error = end.err().map(|e| match &state.closed {
+                // The core ended the stream because the connection died: a transport failure,
+                // not an answer from the server.
+                Some(reason) if e.kind == ErrorKind::DISCONNECTED => CallError::closed(reason),
+                _ => CallError::Stream(e),
+            });
+            return Poll::Ready(error.map(Err));
         }
         if let Some(reason) = &state.closed {
             // Closed before the core ended the stream (cannot normally happen: closing ends

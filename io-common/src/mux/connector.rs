@@ -66,24 +66,32 @@ impl<R: Runtime> Connector<R> {
                 let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
                 match peers.get(&addr) {
                     Some(Slot::Ready(client)) if client.is_usable() => return Ok(client.clone()),
-                    Some(Slot::Connecting(done)) => done.listen(),
+                    Some(Slot::Connecting(done)) => Some(done.listen()),
                     _ => {
-                        let done = Arc::new(Notify::new());
-                        peers.insert(addr, Slot::Connecting(done.clone()));
-                        drop(peers);
-                        let result = self.dial(addr).await;
-                        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-                        match &result {
-                            Ok(client) => peers.insert(addr, Slot::Ready(client.clone())),
-                            Err(_) => peers.remove(&addr),
-                        };
-                        done.notify(usize::MAX);
-                        return result;
+                        peers.insert(addr, Slot::Connecting(Arc::new(Notify::new())));
+                        None
                     }
                 }
             };
-            wait.await;
+            match wait {
+                Some(listener) => listener.await,
+                None => return self.dial_and_publish(addr).await,
+            }
         }
+    }
+
+    /// Dials `addr` (this task owns its `Connecting` slot) and publishes the outcome.
+    async fn dial_and_publish(&self, addr: SocketAddr) -> Result<MuxClient, CallError> {
+        let result = self.dial(addr).await;
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = match &result {
+            Ok(client) => peers.insert(addr, Slot::Ready(client.clone())),
+            Err(_) => peers.remove(&addr),
+        };
+        if let Some(Slot::Connecting(done)) = previous {
+            done.notify(usize::MAX);
+        }
+        result
     }
 
     /// Drops the connection to `addr` from the pool (its open streams continue).

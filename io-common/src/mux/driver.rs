@@ -4,6 +4,7 @@ use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -33,6 +34,8 @@ pub(crate) struct Driver<R: Runtime> {
     /// Server role: where requests go.
     handlers: Option<Handlers>,
     read_closed: bool,
+    /// Bytes read before the driver started (the listener's sniffing) wait in `read_buf`.
+    unfed_input: bool,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -48,6 +51,7 @@ impl<R: Runtime> Driver<R> {
             rt,
             shared,
             tcp,
+            unfed_input: !read_buf.is_empty(),
             read_buf,
             out: OutBuf::new(),
             timer: None,
@@ -93,11 +97,21 @@ impl<R: Runtime> Future for Driver<R> {
         let this = self.get_mut();
         for _ in 0..BUDGET {
             let now = Instant::now();
+            if this.shared.abort.load(Ordering::Acquire) {
+                // Drop the socket without a word: the peer sees the transport vanish.
+                this.transport_failed(now);
+                let mut state = this.shared.lock();
+                state.dispatch_events(&this.shared.can_open, &mut Vec::new());
+                return Poll::Ready(());
+            }
             let mut progress = false;
             let mut opened: Vec<Request> = Vec::new();
             let (closed, deadline) = {
                 let mut state = this.shared.lock();
                 state.set_driver_waker(cx.waker());
+                if std::mem::take(&mut this.unfed_input) {
+                    state.conn.handle_input(&mut this.read_buf, now);
+                }
                 if !this.read_closed {
                     match R::poll_read_buf(&mut this.tcp, cx, &mut this.read_buf) {
                         Poll::Ready(Ok(n)) if n > 0 => {

@@ -145,16 +145,18 @@ where
         match rmp_serde::from_slice::<Req>(&payload) {
             Ok(request) => Box::pin(f(request, context).map(|item| {
                 let item = item?;
-                rmp_serde::to_vec_named(&item).map(Bytes::from).map_err(|e| {
-                    HandlerError::internal(format!("response item could not be encoded: {e}"))
-                })
+                rmp_serde::to_vec_named(&item)
+                    .map(Bytes::from)
+                    .map_err(|e| {
+                        HandlerError::internal(format!("response item could not be encoded: {e}"))
+                    })
             })),
-            Err(e) => Box::pin(futures_lite::stream::once(Err(HandlerError::invalid_request(
-                format!(
+            Err(e) => Box::pin(futures_lite::stream::once(Err(
+                HandlerError::invalid_request(format!(
                     "request is not a valid {}: {e}",
                     std::any::type_name::<Req>()
-                ),
-            )))),
+                )),
+            ))),
         }
     })
 }

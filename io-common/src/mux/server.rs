@@ -2,15 +2,15 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use dynrt_core::conn::{Conn, ConnConfig, SendError};
 use dynrt_core::wire::mux::{self, ErrorKind, Request, Sniff, StreamError, StreamId};
-use futures_lite::future;
 use futures_lite::StreamExt;
+use futures_lite::future;
 
 use super::driver::Driver;
 use super::handler::{BoxItemStream, Handlers, RequestContext};
@@ -41,7 +41,11 @@ pub struct MuxServer {
     local_addr: SocketAddr,
     stopped: Arc<AtomicBool>,
     handlers: Handlers,
+    connections: Connections,
 }
+
+/// The connections a server accepted, so it can close them all.
+type Connections = Arc<Mutex<Vec<Weak<Shared>>>>;
 
 impl MuxServer {
     /// Binds `addr` (port 0: any free port) and starts accepting in the background.
@@ -51,22 +55,26 @@ impl MuxServer {
         handlers: Handlers,
         config: ServerConfig,
     ) -> io::Result<Self> {
-        let listener = rt.bind(addr).await.map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-        })?;
+        let listener = rt
+            .bind(addr)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         let local_addr = R::local_addr(&listener)?;
         let stopped = Arc::new(AtomicBool::new(false));
+        let connections = Connections::default();
         rt.spawn(accept_loop(
             rt.clone(),
             listener,
             handlers.clone(),
             config,
             stopped.clone(),
+            connections.clone(),
         ));
         Ok(Self {
             local_addr,
             stopped,
             handlers,
+            connections,
         })
     }
 
@@ -84,6 +92,40 @@ impl MuxServer {
     pub fn stop_accepting(&self) {
         self.stopped.store(true, Ordering::Release);
     }
+
+    /// Sends GOAWAY on every connection: requests in flight finish, no new ones start, then
+    /// the connections close. (Phase 1 of a graceful shutdown.)
+    pub fn goaway(&self) {
+        self.stop_accepting();
+        for shared in self.live_connections() {
+            let mut state = shared.lock();
+            state.conn.start_goaway();
+            state.wake_driver();
+        }
+    }
+
+    /// Requests being served right now, over all connections.
+    pub fn in_flight(&self) -> usize {
+        self.live_connections()
+            .iter()
+            .map(|shared| shared.lock().serving.len())
+            .sum()
+    }
+
+    /// Drops every connection at once without GOAWAY, as a crashed process would: callers see
+    /// their streams fail with `Disconnected`. Stops accepting too.
+    pub fn abort(&self) {
+        self.stop_accepting();
+        for shared in self.live_connections() {
+            shared.abort();
+        }
+    }
+
+    fn live_connections(&self) -> Vec<Arc<Shared>> {
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        connections.retain(|weak| weak.strong_count() > 0);
+        connections.iter().filter_map(Weak::upgrade).collect()
+    }
 }
 
 impl Drop for MuxServer {
@@ -98,21 +140,29 @@ async fn accept_loop<R: Runtime>(
     handlers: Handlers,
     config: ServerConfig,
     stopped: Arc<AtomicBool>,
+    connections: Connections,
 ) {
     loop {
         // Poll the stop flag at least every 100 ms while idle.
-        let accepted = future::or(async { Some(runtime::accept::<R>(&listener).await) }, async {
-            runtime::sleep_until(&rt, Instant::now() + Duration::from_millis(100)).await;
-            None
-        })
+        let accepted = future::or(
+            async { Some(runtime::accept::<R>(&listener).await) },
+            async {
+                runtime::sleep_until(&rt, Instant::now() + Duration::from_millis(100)).await;
+                None
+            },
+        )
         .await;
         if stopped.load(Ordering::Acquire) {
             return;
         }
         match accepted {
-            Some(Ok((tcp, _peer))) => {
-                rt.spawn(serve_connection(rt.clone(), tcp, handlers.clone(), config.clone()))
-            }
+            Some(Ok((tcp, _peer))) => rt.spawn(serve_connection(
+                rt.clone(),
+                tcp,
+                handlers.clone(),
+                config.clone(),
+                connections.clone(),
+            )),
             // Out of file descriptors and the like: back off briefly instead of spinning.
             Some(Err(_)) => {
                 runtime::sleep_until(&rt, Instant::now() + Duration::from_millis(50)).await
@@ -128,6 +178,7 @@ async fn serve_connection<R: Runtime>(
     mut tcp: R::Tcp,
     handlers: Handlers,
     config: ServerConfig,
+    connections: Connections,
 ) {
     let mut buf = BytesMut::new();
     let deadline = Instant::now() + config.sniff_timeout;
@@ -159,6 +210,10 @@ async fn serve_connection<R: Runtime>(
         return;
     };
     let shared = Shared::new(conn);
+    connections
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Arc::downgrade(&shared));
     Driver::new(rt, shared, tcp, buf, Some(handlers)).await;
 }
 

@@ -15,6 +15,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Raised on `CanOpen`, on the handshake and on close: callers waiting to open retry.
     pub(crate) can_open: Notify,
+    /// Set to drop the socket at once, without GOAWAY (a server killed mid-stream).
+    pub(crate) abort: AtomicBool,
 }
 
 impl Shared {
@@ -28,12 +30,21 @@ impl Shared {
                 closed: None,
             }),
             can_open: Notify::new(),
+            abort: AtomicBool::new(false),
         })
+    }
+
+    /// Drops the connection's socket at once, as if the process had died.
+    pub(crate) fn abort(&self) {
+        self.abort.store(true, Ordering::Release);
+        self.lock().wake_driver();
     }
 
     /// Locks the state. A panic while it was held (a bug) does not poison it for everyone.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -1,0 +1,22 @@
+//! dynrt's multiplexed request plane on smol (see [`dynrt_io::mux`]).
+
+pub use dynrt_io::mux::*;
+
+use crate::SmolRuntime;
+
+/// A [`dynrt_io::mux::Connector`] on smol.
+pub type SmolConnector = dynrt_io::mux::Connector<SmolRuntime>;
+
+/// A connector on smol's global executor.
+pub fn connector(config: ConnConfig) -> SmolConnector {
+    Connector::new(SmolRuntime::new(), config)
+}
+
+/// Binds a request-plane server on smol's global executor.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    handlers: Handlers,
+    config: ServerConfig,
+) -> std::io::Result<MuxServer> {
+    MuxServer::bind(&SmolRuntime::new(), addr, handlers, config).await
+}

@@ -1,0 +1,22 @@
+//! dynrt's multiplexed request plane on tokio (see [`dynrt_io::mux`]).
+
+pub use dynrt_io::mux::*;
+
+use crate::TokioRuntime;
+
+/// A [`dynrt_io::mux::Connector`] on tokio.
+pub type TokioConnector = dynrt_io::mux::Connector<TokioRuntime>;
+
+/// A connector on the current tokio runtime.
+pub fn connector(config: ConnConfig) -> TokioConnector {
+    Connector::new(TokioRuntime::current(), config)
+}
+
+/// Binds a request-plane server on the current tokio runtime.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    handlers: Handlers,
+    config: ServerConfig,
+) -> std::io::Result<MuxServer> {
+    MuxServer::bind(&TokioRuntime::current(), addr, handlers, config).await
+}
