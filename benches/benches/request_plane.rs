@@ -1,0 +1,465 @@
+//! The request plane end to end: a dynrt client and server in one process over loopback, on
+//! tokio and on smol, beside raw TCP doing the same exchanges with plain sockets.
+//!
+//! - `unary_64B/1_in_flight`: time per request (its median is the p50 latency); a p50/p99 line
+//!   from individually timed requests is printed too.
+//! - `unary_64B/64_in_flight`: requests/s with 64 requests outstanding.
+//! - `stream_100x64B`: items/s, one request answered by 100 items of 64 bytes.
+//! - `bulk_1MiB`: bytes/s, 1 MiB responses, 4 in flight.
+//!
+//! `cargo bench -p dynrt-benches --bench request_plane` (add `-- --quick` for a short run).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures_lite::{StreamExt, stream};
+
+const SMALL: usize = 64;
+const BULK: usize = 1024 * 1024;
+const IN_FLIGHT: usize = 64;
+const BULK_IN_FLIGHT: usize = 4;
+const STREAM_ITEMS: usize = 100;
+
+mod dynrt_side {
+    //! Handlers and call loops, written once over dynrt-io's generic API.
+    use super::*;
+    use dynrt_tokio::io::Runtime;
+    use dynrt_tokio::io::mux::{
+        ConnConfig, Connector, Handlers, MuxServer, RequestHeader, ServerConfig, handler_fn,
+    };
+
+    pub(crate) fn handlers() -> Handlers {
+        let handlers = Handlers::new();
+        handlers.insert("echo", handler_fn(|p: Bytes, _| stream::once(Ok(p))));
+        handlers.insert(
+            "stream",
+            handler_fn(|_p: Bytes, _| {
+                stream::iter((0..STREAM_ITEMS).map(|_| Ok(Bytes::from_static(&[1u8; SMALL]))))
+            }),
+        );
+        let bulk = Bytes::from(vec![2u8; BULK]);
+        handlers.insert(
+            "bulk",
+            handler_fn(move |_p: Bytes, _| stream::once(Ok(bulk.clone()))),
+        );
+        handlers
+    }
+
+    pub(crate) async fn start<R: Runtime>(rt: &R) -> (MuxServer, Arc<Connector<R>>) {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let server = MuxServer::bind(rt, addr, handlers(), ServerConfig::default())
+            .await
+            .expect("bind");
+        let connector = Arc::new(Connector::new(rt.clone(), ConnConfig::default()));
+        (server, connector)
+    }
+
+    pub(crate) fn header() -> Bytes {
+        RequestHeader::new("bench").to_msgpack().expect("header")
+    }
+
+    /// One call to `route`, reading every item; returns the bytes received.
+    pub(crate) async fn call<R: Runtime>(
+        connector: &Connector<R>,
+        addr: SocketAddr,
+        route: &str,
+        header: &Bytes,
+        payload: &Bytes,
+    ) -> usize {
+        let mut stream = connector
+            .call(addr, route, header.clone(), payload.clone())
+            .await
+            .expect("call");
+        let mut n = 0;
+        while let Some(item) = stream.next().await {
+            n += item.expect("item").len();
+        }
+        n
+    }
+
+    /// `total` calls spread over `width` concurrent tasks; returns the elapsed time.
+    pub(crate) async fn calls_in_flight<R: Runtime>(
+        rt: &R,
+        connector: &Arc<Connector<R>>,
+        addr: SocketAddr,
+        route: &'static str,
+        payload: Bytes,
+        total: u64,
+        width: usize,
+    ) -> Duration {
+        let (done_tx, done_rx) = async_channel_bounded(width);
+        let started = Instant::now();
+        for w in 0..width as u64 {
+            let share = total / width as u64 + u64::from(w < total % width as u64);
+            let (connector, payload, done_tx) =
+                (connector.clone(), payload.clone(), done_tx.clone());
+            rt.spawn(async move {
+                let header = header();
+                for _ in 0..share {
+                    call(&connector, addr, route, &header, &payload).await;
+                }
+                let _ = done_tx.send(()).await;
+            });
+        }
+        drop(done_tx);
+        while done_rx.recv().await.is_ok() {}
+        started.elapsed()
+    }
+
+    fn async_channel_bounded(n: usize) -> (async_channel::Sender<()>, async_channel::Receiver<()>) {
+        async_channel::bounded(n)
+    }
+}
+
+mod raw_tcp {
+    //! The baseline: the same exchanges over plain tokio sockets, length-prefixed, no framing
+    //! library, no multiplexing.
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A server that answers every `u32 len | bytes` message with `reply_len` bytes.
+    pub(crate) async fn server(reply_len: usize) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                socket.set_nodelay(true).expect("nodelay");
+                let reply = vec![3u8; 4 + reply_len];
+                let mut reply = reply;
+                reply[..4].copy_from_slice(&(reply_len as u32).to_be_bytes());
+                tokio::spawn(async move {
+                    let (mut rd, mut wr) = socket.split();
+                    let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, &mut rd);
+                    let mut wr = tokio::io::BufWriter::with_capacity(256 * 1024, &mut wr);
+                    let mut msg = vec![0u8; 64 * 1024];
+                    loop {
+                        let Ok(len) = rd.read_u32().await else { return };
+                        if rd.read_exact(&mut msg[..len as usize]).await.is_err() {
+                            return;
+                        }
+                        if wr.write_all(&reply).await.is_err() {
+                            return;
+                        }
+                        if rd.buffer().is_empty() && wr.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    pub(crate) async fn connect(addr: SocketAddr) -> TcpStream {
+        let socket = TcpStream::connect(addr).await.expect("connect");
+        socket.set_nodelay(true).expect("nodelay");
+        socket
+    }
+
+    /// `n` requests of `SMALL` bytes with `window` outstanding on one connection; returns the
+    /// elapsed time.
+    pub(crate) async fn pipelined(
+        socket: &mut TcpStream,
+        n: u64,
+        window: u64,
+        reply_len: usize,
+    ) -> Duration {
+        let mut request = vec![4u8; 4 + SMALL];
+        request[..4].copy_from_slice(&(SMALL as u32).to_be_bytes());
+        let (mut rd, mut wr) = socket.split();
+        let mut rd = tokio::io::BufReader::with_capacity(256 * 1024, &mut rd);
+        let mut reply = vec![0u8; reply_len];
+        let started = Instant::now();
+        let (mut sent, mut received) = (0u64, 0u64);
+        let mut batch = Vec::with_capacity(request.len() * window as usize);
+        while received < n {
+            batch.clear();
+            while sent < n && sent - received < window {
+                batch.extend_from_slice(&request);
+                sent += 1;
+            }
+            if !batch.is_empty() {
+                wr.write_all(&batch).await.expect("write");
+            }
+            let len = rd.read_u32().await.expect("read len") as usize;
+            rd.read_exact(&mut reply[..len]).await.expect("read body");
+            received += 1;
+        }
+        started.elapsed()
+    }
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    (at(0.50), at(0.99))
+}
+
+fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn bench_tokio(c: &mut Criterion) {
+    use dynrt_tokio::TokioRuntime;
+    let rt = tokio_rt();
+    let (server, connector, runtime) = rt.block_on(async {
+        let runtime = TokioRuntime::current();
+        let (server, connector) = dynrt_side::start(&runtime).await;
+        (server, connector, runtime)
+    });
+    let addr = server.local_addr();
+    let small = Bytes::from(vec![5u8; SMALL]);
+    let header = dynrt_side::header();
+
+    // The loops run inside a spawned task: driven from block_on, wake-ups cross to an idle core
+    // and latency jumps around (machine-notes.md).
+    let run = |fut: std::pin::Pin<Box<dyn Future<Output = Duration> + Send>>| {
+        rt.block_on(async { tokio::spawn(fut).await.expect("bench task") })
+    };
+
+    let mut group = c.benchmark_group("unary_64B");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("1_in_flight", "dynrt_tokio"), |b| {
+        b.iter_custom(|iters| {
+            let (connector, small, header) = (connector.clone(), small.clone(), header.clone());
+            run(Box::pin(async move {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    dynrt_side::call(&connector, addr, "echo", &header, &small).await;
+                }
+                started.elapsed()
+            }))
+        })
+    });
+    group.bench_function(BenchmarkId::new("64_in_flight", "dynrt_tokio"), |b| {
+        b.iter_custom(|iters| {
+            let (connector, small, runtime) = (connector.clone(), small.clone(), runtime.clone());
+            run(Box::pin(async move {
+                dynrt_side::calls_in_flight(
+                    &runtime, &connector, addr, "echo", small, iters, IN_FLIGHT,
+                )
+                .await
+            }))
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("stream_100x64B");
+    group.throughput(Throughput::Elements(STREAM_ITEMS as u64));
+    group.bench_function("dynrt_tokio", |b| {
+        b.iter_custom(|iters| {
+            let (connector, small, header) = (connector.clone(), small.clone(), header.clone());
+            run(Box::pin(async move {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    dynrt_side::call(&connector, addr, "stream", &header, &small).await;
+                }
+                started.elapsed()
+            }))
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("bulk_1MiB");
+    group.throughput(Throughput::Bytes(BULK as u64));
+    group.bench_function("dynrt_tokio", |b| {
+        b.iter_custom(|iters| {
+            let (connector, small, runtime) = (connector.clone(), small.clone(), runtime.clone());
+            run(Box::pin(async move {
+                dynrt_side::calls_in_flight(
+                    &runtime,
+                    &connector,
+                    addr,
+                    "bulk",
+                    small,
+                    iters,
+                    BULK_IN_FLIGHT,
+                )
+                .await
+            }))
+        })
+    });
+    group.finish();
+
+    // p50/p99 of individually timed unary requests.
+    let samples = rt.block_on(async {
+        let (connector, small, header) = (connector.clone(), small.clone(), header.clone());
+        tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(20_000);
+            for _ in 0..20_000 {
+                let t = Instant::now();
+                dynrt_side::call(&connector, addr, "echo", &header, &small).await;
+                samples.push(t.elapsed());
+            }
+            samples
+        })
+        .await
+        .expect("task")
+    });
+    let (p50, p99) = percentiles(samples);
+    println!("unary_64B latency dynrt_tokio: p50 {p50:?} p99 {p99:?}");
+    drop(server);
+}
+
+fn bench_smol(c: &mut Criterion) {
+    use dynrt_smol::SmolRuntime;
+    let runtime = SmolRuntime::new();
+    let (server, connector) = smol::block_on(dynrt_side::start(&runtime));
+    let addr = server.local_addr();
+    let small = Bytes::from(vec![5u8; SMALL]);
+    let header = dynrt_side::header();
+
+    let mut group = c.benchmark_group("unary_64B");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("1_in_flight", "dynrt_smol"), |b| {
+        b.iter_custom(|iters| {
+            smol::block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    dynrt_side::call(&connector, addr, "echo", &header, &small).await;
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.bench_function(BenchmarkId::new("64_in_flight", "dynrt_smol"), |b| {
+        b.iter_custom(|iters| {
+            smol::block_on(dynrt_side::calls_in_flight(
+                &runtime,
+                &connector,
+                addr,
+                "echo",
+                small.clone(),
+                iters,
+                IN_FLIGHT,
+            ))
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("stream_100x64B");
+    group.throughput(Throughput::Elements(STREAM_ITEMS as u64));
+    group.bench_function("dynrt_smol", |b| {
+        b.iter_custom(|iters| {
+            smol::block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    dynrt_side::call(&connector, addr, "stream", &header, &small).await;
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("bulk_1MiB");
+    group.throughput(Throughput::Bytes(BULK as u64));
+    group.bench_function("dynrt_smol", |b| {
+        b.iter_custom(|iters| {
+            smol::block_on(dynrt_side::calls_in_flight(
+                &runtime,
+                &connector,
+                addr,
+                "bulk",
+                small.clone(),
+                iters,
+                BULK_IN_FLIGHT,
+            ))
+        })
+    });
+    group.finish();
+    drop(server);
+}
+
+fn bench_raw_tcp(c: &mut Criterion) {
+    let rt = tokio_rt();
+    let (small_addr, bulk_addr) =
+        rt.block_on(async { (raw_tcp::server(SMALL).await, raw_tcp::server(BULK).await) });
+    let run = |fut: std::pin::Pin<Box<dyn Future<Output = Duration> + Send>>| {
+        rt.block_on(async { tokio::spawn(fut).await.expect("bench task") })
+    };
+
+    let mut group = c.benchmark_group("unary_64B");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("1_in_flight", "raw_tcp"), |b| {
+        b.iter_custom(|iters| {
+            run(Box::pin(async move {
+                let mut socket = raw_tcp::connect(small_addr).await;
+                raw_tcp::pipelined(&mut socket, iters, 1, SMALL).await
+            }))
+        })
+    });
+    group.bench_function(BenchmarkId::new("64_in_flight", "raw_tcp"), |b| {
+        b.iter_custom(|iters| {
+            run(Box::pin(async move {
+                let mut socket = raw_tcp::connect(small_addr).await;
+                raw_tcp::pipelined(&mut socket, iters, IN_FLIGHT as u64, SMALL).await
+            }))
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("stream_100x64B");
+    group.throughput(Throughput::Elements(STREAM_ITEMS as u64));
+    group.bench_function("raw_tcp_pipelined", |b| {
+        // 100 small messages back to back per iteration: the same bytes a stream of 100 items
+        // moves, without any framing of streams.
+        b.iter_custom(|iters| {
+            run(Box::pin(async move {
+                let mut socket = raw_tcp::connect(small_addr).await;
+                raw_tcp::pipelined(
+                    &mut socket,
+                    iters * STREAM_ITEMS as u64,
+                    STREAM_ITEMS as u64,
+                    SMALL,
+                )
+                .await
+            }))
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("bulk_1MiB");
+    group.throughput(Throughput::Bytes(BULK as u64));
+    group.bench_function("raw_tcp", |b| {
+        b.iter_custom(|iters| {
+            run(Box::pin(async move {
+                let mut socket = raw_tcp::connect(bulk_addr).await;
+                raw_tcp::pipelined(&mut socket, iters, BULK_IN_FLIGHT as u64, BULK).await
+            }))
+        })
+    });
+    group.finish();
+
+    let samples = rt.block_on(async {
+        tokio::spawn(async move {
+            let mut socket = raw_tcp::connect(small_addr).await;
+            let mut samples = Vec::with_capacity(20_000);
+            for _ in 0..20_000 {
+                samples.push(raw_tcp::pipelined(&mut socket, 1, 1, SMALL).await);
+            }
+            samples
+        })
+        .await
+        .expect("task")
+    });
+    let (p50, p99) = percentiles(samples);
+    println!("unary_64B latency raw_tcp: p50 {p50:?} p99 {p99:?}");
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = bench_raw_tcp, bench_tokio, bench_smol
+}
+criterion_main!(benches);
