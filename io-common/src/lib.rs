@@ -13,5 +13,7 @@
 
 pub mod discovery;
 pub mod runtime;
+#[doc(hidden)]
+pub mod testing;
 
 pub use runtime::Runtime;
