@@ -284,6 +284,35 @@ pub async fn reregister_and_conflict<R: Runtime>(runtime: &R, a: &Discovery<R>, 
     let listing = b.list(&Query::Endpoint(ep)).await.expect("list");
     assert_eq!(listing.records, vec![moved.clone()]);
     a.unregister(&moved).await.expect("unregister");
+
+    // An event channel's id is a publisher id, not the instance id: still a's own key.
+    let channel = |port: u16| {
+        DiscoveryRecord::from(EventChannelRecord {
+            scope: EventScope::Namespace {
+                name: "reregister".into(),
+            },
+            topic: format!("t{:x}", a.instance_id().0),
+            instance_id: InstanceId(0x77),
+            transport: EventTransport::Zmq {
+                endpoint: format!("tcp://127.0.0.1:{port}"),
+            },
+        })
+    };
+    a.register(&channel(5001)).await.expect("register channel");
+    a.register(&channel(5002))
+        .await
+        .expect("re-registering a channel this process registered");
+    assert_eq!(
+        b.register(&channel(5003)).await,
+        Err(RegisterError::Conflict {
+            key: channel(5001).key(),
+            owner: InstanceId(0x77),
+            ours: b.instance_id()
+        })
+    );
+    a.unregister(&channel(5002))
+        .await
+        .expect("unregister channel");
 }
 
 /// Names outside `^[a-z0-9_-]+$` and bad keys are refused before anything is stored.
@@ -332,7 +361,7 @@ pub async fn invalid_names_rejected<R: Runtime>(a: &Discovery<R>) {
         component: "backend".into(),
         endpoint: "generate".into(),
         instance_id: a.instance_id(),
-        card_json: serde_json::json!({}),
+        card_json: Default::default(),
         model_suffix: Some("lora/a".into()),
     });
     let err = a.register(&model).await.expect_err("a suffix with '/'");
@@ -444,14 +473,14 @@ pub async fn record_watch<R: Runtime>(runtime: &R, a: &Discovery<R>, b: &Discove
     let ns = unique_namespace();
     let query = Query::NamespaceModels(ns.parse().expect("valid"));
     let mut watch = b.list_and_watch(&query).await.expect("watch");
-    let model = DiscoveryRecord::from(ModelRecord {
-        namespace: ns.clone(),
-        component: "backend".into(),
-        endpoint: "generate".into(),
-        instance_id: a.instance_id(),
-        card_json: serde_json::json!({"display_name": "m"}),
-        model_suffix: None,
-    });
+    let model = DiscoveryRecord::from_json(
+        format!(
+            r#"{{"type":"Model","namespace":"{ns}","component":"backend","endpoint":"generate","instance_id":{},"card_json":{{"display_name":"m"}}}}"#,
+            a.instance_id().0
+        )
+        .as_bytes(),
+    )
+    .expect("a model record");
     a.register(&model).await.expect("register model");
     assert_eq!(
         next(runtime, &mut watch, "model Added").await,
@@ -555,6 +584,10 @@ pub async fn mem_revoke_is_lease_lost<R: Runtime>(runtime: &R) {
         a.register(&record).await,
         Err(RegisterError::Store(StoreError::LeaseLost))
     );
+    // Reading and deleting still work after a lease loss, as with etcd.
+    let listing = a.list(&Query::Endpoint(ep)).await.expect("list");
+    assert!(listing.records.is_empty());
+    a.unregister(&record).await.expect("unregister");
     assert!(!store.revoke(a.instance_id().0), "already revoked");
 }
 
@@ -853,4 +886,30 @@ pub async fn file_create_if_absent_across_stores<R: Runtime>(runtime: &R, dir: &
             Ok(CreateOutcome::Exists(Bytes::from_static(b"v0")))
         );
     }
+}
+
+/// A file this store owns, deleted by someone else (a peer expired it after a stall, or a
+/// person removed it), is a lost lease: `lease_lost` completes at the next keep-alive.
+pub async fn file_owned_file_removed_is_lease_lost<R: Runtime>(runtime: &R, dir: &Path) {
+    let ttl = Duration::from_secs(2);
+    let a = file_discovery(runtime, dir, ttl);
+    let ep = endpoint("lost");
+    let record = endpoint_record(&ep, a.instance_id(), 4001);
+    a.register(&record).await.expect("register");
+    let lost = a.lease_lost();
+    // Our own unregister is not a loss.
+    a.unregister(&record).await.expect("unregister");
+    a.register(&record).await.expect("register again");
+    assert!(
+        until(runtime, Instant::now() + ttl, a.lease_lost())
+            .await
+            .is_none(),
+        "no loss while our files are in place"
+    );
+    let path = dir.join("v1/instances").join(file_name(&format!(
+        "lost/backend/generate/{:x}",
+        a.instance_id().0
+    )));
+    fs::remove_file(path).expect("remove by hand");
+    within(runtime, EVENT_TIMEOUT, "lease_lost", lost).await;
 }

@@ -167,3 +167,8 @@ local_test!(file_create_if_absent_across_stores, |rt| async {
     let dir = temp_dir();
     t::file_create_if_absent_across_stores(&rt, dir.path()).await;
 });
+
+local_test!(file_owned_file_removed_is_lease_lost, |rt| async {
+    let dir = temp_dir();
+    t::file_owned_file_removed_is_lease_lost(&rt, dir.path()).await;
+});

@@ -1,6 +1,6 @@
 //! [`Discovery`]: registering, listing and watching records over any [`KvBackend`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
@@ -128,6 +128,8 @@ struct Inner<R: Runtime> {
     reconcile_interval: Duration,
     /// One shared watcher per endpoint, while someone holds it.
     shared: Mutex<HashMap<EndpointId, Weak<SharedHandle<R>>>>,
+    /// The keys this process registered and has not unregistered.
+    registered: Mutex<HashSet<String>>,
 }
 
 impl<R: Runtime> Clone for Discovery<R> {
@@ -167,6 +169,7 @@ impl<R: Runtime> Discovery<R> {
                 runtime,
                 reconcile_interval,
                 shared: Mutex::new(HashMap::new()),
+                registered: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -194,9 +197,9 @@ impl<R: Runtime> Discovery<R> {
     /// Stores `record` under its key, attached to the process lease.
     ///
     /// Create-if-absent: if the key holds the same bytes already, this is a no-op (registering
-    /// twice is harmless); if it holds something else and the record is this process's (its id
-    /// is the process's instance id), the record is overwritten; otherwise it is a
-    /// [`RegisterError::Conflict`].
+    /// twice is harmless); if it holds something else and the key is this process's (registered
+    /// by it, or the record's id is the process's instance id), the record is overwritten;
+    /// otherwise it is a [`RegisterError::Conflict`].
     ///
     /// # Errors
     /// [`RegisterError::InvalidName`] / [`RegisterError::InvalidKey`] before anything is
@@ -206,18 +209,19 @@ impl<R: Runtime> Discovery<R> {
         let value = Bytes::from(record.to_json());
         let backend = &self.inner.backend;
         match backend.create(key.clone(), value.clone()).await? {
-            CreateOutcome::Created => Ok(()),
-            CreateOutcome::Exists(existing) if existing == value => Ok(()),
+            CreateOutcome::Created => {}
+            CreateOutcome::Exists(existing) if existing == value => {}
             CreateOutcome::Exists(_) => {
                 let ours = self.instance_id();
                 let owner = record.instance_id();
-                if owner != ours {
+                if owner != ours && !lock(&self.inner.registered).contains(&key) {
                     return Err(RegisterError::Conflict { key, owner, ours });
                 }
-                backend.put(key, value).await?;
-                Ok(())
+                backend.put(key.clone(), value).await?;
             }
         }
+        lock(&self.inner.registered).insert(key);
+        Ok(())
     }
 
     /// Deletes `record`'s key (a record that is not there is not an error).
@@ -225,7 +229,7 @@ impl<R: Runtime> Discovery<R> {
     /// # Errors
     /// [`StoreError`].
     pub async fn unregister(&self, record: &DiscoveryRecord) -> Result<(), StoreError> {
-        self.inner.backend.delete(record.key()).await
+        self.unregister_key(&record.key()).await
     }
 
     /// Deletes `key` (a missing key is not an error).
@@ -233,6 +237,7 @@ impl<R: Runtime> Discovery<R> {
     /// # Errors
     /// [`StoreError`].
     pub async fn unregister_key(&self, key: &str) -> Result<(), StoreError> {
+        lock(&self.inner.registered).remove(key);
         self.inner.backend.delete(key.to_owned()).await
     }
 

@@ -665,11 +665,11 @@ fn touch_owned(inner: &Inner) {
 /// Deletes the files of `dir` not modified for `ttl` (temporary leftovers included); returns
 /// whether it deleted any.
 fn sweep(dir: &Path, ttl: Duration) -> bool {
+    let Ok(_lock) = DirLock::acquire(dir) else {
+        return false; // missing, or busy: next round
+    };
     let Ok(entries) = fs::read_dir(dir) else {
         return false;
-    };
-    let Ok(_lock) = DirLock::acquire(dir) else {
-        return false; // busy; next round
     };
     let Some(oldest_alive) = SystemTime::now().checked_sub(ttl) else {
         return false;

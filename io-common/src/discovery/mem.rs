@@ -211,14 +211,18 @@ impl<R: Runtime> MemSession<R> {
         self.core.lease.get()
     }
 
-    /// Runs `op` on the store if the session's lease is live, then wakes the watchers it
-    /// concerns.
-    fn with_live<T>(
+    /// Runs `op` on the store, then wakes the watchers it concerns. Writes (`needs_lease`)
+    /// need a live lease; everything needs a session that has not shut down (after a lease
+    /// loss one can still read, watch and delete, as with etcd).
+    fn with_store<T>(
         &self,
+        needs_lease: bool,
         op: impl FnOnce(&mut Kv, LeaseId) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut state = lock(&self.shared.state);
-        if !state.sessions.contains_key(&self.core.lease) {
+        if self.core.shut_down.load(Ordering::SeqCst)
+            || (needs_lease && !state.sessions.contains_key(&self.core.lease))
+        {
             return Err(self.why_ended());
         }
         let result = op(&mut state.kv, self.core.lease);
@@ -269,17 +273,21 @@ impl<R: Runtime> KvBackend for MemSession<R> {
         key: String,
         value: Bytes,
     ) -> BoxFuture<'_, Result<CreateOutcome, StoreError>> {
-        let result = self.with_live(|kv, lease| match kv.create(&key, value, Some(lease)) {
-            Ok(_) => Ok(CreateOutcome::Created),
-            Err(CreateError::AlreadyExists { current }) => Ok(CreateOutcome::Exists(current.value)),
-            Err(CreateError::LeaseNotFound { .. }) => Err(StoreError::LeaseLost),
-            Err(e) => Err(StoreError::Other(e.to_string())),
+        let result = self.with_store(true, |kv, lease| {
+            match kv.create(&key, value, Some(lease)) {
+                Ok(_) => Ok(CreateOutcome::Created),
+                Err(CreateError::AlreadyExists { current }) => {
+                    Ok(CreateOutcome::Exists(current.value))
+                }
+                Err(CreateError::LeaseNotFound { .. }) => Err(StoreError::LeaseLost),
+                Err(e) => Err(StoreError::Other(e.to_string())),
+            }
         });
         Box::pin(std::future::ready(result))
     }
 
     fn put(&self, key: String, value: Bytes) -> BoxFuture<'_, Result<(), StoreError>> {
-        let result = self.with_live(|kv, lease| match kv.put(&key, value, Some(lease)) {
+        let result = self.with_store(true, |kv, lease| match kv.put(&key, value, Some(lease)) {
             Ok(_) => Ok(()),
             Err(PutError::LeaseNotFound { .. }) => Err(StoreError::LeaseLost),
             Err(e) => Err(StoreError::Other(e.to_string())),
@@ -288,7 +296,7 @@ impl<R: Runtime> KvBackend for MemSession<R> {
     }
 
     fn delete(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>> {
-        let result = self.with_live(|kv, _| {
+        let result = self.with_store(false, |kv, _| {
             kv.delete(&key);
             Ok(())
         });
@@ -296,7 +304,7 @@ impl<R: Runtime> KvBackend for MemSession<R> {
     }
 
     fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<(String, Bytes)>, StoreError>> {
-        let result = self.with_live(|kv, _| {
+        let result = self.with_store(false, |kv, _| {
             Ok(kv
                 .range(&prefix)
                 .map(|e| (e.key.to_string(), e.value.clone()))
@@ -307,8 +315,8 @@ impl<R: Runtime> KvBackend for MemSession<R> {
 
     fn watch(&self, prefix: String) -> BoxFuture<'_, Result<WatchReceiver, StoreError>> {
         let mut state = lock(&self.shared.state);
-        if !state.sessions.contains_key(&self.core.lease) {
-            return Box::pin(std::future::ready(Err(self.why_ended())));
+        if self.core.shut_down.load(Ordering::SeqCst) {
+            return Box::pin(std::future::ready(Err(StoreError::Closed)));
         }
         let id = state.kv.watch(&prefix, WatchStart::Snapshot);
         let (tx, rx) = async_channel::bounded(WATCH_CHANNEL_CAPACITY);
