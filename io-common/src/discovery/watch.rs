@@ -283,3 +283,73 @@ impl<R: Runtime> Stream for InstanceWatch<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dynrt_core::discovery::{EndpointRecord, Transport};
+
+    fn record(ns: &str, id: u64, port: u16) -> (String, Bytes) {
+        let ep = EndpointId::new(ns, "c", "e").unwrap();
+        let r = DiscoveryRecord::from(EndpointRecord::new(
+            &ep,
+            InstanceId(id),
+            Transport::Tcp(format!("127.0.0.1:{port}/x")),
+        ));
+        (r.key(), Bytes::from(r.to_json()))
+    }
+
+    fn drain(set: &mut RecordSet) -> Vec<String> {
+        std::iter::from_fn(|| set.poll_event())
+            .map(|e| match e {
+                RecordEvent::Added(r) => format!("added {}", r.key()),
+                RecordEvent::Removed(k) => format!("removed {k}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn resync_diffs_against_what_was_known() {
+        let mut set = RecordSet::new(Query::NamespaceEndpoints("ns".parse().unwrap()));
+        let (k1, v1) = record("ns", 1, 1);
+        let (k2, v2) = record("ns", 2, 1);
+        let (k3, v3) = record("ns", 3, 1);
+        let (other, other_v) = record("other", 9, 1);
+        set.apply(WatchEvent::Snapshot(vec![
+            (k1.clone(), v1.clone()),
+            (k2.clone(), v2.clone()),
+            (other, other_v),
+        ]));
+        assert_eq!(
+            drain(&mut set),
+            [format!("added {k1}"), format!("added {k2}")]
+        );
+        set.apply(WatchEvent::Put(k1.clone(), v1.clone()));
+        assert!(drain(&mut set).is_empty(), "an unchanged put is no event");
+
+        // After a gap: 1 changed, 2 gone, 3 new; 1's garbage value keeps its last good record.
+        let (_, v1_changed) = record("ns", 1, 2);
+        set.apply(WatchEvent::Resync(vec![
+            (k1.clone(), v1_changed.clone()),
+            (k3.clone(), v3),
+        ]));
+        assert_eq!(
+            drain(&mut set),
+            [
+                format!("removed {k2}"),
+                format!("added {k1}"),
+                format!("added {k3}")
+            ]
+        );
+        set.apply(WatchEvent::Put(k1.clone(), Bytes::from_static(b"garbage")));
+        assert!(drain(&mut set).is_empty());
+        assert_eq!(set.skipped.len(), 1);
+        set.apply(WatchEvent::Delete(k1.clone()));
+        assert_eq!(drain(&mut set), [format!("removed {k1}")]);
+        set.apply(WatchEvent::Delete(k1));
+        assert!(
+            drain(&mut set).is_empty(),
+            "deleting an unknown key is no event"
+        );
+    }
+}

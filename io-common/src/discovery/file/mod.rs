@@ -69,8 +69,12 @@ use dynrt_core::kv::file::{
 use event_listener::Event;
 
 use super::util::{WATCH_CHANNEL_CAPACITY, lock, random_nonzero_u64, random_u64};
-use super::{CreateOutcome, KvBackend, StoreError, WatchEvent, WatchReceiver};
+use super::{CreateOutcome, KvBackend, StoreError, WatchReceiver};
 use crate::runtime::{BoxFuture, Runtime};
+
+mod poller;
+
+use poller::{Poller, Subscriber, Subscribers, run_poller};
 
 /// How often watchers re-read a bucket directory by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -690,216 +694,21 @@ fn sweep(dir: &Path, ttl: Duration) -> bool {
     deleted
 }
 
-// ----- watches -----
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The watchers of one bucket and the task that scans it for them.
-struct Poller {
-    bucket: Bucket,
-    dir: PathBuf,
-    subscribers: Mutex<Subscribers>,
-    /// Rescan now: a new watcher, a local write, an expiry, shutdown.
-    wake: Event,
-}
-
-#[derive(Default)]
-struct Subscribers {
-    active: Vec<Subscriber>,
-    /// Watchers that have not had their snapshot yet.
-    pending: Vec<Subscriber>,
-}
-
-struct Subscriber {
-    prefix: String,
-    tx: async_channel::Sender<WatchEvent>,
-    /// Its channel was full: it missed changes and is owed a resync.
-    lagged: bool,
-}
-
-/// What the poller knows of one file.
-struct Known {
-    stamp: Stamp,
-    value: Bytes,
-}
-
-/// What changes when a file is written: size, mtime, inode (a rename brings a new one).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    inode: u64,
-}
-
-impl Stamp {
-    fn of(meta: &fs::Metadata) -> Self {
-        #[cfg(unix)]
-        let inode = std::os::unix::fs::MetadataExt::ino(meta);
-        #[cfg(not(unix))]
-        let inode = 0;
-        Self {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            inode,
-        }
-    }
-}
-
-enum Change {
-    Put(String, Bytes),
-    Delete(String),
-}
-
-async fn run_poller<R: Runtime>(inner: Arc<Inner>, poller: Arc<Poller>, runtime: R) {
-    let mut known: BTreeMap<String, Known> = BTreeMap::new();
-    let mut timer = runtime.timer(Instant::now());
-    loop {
-        let listener = poller.wake.listen();
-        let (dir, bucket) = (poller.dir.clone(), poller.bucket);
-        let previous = std::mem::take(&mut known);
-        let (next, changes) = blocking::unblock(move || scan(&dir, bucket, previous)).await;
-        known = next;
-        if !dispatch(&inner, &poller, &known, &changes) {
-            return;
-        }
-        R::reset_timer(&mut timer, Instant::now() + inner.poll_interval);
-        futures_lite::future::or(
-            async {
-                (&mut timer).await;
-            },
-            listener,
-        )
-        .await;
-    }
-}
-
-/// Lists `dir` and compares it with `previous`; returns the new state and the changes in key
-/// order. On an error other than a missing directory, keeps `previous` (the next scan retries).
-fn scan(
-    dir: &Path,
-    bucket: Bucket,
-    mut previous: BTreeMap<String, Known>,
-) -> (BTreeMap<String, Known>, Vec<Change>) {
-    let Ok(files) = bucket_files(dir, bucket) else {
-        return (previous, Vec::new());
-    };
-    let mut next = BTreeMap::new();
-    let mut changes = Vec::new();
-    for (key, path) in files {
-        let Ok(meta) = fs::metadata(&path) else {
-            continue;
-        };
-        let stamp = Stamp::of(&meta);
-        let old = previous.remove(&key);
-        if let Some(old) = &old
-            && old.stamp == stamp
-        {
-            next.insert(
-                key,
-                Known {
-                    stamp,
-                    value: old.value.clone(),
-                },
-            );
-            continue;
-        }
-        let Ok(value) = fs::read(&path) else { continue };
-        let value = Bytes::from(value);
-        if old.as_ref().is_none_or(|old| old.value != value) {
-            changes.push(Change::Put(key.clone(), value.clone()));
-        }
-        next.insert(key, Known { stamp, value });
-    }
-    changes.extend(previous.into_keys().map(Change::Delete));
-    changes.sort_by(|a, b| change_key(a).cmp(change_key(b)));
-    (next, changes)
-}
-
-fn change_key(change: &Change) -> &str {
-    match change {
-        Change::Put(key, _) | Change::Delete(key) => key,
-    }
-}
-
-fn snapshot(known: &BTreeMap<String, Known>, prefix: &str) -> Vec<(String, Bytes)> {
-    known
-        .iter()
-        .filter(|(k, _)| k.starts_with(prefix))
-        .map(|(k, v)| (k.clone(), v.value.clone()))
-        .collect()
-}
-
-/// Sends `changes` to the watchers and snapshots to new ones; returns `false` when the poller
-/// must stop (the store closed, or no watcher is left).
-fn dispatch(
-    inner: &Inner,
-    poller: &Arc<Poller>,
-    known: &BTreeMap<String, Known>,
-    changes: &[Change],
-) -> bool {
-    let closed = lock(&inner.state).closed;
-    {
-        let mut subs = lock(&poller.subscribers);
-        if closed {
-            for sub in subs.active.iter().chain(subs.pending.iter()) {
-                sub.tx.close();
-            }
-            subs.active.clear();
-            subs.pending.clear();
-        }
-        for sub in &mut subs.active {
-            deliver(sub, known, changes);
-        }
-        let pending = std::mem::take(&mut subs.pending);
-        for sub in pending {
-            if sub
-                .tx
-                .try_send(WatchEvent::Snapshot(snapshot(known, &sub.prefix)))
-                .is_ok()
-            {
-                subs.active.push(sub);
-            }
-        }
-        subs.active.retain(|sub| !sub.tx.is_closed());
-        if !subs.active.is_empty() {
-            return true;
-        }
-    }
-    // Nobody left: retire, unless a watcher arrived meanwhile (it registers under the map lock).
-    let mut pollers = lock(&inner.pollers);
-    let subs = lock(&poller.subscribers);
-    if !subs.active.is_empty() || !subs.pending.is_empty() {
-        return true;
-    }
-    if pollers
-        .get(&poller.bucket)
-        .is_some_and(|p| Arc::ptr_eq(p, poller))
-    {
-        pollers.remove(&poller.bucket);
-    }
-    false
-}
-
-fn deliver(sub: &mut Subscriber, known: &BTreeMap<String, Known>, changes: &[Change]) {
-    for change in changes {
-        if sub.lagged {
-            break;
-        }
-        let event = match change {
-            Change::Put(key, value) if key.starts_with(&sub.prefix) => {
-                WatchEvent::Put(key.clone(), value.clone())
-            }
-            Change::Delete(key) if key.starts_with(&sub.prefix) => WatchEvent::Delete(key.clone()),
-            _ => continue,
-        };
-        if let Err(async_channel::TrySendError::Full(_)) = sub.tx.try_send(event) {
-            sub.lagged = true;
-        }
-    }
-    if sub.lagged
-        && sub
-            .tx
-            .try_send(WatchEvent::Resync(snapshot(known, &sub.prefix)))
-            .is_ok()
-    {
-        sub.lagged = false;
+    #[test]
+    fn prefixes_map_to_buckets() {
+        assert_eq!(buckets_for_prefix("v1/instances/ns/"), [Bucket::Instances]);
+        assert_eq!(buckets_for_prefix("v1/instances"), [Bucket::Instances]);
+        assert_eq!(buckets_for_prefix("v1/").len(), 4);
+        assert!(buckets_for_prefix("v2/").is_empty());
+        assert!(split_key("v1/instances/").is_err());
+        assert!(split_key("other/key").is_err());
+        assert_eq!(
+            split_key("v1/mdc/ns/c/e/1").unwrap(),
+            (Bucket::Models, "ns/c/e/1")
+        );
     }
 }
