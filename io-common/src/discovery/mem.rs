@@ -23,9 +23,14 @@
 //! pump sleeps on an `event_listener::Event` that a write wakes only when the core names that
 //! watch ready, so writes cost nothing for watchers they do not concern. A watcher that stops
 //! reading holds back only its own pump; its unread changes stay in the core's bounded history
-//! and turn into a resync if they are compacted away. Dropping the receiver ends the watch.
+//! and turn into a resync if they are compacted away. Dropping the receiver ends the watch;
+//! when its session shuts down, a watch delivers the changes up to then (the session's own
+//! deletions included) and ends. After a lease loss the session can still list, watch and
+//! delete (as with etcd), but not write.
+//!
 //! Ids of leases (and so instance ids) come from the store's seed ([`KvConfig::lease_id_seed`]),
-//! so runs are reproducible.
+//! so runs are reproducible: sessions of one store never share an id, and no per-session seed
+//! is needed.
 
 use std::collections::BTreeMap;
 use std::fmt;
