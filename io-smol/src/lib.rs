@@ -7,6 +7,7 @@ pub use dynrt_core as core;
 
 pub use dynrt_io as io;
 
+pub mod discovery;
 pub mod mux;
 mod runtime;
 

@@ -1,16 +1,59 @@
 //! Discovery: where instances register and how peers learn about them.
 //!
 //! A [`KvBackend`] is a key-value store with a process lease and prefix watches: the in-memory
-//! store (`mem`), a shared directory (`file`, Dynamo's `DYN_FILE_KV` layout) or etcd
-//! (`etcd`). `Discovery` sits on top and speaks in records: it registers this process's
-//! instances, lists them, and turns a prefix watch into Added/Removed events through
-//! `dynrt_core::discovery::InstanceSet`, sharing one watcher per endpoint.
+//! store ([`MemStore`], [`MemSession`]), a shared directory ([`FileStore`], Dynamo's
+//! `DYN_FILE_KV` layout) or etcd (`etcd`). [`Discovery`] sits on top and speaks in records:
+//!
+//! - [`Discovery::register`] / [`Discovery::unregister`]: this process's records, checked
+//!   against dynrt's name rules first, stored create-if-absent under the process lease
+//!   (registering the same record twice is harmless);
+//! - [`Discovery::list`]: the records of a [`Query`](dynrt_core::discovery::Query), with the
+//!   entries that could not be read reported beside them;
+//! - [`Discovery::list_and_watch`]: a stream of [`RecordEvent`]s for any query;
+//! - [`Discovery::watch_endpoint`]: a stream of `InstanceEvent`s for one endpoint, driven by
+//!   the core's `InstanceSet` ([`InstanceWatch`]);
+//! - [`Discovery::instances`]: the process's one shared watcher of an endpoint
+//!   ([`SharedInstances`]), with a cheap snapshot for routers and `report_down`.
+//!
+//! ```no_run
+//! # async fn demo<R: dynrt_io::Runtime>(rt: R) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use std::time::{Duration, Instant};
+//! use dynrt_core::discovery::{DiscoveryRecord, EndpointRecord, Transport};
+//! use dynrt_io::discovery::{Discovery, MemStore};
+//!
+//! let store = MemStore::new();                       // one per process, shared by runtimes
+//! let discovery = Discovery::new(Arc::new(store.session(&rt)), rt.clone());
+//! let endpoint = "dyn://demo.backend.generate".parse()?;
+//! let record = EndpointRecord::new(&endpoint, discovery.instance_id(),
+//!     Transport::Tcp("127.0.0.1:9000/demo".into()));
+//! discovery.register(&DiscoveryRecord::from(record)).await?;
+//!
+//! let instances = discovery.instances(&endpoint);    // shared, one watcher per endpoint
+//! let ready = instances.wait_for_instances(1, Instant::now() + Duration::from_secs(1)).await?;
+//! assert_eq!(ready[0].id, discovery.instance_id());
+//! discovery.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 use std::fmt;
 
 use bytes::Bytes;
 
 use crate::runtime::BoxFuture;
+
+mod api;
+pub mod file;
+pub mod mem;
+mod shared;
+pub(crate) mod util;
+mod watch;
+
+pub use api::{Discovery, Listing, RegisterError, SkipReason, SkippedRecord};
+pub use file::{FileStore, FileStoreConfig};
+pub use mem::{MemSession, MemStore};
+pub use shared::{SharedInstances, WaitError};
+pub use watch::{InstanceWatch, RecordEvent, RecordWatch};
 
 /// One change seen by a prefix watch, in store order.
 #[derive(Debug, Clone, PartialEq, Eq)]
