@@ -10,3 +10,5 @@ pub use dynrt_io as io;
 mod runtime;
 
 pub use runtime::TokioRuntime;
+
+pub use dynrt_io::discovery::etcd::{EtcdConfig, EtcdStore};

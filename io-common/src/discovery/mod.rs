@@ -12,6 +12,8 @@ use bytes::Bytes;
 
 use crate::runtime::BoxFuture;
 
+pub mod etcd;
+
 /// One change seen by a prefix watch, in store order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
