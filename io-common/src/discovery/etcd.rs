@@ -307,7 +307,8 @@ impl fmt::Debug for EtcdStore {
 
 impl EtcdStore {
     /// Connects to etcd and obtains the process lease (retrying until
-    /// [`EtcdConfig::connect_timeout`]).
+    /// [`EtcdConfig::connect_timeout`]). `rt` is used only with
+    /// [`EtcdConfig::dedicated_thread`] off: its [`Runtime::tokio_handle`] then runs the client.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] with a one-line message naming the endpoints tried, when no
