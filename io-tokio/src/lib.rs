@@ -13,3 +13,5 @@ mod runtime;
 
 pub use runtime::TokioRuntime;
 pub mod system_server;
+
+pub use dynrt_io::discovery::etcd::{EtcdConfig, EtcdStore};

@@ -1,0 +1,157 @@
+//! Graceful tasks and the three-phase shutdown, driving `dynrt_core::shutdown`.
+
+use std::sync::{MutexGuard, Weak};
+use std::time::Instant;
+
+use dynrt_core::shutdown::{
+    Phase, Shutdown, ShutdownCommand, ShutdownEvent, ShutdownReport, TaskId,
+};
+use futures_lite::future;
+
+use super::error::RuntimeError;
+use super::{DistributedRuntime, Inner};
+use crate::runtime::{self, Runtime};
+
+impl<R: Runtime> Inner<R> {
+    pub(crate) fn lock_shutdown(&self) -> MutexGuard<'_, Shutdown> {
+        self.shutdown.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Long-running work the shutdown drain waits for; report it finished by dropping the guard.
+#[must_use = "the drain waits for this task until the guard is dropped"]
+pub struct GracefulTask<R: Runtime> {
+    id: TaskId,
+    drt: Weak<Inner<R>>,
+}
+
+impl<R: Runtime> Drop for GracefulTask<R> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.drt.upgrade() {
+            let _ = inner.lock_shutdown().graceful_task_done(self.id, Instant::now());
+            inner.drain_changed.notify(usize::MAX);
+        }
+    }
+}
+
+impl<R: Runtime> DistributedRuntime<R> {
+    /// Registers work that shutdown waits for (bounded by the graceful-shutdown timeout).
+    pub fn register_graceful_task(
+        &self,
+        name: impl Into<String>,
+    ) -> Result<GracefulTask<R>, RuntimeError> {
+        let id = self
+            .inner()
+            .lock_shutdown()
+            .register_graceful_task(name)
+            .map_err(|_| RuntimeError::ShuttingDown)?;
+        Ok(GracefulTask {
+            id,
+            drt: std::sync::Arc::downgrade(self.inner()),
+        })
+    }
+
+    /// The shutdown phase the runtime is in.
+    pub fn phase(&self) -> Phase {
+        self.inner().lock_shutdown().phase()
+    }
+
+    /// Whether the process counts as live (`/live`): until shutdown phase 3.
+    pub fn is_live(&self) -> bool {
+        self.inner().lock_shutdown().is_live()
+    }
+
+    /// Shuts down in three phases: (1) stop accepting — leave discovery, GOAWAY every
+    /// connection, refuse new requests; (2) wait for requests in flight and graceful tasks,
+    /// at most the graceful-shutdown timeout; (3) revoke the lease and close connections.
+    /// Returns what was still running when the drain ended. Calling it again waits for the
+    /// same shutdown.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        let inner = self.inner();
+        inner.lock_shutdown().begin(Instant::now());
+        inner.drain_changed.notify(usize::MAX);
+        loop {
+            let listener = inner.drain_changed.listen();
+            let (commands, events, deadline, report) = {
+                let mut shutdown = inner.lock_shutdown();
+                shutdown.handle_timeout(Instant::now());
+                let commands: Vec<_> = std::iter::from_fn(|| shutdown.poll_command()).collect();
+                let events: Vec<_> = std::iter::from_fn(|| shutdown.poll_event()).collect();
+                let report = (shutdown.phase() == Phase::Done)
+                    .then(|| shutdown.report().cloned())
+                    .flatten();
+                (commands, events, shutdown.poll_timeout(), report)
+            };
+            for event in events {
+                let ShutdownEvent::Entered(phase) = event else { continue };
+                match phase {
+                    Phase::StopAccepting => inner.children.cancel(),
+                    Phase::Closing => inner.primary.cancel(),
+                    _ => {}
+                }
+            }
+            for command in &commands {
+                self.execute(*command).await;
+            }
+            if let Some(report) = report {
+                return report;
+            }
+            if !commands.is_empty() {
+                continue;
+            }
+            match deadline {
+                Some(deadline) => {
+                    future::or(listener, runtime::sleep_until(&inner.rt, deadline)).await;
+                }
+                None => listener.await,
+            }
+        }
+    }
+
+    async fn execute(&self, command: ShutdownCommand) {
+        let inner = self.inner();
+        match command {
+            ShutdownCommand::LeaveDiscovery => {
+                let records = std::mem::take(
+                    &mut *inner.registered.lock().unwrap_or_else(|p| p.into_inner()),
+                );
+                for record in &records {
+                    let _ = inner.discovery.unregister(record).await;
+                }
+            }
+            ShutdownCommand::GoAwayConnections => {
+                if let Some((server, _)) = &inner.server {
+                    server.goaway();
+                }
+            }
+            ShutdownCommand::RevokeLease => inner.discovery.shutdown().await,
+            ShutdownCommand::CloseConnections => {
+                if let Some((server, _)) = &inner.server {
+                    server.abort();
+                }
+            }
+            // Readiness is reported by the system server, which reads the phase; refusing new
+            // requests is what `Tracked` does once the phase moved on; NATS is not used.
+            ShutdownCommand::WithdrawReadiness
+            | ShutdownCommand::RefuseNewRequests
+            | ShutdownCommand::CloseClients => {}
+            _ => {}
+        }
+        inner.drain_changed.notify(usize::MAX);
+    }
+
+    /// Shuts down when the discovery lease is lost for good (its registrations are gone).
+    pub(crate) fn watch_lease(&self) {
+        let lost = self.discovery().lease_lost();
+        let drt = std::sync::Arc::downgrade(self.inner());
+        self.runtime().spawn(async move {
+            lost.await;
+            if let Some(inner) = drt.upgrade() {
+                let drt = DistributedRuntime { inner };
+                if drt.is_live() {
+                    drt.shutdown().await;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,244 @@
+//! `DistributedRuntime`: the user-facing runtime that ties discovery, the request plane and
+//! the shutdown sequence together, shaped after Dynamo's.
+//!
+//! ```text
+//! let drt = DistributedRuntime::new(rt, config).await?;
+//! let ep = drt.namespace("demo")?.component("backend")?.endpoint("generate")?;
+//! ep.serve(handler).await?;                 // listening first, then registered
+//! let client = ep.client().await?;          // watches the instances
+//! let stream = client.round_robin(payload).await?;
+//! drt.shutdown().await;                     // the three phases
+//! ```
+
+mod client;
+mod endpoint;
+mod error;
+mod lifecycle;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use dynrt_core::config::{DiscoveryBackend, DistributedConfig, RequestPlaneMode};
+use dynrt_core::discovery::DiscoveryRecord;
+use dynrt_core::names::{InstanceId, Namespace as NamespaceName};
+use dynrt_core::shutdown::Shutdown;
+use event_listener::Event;
+
+pub use client::{CallStream, Client, ClientError, TypedStream};
+pub use endpoint::{Component, Endpoint, Namespace};
+pub use error::RuntimeError;
+pub use lifecycle::GracefulTask;
+
+use crate::cancel::CancellationToken;
+use crate::discovery::{Discovery, FileStore, KvBackend, MemStore};
+use crate::mux::{ConnConfig, Connector, Handler, Handlers, MuxServer, ServerConfig};
+use crate::runtime::Runtime;
+
+/// The in-memory store every `mem` runtime of this process shares, so that runtimes in one
+/// process (the demo's workers and its client) see each other.
+pub fn process_mem_store() -> &'static MemStore {
+    static STORE: OnceLock<MemStore> = OnceLock::new();
+    STORE.get_or_init(MemStore::new)
+}
+
+/// One process's runtime: its discovery session (and lease), its request-plane server, its
+/// clients, and its shutdown. Cheap to clone.
+pub struct DistributedRuntime<R: Runtime> {
+    inner: Arc<Inner<R>>,
+}
+
+impl<R: Runtime> Clone for DistributedRuntime<R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+pub(crate) struct Inner<R: Runtime> {
+    pub(crate) rt: R,
+    pub(crate) config: DistributedConfig,
+    pub(crate) discovery: Discovery<R>,
+    pub(crate) connector: Arc<Connector<R>>,
+    pub(crate) handlers: Handlers,
+    /// Request-plane server and the address written into discovery records.
+    pub(crate) server: Option<(MuxServer, SocketAddr)>,
+    /// Handlers served by this process, by endpoint path (`ns/comp/ep`), for in-process calls.
+    pub(crate) local: RwLock<HashMap<String, Arc<dyn Handler>>>,
+    /// Records this process registered, removed from discovery in shutdown phase 1.
+    pub(crate) registered: Mutex<Vec<DiscoveryRecord>>,
+    pub(crate) shutdown: Mutex<Shutdown>,
+    /// Raised whenever a request or graceful task finishes, and when the shutdown moves on.
+    pub(crate) drain_changed: Event,
+    /// Cancelled when the runtime closes (phase 3).
+    pub(crate) primary: CancellationToken,
+    /// Cancelled when the runtime stops accepting work (phase 1); handed to handlers and tasks.
+    pub(crate) children: CancellationToken,
+}
+
+impl<R: Runtime> DistributedRuntime<R> {
+    /// Starts a runtime: opens the configured discovery backend (taking the process lease) and,
+    /// unless `config.attach_lease` is off (command-line tools), binds the request-plane
+    /// server.
+    pub async fn new(rt: R, config: DistributedConfig) -> Result<Self, RuntimeError> {
+        let backend: Arc<dyn KvBackend> = match config.discovery_backend {
+            DiscoveryBackend::Mem => Arc::new(process_mem_store().session(&rt)),
+            DiscoveryBackend::File => {
+                let root = config.file_kv_root(&std::env::temp_dir());
+                Arc::new(FileStore::open(&rt, root.clone()).map_err(|e| {
+                    RuntimeError::Discovery(format!("file store at {}: {e}", root.display()))
+                })?)
+            }
+            DiscoveryBackend::Etcd => connect_etcd(&rt, &config).await?,
+            DiscoveryBackend::Kubernetes => {
+                return Err(RuntimeError::Unsupported(
+                    "DYN_DISCOVERY_BACKEND=kubernetes is not implemented yet; use etcd, file or mem"
+                        .into(),
+                ));
+            }
+        };
+        Self::with_backend(rt, config, backend).await
+    }
+
+    /// Starts a runtime on a discovery backend you built yourself (a shared `MemStore` for
+    /// tests, say).
+    pub async fn with_backend(
+        rt: R,
+        config: DistributedConfig,
+        backend: Arc<dyn KvBackend>,
+    ) -> Result<Self, RuntimeError> {
+        if config.request_plane != RequestPlaneMode::Tcp {
+            return Err(RuntimeError::Unsupported(format!(
+                "DYN_REQUEST_PLANE={}: only the tcp request plane is implemented",
+                config.request_plane
+            )));
+        }
+        let discovery = Discovery::new(backend, rt.clone());
+        let handlers = Handlers::new();
+        let conn = ConnConfig {
+            max_frame_size: u32::try_from(config.tcp.max_message_size).unwrap_or(u32::MAX),
+            ..ConnConfig::default()
+        };
+        let server = if config.attach_lease {
+            let (bind, advertise) = server_addresses(&config)?;
+            let server_config = ServerConfig {
+                conn: conn.clone(),
+                ..ServerConfig::default()
+            };
+            let server = MuxServer::bind(&rt, bind, handlers.clone(), server_config)
+                .await
+                .map_err(|e| RuntimeError::Listen(e.to_string()))?;
+            let advertise = SocketAddr::new(advertise, server.local_addr().port());
+            Some((server, advertise))
+        } else {
+            None
+        };
+        let primary = CancellationToken::new();
+        let children = primary.child_token();
+        let shutdown = Shutdown::new(config.graceful_shutdown_timeout);
+        let drt = Self {
+            inner: Arc::new(Inner {
+                connector: Arc::new(Connector::new(rt.clone(), conn)),
+                rt,
+                discovery,
+                handlers,
+                server,
+                local: RwLock::new(HashMap::new()),
+                registered: Mutex::new(Vec::new()),
+                shutdown: Mutex::new(shutdown),
+                drain_changed: Event::new(),
+                primary,
+                children,
+                config,
+            }),
+        };
+        drt.watch_lease();
+        Ok(drt)
+    }
+
+    /// A namespace of this runtime.
+    pub fn namespace(&self, name: &str) -> Result<Namespace<R>, dynrt_core::names::NameError> {
+        Ok(Namespace::new(self.clone(), NamespaceName::new(name)?))
+    }
+
+    /// This process's instance id (the etcd lease id; random for the file store).
+    pub fn instance_id(&self) -> InstanceId {
+        self.inner.discovery.instance_id()
+    }
+
+    /// Dynamo's name for [`Self::instance_id`].
+    pub fn connection_id(&self) -> u64 {
+        self.instance_id().0
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &DistributedConfig {
+        &self.inner.config
+    }
+
+    /// Its discovery front (list and watch anything).
+    pub fn discovery(&self) -> &Discovery<R> {
+        &self.inner.discovery
+    }
+
+    /// The executor it runs on.
+    pub fn runtime(&self) -> &R {
+        &self.inner.rt
+    }
+
+    /// Where its request-plane server listens, if it has one.
+    pub fn request_plane_addr(&self) -> Option<SocketAddr> {
+        self.inner.server.as_ref().map(|(server, _)| server.local_addr())
+    }
+
+    /// The runtime's main token: cancelled when it closes (shutdown phase 3).
+    pub fn primary_token(&self) -> CancellationToken {
+        self.inner.primary.clone()
+    }
+
+    /// A token cancelled as soon as the runtime stops accepting work (shutdown phase 1).
+    pub fn child_token(&self) -> CancellationToken {
+        self.inner.children.child_token()
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner<R>> {
+        &self.inner
+    }
+}
+
+/// Where the request-plane server binds, and the address it advertises.
+///
+/// `DYN_TCP_RPC_HOST` names both. Unset, dynrt binds and advertises 127.0.0.1: right for one
+/// machine, and a deployment across machines must say which address peers can reach (dynrt does
+/// not guess among a host's interfaces).
+fn server_addresses(config: &DistributedConfig) -> Result<(SocketAddr, IpAddr), RuntimeError> {
+    let host = match &config.tcp.rpc_host {
+        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Some(host) => host.parse().map_err(|_| {
+            RuntimeError::Config(format!(
+                "DYN_TCP_RPC_HOST: '{host}' is not an IP address (host names are not resolved)"
+            ))
+        })?,
+    };
+    let advertise = if host.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host
+    };
+    Ok((SocketAddr::new(host, config.tcp.rpc_port), advertise))
+}
+
+async fn connect_etcd<R: Runtime>(
+    _rt: &R,
+    config: &DistributedConfig,
+) -> Result<Arc<dyn KvBackend>, RuntimeError> {
+    Err(RuntimeError::Unsupported(format!(
+        "the etcd backend ({}) is not wired into the runtime yet; use DYN_DISCOVERY_BACKEND=file or mem",
+        config.etcd.endpoints.join(",")
+    )))
+}
+
+/// How long a client waits for a first instance by default.
+pub const DEFAULT_WAIT_FOR_INSTANCES: Duration = Duration::from_secs(30);
