@@ -9,7 +9,7 @@ use event_listener::Event;
 struct Node {
     cancelled: AtomicBool,
     changed: Event,
-    children: Mutex<Vec<Weak<Node>>>,
+    children: Mutex<Vec<Weak<Self>>>,
 }
 
 impl Node {
@@ -18,7 +18,8 @@ impl Node {
             return;
         }
         self.changed.notify(usize::MAX);
-        let children = std::mem::take(&mut *self.children.lock().unwrap_or_else(|p| p.into_inner()));
+        let children =
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|p| p.into_inner()));
         for child in children.iter().filter_map(Weak::upgrade) {
             child.cancel();
         }
@@ -94,7 +95,10 @@ mod tests {
         let other = parent.child_token();
         parent.cancel();
         assert!(child.is_cancelled() && other.is_cancelled());
-        assert!(parent.child_token().is_cancelled(), "a child of a cancelled token starts cancelled");
+        assert!(
+            parent.child_token().is_cancelled(),
+            "a child of a cancelled token starts cancelled"
+        );
         futures_lite::future::block_on(other.cancelled());
     }
 }

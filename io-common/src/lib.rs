@@ -11,11 +11,15 @@
 //! The split follows quinn's: protocol state in the core, glue generic over a small runtime
 //! trait, executor-specific code in the thinnest layer possible.
 
+pub mod cancel;
 pub mod discovery;
+pub mod distributed;
 pub mod mux;
 pub mod runtime;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
 
+pub use cancel::CancellationToken;
+pub use distributed::DistributedRuntime;
 pub use runtime::Runtime;

@@ -8,6 +8,7 @@ pub use dynrt_core as core;
 pub use dynrt_io as io;
 
 pub mod discovery;
+pub mod distributed;
 pub mod mux;
 mod runtime;
 
@@ -15,3 +16,5 @@ pub use runtime::TokioRuntime;
 pub mod system_server;
 
 pub use dynrt_io::discovery::etcd::{EtcdConfig, EtcdStore};
+
+pub use distributed::DistributedRuntime;

@@ -42,13 +42,8 @@ pub enum ClientError {
     },
     /// The request could not be encoded.
     Encode(String),
-    /// No instance appeared within the wait.
-    Timeout {
-        /// The endpoint.
-        endpoint: String,
-        /// How long it waited.
-        waited: Duration,
-    },
+    /// Waiting for instances failed (the deadline passed, or the watch ended).
+    Wait(WaitError),
 }
 
 impl fmt::Display for ClientError {
@@ -58,9 +53,7 @@ impl fmt::Display for ClientError {
             Self::Call { instance, error } => write!(f, "instance {instance}: {error}"),
             Self::Unsupported { instance, reason } => write!(f, "instance {instance}: {reason}"),
             Self::Encode(why) => write!(f, "request could not be encoded: {why}"),
-            Self::Timeout { endpoint, waited } => {
-                write!(f, "no instances of {endpoint} appeared within {waited:?}")
-            }
+            Self::Wait(e) => write!(f, "{e}"),
         }
     }
 }
@@ -114,16 +107,7 @@ impl<R: Runtime> Client<R> {
         self.instances
             .wait_for_instances(min, Instant::now() + timeout)
             .await
-            .map_err(|e| match e {
-                WaitError::TimedOut { .. } => ClientError::Timeout {
-                    endpoint: self.endpoint.to_string(),
-                    waited: timeout,
-                },
-                other => ClientError::Route(RouteError::NoInstances {
-                    endpoint: format!("{} ({other})", self.endpoint.path()),
-                    down: 0,
-                }),
-            })
+            .map_err(ClientError::Wait)
     }
 
     /// Calls the next instance in id order.
@@ -146,13 +130,17 @@ impl<R: Runtime> Client<R> {
         &self,
         request: &Req,
     ) -> Result<TypedStream<Resp>, ClientError> {
-        let payload = rmp_serde::to_vec_named(request).map_err(|e| ClientError::Encode(e.to_string()))?;
+        let payload =
+            rmp_serde::to_vec_named(request).map_err(|e| ClientError::Encode(e.to_string()))?;
         Ok(TypedStream::new(self.round_robin(payload.into()).await?))
     }
 
     async fn call(&self, policy: Policy, payload: Bytes) -> Result<CallStream, ClientError> {
         let instance = self.choose(policy)?;
         let own = self.drt.instance_id();
+        let header = RequestHeader::new(format!("{:x}-{}", own.0, next_request_number()))
+            .to_msgpack()
+            .map_err(|e| ClientError::Encode(e.to_string()))?;
         if instance.id == own {
             let local = self
                 .drt
@@ -163,7 +151,8 @@ impl<R: Runtime> Client<R> {
                 .get(&self.endpoint.path())
                 .cloned();
             if let Some(handler) = local {
-                return Ok(CallStream::local(handler.handle(payload, RequestContext::local())));
+                let context = RequestContext::local(header);
+                return Ok(CallStream::local(handler.handle(payload, context)));
             }
         }
         let InstanceAddress::Tcp(transport) = &instance.address else {
@@ -179,9 +168,6 @@ impl<R: Runtime> Client<R> {
             });
         }
         let route = transport.route_str().unwrap_or_default();
-        let header = RequestHeader::new(format!("{:x}-{}", own.0, next_request_number()))
-            .to_msgpack()
-            .map_err(|e| ClientError::Encode(e.to_string()))?;
         match self
             .drt
             .inner()
@@ -189,7 +175,11 @@ impl<R: Runtime> Client<R> {
             .call(transport.addr, route, header, payload)
             .await
         {
-            Ok(stream) => Ok(CallStream::remote(stream, self.instances.clone(), instance.id)),
+            Ok(stream) => Ok(CallStream::remote(
+                stream,
+                self.instances.clone(),
+                instance.id,
+            )),
             Err(error) => {
                 if error.is_transport_failure() {
                     self.instances.report_down(instance.id);
@@ -249,12 +239,16 @@ trait ReportDown: Send + Sync {
 
 impl<R: Runtime> ReportDown for SharedInstances<R> {
     fn report_down(&self, id: InstanceId) {
-        SharedInstances::report_down(self, id);
+        Self::report_down(self, id);
     }
 }
 
 impl CallStream {
-    fn remote<R: Runtime>(stream: ResponseStream, instances: SharedInstances<R>, instance: InstanceId) -> Self {
+    fn remote<R: Runtime>(
+        stream: ResponseStream,
+        instances: SharedInstances<R>,
+        instance: InstanceId,
+    ) -> Self {
         Self {
             kind: CallKind::Remote {
                 stream,
@@ -274,6 +268,18 @@ impl CallStream {
     pub fn is_local(&self) -> bool {
         matches!(self.kind, CallKind::Local(_))
     }
+
+    /// Reads every item; returns them with the error that ended the stream, if any.
+    pub async fn collect_all(mut self) -> (Vec<Bytes>, Option<CallError>) {
+        let mut items = Vec::new();
+        while let Some(item) = self.next().await {
+            match item {
+                Ok(item) => items.push(item),
+                Err(e) => return (items, Some(e)),
+            }
+        }
+        (items, None)
+    }
 }
 
 impl Stream for CallStream {
@@ -287,10 +293,10 @@ impl Stream for CallStream {
                 instance,
             } => {
                 let item = std::task::ready!(stream.poll_next(cx));
-                if let Some(Err(error)) = &item {
-                    if error.is_transport_failure() {
-                        instances.report_down(*instance);
-                    }
+                if let Some(Err(error)) = &item
+                    && error.is_transport_failure()
+                {
+                    instances.report_down(*instance);
                 }
                 Poll::Ready(item)
             }
@@ -327,21 +333,12 @@ impl<T: DeserializeOwned> Stream for TypedStream<T> {
             rmp_serde::from_slice(&bytes).map_err(|e| {
                 CallError::Stream(dynrt_core::wire::mux::StreamError::new(
                     crate::mux::ErrorKind::BACKEND_PROTOCOL,
-                    format!("response item is not a valid {}: {e}", std::any::type_name::<T>()),
+                    format!(
+                        "response item is not a valid {}: {e}",
+                        std::any::type_name::<T>()
+                    ),
                 ))
             })
         }))
     }
-}
-
-/// Collects every item of a stream (for tests and small answers).
-pub async fn collect_all(mut stream: CallStream) -> (Vec<Bytes>, Option<CallError>) {
-    let mut items = Vec::new();
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(item) => items.push(item),
-            Err(e) => return (items, Some(e)),
-        }
-    }
-    (items, None)
 }

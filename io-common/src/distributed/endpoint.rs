@@ -9,8 +9,10 @@ use bytes::Bytes;
 use dynrt_core::discovery::{
     DiscoveryRecord, DynrtCapabilities, EndpointRecord, PayloadCodec, Transport,
 };
-use dynrt_core::names::{ComponentName, EndpointId, EndpointName, NameError, TcpRoute, TcpTransport};
 use dynrt_core::names::Namespace as NamespaceName;
+use dynrt_core::names::{
+    ComponentName, EndpointId, EndpointName, NameError, TcpRoute, TcpTransport,
+};
 use dynrt_core::wire::dynamo::ACK_UNAVAILABLE_PREFIX;
 use dynrt_core::wire::mux::VERSION as MUX_VERSION;
 use futures_lite::Stream;
@@ -112,7 +114,9 @@ impl<R: Runtime> Endpoint<R> {
             endpoint: self.id.path(),
             drt: Arc::downgrade(inner),
         });
-        inner.handlers.insert(route.to_string(), SharedHandler(tracked.clone()));
+        inner
+            .handlers
+            .insert(route.to_string(), SharedHandler(tracked.clone()));
         inner
             .local
             .write()
@@ -120,7 +124,8 @@ impl<R: Runtime> Endpoint<R> {
             .insert(self.id.path(), tracked);
 
         let transport = TcpTransport::new(*advertise, &route);
-        let mut record = EndpointRecord::new(&self.id, instance, Transport::Tcp(transport.to_string()));
+        let mut record =
+            EndpointRecord::new(&self.id, instance, Transport::Tcp(transport.to_string()));
         record.request_plane_codec = Some(PayloadCodec::Msgpack);
         record.dynrt = Some(DynrtCapabilities::with_mux(u32::from(MUX_VERSION)));
         let record = DiscoveryRecord::Endpoint(record);

@@ -28,7 +28,9 @@ pub struct GracefulTask<R: Runtime> {
 impl<R: Runtime> Drop for GracefulTask<R> {
     fn drop(&mut self) {
         if let Some(inner) = self.drt.upgrade() {
-            let _ = inner.lock_shutdown().graceful_task_done(self.id, Instant::now());
+            let _ = inner
+                .lock_shutdown()
+                .graceful_task_done(self.id, Instant::now());
             inner.drain_changed.notify(usize::MAX);
         }
     }
@@ -83,7 +85,9 @@ impl<R: Runtime> DistributedRuntime<R> {
                 (commands, events, shutdown.poll_timeout(), report)
             };
             for event in events {
-                let ShutdownEvent::Entered(phase) = event else { continue };
+                let ShutdownEvent::Entered(phase) = event else {
+                    continue;
+                };
                 match phase {
                     Phase::StopAccepting => inner.children.cancel(),
                     Phase::Closing => inner.primary.cancel(),
@@ -147,7 +151,7 @@ impl<R: Runtime> DistributedRuntime<R> {
         self.runtime().spawn(async move {
             lost.await;
             if let Some(inner) = drt.upgrade() {
-                let drt = DistributedRuntime { inner };
+                let drt = Self { inner };
                 if drt.is_live() {
                     drt.shutdown().await;
                 }

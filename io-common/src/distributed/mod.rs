@@ -32,6 +32,7 @@ pub use error::RuntimeError;
 pub use lifecycle::GracefulTask;
 
 use crate::cancel::CancellationToken;
+use crate::discovery::etcd::{EtcdConfig, EtcdStore};
 use crate::discovery::{Discovery, FileStore, KvBackend, MemStore};
 use crate::mux::{ConnConfig, Connector, Handler, Handlers, MuxServer, ServerConfig};
 use crate::runtime::Runtime;
@@ -92,11 +93,10 @@ impl<R: Runtime> DistributedRuntime<R> {
                 })?)
             }
             DiscoveryBackend::Etcd => connect_etcd(&rt, &config).await?,
-            DiscoveryBackend::Kubernetes => {
-                return Err(RuntimeError::Unsupported(
-                    "DYN_DISCOVERY_BACKEND=kubernetes is not implemented yet; use etcd, file or mem"
-                        .into(),
-                ));
+            other => {
+                return Err(RuntimeError::Unsupported(format!(
+                    "DYN_DISCOVERY_BACKEND={other} is not implemented yet; use etcd, file or mem"
+                )));
             }
         };
         Self::with_backend(rt, config, backend).await
@@ -190,7 +190,10 @@ impl<R: Runtime> DistributedRuntime<R> {
 
     /// Where its request-plane server listens, if it has one.
     pub fn request_plane_addr(&self) -> Option<SocketAddr> {
-        self.inner.server.as_ref().map(|(server, _)| server.local_addr())
+        self.inner
+            .server
+            .as_ref()
+            .map(|(server, _)| server.local_addr())
     }
 
     /// The runtime's main token: cancelled when it closes (shutdown phase 3).
@@ -230,15 +233,42 @@ fn server_addresses(config: &DistributedConfig) -> Result<(SocketAddr, IpAddr), 
     Ok((SocketAddr::new(host, config.tcp.rpc_port), advertise))
 }
 
+/// Connects to etcd and takes the process lease. A runtime gives up after 10 s rather than
+/// Dynamo's 120 s: an unreachable etcd is usually a configuration mistake, and the error says
+/// what was tried and how to run without etcd.
 async fn connect_etcd<R: Runtime>(
-    _rt: &R,
+    rt: &R,
     config: &DistributedConfig,
 ) -> Result<Arc<dyn KvBackend>, RuntimeError> {
-    Err(RuntimeError::Unsupported(format!(
-        "the etcd backend ({}) is not wired into the runtime yet; use DYN_DISCOVERY_BACKEND=file or mem",
-        config.etcd.endpoints.join(",")
-    )))
+    let etcd = EtcdConfig {
+        connect_timeout: Duration::from_secs(10),
+        ..EtcdConfig::from(&config.etcd)
+    };
+    let store = EtcdStore::connect(rt, etcd)
+        .await
+        .map_err(|e| RuntimeError::Discovery(e.to_string()))?;
+    Ok(Arc::new(store))
 }
 
 /// How long a client waits for a first instance by default.
 pub const DEFAULT_WAIT_FOR_INSTANCES: Duration = Duration::from_secs(30);
+
+/// The process environment's dynrt settings (`DYN_*`, `ETCD_*`, `NATS_*`), for
+/// `DistributedConfig::from_settings`. The core never reads the environment; the adapters do,
+/// here.
+pub fn settings_from_env() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(key, _)| {
+            ["DYN_", "ETCD_", "NATS_"]
+                .iter()
+                .any(|p| key.starts_with(p))
+        })
+        .collect()
+}
+
+/// Builds the configuration from the environment and starts a runtime on `rt`.
+pub async fn from_env<R: Runtime>(rt: R) -> Result<DistributedRuntime<R>, RuntimeError> {
+    let config = DistributedConfig::from_settings(settings_from_env())
+        .map_err(|e| RuntimeError::Config(e.to_string()))?;
+    DistributedRuntime::new(rt, config).await
+}

@@ -67,6 +67,16 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// The context of an in-process call (no connection: stream id 0, never cancelled by a
+    /// peer; dropping the call's stream drops the handler's).
+    pub(crate) fn local(header: Bytes) -> Self {
+        Self {
+            stream: StreamId(0),
+            header,
+            cancel: Arc::default(),
+        }
+    }
+
     /// The request header the caller sent (request id, metadata), decoded.
     pub fn header(&self) -> Result<RequestHeader, String> {
         RequestHeader::from_msgpack(&self.header).map_err(|e| e.to_string())

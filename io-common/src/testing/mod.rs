@@ -24,6 +24,7 @@ use crate::runtime::Runtime;
 
 mod local;
 pub mod mux;
+pub mod runtime;
 
 pub use local::*;
 
