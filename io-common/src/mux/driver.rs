@@ -134,7 +134,7 @@ impl<R: Runtime> Future for Driver<R> {
                 (state.conn.is_closed(), state.conn.poll_timeout())
             };
             for request in opened {
-                start_request(&this.rt, &this.shared, this.handlers.as_ref(), request);
+                start_request(&this.rt, &this.shared, this.handlers.as_ref(), request, cx);
                 progress = true;
             }
             progress |= this.poll_write(cx, now);

@@ -4,6 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -218,43 +219,85 @@ async fn serve_connection<R: Runtime>(
 }
 
 /// Starts the handler for a request that opened on a server connection.
+///
+/// The handler's stream is first polled right here, in the driver's turn: a handler whose
+/// items are ready at once (a cache hit, an echo, an error) is answered without a task spawn or
+/// a wake-up. Only when it has to wait, or runs out of credit, does it move to a task of its
+/// own. (The driver's waker may be registered by that first poll; the task polls again on
+/// start, so the handler always ends up registered with the task's waker too.)
 pub(crate) fn start_request<R: Runtime>(
     rt: &R,
     shared: &Arc<Shared>,
     handlers: Option<&Handlers>,
     request: Request,
+    cx: &mut Context<'_>,
 ) {
     let id = request.stream;
     let handler = handlers.and_then(|h| h.get(request.route.as_str()));
-    let mut state = shared.lock();
     let Some(handler) = handler else {
         let error = StreamError::new(
             ErrorKind::NOT_FOUND,
             format!("no handler for route '{}'", request.route),
         );
+        let mut state = shared.lock();
         let _ = state.conn.send_error(id, error);
         state.wake_driver();
         return;
     };
     let cancel = Arc::new(CancelState::default());
-    state.serving.insert(
+    shared.lock().serving.insert(
         id,
         ServeSlot {
             cancel: cancel.clone(),
             waker: None,
         },
     );
-    drop(state);
     let context = RequestContext {
         stream: id,
         header: request.header,
         cancel: cancel.clone(),
     };
+    let mut items = handler.handle(request.payload, context);
+    let mut pending: Option<Bytes> = None;
+    loop {
+        let next = match items.as_mut().poll_next(cx) {
+            Poll::Ready(next) => next,
+            Poll::Pending => break,
+        };
+        let mut state = shared.lock();
+        match next {
+            Some(Ok(mut item)) => match state.conn.send_data(id, &mut item) {
+                Ok(_) if item.is_empty() => continue,
+                Ok(_) | Err(SendError::Blocked { .. }) => {
+                    pending = Some(item);
+                    break;
+                }
+                Err(_) => {
+                    state.serving.remove(&id);
+                    return;
+                }
+            },
+            None => {
+                let _ = state.conn.finish(id);
+                state.serving.remove(&id);
+                return;
+            }
+            Some(Err(error)) => {
+                let _ = state.conn.send_error(id, error.into_stream_error());
+                state.serving.remove(&id);
+                return;
+            }
+        }
+    }
     let shared = shared.clone();
-    let payload = request.payload;
     rt.spawn(async move {
-        let items = handler.handle(payload, context);
-        serve(&shared, id, items, &cancel).await;
+        let sent = match pending {
+            Some(item) => send(&shared, id, item).await,
+            None => true,
+        };
+        if sent {
+            serve(&shared, id, items, &cancel).await;
+        }
         shared.lock().serving.remove(&id);
     });
 }
@@ -307,14 +350,14 @@ async fn send(shared: &Shared, id: StreamId, mut item: Bytes) -> bool {
         let result = state.conn.send_data(id, &mut item);
         state.wake_driver();
         match result {
-            Ok(_) if item.is_empty() => std::task::Poll::Ready(true),
+            Ok(_) if item.is_empty() => Poll::Ready(true),
             Ok(_) | Err(SendError::Blocked { .. }) => {
                 if let Some(slot) = state.serving.get_mut(&id) {
                     slot.waker = Some(cx.waker().clone());
                 }
-                std::task::Poll::Pending
+                Poll::Pending
             }
-            Err(_) => std::task::Poll::Ready(false),
+            Err(_) => Poll::Ready(false),
         }
     })
     .await
