@@ -522,3 +522,17 @@ proptest! {
         let _ = unescape_route_segment(&s);
     }
 }
+
+proptest::proptest! {
+    /// The fast IPv4 path accepts exactly what std's parser accepts, with the same result.
+    #[test]
+    fn transport_addresses_parse_like_std(
+        octets in proptest::collection::vec("(0|[1-9][0-9]{0,2}|0[0-9]{1,2}|[0-9]{4})", 4..=5),
+        port in "(0|[1-9][0-9]{0,5}|0[0-9]{1,3})",
+    ) {
+        let addr = format!("{}:{}", octets.join("."), port);
+        let ours = dynrt_core::names::TcpTransport::parse(&format!("{addr}/r")).map(|t| t.addr);
+        let std = addr.parse::<std::net::SocketAddr>();
+        proptest::prop_assert_eq!(ours.ok(), std.ok(), "{}", addr);
+    }
+}

@@ -207,8 +207,9 @@ impl TcpTransport {
             Some((addr, route)) => (addr, Some(route)),
             None => (body, None),
         };
-        let addr = addr
-            .parse::<SocketAddr>()
+        let addr = parse_canonical_v4(addr)
+            .map(Ok)
+            .unwrap_or_else(|| addr.parse::<SocketAddr>())
             .map_err(|_| TransportError::BadAddress {
                 transport: transport.to_owned(),
                 addr: addr.to_owned(),
@@ -230,6 +231,36 @@ impl TcpTransport {
     pub fn parsed_route(&self) -> Option<Result<TcpRoute, RouteError>> {
         self.route.as_deref().map(TcpRoute::parse)
     }
+}
+
+/// Parses the canonical form `a.b.c.d:port` (no leading zeros) without std's general parser,
+/// which dominates the cost of applying a watch event. Anything else returns `None` and goes to
+/// std's parser, so the accepted language is exactly std's.
+fn parse_canonical_v4(text: &str) -> Option<SocketAddr> {
+    fn number(digits: &[u8], max: u32) -> Option<u32> {
+        if digits.is_empty() || digits.len() > 5 || (digits.len() > 1 && digits[0] == b'0') {
+            return None;
+        }
+        let mut value = 0u32;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + u32::from(d - b'0');
+        }
+        (value <= max).then_some(value)
+    }
+    let (ip, port) = text.split_once(':')?;
+    let mut octets = [0u8; 4];
+    let mut parts = ip.split('.');
+    for octet in &mut octets {
+        *octet = u8::try_from(number(parts.next()?.as_bytes(), 255)?).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    let port = u16::try_from(number(port.as_bytes(), 65_535)?).ok()?;
+    Some(SocketAddr::from((octets, port)))
 }
 
 impl fmt::Display for TcpTransport {
