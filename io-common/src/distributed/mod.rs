@@ -14,6 +14,7 @@ mod client;
 mod endpoint;
 mod error;
 mod lifecycle;
+mod signals;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -30,6 +31,7 @@ pub use client::{CallStream, Client, ClientError, TypedStream};
 pub use endpoint::{Component, Endpoint, Namespace};
 pub use error::RuntimeError;
 pub use lifecycle::GracefulTask;
+pub use signals::SignalError;
 
 use crate::cancel::CancellationToken;
 use crate::discovery::etcd::{EtcdConfig, EtcdStore};

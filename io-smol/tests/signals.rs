@@ -1,0 +1,32 @@
+//! SIGTERM runs the graceful shutdown. (Its own test binary: a process has one handler.)
+
+use std::time::{Duration, Instant};
+
+use dynrt_core::shutdown::Phase;
+use dynrt_smol::DistributedRuntime;
+
+#[test]
+fn sigterm_runs_the_three_phase_shutdown() {
+    smol::block_on(async {
+        let drt = DistributedRuntime::process_local().await.expect("runtime");
+        let done = drt.shutdown_on_signals().expect("handler installs");
+        assert!(
+            drt.shutdown_on_signals().is_err(),
+            "a second handler is refused"
+        );
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let report = futures_lite::future::or(async { Some(done.await) }, async {
+            smol::Timer::at(deadline).await;
+            None
+        })
+        .await
+        .expect("shutdown finished after SIGTERM");
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(drt.phase(), Phase::Done);
+    });
+}
