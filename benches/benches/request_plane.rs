@@ -316,31 +316,35 @@ fn bench_smol(c: &mut Criterion) {
     let addr = server.local_addr();
     let small = Bytes::from(vec![5u8; SMALL]);
     let header = dynrt_side::header();
+    // As on tokio, the loops run as tasks on the executor that drives the connections, not in
+    // `block_on` on another thread (each hop would then cross threads).
+    let run = |fut: std::pin::Pin<Box<dyn Future<Output = Duration> + Send>>| {
+        smol::block_on(smol::spawn(fut))
+    };
 
     let mut group = c.benchmark_group("unary_64B");
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new("1_in_flight", "dynrt_smol"), |b| {
         b.iter_custom(|iters| {
-            smol::block_on(async {
+            let (connector, small, header) = (connector.clone(), small.clone(), header.clone());
+            run(Box::pin(async move {
                 let started = Instant::now();
                 for _ in 0..iters {
                     dynrt_side::call(&connector, addr, "echo", &header, &small).await;
                 }
                 started.elapsed()
-            })
+            }))
         })
     });
     group.bench_function(BenchmarkId::new("64_in_flight", "dynrt_smol"), |b| {
         b.iter_custom(|iters| {
-            smol::block_on(dynrt_side::calls_in_flight(
-                &runtime,
-                &connector,
-                addr,
-                "echo",
-                small.clone(),
-                iters,
-                IN_FLIGHT,
-            ))
+            let (connector, small, runtime) = (connector.clone(), small.clone(), runtime.clone());
+            run(Box::pin(async move {
+                dynrt_side::calls_in_flight(
+                    &runtime, &connector, addr, "echo", small, iters, IN_FLIGHT,
+                )
+                .await
+            }))
         })
     });
     group.finish();
@@ -349,13 +353,14 @@ fn bench_smol(c: &mut Criterion) {
     group.throughput(Throughput::Elements(STREAM_ITEMS as u64));
     group.bench_function("dynrt_smol", |b| {
         b.iter_custom(|iters| {
-            smol::block_on(async {
+            let (connector, small, header) = (connector.clone(), small.clone(), header.clone());
+            run(Box::pin(async move {
                 let started = Instant::now();
                 for _ in 0..iters {
                     dynrt_side::call(&connector, addr, "stream", &header, &small).await;
                 }
                 started.elapsed()
-            })
+            }))
         })
     });
     group.finish();
@@ -364,18 +369,34 @@ fn bench_smol(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(BULK as u64));
     group.bench_function("dynrt_smol", |b| {
         b.iter_custom(|iters| {
-            smol::block_on(dynrt_side::calls_in_flight(
-                &runtime,
-                &connector,
-                addr,
-                "bulk",
-                small.clone(),
-                iters,
-                BULK_IN_FLIGHT,
-            ))
+            let (connector, small, runtime) = (connector.clone(), small.clone(), runtime.clone());
+            run(Box::pin(async move {
+                dynrt_side::calls_in_flight(
+                    &runtime,
+                    &connector,
+                    addr,
+                    "bulk",
+                    small,
+                    iters,
+                    BULK_IN_FLIGHT,
+                )
+                .await
+            }))
         })
     });
     group.finish();
+
+    let samples = smol::block_on(smol::spawn(async move {
+        let mut samples = Vec::with_capacity(20_000);
+        for _ in 0..20_000 {
+            let t = Instant::now();
+            dynrt_side::call(&connector, addr, "echo", &header, &small).await;
+            samples.push(t.elapsed());
+        }
+        samples
+    }));
+    let (p50, p99) = percentiles(samples);
+    println!("unary_64B latency dynrt_smol: p50 {p50:?} p99 {p99:?}");
     drop(server);
 }
 

@@ -20,6 +20,8 @@ use crate::runtime::Runtime;
 
 /// Turns of the loop per poll before yielding to other tasks.
 const BUDGET: usize = 32;
+/// Output smaller than this waits one scheduler turn for more frames before it is written.
+const YIELD_BELOW: usize = 64 * 1024;
 /// Most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
 
@@ -36,6 +38,8 @@ pub(crate) struct Driver<R: Runtime> {
     read_closed: bool,
     /// Bytes read before the driver started (the listener's sniffing) wait in `read_buf`.
     unfed_input: bool,
+    /// Whether this turn already yielded once to let more frames queue up before a write.
+    yielded: bool,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -52,6 +56,7 @@ impl<R: Runtime> Driver<R> {
             shared,
             tcp,
             unfed_input: !read_buf.is_empty(),
+            yielded: false,
             read_buf,
             out: OutBuf::new(),
             timer: None,
@@ -137,6 +142,15 @@ impl<R: Runtime> Future for Driver<R> {
                 start_request(&this.rt, &this.shared, this.handlers.as_ref(), request, cx);
                 progress = true;
             }
+            // Small writes: yield once first, so the callers and handlers this turn woke can
+            // queue their frames and they leave together (one syscall for many frames, where a
+            // multi-threaded executor would otherwise poll the driver once per frame).
+            if !this.yielded && !closed && !this.out.is_empty() && this.out.len() < YIELD_BELOW {
+                this.yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            this.yielded = false;
             progress |= this.poll_write(cx, now);
             if closed && (this.out.is_empty() || this.read_closed) {
                 let _ = Pin::new(&mut this.tcp).poll_close(cx);
