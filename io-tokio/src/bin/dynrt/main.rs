@@ -24,7 +24,12 @@ use clap::{Parser, Subcommand};
 /// dynrt's command-line tool. Settings come from the environment (DYN_DISCOVERY_BACKEND,
 /// DYN_FILE_KV, ETCD_ENDPOINTS, DYN_TCP_RPC_PORT, ...), as for any dynrt process.
 #[derive(Parser)]
-#[command(name = "dynrt", version)]
+#[command(
+    name = "dynrt",
+    version,
+    after_help = "Exit codes: 0 success, 1 a request failed, 2 the command could not run (a bad \
+                  argument or setting, discovery unreachable, no instance to call)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

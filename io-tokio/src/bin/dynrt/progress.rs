@@ -38,8 +38,8 @@ impl Progress {
         match &self.bar {
             Some(bar) => {
                 let ms = u64::try_from(snapshot.elapsed.as_millis()).unwrap_or(u64::MAX);
-                bar.set_position(ms.min(bar.length().unwrap_or(ms)));
                 bar.set_message(snapshot.line());
+                bar.set_position(ms.min(bar.length().unwrap_or(ms)));
             }
             None if snapshot.elapsed >= self.next_line => {
                 eprintln!("{}", snapshot.line());
