@@ -12,6 +12,7 @@
 //! trait, executor-specific code in the thinnest layer possible.
 
 pub mod cancel;
+pub mod demo;
 pub mod discovery;
 pub mod distributed;
 pub mod mux;

@@ -1,0 +1,69 @@
+//! `dynrt`: dynrt's command-line tool.
+//!
+//! - `dynrt demo`: a whole cluster in this process, no external service (workers, a load
+//!   generator, live progress, a summary table);
+//! - `dynrt serve [dyn://ns.comp.ep]`: an example worker on the configured discovery backend;
+//! - `dynrt call dyn://ns.comp.ep '<json>'`: one request, its streamed items printed as they
+//!   arrive;
+//! - `dynrt ls [dyn://ns[.comp[.ep]]]` and `dynrt watch [...]`: the registered instances.
+//!
+//! Exit codes: 0 success; 1 a request failed; 2 the tool could not do what was asked (a bad
+//! setting or argument, discovery unreachable, no instance to call).
+
+mod call;
+mod demo;
+mod ls;
+mod progress;
+mod serve;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// dynrt's command-line tool. Settings come from the environment (DYN_DISCOVERY_BACKEND,
+/// DYN_FILE_KV, ETCD_ENDPOINTS, DYN_TCP_RPC_PORT, ...), as for any dynrt process.
+#[derive(Parser)]
+#[command(
+    name = "dynrt",
+    version,
+    after_help = "Exit codes: 0 success, 1 a request failed, 2 the command could not run (a bad \
+                  argument or setting, discovery unreachable, no instance to call)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole cluster in this process under load (no external service needed)
+    Demo(demo::DemoArgs),
+    /// Serve an example token generator on the configured discovery backend
+    Serve(serve::ServeArgs),
+    /// Send one JSON request to an endpoint and print the streamed items
+    Call(call::CallArgs),
+    /// List registered instances
+    Ls(ls::LsArgs),
+    /// Print instances as they register and leave, until Ctrl-C
+    Watch(ls::LsArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Call(args) => call::run(args).await,
+        Command::Ls(args) => ls::list(args).await,
+        Command::Watch(args) => ls::watch(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("dynrt: {error}");
+            error.exit_code()
+        }
+    }
+}
