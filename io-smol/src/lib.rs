@@ -15,6 +15,7 @@ mod runtime;
 pub use runtime::SmolRuntime;
 pub mod system_server;
 
+#[cfg(feature = "etcd")]
 pub use dynrt_io::discovery::etcd::{EtcdConfig, EtcdStore};
 
 pub use distributed::DistributedRuntime;

@@ -1,6 +1,8 @@
 //! The etcd discovery store on smol, against a real etcd (started per test on free ports).
 //! The scenarios are shared with dynrt-tokio: `dynrt_io::discovery::etcd::testing`.
 
+#![cfg(feature = "etcd")]
+
 use dynrt_io::discovery::etcd::testing;
 use dynrt_smol::SmolRuntime;
 use dynrt_testkit::EtcdServer;

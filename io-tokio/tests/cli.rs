@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "etcd")]
 use dynrt_testkit::EtcdServer;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -260,6 +261,7 @@ fn serve_then_ls_and_call_through_a_file_store() {
     });
 }
 
+#[cfg(feature = "etcd")]
 #[test]
 fn serve_then_ls_and_call_through_etcd() {
     let etcd = EtcdServer::start();
@@ -309,6 +311,7 @@ fn call_without_a_worker_says_where_it_looked() {
     );
 }
 
+#[cfg(feature = "etcd")]
 #[test]
 fn unreachable_etcd_is_one_line_naming_it_and_the_alternatives() {
     let mut ls = dynrt(&["ls"]);

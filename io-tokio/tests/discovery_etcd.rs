@@ -1,6 +1,8 @@
 //! The etcd discovery store on tokio, against a real etcd (started per test on free ports).
 //! The scenarios are shared with dynrt-smol: `dynrt_io::discovery::etcd::testing`.
 
+#![cfg(feature = "etcd")]
+
 use dynrt_io::discovery::etcd::testing;
 use dynrt_testkit::EtcdServer;
 use dynrt_tokio::TokioRuntime;

@@ -54,6 +54,7 @@ pub use file::{FileStore, FileStoreConfig};
 pub use mem::{MemSession, MemStore};
 pub use shared::{SharedInstances, WaitError};
 pub use watch::{InstanceWatch, RecordEvent, RecordWatch};
+#[cfg(feature = "etcd")]
 pub mod etcd;
 
 /// One change seen by a prefix watch, in store order.

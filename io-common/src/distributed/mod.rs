@@ -34,7 +34,6 @@ pub use lifecycle::GracefulTask;
 pub use signals::SignalError;
 
 use crate::cancel::CancellationToken;
-use crate::discovery::etcd::{EtcdConfig, EtcdStore};
 use crate::discovery::{Discovery, FileStore, KvBackend, MemStore};
 use crate::mux::{ConnConfig, Connector, Handler, Handlers, MuxServer, ServerConfig};
 use crate::runtime::Runtime;
@@ -238,10 +237,12 @@ fn server_addresses(config: &DistributedConfig) -> Result<(SocketAddr, IpAddr), 
 /// Connects to etcd and takes the process lease. A runtime gives up after 10 s rather than
 /// Dynamo's 120 s: an unreachable etcd is usually a configuration mistake, and the error says
 /// what was tried and how to run without etcd.
+#[cfg(feature = "etcd")]
 async fn connect_etcd<R: Runtime>(
     rt: &R,
     config: &DistributedConfig,
 ) -> Result<Arc<dyn KvBackend>, RuntimeError> {
+    use crate::discovery::etcd::{EtcdConfig, EtcdStore};
     let etcd = EtcdConfig {
         connect_timeout: Duration::from_secs(10),
         ..EtcdConfig::from(&config.etcd)
@@ -250,6 +251,19 @@ async fn connect_etcd<R: Runtime>(
         .await
         .map_err(|e| RuntimeError::Discovery(e.to_string()))?;
     Ok(Arc::new(store))
+}
+
+/// Built without the `etcd` feature: say so, and how to run anyway.
+#[cfg(not(feature = "etcd"))]
+async fn connect_etcd<R: Runtime>(
+    _rt: &R,
+    _config: &DistributedConfig,
+) -> Result<Arc<dyn KvBackend>, RuntimeError> {
+    Err(RuntimeError::Unsupported(
+        "this build has no etcd backend (built without the `etcd` feature); \
+         use DYN_DISCOVERY_BACKEND=file or mem, or rebuild with default features"
+            .into(),
+    ))
 }
 
 /// How long a client waits for a first instance by default.

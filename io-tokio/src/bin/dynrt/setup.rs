@@ -3,21 +3,18 @@
 
 use std::fmt;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use dynrt_tokio::TokioRuntime;
 use dynrt_tokio::core::config::{DiscoveryBackend, DistributedConfig};
 use dynrt_tokio::distributed::{RuntimeError, settings_from_env};
-use dynrt_tokio::io::discovery::KvBackend;
-use dynrt_tokio::{EtcdConfig, EtcdStore};
 
 /// The runtime a command-line tool uses (the executor-generic one on tokio).
 pub(crate) type CliRuntime = dynrt_tokio::io::DistributedRuntime<TokioRuntime>;
 
 /// How long `ls`, `watch` and `call` try to reach etcd before saying it is unreachable (a
 /// worker waits longer: an interactive tool should answer quickly).
-const CLI_ETCD_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+#[cfg(feature = "etcd")]
+const CLI_ETCD_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why a subcommand failed: one line for the user, and the exit code.
 #[derive(Debug)]
@@ -93,9 +90,23 @@ pub(crate) fn cli_config(command: &str) -> Result<DistributedConfig, CliError> {
 /// an unreachable etcd is reported in seconds.
 pub(crate) async fn cli_runtime(config: DistributedConfig) -> Result<CliRuntime, CliError> {
     let rt = TokioRuntime::current();
-    if config.discovery_backend != DiscoveryBackend::Etcd {
-        return Ok(CliRuntime::new(rt, config).await?);
+    #[cfg(feature = "etcd")]
+    if config.discovery_backend == DiscoveryBackend::Etcd {
+        return cli_etcd_runtime(rt, config).await;
     }
+    Ok(CliRuntime::new(rt, config).await?)
+}
+
+#[cfg(feature = "etcd")]
+async fn cli_etcd_runtime(
+    rt: TokioRuntime,
+    config: DistributedConfig,
+) -> Result<CliRuntime, CliError> {
+    use std::sync::Arc;
+
+    use dynrt_tokio::io::discovery::KvBackend;
+    use dynrt_tokio::{EtcdConfig, EtcdStore};
+
     let etcd = EtcdConfig {
         connect_timeout: CLI_ETCD_CONNECT_TIMEOUT,
         ..EtcdConfig::from(&config.etcd)
