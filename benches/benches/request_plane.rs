@@ -207,197 +207,115 @@ fn tokio_rt() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn bench_tokio(c: &mut Criterion) {
-    use dynrt_tokio::TokioRuntime;
-    let rt = tokio_rt();
-    let (server, connector, runtime) = rt.block_on(async {
-        let runtime = TokioRuntime::current();
-        let (server, connector) = dynrt_side::start(&runtime).await;
-        (server, connector, runtime)
-    });
+type BoxDuration = std::pin::Pin<Box<dyn Future<Output = Duration> + Send>>;
+
+/// The four dynrt benchmarks and the latency line, for one executor. `run` executes a
+/// measurement loop as a task on that executor and returns what it measured.
+fn bench_dynrt<R: dynrt_tokio::io::Runtime>(
+    c: &mut Criterion,
+    label: &str,
+    runtime: R,
+    start: impl FnOnce(
+        &R,
+    ) -> (
+        dynrt_tokio::io::mux::MuxServer,
+        Arc<dynrt_tokio::io::mux::Connector<R>>,
+    ),
+    run: impl Fn(BoxDuration) -> Duration,
+) {
+    let (server, connector) = start(&runtime);
     let addr = server.local_addr();
     let small = Bytes::from(vec![5u8; SMALL]);
     let header = dynrt_side::header();
-
-    // The loops run inside a spawned task: driven from block_on, wake-ups cross to an idle core
-    // and latency jumps around (machine-notes.md).
-    let run = |fut: std::pin::Pin<Box<dyn Future<Output = Duration> + Send>>| {
-        rt.block_on(async { tokio::spawn(fut).await.expect("bench task") })
+    let sequential = |route: &'static str, iters: u64| -> BoxDuration {
+        let (connector, small, header) = (connector.clone(), small.clone(), header.clone());
+        Box::pin(async move {
+            let started = Instant::now();
+            for _ in 0..iters {
+                dynrt_side::call(&connector, addr, route, &header, &small).await;
+            }
+            started.elapsed()
+        })
+    };
+    let parallel = |route: &'static str, iters: u64, width: usize| -> BoxDuration {
+        let (connector, small, runtime) = (connector.clone(), small.clone(), runtime.clone());
+        Box::pin(async move {
+            dynrt_side::calls_in_flight(&runtime, &connector, addr, route, small, iters, width)
+                .await
+        })
     };
 
     let mut group = c.benchmark_group("unary_64B");
     group.throughput(Throughput::Elements(1));
-    group.bench_function(BenchmarkId::new("1_in_flight", "dynrt_tokio"), |b| {
-        b.iter_custom(|iters| {
-            let (connector, small, header) = (connector.clone(), small.clone(), header.clone());
-            run(Box::pin(async move {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    dynrt_side::call(&connector, addr, "echo", &header, &small).await;
-                }
-                started.elapsed()
-            }))
-        })
+    group.bench_function(BenchmarkId::new("1_in_flight", label), |b| {
+        b.iter_custom(|iters| run(sequential("echo", iters)))
     });
-    group.bench_function(BenchmarkId::new("64_in_flight", "dynrt_tokio"), |b| {
-        b.iter_custom(|iters| {
-            let (connector, small, runtime) = (connector.clone(), small.clone(), runtime.clone());
-            run(Box::pin(async move {
-                dynrt_side::calls_in_flight(
-                    &runtime, &connector, addr, "echo", small, iters, IN_FLIGHT,
-                )
-                .await
-            }))
-        })
+    group.bench_function(BenchmarkId::new("64_in_flight", label), |b| {
+        b.iter_custom(|iters| run(parallel("echo", iters, IN_FLIGHT)))
     });
     group.finish();
 
     let mut group = c.benchmark_group("stream_100x64B");
     group.throughput(Throughput::Elements(STREAM_ITEMS as u64));
-    group.bench_function("dynrt_tokio", |b| {
-        b.iter_custom(|iters| {
-            let (connector, small, header) = (connector.clone(), small.clone(), header.clone());
-            run(Box::pin(async move {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    dynrt_side::call(&connector, addr, "stream", &header, &small).await;
-                }
-                started.elapsed()
-            }))
-        })
+    group.bench_function(label, |b| {
+        b.iter_custom(|iters| run(sequential("stream", iters)))
     });
     group.finish();
 
     let mut group = c.benchmark_group("bulk_1MiB");
     group.throughput(Throughput::Bytes(BULK as u64));
-    group.bench_function("dynrt_tokio", |b| {
-        b.iter_custom(|iters| {
-            let (connector, small, runtime) = (connector.clone(), small.clone(), runtime.clone());
-            run(Box::pin(async move {
-                dynrt_side::calls_in_flight(
-                    &runtime,
-                    &connector,
-                    addr,
-                    "bulk",
-                    small,
-                    iters,
-                    BULK_IN_FLIGHT,
-                )
-                .await
-            }))
-        })
+    group.bench_function(label, |b| {
+        b.iter_custom(|iters| run(parallel("bulk", iters, BULK_IN_FLIGHT)))
     });
     group.finish();
 
-    // p50/p99 of individually timed unary requests.
-    let samples = rt.block_on(async {
-        let (connector, small, header) = (connector.clone(), small.clone(), header.clone());
-        tokio::spawn(async move {
-            let mut samples = Vec::with_capacity(20_000);
-            for _ in 0..20_000 {
-                let t = Instant::now();
-                dynrt_side::call(&connector, addr, "echo", &header, &small).await;
-                samples.push(t.elapsed());
-            }
-            samples
-        })
-        .await
-        .expect("task")
-    });
+    // p50/p99 of individually timed unary requests (the loop's own time is not used).
+    let samples = Arc::new(std::sync::Mutex::new(Vec::with_capacity(20_000)));
+    let (c2, s2, h2, out) = (
+        connector.clone(),
+        small.clone(),
+        header.clone(),
+        samples.clone(),
+    );
+    run(Box::pin(async move {
+        for _ in 0..20_000 {
+            let t = Instant::now();
+            dynrt_side::call(&c2, addr, "echo", &h2, &s2).await;
+            out.lock().expect("not poisoned").push(t.elapsed());
+        }
+        Duration::ZERO
+    }));
+    let samples = std::mem::take(&mut *samples.lock().expect("not poisoned"));
     let (p50, p99) = percentiles(samples);
-    println!("unary_64B latency dynrt_tokio: p50 {p50:?} p99 {p99:?}");
+    println!("unary_64B latency {label}: p50 {p50:?} p99 {p99:?}");
     drop(server);
 }
 
+fn bench_tokio(c: &mut Criterion) {
+    use dynrt_tokio::TokioRuntime;
+    let rt = tokio_rt();
+    let runtime = rt.block_on(async { TokioRuntime::current() });
+    // The loops run inside a spawned task: driven from block_on, wake-ups cross to an idle core
+    // and latency jumps around (machine-notes.md).
+    bench_dynrt(
+        c,
+        "dynrt_tokio",
+        runtime,
+        |runtime| rt.block_on(dynrt_side::start(runtime)),
+        |fut| rt.block_on(async { tokio::spawn(fut).await.expect("bench task") }),
+    );
+}
+
 fn bench_smol(c: &mut Criterion) {
-    use dynrt_smol::SmolRuntime;
-    let runtime = SmolRuntime::new();
-    let (server, connector) = smol::block_on(dynrt_side::start(&runtime));
-    let addr = server.local_addr();
-    let small = Bytes::from(vec![5u8; SMALL]);
-    let header = dynrt_side::header();
     // As on tokio, the loops run as tasks on the executor that drives the connections, not in
     // `block_on` on another thread (each hop would then cross threads).
-    let run = |fut: std::pin::Pin<Box<dyn Future<Output = Duration> + Send>>| {
-        smol::block_on(smol::spawn(fut))
-    };
-
-    let mut group = c.benchmark_group("unary_64B");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function(BenchmarkId::new("1_in_flight", "dynrt_smol"), |b| {
-        b.iter_custom(|iters| {
-            let (connector, small, header) = (connector.clone(), small.clone(), header.clone());
-            run(Box::pin(async move {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    dynrt_side::call(&connector, addr, "echo", &header, &small).await;
-                }
-                started.elapsed()
-            }))
-        })
-    });
-    group.bench_function(BenchmarkId::new("64_in_flight", "dynrt_smol"), |b| {
-        b.iter_custom(|iters| {
-            let (connector, small, runtime) = (connector.clone(), small.clone(), runtime.clone());
-            run(Box::pin(async move {
-                dynrt_side::calls_in_flight(
-                    &runtime, &connector, addr, "echo", small, iters, IN_FLIGHT,
-                )
-                .await
-            }))
-        })
-    });
-    group.finish();
-
-    let mut group = c.benchmark_group("stream_100x64B");
-    group.throughput(Throughput::Elements(STREAM_ITEMS as u64));
-    group.bench_function("dynrt_smol", |b| {
-        b.iter_custom(|iters| {
-            let (connector, small, header) = (connector.clone(), small.clone(), header.clone());
-            run(Box::pin(async move {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    dynrt_side::call(&connector, addr, "stream", &header, &small).await;
-                }
-                started.elapsed()
-            }))
-        })
-    });
-    group.finish();
-
-    let mut group = c.benchmark_group("bulk_1MiB");
-    group.throughput(Throughput::Bytes(BULK as u64));
-    group.bench_function("dynrt_smol", |b| {
-        b.iter_custom(|iters| {
-            let (connector, small, runtime) = (connector.clone(), small.clone(), runtime.clone());
-            run(Box::pin(async move {
-                dynrt_side::calls_in_flight(
-                    &runtime,
-                    &connector,
-                    addr,
-                    "bulk",
-                    small,
-                    iters,
-                    BULK_IN_FLIGHT,
-                )
-                .await
-            }))
-        })
-    });
-    group.finish();
-
-    let samples = smol::block_on(smol::spawn(async move {
-        let mut samples = Vec::with_capacity(20_000);
-        for _ in 0..20_000 {
-            let t = Instant::now();
-            dynrt_side::call(&connector, addr, "echo", &header, &small).await;
-            samples.push(t.elapsed());
-        }
-        samples
-    }));
-    let (p50, p99) = percentiles(samples);
-    println!("unary_64B latency dynrt_smol: p50 {p50:?} p99 {p99:?}");
-    drop(server);
+    bench_dynrt(
+        c,
+        "dynrt_smol",
+        dynrt_smol::SmolRuntime::new(),
+        |runtime| smol::block_on(dynrt_side::start(runtime)),
+        |fut| smol::block_on(smol::spawn(fut)),
+    );
 }
 
 fn bench_raw_tcp(c: &mut Criterion) {
