@@ -3,7 +3,10 @@
 //!
 //! - `unary_64B/1_in_flight`: time per request (its median is the p50 latency); a p50/p99 line
 //!   from individually timed requests is printed too.
-//! - `unary_64B/64_in_flight`: requests/s with 64 requests outstanding.
+//! - `unary_64B/64_in_flight`: requests/s with 64 requests outstanding. Besides the bare
+//!   `MuxServer` (`dynrt_tokio`, `dynrt_smol`), the same echo served as a `DistributedRuntime`
+//!   endpoint (`drt_*`), with the per-endpoint request metrics on and off: their ratio is what the
+//!   metrics cost.
 //! - `stream_100x64B`: items/s, one request answered by 100 items of 64 bytes.
 //! - `bulk_1MiB`: bytes/s, 1 MiB responses, 4 in flight.
 //!
@@ -114,6 +117,96 @@ mod dynrt_side {
     }
 }
 
+mod drt_side {
+    //! The echo served as an endpoint of a `DistributedRuntime`: the bare server plus the
+    //! endpoint wrapper (drain accounting, request metrics when on). Called over the same
+    //! `Connector`, by route, so the client side is identical to `dynrt_side`.
+    use super::*;
+    use dynrt_tokio::core::config::DistributedConfig;
+    use dynrt_tokio::core::names::TcpRoute;
+    use dynrt_tokio::io::Runtime;
+    use dynrt_tokio::io::discovery::MemStore;
+    use dynrt_tokio::io::distributed::DistributedRuntime;
+    use dynrt_tokio::io::mux::{ConnConfig, Connector, handler_fn};
+
+    pub(crate) struct Served<R: Runtime> {
+        /// Keeps the runtime serving.
+        pub(crate) _drt: DistributedRuntime<R>,
+        pub(crate) addr: SocketAddr,
+        pub(crate) route: &'static str,
+        pub(crate) connector: Arc<Connector<R>>,
+        pub(crate) metrics: bool,
+    }
+
+    /// A runtime of its own (own in-memory store) serving `bench/backend/echo`, with request
+    /// metrics on or off.
+    pub(crate) async fn start<R: Runtime>(rt: &R, metrics: bool) -> Served<R> {
+        let store = MemStore::new();
+        let drt = DistributedRuntime::with_backend(
+            rt.clone(),
+            DistributedConfig::process_local(),
+            Arc::new(store.session(rt)),
+        )
+        .await
+        .expect("runtime");
+        drt.set_request_metrics(metrics);
+        let ep = drt
+            .namespace("bench")
+            .and_then(|ns| ns.component("backend"))
+            .and_then(|c| c.endpoint("echo"))
+            .expect("names");
+        ep.serve(handler_fn(|p: Bytes, _| stream::once(Ok(p))))
+            .await
+            .expect("serve");
+        let route = TcpRoute::new(drt.instance_id(), ep.id().clone()).to_string();
+        Served {
+            addr: drt.request_plane_addr().expect("server"),
+            route: Box::leak(route.into_boxed_str()),
+            connector: Arc::new(Connector::new(rt.clone(), ConnConfig::default())),
+            _drt: drt,
+            metrics,
+        }
+    }
+
+    pub(crate) fn name(executor: &str, metrics: bool) -> String {
+        let metrics = if metrics { "metrics" } else { "no_metrics" };
+        format!("drt_{executor}_{metrics}")
+    }
+
+    /// Rounds of the interleaved comparison, and requests per round.
+    pub(crate) const ROUNDS: usize = 15;
+    pub(crate) const PER_ROUND: u64 = 20_000;
+
+    /// The metrics' cost measured on a noisy machine: rounds alternate between the runtime
+    /// without and with metrics (so drifts in machine load hit both alike), and the medians of
+    /// the per-round requests/s are compared. `run(served, n)` times `n` requests.
+    pub(crate) fn overhead<R: Runtime>(
+        executor: &str,
+        drts: &[Served<R>; 2],
+        mut run: impl FnMut(&Served<R>, u64) -> Duration,
+    ) {
+        let mut rates = [Vec::new(), Vec::new()];
+        for round in 0..ROUNDS {
+            // Swap the order every round, so neither always runs first.
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let elapsed = run(&drts[i], PER_ROUND);
+                rates[i].push(PER_ROUND as f64 / elapsed.as_secs_f64());
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (off, on) = (median(&mut rates[0]), median(&mut rates[1]));
+        println!(
+            "unary_64B/64_in_flight drt_{executor} metrics overhead: median {off:.0} req/s without, \
+             {on:.0} req/s with metrics: {:+.1}% ({ROUNDS} interleaved rounds of {PER_ROUND})",
+            (on / off - 1.0) * 100.0
+        );
+    }
+}
+
 mod raw_tcp {
     //! The baseline: the same exchanges over plain tokio sockets, length-prefixed, no framing
     //! library, no multiplexing.
@@ -215,6 +308,12 @@ fn bench_tokio(c: &mut Criterion) {
         let (server, connector) = dynrt_side::start(&runtime).await;
         (server, connector, runtime)
     });
+    let drts = rt.block_on(async {
+        [
+            drt_side::start(&runtime, false).await,
+            drt_side::start(&runtime, true).await,
+        ]
+    });
     let addr = server.local_addr();
     let small = Bytes::from(vec![5u8; SMALL]);
     let header = dynrt_side::header();
@@ -250,7 +349,35 @@ fn bench_tokio(c: &mut Criterion) {
             }))
         })
     });
+    for served in &drts {
+        let metrics = served.metrics;
+        group.bench_function(
+            BenchmarkId::new("64_in_flight", drt_side::name("tokio", metrics)),
+            |b| {
+                b.iter_custom(|iters| {
+                    let (connector, small, runtime) =
+                        (served.connector.clone(), small.clone(), runtime.clone());
+                    let (addr, route) = (served.addr, served.route);
+                    run(Box::pin(async move {
+                        dynrt_side::calls_in_flight(
+                            &runtime, &connector, addr, route, small, iters, IN_FLIGHT,
+                        )
+                        .await
+                    }))
+                })
+            },
+        );
+    }
     group.finish();
+    drt_side::overhead("tokio", &drts, |served, n| {
+        let (connector, small, runtime) =
+            (served.connector.clone(), small.clone(), runtime.clone());
+        let (addr, route) = (served.addr, served.route);
+        run(Box::pin(async move {
+            dynrt_side::calls_in_flight(&runtime, &connector, addr, route, small, n, IN_FLIGHT)
+                .await
+        }))
+    });
 
     let mut group = c.benchmark_group("stream_100x64B");
     group.throughput(Throughput::Elements(STREAM_ITEMS as u64));
@@ -313,6 +440,12 @@ fn bench_smol(c: &mut Criterion) {
     use dynrt_smol::SmolRuntime;
     let runtime = SmolRuntime::new();
     let (server, connector) = smol::block_on(dynrt_side::start(&runtime));
+    let drts = smol::block_on(async {
+        [
+            drt_side::start(&runtime, false).await,
+            drt_side::start(&runtime, true).await,
+        ]
+    });
     let addr = server.local_addr();
     let small = Bytes::from(vec![5u8; SMALL]);
     let header = dynrt_side::header();
@@ -343,7 +476,37 @@ fn bench_smol(c: &mut Criterion) {
             ))
         })
     });
+    for served in &drts {
+        let metrics = served.metrics;
+        group.bench_function(
+            BenchmarkId::new("64_in_flight", drt_side::name("smol", metrics)),
+            |b| {
+                b.iter_custom(|iters| {
+                    smol::block_on(dynrt_side::calls_in_flight(
+                        &runtime,
+                        &served.connector,
+                        served.addr,
+                        served.route,
+                        small.clone(),
+                        iters,
+                        IN_FLIGHT,
+                    ))
+                })
+            },
+        );
+    }
     group.finish();
+    drt_side::overhead("smol", &drts, |served, n| {
+        smol::block_on(dynrt_side::calls_in_flight(
+            &runtime,
+            &served.connector,
+            served.addr,
+            served.route,
+            small.clone(),
+            n,
+            IN_FLIGHT,
+        ))
+    });
 
     let mut group = c.benchmark_group("stream_100x64B");
     group.throughput(Throughput::Elements(STREAM_ITEMS as u64));
