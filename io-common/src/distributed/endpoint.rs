@@ -294,6 +294,7 @@ impl<R: Runtime> Tracked<R> {
             request,
             observed,
             failed: false,
+            ended: None,
         })
     }
 }
@@ -332,6 +333,19 @@ struct InFlight<R: Runtime> {
     observed: bool,
     /// The handler ended the stream with an error.
     failed: bool,
+    /// When the stream ended (saves reading the clock again in `drop`).
+    ended: Option<Instant>,
+}
+
+impl<R: Runtime> InFlight<R> {
+    /// The stream ended (its last item or an error): observe the duration.
+    fn finish(&mut self) {
+        let now = Instant::now();
+        self.ended = Some(now);
+        if let Some(request) = self.request.take() {
+            request.finish(now);
+        }
+    }
 }
 
 impl<R: Runtime> Stream for InFlight<R> {
@@ -359,9 +373,7 @@ impl<R: Runtime> Stream for InFlight<R> {
                 if let Some(metrics) = &shared.metrics {
                     metrics.error(error_type(error.kind));
                 }
-                if let Some(request) = this.request.take() {
-                    request.finish(Instant::now());
-                }
+                this.finish();
             }
             None => {
                 // 1.6.1 also counts a stream that completed without an error as traffic (an
@@ -371,9 +383,7 @@ impl<R: Runtime> Stream for InFlight<R> {
                 {
                     traffic.record();
                 }
-                if let Some(request) = this.request.take() {
-                    request.finish(Instant::now());
-                }
+                this.finish();
             }
         }
         Poll::Ready(item)
@@ -382,7 +392,7 @@ impl<R: Runtime> Stream for InFlight<R> {
 
 impl<R: Runtime> Drop for InFlight<R> {
     fn drop(&mut self) {
-        let now = Instant::now();
+        let now = self.ended.unwrap_or_else(Instant::now);
         if let Some(request) = self.request.take() {
             // Dropped before its end: the caller cancelled, or went away.
             if let Some(metrics) = &self.shared.metrics {
