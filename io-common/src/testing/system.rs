@@ -260,8 +260,9 @@ pub fn generate_handler(control: &Arc<Control>) -> impl crate::mux::Handler {
 /// on `addr`. Serves `demo/backend/generate` with a health check, loads it from a second
 /// runtime, makes it stuck and recovers it, then shuts `drt` down (the generic shutdown: the
 /// adapter's server still answers afterwards) while a slow request drains. The adapter's test
-/// then stops the server.
-pub async fn lifecycle<R: Runtime>(drt: &DistributedRuntime<R>, addr: SocketAddr) {
+/// then stops the server. Returns the `/metrics` exposition seen after the load, for the
+/// adapter's test to check with a Prometheus parser.
+pub async fn lifecycle<R: Runtime>(drt: &DistributedRuntime<R>, addr: SocketAddr) -> String {
     let rt = drt.runtime().clone();
     within(&rt, LIMIT, "system server lifecycle", async {
         // ---- start: live, not ready ----
@@ -401,6 +402,7 @@ pub async fn lifecycle<R: Runtime>(drt: &DistributedRuntime<R>, addr: SocketAddr
         }
         assert!(text.contains("# TYPE dynamo_component_requests_total counter"));
         assert!(text.contains("# TYPE dynamo_component_request_duration_seconds histogram"));
+        let after_load = text;
 
         // ---- a stuck endpoint: canaries time out, then recover ----
         control.stuck.store(true, Ordering::SeqCst);
@@ -460,6 +462,48 @@ pub async fn lifecycle<R: Runtime>(drt: &DistributedRuntime<R>, addr: SocketAddr
         assert_eq!(live.status, 503, "not live after phase 3: {live:?}");
         assert_eq!(must_get(addr, "/health").await.status, 503);
         caller.shutdown().await;
+        after_load
+    })
+    .await
+}
+
+/// With request metrics off, an endpoint records no request series (the bench's baseline);
+/// health still follows it.
+pub async fn request_metrics_off<R: Runtime>(rt: &R) {
+    within(rt, LIMIT, "request metrics off", async {
+        let store = crate::discovery::MemStore::new();
+        let drt = super::runtime::runtime_on(rt, &store).await;
+        assert!(drt.request_metrics_enabled());
+        drt.set_request_metrics(false);
+        let ep = drt
+            .namespace("demo")
+            .and_then(|ns| ns.component("backend"))
+            .and_then(|c| c.endpoint("quiet"))
+            .expect("valid names");
+        ep.serve(handler_fn(|payload: Bytes, _ctx| stream::once(Ok(payload))))
+            .await
+            .expect("serve");
+        let client = ep.client().await.expect("client");
+        client
+            .wait_for_instances(1, HTTP_LIMIT)
+            .await
+            .expect("the instance");
+        let (items, error) = client
+            .round_robin(Bytes::from_static(b"hi"))
+            .await
+            .expect("call")
+            .collect_all()
+            .await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(items, vec![Bytes::from_static(b"hi")]);
+        let text = drt.metrics().lock().unwrap().render(Instant::now());
+        assert!(!text.contains("dynamo_component_requests_total"), "{text}");
+        assert!(text.contains("dynamo_component_uptime_seconds"), "{text}");
+        assert_eq!(
+            drt.health().lock().unwrap().endpoint_status("quiet"),
+            Some(dynrt_core::health::HealthStatus::Ready)
+        );
+        drt.shutdown().await;
     })
     .await;
 }
