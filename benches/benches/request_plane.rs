@@ -3,7 +3,10 @@
 //!
 //! - `unary_64B/1_in_flight`: time per request (its median is the p50 latency); a p50/p99 line
 //!   from individually timed requests is printed too.
-//! - `unary_64B/64_in_flight`: requests/s with 64 requests outstanding.
+//! - `unary_64B/64_in_flight`: requests/s with 64 requests outstanding. Besides the bare
+//!   `MuxServer` (`dynrt_tokio`, `dynrt_smol`), the same echo served as a `DistributedRuntime`
+//!   endpoint (`drt_*`), with the per-endpoint request metrics on and off: their ratio is what the
+//!   metrics cost.
 //! - `stream_100x64B`: items/s, one request answered by 100 items of 64 bytes.
 //! - `bulk_1MiB`: bytes/s, 1 MiB responses, 4 in flight.
 //!
@@ -114,6 +117,96 @@ mod dynrt_side {
     }
 }
 
+mod drt_side {
+    //! The echo served as an endpoint of a `DistributedRuntime`: the bare server plus the
+    //! endpoint wrapper (drain accounting, request metrics when on). Called over the same
+    //! `Connector`, by route, so the client side is identical to `dynrt_side`.
+    use super::*;
+    use dynrt_tokio::core::config::DistributedConfig;
+    use dynrt_tokio::core::names::TcpRoute;
+    use dynrt_tokio::io::Runtime;
+    use dynrt_tokio::io::discovery::MemStore;
+    use dynrt_tokio::io::distributed::DistributedRuntime;
+    use dynrt_tokio::io::mux::{ConnConfig, Connector, handler_fn};
+
+    pub(crate) struct Served<R: Runtime> {
+        /// Keeps the runtime serving.
+        pub(crate) _drt: DistributedRuntime<R>,
+        pub(crate) addr: SocketAddr,
+        pub(crate) route: &'static str,
+        pub(crate) connector: Arc<Connector<R>>,
+        pub(crate) metrics: bool,
+    }
+
+    /// A runtime of its own (own in-memory store) serving `bench/backend/echo`, with request
+    /// metrics on or off.
+    pub(crate) async fn start<R: Runtime>(rt: &R, metrics: bool) -> Served<R> {
+        let store = MemStore::new();
+        let drt = DistributedRuntime::with_backend(
+            rt.clone(),
+            DistributedConfig::process_local(),
+            Arc::new(store.session(rt)),
+        )
+        .await
+        .expect("runtime");
+        drt.set_request_metrics(metrics);
+        let ep = drt
+            .namespace("bench")
+            .and_then(|ns| ns.component("backend"))
+            .and_then(|c| c.endpoint("echo"))
+            .expect("names");
+        ep.serve(handler_fn(|p: Bytes, _| stream::once(Ok(p))))
+            .await
+            .expect("serve");
+        let route = TcpRoute::new(drt.instance_id(), ep.id().clone()).to_string();
+        Served {
+            addr: drt.request_plane_addr().expect("server"),
+            route: Box::leak(route.into_boxed_str()),
+            connector: Arc::new(Connector::new(rt.clone(), ConnConfig::default())),
+            _drt: drt,
+            metrics,
+        }
+    }
+
+    pub(crate) fn name(executor: &str, metrics: bool) -> String {
+        let metrics = if metrics { "metrics" } else { "no_metrics" };
+        format!("drt_{executor}_{metrics}")
+    }
+
+    /// Rounds of the interleaved comparison, and requests per round.
+    pub(crate) const ROUNDS: usize = 15;
+    pub(crate) const PER_ROUND: u64 = 20_000;
+
+    /// The metrics' cost measured on a noisy machine: rounds alternate between the runtime
+    /// without and with metrics (so drifts in machine load hit both alike), and the medians of
+    /// the per-round requests/s are compared. `run(served, n)` times `n` requests.
+    pub(crate) fn overhead<R: Runtime>(
+        executor: &str,
+        drts: &[Served<R>; 2],
+        mut run: impl FnMut(&Served<R>, u64) -> Duration,
+    ) {
+        let mut rates = [Vec::new(), Vec::new()];
+        for round in 0..ROUNDS {
+            // Swap the order every round, so neither always runs first.
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let elapsed = run(&drts[i], PER_ROUND);
+                rates[i].push(PER_ROUND as f64 / elapsed.as_secs_f64());
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (off, on) = (median(&mut rates[0]), median(&mut rates[1]));
+        println!(
+            "unary_64B/64_in_flight drt_{executor} metrics overhead: median {off:.0} req/s without, \
+             {on:.0} req/s with metrics: {:+.1}% ({ROUNDS} interleaved rounds of {PER_ROUND})",
+            (on / off - 1.0) * 100.0
+        );
+    }
+}
+
 mod raw_tcp {
     //! The baseline: the same exchanges over plain tokio sockets, length-prefixed, no framing
     //! library, no multiplexing.
@@ -209,21 +302,33 @@ fn tokio_rt() -> tokio::runtime::Runtime {
 
 type BoxDuration = std::pin::Pin<Box<dyn Future<Output = Duration> + Send>>;
 
+/// A bare server with its connector, and the echo served through two runtimes (request
+/// metrics off, on).
+type Started<R> = (
+    dynrt_tokio::io::mux::MuxServer,
+    Arc<dynrt_tokio::io::mux::Connector<R>>,
+    [drt_side::Served<R>; 2],
+);
+
+async fn start_all<R: dynrt_tokio::io::Runtime>(runtime: &R) -> Started<R> {
+    let (server, connector) = dynrt_side::start(runtime).await;
+    let drts = [
+        drt_side::start(runtime, false).await,
+        drt_side::start(runtime, true).await,
+    ];
+    (server, connector, drts)
+}
+
 /// The four dynrt benchmarks and the latency line, for one executor. `run` executes a
 /// measurement loop as a task on that executor and returns what it measured.
 fn bench_dynrt<R: dynrt_tokio::io::Runtime>(
     c: &mut Criterion,
     label: &str,
     runtime: R,
-    start: impl FnOnce(
-        &R,
-    ) -> (
-        dynrt_tokio::io::mux::MuxServer,
-        Arc<dynrt_tokio::io::mux::Connector<R>>,
-    ),
+    start: impl FnOnce(&R) -> Started<R>,
     run: impl Fn(BoxDuration) -> Duration,
 ) {
-    let (server, connector) = start(&runtime);
+    let (server, connector, drts) = start(&runtime);
     let addr = server.local_addr();
     let small = Bytes::from(vec![5u8; SMALL]);
     let header = dynrt_side::header();
@@ -253,7 +358,25 @@ fn bench_dynrt<R: dynrt_tokio::io::Runtime>(
     group.bench_function(BenchmarkId::new("64_in_flight", label), |b| {
         b.iter_custom(|iters| run(parallel("echo", iters, IN_FLIGHT)))
     });
+    // The same echo served through a DistributedRuntime endpoint, request metrics off and on.
+    let through_runtime = |served: &drt_side::Served<R>, iters: u64| -> BoxDuration {
+        let (connector, small, runtime) =
+            (served.connector.clone(), small.clone(), runtime.clone());
+        let (addr, route) = (served.addr, served.route);
+        Box::pin(async move {
+            dynrt_side::calls_in_flight(&runtime, &connector, addr, route, small, iters, IN_FLIGHT)
+                .await
+        })
+    };
+    let executor = label.trim_start_matches("dynrt_");
+    for served in &drts {
+        group.bench_function(
+            BenchmarkId::new("64_in_flight", drt_side::name(executor, served.metrics)),
+            |b| b.iter_custom(|iters| run(through_runtime(served, iters))),
+        );
+    }
     group.finish();
+    drt_side::overhead(executor, &drts, |served, n| run(through_runtime(served, n)));
 
     let mut group = c.benchmark_group("stream_100x64B");
     group.throughput(Throughput::Elements(STREAM_ITEMS as u64));
@@ -301,7 +424,7 @@ fn bench_tokio(c: &mut Criterion) {
         c,
         "dynrt_tokio",
         runtime,
-        |runtime| rt.block_on(dynrt_side::start(runtime)),
+        |runtime| rt.block_on(start_all(runtime)),
         |fut| rt.block_on(async { tokio::spawn(fut).await.expect("bench task") }),
     );
 }
@@ -313,7 +436,7 @@ fn bench_smol(c: &mut Criterion) {
         c,
         "dynrt_smol",
         dynrt_smol::SmolRuntime::new(),
-        |runtime| smol::block_on(dynrt_side::start(runtime)),
+        |runtime| smol::block_on(start_all(runtime)),
         |fut| smol::block_on(smol::spawn(fut)),
     );
 }

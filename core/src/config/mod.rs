@@ -442,6 +442,39 @@ impl DistributedConfig {
         Self::default().into_process_local()
     }
 
+    /// The health settings (`DYN_SYSTEM_STARTING_HEALTH_STATUS`,
+    /// `DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS`, and the canary settings when
+    /// `DYN_HEALTH_CHECK_ENABLED` is on) for [`crate::health::SystemHealth::new`].
+    ///
+    /// ```
+    /// use dynrt_core::config::DistributedConfig;
+    ///
+    /// let config = DistributedConfig::from_settings([("DYN_HEALTH_CHECK_ENABLED", "true")])?;
+    /// let health = config.health_config()?;
+    /// assert_eq!(health.canary.map(|c| c.wait().as_secs()), Some(10));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn health_config(
+        &self,
+    ) -> Result<crate::health::HealthConfig, crate::health::HealthConfigError> {
+        let canary = if self.health_check.enabled {
+            Some(crate::health::CanaryConfig::new(
+                self.health_check.canary_wait_time,
+                self.health_check.request_timeout,
+            )?)
+        } else {
+            None
+        };
+        Ok(crate::health::HealthConfig {
+            starting_status: match self.system.starting_health_status {
+                HealthStatus::Ready => crate::health::HealthStatus::Ready,
+                HealthStatus::NotReady => crate::health::HealthStatus::NotReady,
+            },
+            gated_endpoints: self.system.use_endpoint_health_status.clone(),
+            canary,
+        })
+    }
+
     /// This configuration with the process-local choices of [`Self::process_local`]
     /// (`mem`, `tcp`, `zmq`, no NATS), keeping the other settings (ports, system server,
     /// health checks, shutdown timeout) — what Dynamo does when a process-local runtime still

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::DistributedRuntime;
+use super::endpoint::Origin;
 use crate::discovery::{SharedInstances, WaitError};
 use crate::mux::{BoxItemStream, CallError, RequestContext, RequestHeader, ResponseStream};
 use crate::runtime::Runtime;
@@ -125,6 +126,17 @@ impl<R: Runtime> Client<R> {
         self.call(Policy::Direct(id.0), payload).await
     }
 
+    /// A health-check canary to instance `id` (this process's own): JSON payload, not counted
+    /// in the request metrics nor as traffic when served in-process.
+    pub(crate) async fn canary(
+        &self,
+        id: InstanceId,
+        payload: Bytes,
+    ) -> Result<CallStream, ClientError> {
+        self.call_as(Policy::Direct(id.0), payload, Origin::Canary)
+            .await
+    }
+
     /// [`Self::round_robin`] with serde types (msgpack with field names on the wire).
     pub async fn round_robin_typed<Req: Serialize, Resp: DeserializeOwned>(
         &self,
@@ -136,9 +148,22 @@ impl<R: Runtime> Client<R> {
     }
 
     async fn call(&self, policy: Policy, payload: Bytes) -> Result<CallStream, ClientError> {
+        self.call_as(policy, payload, Origin::Caller).await
+    }
+
+    async fn call_as(
+        &self,
+        policy: Policy,
+        payload: Bytes,
+        origin: Origin,
+    ) -> Result<CallStream, ClientError> {
         let instance = self.choose(policy)?;
         let own = self.drt.instance_id();
-        let header = RequestHeader::new(format!("{:x}-{}", own.0, next_request_number()))
+        let mut header = RequestHeader::new(format!("{:x}-{}", own.0, next_request_number()));
+        if origin == Origin::Canary {
+            header.payload_codec = Some("json".to_owned());
+        }
+        let header = header
             .to_msgpack()
             .map_err(|e| ClientError::Encode(e.to_string()))?;
         if instance.id == own {
@@ -152,7 +177,9 @@ impl<R: Runtime> Client<R> {
                 .cloned();
             if let Some(handler) = local {
                 let context = RequestContext::local(header);
-                return Ok(CallStream::local(handler.handle(payload, context)));
+                return Ok(CallStream::local(
+                    handler.handle_from(payload, context, origin),
+                ));
             }
         }
         let InstanceAddress::Tcp(transport) = &instance.address else {

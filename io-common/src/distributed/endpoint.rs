@@ -9,6 +9,8 @@ use bytes::Bytes;
 use dynrt_core::discovery::{
     DiscoveryRecord, DynrtCapabilities, EndpointRecord, PayloadCodec, Transport,
 };
+use dynrt_core::health::TrafficSignal;
+use dynrt_core::metrics::{EndpointMetrics, ErrorType, InflightRequest};
 use dynrt_core::names::Namespace as NamespaceName;
 use dynrt_core::names::{
     ComponentName, EndpointId, EndpointName, NameError, TcpRoute, TcpTransport,
@@ -95,8 +97,47 @@ impl<R: Runtime> Endpoint<R> {
 
     /// Serves this endpoint with `handler` on this process's request-plane server, then
     /// registers the instance in discovery (in that order, so nobody is sent to a port that is
-    /// not listening yet). The record advertises dynrt's mux protocol.
+    /// not listening yet), then reports it registered to the health state (ready, unless it
+    /// waits for a canary). The record advertises dynrt's mux protocol.
+    ///
+    /// Every request is recorded in the endpoint's `dynamo_component_*` metrics (labels
+    /// `dynamo_namespace`, `dynamo_component`, `dynamo_endpoint`, `worker_id`), as 1.6.1's work
+    /// handler records them: `requests_total`, `inflight_requests` and `request_bytes_total`
+    /// (the payload length) when it arrives; `response_bytes_total` per item (its length);
+    /// `request_duration_seconds` when the stream ends, fails or is dropped;
+    /// `cancellation_total` when it is dropped before its end (the caller cancelled or went
+    /// away); `errors_total{error_type}` when the handler ends it with an error:
+    /// `deserialization` for [`ErrorKind::INVALID_REQUEST`] (what [`typed_handler`] answers to
+    /// a payload it cannot decode), `generate` for any other kind. Requests refused because the
+    /// runtime is draining are not counted.
+    ///
+    /// [`typed_handler`]: crate::mux::typed_handler
     pub async fn serve(&self, handler: impl Handler) -> Result<(), RuntimeError> {
+        self.serve_inner(Arc::new(handler), None).await
+    }
+
+    /// [`Self::serve`], and registers `payload` as the endpoint's health-check payload (Dynamo's
+    /// `health_check_payload`). The endpoint then gates readiness: it starts not ready and, with
+    /// canaries on (`DYN_HEALTH_CHECK_ENABLED`), becomes ready when a canary — `payload` sent as
+    /// raw JSON bytes to this process's own instance — gets a first item within
+    /// `DYN_HEALTH_CHECK_REQUEST_TIMEOUT`; a failed or late canary makes it not ready again.
+    /// With canaries off it is ready once registered, as in 1.6.1.
+    ///
+    /// Health keys are bare endpoint names (as in 1.6.1): a second endpoint of the same name
+    /// with a payload is refused with [`RuntimeError::HealthCheck`].
+    pub async fn serve_with_health_check(
+        &self,
+        handler: impl Handler,
+        payload: serde_json::Value,
+    ) -> Result<(), RuntimeError> {
+        self.serve_inner(Arc::new(handler), Some(payload)).await
+    }
+
+    async fn serve_inner(
+        &self,
+        handler: Arc<dyn Handler>,
+        health_check: Option<serde_json::Value>,
+    ) -> Result<(), RuntimeError> {
         let inner = self.drt.inner();
         let Some((_, advertise)) = &inner.server else {
             return Err(RuntimeError::Unsupported(
@@ -107,12 +148,49 @@ impl<R: Runtime> Endpoint<R> {
         if !inner.lock_shutdown().is_accepting() {
             return Err(RuntimeError::ShuttingDown);
         }
+        let key = self.id.endpoint.as_str();
+        let metrics = if self.drt.request_metrics_enabled() {
+            let metrics = inner
+                .metrics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .endpoint(
+                    self.id.namespace.as_str(),
+                    self.id.component.as_str(),
+                    key,
+                    &[],
+                )
+                .map_err(|e| RuntimeError::Metrics(format!("endpoint {}: {e}", self.id)))?;
+            Some(metrics)
+        } else {
+            None
+        };
+        let traffic = match health_check {
+            Some(payload) => {
+                let traffic = inner.update_health(|health, now| {
+                    health
+                        .register_health_check(key, payload, now)
+                        .map(|()| health.traffic_signal(key))
+                        .map_err(|e| RuntimeError::HealthCheck(e.to_string()))
+                })?;
+                inner
+                    .checks
+                    .add_target(key, self.id.clone(), inner.discovery.instances(&self.id));
+                traffic
+            }
+            None => None,
+        };
+
         let instance = self.drt.instance_id();
         let route = TcpRoute::new(instance, self.id.clone());
-        let tracked: Arc<dyn Handler> = Arc::new(Tracked {
-            inner: Arc::new(handler),
-            endpoint: self.id.path(),
-            drt: Arc::downgrade(inner),
+        let tracked = Arc::new(Tracked {
+            inner: handler,
+            shared: Arc::new(Shared {
+                endpoint: self.id.path(),
+                drt: Arc::downgrade(inner),
+                metrics,
+                traffic,
+            }),
         });
         inner
             .handlers
@@ -139,6 +217,8 @@ impl<R: Runtime> Endpoint<R> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(record);
+        // After discovery, so that a canary sent at once finds the instance.
+        inner.update_health(|health, now| health.endpoint_registered(key, now));
         Ok(())
     }
 
@@ -149,35 +229,79 @@ impl<R: Runtime> Endpoint<R> {
 }
 
 /// A handler registered twice (server routes and the local registry) shares one instance.
-struct SharedHandler(Arc<dyn Handler>);
+struct SharedHandler<R: Runtime>(Arc<Tracked<R>>);
 
-impl Handler for SharedHandler {
+impl<R: Runtime> Handler for SharedHandler<R> {
     fn handle(&self, payload: Bytes, context: RequestContext) -> BoxItemStream {
-        self.0.handle(payload, context)
+        self.0.handle_from(payload, context, Origin::Caller)
     }
 }
 
-/// Counts requests in and out for the graceful drain, and refuses new ones once shutdown has
-/// begun.
-struct Tracked<R: Runtime> {
+/// Who sent a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A real caller: recorded in the metrics and as traffic.
+    Caller,
+    /// This process's health check: counted only for the drain.
+    Canary,
+}
+
+/// Wraps an endpoint's handler: counts requests in and out for the graceful drain, refuses new
+/// ones once shutdown has begun, and records the request metrics and the health traffic.
+pub(crate) struct Tracked<R: Runtime> {
     inner: Arc<dyn Handler>,
+    shared: Arc<Shared<R>>,
+}
+
+/// What every request of one endpoint shares.
+struct Shared<R: Runtime> {
+    /// The endpoint path, the drain's key.
     endpoint: String,
     drt: Weak<Inner<R>>,
+    /// `None` when request metrics are off.
+    metrics: Option<EndpointMetrics>,
+    /// Set when the endpoint has a canary schedule.
+    traffic: Option<TrafficSignal>,
+}
+
+impl<R: Runtime> Tracked<R> {
+    pub(crate) fn handle_from(
+        &self,
+        payload: Bytes,
+        context: RequestContext,
+        origin: Origin,
+    ) -> BoxItemStream {
+        let Some(drt) = self.shared.drt.upgrade() else {
+            return refused("the runtime is gone");
+        };
+        if drt
+            .lock_shutdown()
+            .request_started(&self.shared.endpoint)
+            .is_err()
+        {
+            return refused("draining");
+        }
+        let observed = origin == Origin::Caller;
+        let request = match &self.shared.metrics {
+            Some(metrics) if observed => {
+                Some(metrics.request_started(payload.len() as u64, Instant::now()))
+            }
+            _ => None,
+        };
+        Box::pin(InFlight {
+            items: self.inner.handle(payload, context),
+            shared: self.shared.clone(),
+            request,
+            observed,
+            failed: false,
+            ended: None,
+        })
+    }
 }
 
 impl<R: Runtime> Handler for Tracked<R> {
     fn handle(&self, payload: Bytes, context: RequestContext) -> BoxItemStream {
-        let Some(drt) = self.drt.upgrade() else {
-            return refused("the runtime is gone");
-        };
-        if drt.lock_shutdown().request_started(&self.endpoint).is_err() {
-            return refused("draining");
-        }
-        Box::pin(InFlight {
-            items: self.inner.handle(payload, context),
-            endpoint: self.endpoint.clone(),
-            drt: self.drt.clone(),
-        })
+        self.handle_from(payload, context, Origin::Caller)
     }
 }
 
@@ -188,27 +312,98 @@ fn refused(why: &str) -> BoxItemStream {
     ))))
 }
 
-/// A request's items; reports the request finished when dropped (ended, failed or killed).
+/// The `error_type` a handler error counts as (see [`Endpoint::serve`]).
+fn error_type(kind: ErrorKind) -> ErrorType {
+    if kind == ErrorKind::INVALID_REQUEST {
+        ErrorType::Deserialization
+    } else {
+        ErrorType::Generate
+    }
+}
+
+/// A request's items. Records the metrics as they pass; reports the request finished to the
+/// drain when dropped (ended, failed or killed).
 struct InFlight<R: Runtime> {
     items: BoxItemStream,
-    endpoint: String,
-    drt: Weak<Inner<R>>,
+    shared: Arc<Shared<R>>,
+    /// The metrics token until the stream ends (`None` without metrics, for canaries, and after
+    /// the end).
+    request: Option<InflightRequest>,
+    /// A caller's request (not a canary).
+    observed: bool,
+    /// The handler ended the stream with an error.
+    failed: bool,
+    /// When the stream ended (saves reading the clock again in `drop`).
+    ended: Option<Instant>,
+}
+
+impl<R: Runtime> InFlight<R> {
+    /// The stream ended (its last item or an error): observe the duration.
+    fn finish(&mut self) {
+        let now = Instant::now();
+        self.ended = Some(now);
+        if let Some(request) = self.request.take() {
+            request.finish(now);
+        }
+    }
 }
 
 impl<R: Runtime> Stream for InFlight<R> {
     type Item = Result<Bytes, HandlerError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.items.as_mut().poll_next(cx)
+        let this = &mut *self;
+        let item = std::task::ready!(this.items.as_mut().poll_next(cx));
+        if !this.observed {
+            return Poll::Ready(item);
+        }
+        let shared = &*this.shared;
+        match &item {
+            Some(Ok(bytes)) => {
+                if let Some(metrics) = &shared.metrics {
+                    metrics.response_bytes(bytes.len() as u64);
+                }
+                if let Some(traffic) = &shared.traffic {
+                    traffic.record();
+                }
+            }
+            // An error ends the request: the server sends it and drops the stream.
+            Some(Err(error)) => {
+                this.failed = true;
+                if let Some(metrics) = &shared.metrics {
+                    metrics.error(error_type(error.kind));
+                }
+                this.finish();
+            }
+            None => {
+                // 1.6.1 also counts a stream that completed without an error as traffic (an
+                // empty answer proves the handler is alive).
+                if !this.failed
+                    && let Some(traffic) = &shared.traffic
+                {
+                    traffic.record();
+                }
+                this.finish();
+            }
+        }
+        Poll::Ready(item)
     }
 }
 
 impl<R: Runtime> Drop for InFlight<R> {
     fn drop(&mut self) {
-        if let Some(drt) = self.drt.upgrade() {
+        let now = self.ended.unwrap_or_else(Instant::now);
+        if let Some(request) = self.request.take() {
+            // Dropped before its end: the caller cancelled, or went away.
+            if let Some(metrics) = &self.shared.metrics {
+                metrics.cancelled();
+            }
+            request.finish(now);
+        }
+        if let Some(drt) = self.shared.drt.upgrade() {
             let _ = drt
                 .lock_shutdown()
-                .request_finished(&self.endpoint, Instant::now());
+                .request_finished(&self.shared.endpoint, now);
             drt.drain_changed.notify(usize::MAX);
         }
     }

@@ -16,6 +16,12 @@ pub enum RuntimeError {
     Unsupported(String),
     /// The runtime is shutting down and takes no new work.
     ShuttingDown,
+    /// An endpoint's request metrics could not be registered.
+    Metrics(String),
+    /// An endpoint's health-check payload could not be registered.
+    HealthCheck(String),
+    /// The system status server could not start (the adapters start it).
+    SystemServer(String),
 }
 
 impl fmt::Display for RuntimeError {
@@ -26,6 +32,9 @@ impl fmt::Display for RuntimeError {
             Self::Listen(why) => write!(f, "request plane: {why}"),
             Self::Unsupported(why) => write!(f, "not supported: {why}"),
             Self::ShuttingDown => f.write_str("the runtime is shutting down"),
+            Self::Metrics(why) => write!(f, "metrics: {why}"),
+            Self::HealthCheck(why) => write!(f, "health check: {why}"),
+            Self::SystemServer(why) => f.write_str(why),
         }
     }
 }

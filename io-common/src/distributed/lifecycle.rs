@@ -1,11 +1,17 @@
 //! Graceful tasks and the three-phase shutdown, driving `dynrt_core::shutdown`.
 
 use std::sync::{MutexGuard, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dynrt_core::shutdown::{
     Phase, Shutdown, ShutdownCommand, ShutdownEvent, ShutdownReport, TaskId,
 };
+
+/// How long phase 3 waits, after a clean drain, for connections to write their last frames and
+/// close by themselves before it cuts them.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How often it looks.
+const CLOSE_POLL: Duration = Duration::from_millis(2);
 use futures_lite::future;
 
 use super::error::RuntimeError;
@@ -131,14 +137,28 @@ impl<R: Runtime> DistributedRuntime<R> {
             ShutdownCommand::RevokeLease => inner.discovery.shutdown().await,
             ShutdownCommand::CloseConnections => {
                 if let Some((server, _)) = &inner.server {
+                    // After a clean drain every request has ended, but its last frames may not
+                    // be written yet; the connections (GOAWAY exchanged in phase 1) close by
+                    // themselves once they are. Give them a moment, then cut what is left.
+                    let clean = inner
+                        .lock_shutdown()
+                        .report()
+                        .is_some_and(ShutdownReport::is_clean);
+                    let deadline = Instant::now() + CLOSE_GRACE;
+                    while clean && server.open_connections() > 0 && Instant::now() < deadline {
+                        runtime::sleep_until(&inner.rt, Instant::now() + CLOSE_POLL).await;
+                    }
                     server.abort();
                 }
             }
-            // Readiness is reported by the system server, which reads the phase; refusing new
-            // requests is what `Tracked` does once the phase moved on; NATS is not used.
-            ShutdownCommand::WithdrawReadiness
-            | ShutdownCommand::RefuseNewRequests
-            | ShutdownCommand::CloseClients => {}
+            // `/health` answers not ready from now on; canaries stop (those in flight are
+            // abandoned by the health-check driver the listener wakes).
+            ShutdownCommand::WithdrawReadiness => {
+                inner.update_health(|health, now| health.begin_shutdown(now));
+            }
+            // Refusing new requests is what `Tracked` does once the phase moved on; NATS is
+            // not used.
+            ShutdownCommand::RefuseNewRequests | ShutdownCommand::CloseClients => {}
             _ => {}
         }
         inner.drain_changed.notify(usize::MAX);

@@ -9,20 +9,36 @@
 //! let stream = client.round_robin(payload).await?;
 //! drt.shutdown().await;                     // the three phases
 //! ```
+//!
+//! ## Health and metrics
+//!
+//! Each runtime owns a [`MetricsRegistry`] (worker id = its instance id) and a [`SystemHealth`]
+//! (from `DYN_SYSTEM_*` and `DYN_HEALTH_CHECK_*`); the adapters' system status server reads
+//! both. Every served endpoint records Dynamo's per-endpoint request metrics
+//! (`dynamo_component_requests_total` and the rest, see [`Endpoint::serve`]) and reports to the
+//! health state: registered (ready unless it waits for a canary), and traffic. An endpoint
+//! served with [`Endpoint::serve_with_health_check`] is a canary target: the adapter's
+//! health-check driver sends its payload through [`DistributedRuntime::canary_sender`], a
+//! direct call to this process's own instance. Shutdown phase 1 withdraws readiness; liveness
+//! ([`DistributedRuntime::is_live`]) ends with phase 3.
 
 mod client;
 mod endpoint;
 mod error;
+mod health;
 mod lifecycle;
 mod signals;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dynrt_core::config::{DiscoveryBackend, DistributedConfig, RequestPlaneMode};
 use dynrt_core::discovery::DiscoveryRecord;
+use dynrt_core::health::SystemHealth;
+use dynrt_core::metrics::MetricsRegistry;
 use dynrt_core::names::{InstanceId, Namespace as NamespaceName};
 use dynrt_core::shutdown::Shutdown;
 use event_listener::Event;
@@ -30,12 +46,13 @@ use event_listener::Event;
 pub use client::{CallStream, Client, ClientError, TypedStream};
 pub use endpoint::{Component, Endpoint, Namespace};
 pub use error::RuntimeError;
+pub use health::CanaryStream;
 pub use lifecycle::GracefulTask;
 pub use signals::SignalError;
 
 use crate::cancel::CancellationToken;
 use crate::discovery::{Discovery, FileStore, KvBackend, MemStore};
-use crate::mux::{ConnConfig, Connector, Handler, Handlers, MuxServer, ServerConfig};
+use crate::mux::{ConnConfig, Connector, Handlers, MuxServer, ServerConfig};
 use crate::runtime::Runtime;
 
 /// The in-memory store every `mem` runtime of this process shares, so that runtimes in one
@@ -68,7 +85,7 @@ pub(crate) struct Inner<R: Runtime> {
     /// Request-plane server and the address written into discovery records.
     pub(crate) server: Option<(MuxServer, SocketAddr)>,
     /// Handlers served by this process, by endpoint path (`ns/comp/ep`), for in-process calls.
-    pub(crate) local: RwLock<HashMap<String, Arc<dyn Handler>>>,
+    pub(crate) local: RwLock<HashMap<String, Arc<endpoint::Tracked<R>>>>,
     /// Records this process registered, removed from discovery in shutdown phase 1.
     pub(crate) registered: Mutex<Vec<DiscoveryRecord>>,
     pub(crate) shutdown: Mutex<Shutdown>,
@@ -78,6 +95,14 @@ pub(crate) struct Inner<R: Runtime> {
     pub(crate) primary: CancellationToken,
     /// Cancelled when the runtime stops accepting work (phase 1); handed to handlers and tasks.
     pub(crate) children: CancellationToken,
+    /// The process's metrics (`/metrics`).
+    pub(crate) metrics: Arc<Mutex<MetricsRegistry>>,
+    /// The process's health (`/health`) and canary schedule.
+    pub(crate) health: Arc<Mutex<SystemHealth>>,
+    /// Health-check state: who to wake after a health change, the canary targets.
+    pub(crate) checks: health::Checks<R>,
+    /// Whether endpoints served from now on record request metrics.
+    pub(crate) request_metrics: AtomicBool,
 }
 
 impl<R: Runtime> DistributedRuntime<R> {
@@ -116,7 +141,15 @@ impl<R: Runtime> DistributedRuntime<R> {
                 config.request_plane
             )));
         }
+        let health_config = config.health_config().map_err(|e| {
+            RuntimeError::Config(format!(
+                "DYN_CANARY_WAIT_TIME / DYN_HEALTH_CHECK_REQUEST_TIMEOUT: {e}"
+            ))
+        })?;
+        let started = Instant::now();
         let discovery = Discovery::new(backend, rt.clone());
+        let metrics = MetricsRegistry::new(started, Some(discovery.instance_id().0));
+        let health = SystemHealth::new(health_config, started);
         let handlers = Handlers::new();
         let conn = ConnConfig {
             max_frame_size: u32::try_from(config.tcp.max_message_size).unwrap_or(u32::MAX),
@@ -153,6 +186,10 @@ impl<R: Runtime> DistributedRuntime<R> {
                 primary,
                 children,
                 config,
+                metrics: Arc::new(Mutex::new(metrics)),
+                health: Arc::new(Mutex::new(health)),
+                checks: health::Checks::default(),
+                request_metrics: AtomicBool::new(true),
             }),
         };
         drt.watch_lease();

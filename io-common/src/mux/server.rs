@@ -113,6 +113,12 @@ impl MuxServer {
             .sum()
     }
 
+    /// Connections open right now. After a GOAWAY exchange a connection closes by itself once
+    /// its last stream has ended and its last frames are written.
+    pub fn open_connections(&self) -> usize {
+        self.live_connections().len()
+    }
+
     /// Drops every connection at once without GOAWAY, as a crashed process would: callers see
     /// their streams fail with `Disconnected`. Stops accepting too.
     pub fn abort(&self) {
