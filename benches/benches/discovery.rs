@@ -97,6 +97,33 @@ fn instance_set(c: &mut Criterion) {
             total
         })
     });
+    // A live cluster's watch: 1,000 instances known, 100k events of churn (each instance
+    // leaves and comes back), so the set is sized once and the events are what is measured.
+    let steady = records(1_000);
+    group.bench_function("apply_100k_churn_on_1k", |b| {
+        let now = Instant::now();
+        let mut set = InstanceSet::new(endpoint(), Duration::from_secs(5));
+        for (key, value) in &steady {
+            set.handle_put(key, value, now).expect("valid record");
+        }
+        while set.poll_event().is_some() {}
+        b.iter(|| {
+            for round in 0..EVENTS / (2 * steady.len()) {
+                for (i, (key, value)) in steady.iter().enumerate() {
+                    if (i + round) % 2 == 0 {
+                        set.handle_delete(key, now).expect("known key");
+                        set.handle_put(key, value, now).expect("valid record");
+                    } else {
+                        set.handle_put(key, value, now).expect("valid record");
+                        set.handle_put(key, value, now).expect("valid record");
+                    }
+                }
+                while let Some(event) = set.poll_event() {
+                    black_box(event);
+                }
+            }
+        })
+    });
     group.finish();
 
     let ten_k = records(10_000);
