@@ -104,3 +104,12 @@ fn etcd_down_longer_than_the_ttl_loses_the_lease() {
     ));
     println!("smol: etcd down (TTL 2 s) -> lease_lost after {took:?}");
 }
+
+#[test]
+fn discovery_register_list_watch_idempotent_and_names_checked() {
+    let etcd = EtcdServer::start();
+    smol::block_on(testing::discovery_scenarios(
+        SmolRuntime::new(),
+        etcd.endpoint(),
+    ));
+}

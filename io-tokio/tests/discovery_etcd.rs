@@ -83,3 +83,9 @@ async fn etcd_down_longer_than_the_ttl_loses_the_lease() {
     .await;
     println!("tokio: etcd down (TTL 2 s) -> lease_lost after {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_register_list_watch_idempotent_and_names_checked() {
+    let etcd = EtcdServer::start();
+    testing::discovery_scenarios(TokioRuntime::current(), etcd.endpoint()).await;
+}

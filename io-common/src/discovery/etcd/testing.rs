@@ -644,3 +644,26 @@ pub async fn unreachable_etcd_is_a_clear_error<R: Runtime>(rt: R, endpoint: Stri
     assert!(error.to_string().contains("not a url"), "{error}");
     message
 }
+
+/// The `Discovery`-level scenarios (register, list, watch, idempotent re-registration,
+/// conflicts, name checks, two runtimes seeing each other) over two etcd-backed stores: the same
+/// checks the mem and file stores pass.
+#[cfg(feature = "testing")]
+pub async fn discovery_scenarios<R: Runtime>(rt: R, endpoint: String) {
+    use std::sync::Arc;
+
+    use crate::discovery::Discovery;
+
+    let a = Discovery::new(Arc::new(connect(&rt, &endpoint, 10).await), rt.clone());
+    let b = Discovery::new(Arc::new(connect(&rt, &endpoint, 10).await), rt.clone());
+    let seen = crate::testing::register_list_watch(&rt, &a, &b).await;
+    assert!(
+        seen < Duration::from_millis(100),
+        "unregister took {seen:?} to reach the peer"
+    );
+    crate::testing::reregister_and_conflict(&rt, &a, &b).await;
+    crate::testing::invalid_names_rejected(&a).await;
+    crate::testing::two_runtimes_see_each_other(&rt, &a, &b).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
