@@ -406,17 +406,7 @@ pub async fn metrics_after_traffic_hold_the_endpoint_series_and_parse<R: Runtime
         assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
     }
 
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .expect("prometheus-parse reads /metrics");
-    let requests = scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == "dynamo_component_requests_total")
-        .expect("requests_total sample");
-    assert_eq!(requests.labels.get("dynamo_namespace"), Some("demo"));
-    assert_eq!(requests.labels.get("dynamo_component"), Some("backend"));
-    assert_eq!(requests.labels.get("dynamo_endpoint"), Some("generate"));
-    assert!(matches!(requests.value, prometheus_parse::Value::Counter(v) if v == 3.0));
+    super::system::requests_total(&text, 3.0);
 
     // Uptime is computed at each scrape.
     let uptime = |text: &str| -> f64 {
