@@ -34,14 +34,18 @@
 //! [`SystemServer::start`] binds and spawns the accept loop on the [`Runtime`] (each connection
 //! is a task of its own). hyper reads and writes the runtime's futures-io sockets through
 //! `smol-hyper`'s `FuturesIo`, and times out slow request heads with the runtime's timer
-//! ([`RuntimeTimer`]). Stopping is executor-neutral: the accept loop and every connection race
-//! their work against two closed-to-signal channels (graceful stop, abort).
-//! [`SystemServer::shutdown`] stops accepting at once (the
-//! listening socket is closed), lets every open connection finish the request it is serving
-//! (idle keep-alive connections close at once) for at most
-//! [`SystemServerConfig::drain_timeout`], then closes what is left. Dropping a [`SystemServer`]
-//! without `shutdown` stops it abruptly: the accept loop and every connection task are aborted,
-//! in-flight requests get no answer.
+//! ([`RuntimeTimer`]).
+//!
+//! [`SystemServer::shutdown`] stops accepting at once (the listening socket is closed), lets
+//! every open connection finish the request it is serving (idle keep-alive connections close at
+//! once) for at most [`SystemServerConfig::drain_timeout`], then closes what is left, and
+//! returns when every connection is closed. Dropping a [`SystemServer`] without `shutdown`
+//! stops it abruptly: the listener and every connection close as soon as their tasks next run,
+//! and in-flight requests get no answer.
+//!
+//! Stopping needs nothing from the executor (no task handles): the accept loop and every
+//! connection task race their work against two channels on which nothing is ever sent; closing
+//! one (graceful stop, abort) wakes every task holding a receiver.
 
 mod canary;
 mod state;
