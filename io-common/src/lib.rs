@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod distributed;
 pub mod mux;
 pub mod runtime;
+pub mod system_server;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;

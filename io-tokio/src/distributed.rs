@@ -90,9 +90,10 @@ impl DistributedRuntime {
         state.set_live_probe(drt.live_probe());
         let waker = state.clone();
         drt.on_health_change(move || waker.wake_health_driver());
-        let driver = canaries.then(|| HealthCheckDriver::spawn(state.clone(), drt.canary_sender()));
+        let driver = canaries
+            .then(|| HealthCheckDriver::spawn(drt.runtime(), state.clone(), drt.canary_sender()));
         let server = match server_config {
-            Some(config) => match SystemServer::start(config, state.clone()).await {
+            Some(config) => match SystemServer::start(drt.runtime(), config, state.clone()).await {
                 Ok(server) => Some(server),
                 Err(e) => {
                     if let Some(driver) = driver {

@@ -20,9 +20,7 @@ use super::{DistributedRuntime, Inner};
 use crate::discovery::SharedInstances;
 use crate::runtime::Runtime;
 
-/// The response stream of one canary request: its items, or an error message. The same type
-/// as the adapters' `system_server::CanaryStream`.
-pub type CanaryStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+pub use crate::system_server::CanaryStream;
 
 type Listener = Arc<dyn Fn() + Send + Sync>;
 

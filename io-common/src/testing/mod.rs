@@ -26,6 +26,7 @@ mod local;
 pub mod mux;
 pub mod runtime;
 pub mod system;
+pub mod system_server;
 
 pub use local::*;
 

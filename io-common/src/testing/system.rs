@@ -507,3 +507,24 @@ pub async fn request_metrics_off<R: Runtime>(rt: &R) {
     })
     .await;
 }
+
+/// Parses `/metrics` with prometheus-parse and returns the `dynamo_component_requests_total`
+/// sample, after checking that it is `demo/backend/generate`'s and counts `requests`.
+pub fn requests_total(text: &str, requests: f64) -> prometheus_parse::Sample {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("prometheus-parse reads /metrics");
+    let sample = scrape
+        .samples
+        .into_iter()
+        .find(|s| s.metric == "dynamo_component_requests_total")
+        .expect("requests_total sample");
+    assert_eq!(sample.labels.get("dynamo_namespace"), Some("demo"));
+    assert_eq!(sample.labels.get("dynamo_component"), Some("backend"));
+    assert_eq!(sample.labels.get("dynamo_endpoint"), Some("generate"));
+    assert!(
+        matches!(sample.value, prometheus_parse::Value::Counter(v) if v == requests),
+        "requests_total is {:?}, wanted {requests}",
+        sample.value
+    );
+    sample
+}

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 
+use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use dynrt_core::health::SystemHealth;
 use dynrt_core::metrics::MetricsRegistry;
 use dynrt_core::status::ArtifactKey;
-use tokio::sync::Notify;
 
 /// The largest artifact file the server reads into memory; a larger one answers 500.
 pub const MAX_ARTIFACT_BYTES: u64 = 256 * 1024 * 1024;
@@ -58,7 +58,8 @@ struct Inner {
     metadata: RwLock<Option<Arc<str>>>,
     engine_routes: RwLock<BTreeMap<String, EngineCallback>>,
     artifact_root: RwLock<Option<Arc<Path>>>,
-    wake: Notify,
+    /// A one-slot channel: a queued `()` is a pending wake-up, so none is lost.
+    wake: (Sender<()>, Receiver<()>),
 }
 
 impl std::fmt::Debug for SystemState {
@@ -84,7 +85,7 @@ impl SystemState {
                 metadata: RwLock::new(None),
                 engine_routes: RwLock::new(BTreeMap::new()),
                 artifact_root: RwLock::new(None),
-                wake: Notify::new(),
+                wake: async_channel::bounded(1),
             }),
         }
     }
@@ -109,7 +110,7 @@ impl SystemState {
     /// driver so that any canary this made due goes out at once.
     ///
     /// ```no_run
-    /// # fn demo(state: dynrt_tokio::system_server::SystemState) {
+    /// # fn demo(state: dynrt_io::system_server::SystemState) {
     /// state.update_health(|health, now| health.endpoint_registered("generate", now));
     /// # }
     /// ```
@@ -121,11 +122,12 @@ impl SystemState {
 
     /// Tells the health-check driver that the health state machine may have work for it.
     pub fn wake_health_driver(&self) {
-        self.inner.wake.notify_one();
+        // Full means a wake-up is already pending; closed cannot happen (we hold both ends).
+        let _ = self.inner.wake.0.try_send(());
     }
 
     pub(super) async fn health_changed(&self) {
-        self.inner.wake.notified().await;
+        let _ = self.inner.wake.1.recv().await;
     }
 
     // ---- metrics ----
@@ -245,9 +247,7 @@ impl SystemState {
         let Some(root) = read(&self.inner.artifact_root).clone() else {
             return ArtifactLookup::NotFound;
         };
-        tokio::task::spawn_blocking(move || read_artifact(&root, &key))
-            .await
-            .unwrap_or(ArtifactLookup::ReadFailed)
+        blocking::unblock(move || read_artifact(&root, &key)).await
     }
 }
 

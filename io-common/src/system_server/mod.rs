@@ -11,16 +11,17 @@
 //! use std::time::Instant;
 //! use dynrt_core::health::{HealthConfig, SystemHealth};
 //! use dynrt_core::metrics::MetricsRegistry;
-//! use dynrt_smol::system_server::{SystemServer, SystemServerConfig, SystemState};
+//! use dynrt_io::system_server::{SystemServer, SystemServerConfig, SystemState};
+//! # use dynrt_io::Runtime;
 //!
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo(runtime: impl Runtime) -> Result<(), Box<dyn std::error::Error>> {
 //! let now = Instant::now();
 //! let state = SystemState::new(
 //!     Arc::new(Mutex::new(SystemHealth::new(HealthConfig::default(), now))),
 //!     Arc::new(Mutex::new(MetricsRegistry::new(now, None))),
 //! );
 //! let config = SystemServerConfig { host: "127.0.0.1".into(), port: 0, ..Default::default() };
-//! let server = SystemServer::start(config, state.clone()).await?;
+//! let server = SystemServer::start(&runtime, config, state.clone()).await?;
 //! println!("status server on {}", server.local_addr());
 //! // ... the process runs ...
 //! server.shutdown().await; // stop accepting, finish in-flight requests (bounded)
@@ -30,41 +31,50 @@
 //!
 //! ## Lifetime
 //!
-//! [`SystemServer::start`] binds and spawns the accept loop on smol's global executor (each
-//! connection is a task of its own). hyper reaches smol's sockets and timer through
-//! `smol-hyper`. [`SystemServer::shutdown`] stops accepting at once (the
-//! listening socket is closed), lets every open connection finish the request it is serving
-//! (idle keep-alive connections close at once) for at most
-//! [`SystemServerConfig::drain_timeout`], then closes what is left. Dropping a [`SystemServer`]
-//! without `shutdown` stops it abruptly: the accept loop and every connection task are aborted,
-//! in-flight requests get no answer.
+//! [`SystemServer::start`] binds and spawns the accept loop on the [`Runtime`] (each connection
+//! is a task of its own). hyper reads and writes the runtime's futures-io sockets through
+//! `smol-hyper`'s `FuturesIo`, and times out slow request heads with the runtime's timer
+//! ([`RuntimeTimer`]).
+//!
+//! [`SystemServer::shutdown`] stops accepting at once (the listening socket is closed), lets
+//! every open connection finish the request it is serving (idle keep-alive connections close at
+//! once) for at most [`SystemServerConfig::drain_timeout`], then closes what is left, and
+//! returns when every connection is closed. Dropping a [`SystemServer`] without `shutdown`
+//! stops it abruptly: the listener and every connection close as soon as their tasks next run,
+//! and in-flight requests get no answer.
+//!
+//! Stopping needs nothing from the executor (no task handles): the accept loop and every
+//! connection task race their work against two channels on which nothing is ever sent; closing
+//! one (graceful stop, abort) wakes every task holding a receiver.
 
 mod canary;
 mod state;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
-use std::task::Poll;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use dynrt_core::config::SystemConfig;
 use dynrt_core::status::{self, Dispatch, StatusContext, StatusPathError, StatusRoutes};
+use futures_lite::future::or;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::rt::Sleep;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
-use smol::channel::{Receiver, Sender};
-use smol::lock::Semaphore;
-use smol::net::{TcpListener, TcpStream};
-use smol::{Task, Timer};
-use smol_hyper::rt::{FuturesIo, SmolTimer};
+use smol_hyper::rt::FuturesIo;
+
+use crate::runtime::{self, Runtime};
 
 pub use canary::{CanarySender, CanaryStream, HealthCheckDriver};
 use state::ArtifactLookup;
@@ -149,19 +159,55 @@ pub enum SystemServerError {
 }
 
 /// The running system status server. See the module doc for shutdown and drop.
-#[derive(Debug)]
-pub struct SystemServer {
+pub struct SystemServer<R: Runtime> {
     local_addr: SocketAddr,
-    /// Closed to stop: every connection and the accept loop watch the other end.
-    stop: Sender<()>,
-    task: Task<()>,
+    signals: Signals,
+    /// Closed when the accept loop has ended, i.e. every connection is closed (the loop holds
+    /// the only sender).
+    ended: Receiver<()>,
+    runtime: std::marker::PhantomData<fn() -> R>,
 }
 
-impl SystemServer {
-    /// Checks the paths, binds `host:port` and starts serving `state` on smol's global
-    /// executor. The bound address is logged (`tracing`, info) and returned by
-    /// [`SystemServer::local_addr`].
+impl<R: Runtime> std::fmt::Debug for SystemServer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemServer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server's stop signals: channels on which nothing is ever sent; closing one is the
+/// signal, and every task holding a receiver wakes.
+#[derive(Debug, Clone)]
+struct Signals {
+    /// Graceful stop: no more accepts, connections finish the request they serve.
+    stop: (Sender<()>, Receiver<()>),
+    /// Abrupt stop: every connection task ends at once.
+    abort: (Sender<()>, Receiver<()>),
+}
+
+impl Signals {
+    fn new() -> Self {
+        Self {
+            stop: async_channel::bounded(1),
+            abort: async_channel::bounded(1),
+        }
+    }
+
+    async fn stopped(&self) {
+        let _ = self.stop.1.recv().await;
+    }
+
+    async fn aborted(&self) {
+        let _ = self.abort.1.recv().await;
+    }
+}
+
+impl<R: Runtime> SystemServer<R> {
+    /// Checks the paths, binds `host:port` and starts serving `state` on `runtime`. The bound
+    /// address is logged (`tracing`, info) and returned by [`SystemServer::local_addr`].
     pub async fn start(
+        runtime: &R,
         config: SystemServerConfig,
         state: SystemState,
     ) -> Result<Self, SystemServerError> {
@@ -170,23 +216,30 @@ impl SystemServer {
             addr: config.addr_string(),
             source,
         };
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
+        let listener = bind(runtime, config.host.clone(), config.port)
             .await
             .map_err(bind_error)?;
-        let local_addr = listener.local_addr().map_err(bind_error)?;
+        let local_addr = R::local_addr(&listener).map_err(bind_error)?;
         tracing::info!(addr = %local_addr, "system status server listening");
-        let (stop, stopped) = smol::channel::bounded(1);
+        let signals = Signals::new();
+        let (ended_tx, ended) = async_channel::bounded::<()>(1);
         let service = Arc::new(Service { routes, state });
-        let task = smol::spawn(accept_loop(
+        let accept = accept_loop(
+            runtime.clone(),
             listener,
             service,
-            stopped,
+            signals.clone(),
             config.drain_timeout,
-        ));
+        );
+        runtime.spawn(async move {
+            let _ended = ended_tx;
+            accept.await;
+        });
         Ok(Self {
             local_addr,
-            stop,
-            task,
+            signals,
+            ended,
+            runtime: std::marker::PhantomData,
         })
     }
 
@@ -198,92 +251,144 @@ impl SystemServer {
     /// Graceful stop: closes the listening socket, lets in-flight requests finish for at most
     /// the drain timeout, then closes every connection. Returns when all is closed.
     pub async fn shutdown(self) {
-        self.stop.close();
-        // `fallible`: a task that panicked yields `None` instead of panicking here.
-        let _ = self.task.fallible().await;
+        self.signals.stop.0.close();
+        let _ = self.ended.recv().await;
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+impl<R: Runtime> Drop for SystemServer<R> {
+    /// Abrupt stop: the accept loop ends and every connection is closed, without answers.
+    fn drop(&mut self) {
+        self.signals.stop.0.close();
+        self.signals.abort.0.close();
+    }
+}
+
+/// Resolves `host` (off the executor: it may block) and binds the first address that works.
+async fn bind<R: Runtime>(runtime: &R, host: String, port: u16) -> io::Result<R::Listener> {
+    let addrs =
+        blocking::unblock(move || (host.as_str(), port).to_socket_addrs().map(Vec::from_iter))
+            .await?;
+    let mut last = None;
+    for addr in addrs {
+        match runtime.bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the host resolves to no address",
+        )
+    }))
+}
+
+/// Releases one connection slot when the connection task ends (or is dropped).
+struct Slot(Receiver<()>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let _ = self.0.try_recv();
+    }
+}
+
+async fn accept_loop<R: Runtime>(
+    runtime: R,
+    listener: R::Listener,
     service: Arc<Service>,
-    stopped: Receiver<()>,
+    signals: Signals,
     drain_timeout: Duration,
 ) {
-    // Owns every connection task: dropping it (when this task is dropped) cancels them all.
-    let mut connections: Vec<Task<()>> = Vec::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // A slot is a message in this channel: at most MAX_CONNECTIONS connections are open.
+    let (slots, slot_release) = async_channel::bounded::<()>(MAX_CONNECTIONS);
+    // Every connection task holds a clone of `open`: `closed` ends when the last one is gone.
+    let (open, closed) = async_channel::bounded::<()>(1);
     loop {
-        let next = smol::future::or(
+        let next = or(
             async {
-                // Only closing ends it: nothing is ever sent.
-                let _ = stopped.recv().await;
+                or(signals.stopped(), signals.aborted()).await;
                 None
             },
             async {
-                let slot = slots.acquire_arc().await;
-                Some((listener.accept().await, slot))
+                // Cannot fail: this loop holds a receiver.
+                let _ = slots.send(()).await;
+                Some(runtime::accept::<R>(&listener).await)
             },
         )
         .await;
-        let Some((accepted, slot)) = next else {
+        let Some(accepted) = next else {
             break;
         };
         match accepted {
             Ok((stream, _peer)) => {
-                connections.retain(|task| !task.is_finished());
-                let (service, stopped) = (service.clone(), stopped.clone());
-                connections.push(smol::spawn(async move {
-                    serve_connection(stream, service, stopped).await;
-                    drop(slot);
-                }));
+                let slot = Slot(slot_release.clone());
+                let (service, signals, open, rt) = (
+                    service.clone(),
+                    signals.clone(),
+                    open.clone(),
+                    runtime.clone(),
+                );
+                runtime.spawn(async move {
+                    let _open = open;
+                    let _slot = slot;
+                    or(
+                        serve_connection(&rt, stream, service, &signals),
+                        signals.aborted(),
+                    )
+                    .await;
+                });
             }
             Err(error) => {
+                let _ = slot_release.try_recv();
                 tracing::warn!(%error, "system status server: accept failed");
-                Timer::after(ACCEPT_ERROR_PAUSE).await;
+                runtime::sleep_until(&runtime, Instant::now() + ACCEPT_ERROR_PAUSE).await;
             }
         }
     }
     drop(listener);
-    connections.retain(|task| !task.is_finished());
-    let open = connections.len();
-    let mut connections = connections.into_iter();
-    let drained = smol::future::or(
+    drop(open);
+    let busy = slots.len();
+    let drained = or(
         async {
-            for task in connections.by_ref() {
-                let _ = task.fallible().await;
-            }
+            let _ = closed.recv().await;
             true
         },
         async {
-            Timer::after(drain_timeout).await;
+            let deadline = Instant::now() + drain_timeout;
+            or(runtime::sleep_until(&runtime, deadline), signals.aborted()).await;
             false
         },
     )
     .await;
     if !drained {
-        tracing::warn!(
-            open,
-            left = connections.len(),
-            ?drain_timeout,
-            "system status server: closing connections still busy after the drain timeout"
-        );
-        for task in connections {
-            task.cancel().await;
+        if !signals.abort.0.is_closed() {
+            tracing::warn!(
+                busy,
+                ?drain_timeout,
+                "system status server: closing connections still busy after the drain timeout"
+            );
         }
+        signals.abort.0.close();
+        let _ = closed.recv().await;
     }
 }
 
-async fn serve_connection(stream: TcpStream, service: Arc<Service>, stopped: Receiver<()>) {
+async fn serve_connection<R: Runtime>(
+    runtime: &R,
+    stream: R::Tcp,
+    service: Arc<Service>,
+    signals: &Signals,
+) {
     let handler = service_fn(move |request| {
         let service = service.clone();
         async move { Ok::<_, Infallible>(service.respond(request).await) }
     });
     let connection = http1::Builder::new()
-        .timer(SmolTimer::new())
+        .timer(RuntimeTimer(runtime.clone()))
         .serve_connection(FuturesIo::new(stream), handler);
     let mut connection = pin!(connection);
-    let finished = smol::future::or(
+    let finished = or(
         async {
             if let Err(error) = connection.as_mut().await {
                 tracing::debug!(%error, "system status server: connection ended with an error");
@@ -291,7 +396,7 @@ async fn serve_connection(stream: TcpStream, service: Arc<Service>, stopped: Rec
             true
         },
         async {
-            let _ = stopped.recv().await;
+            signals.stopped().await;
             false
         },
     )
@@ -303,6 +408,44 @@ async fn serve_connection(stream: TcpStream, service: Arc<Service>, stopped: Rec
     connection.as_mut().graceful_shutdown();
     let _ = connection.await;
 }
+
+/// hyper's timer (it times out slow request heads) over the [`Runtime`]'s timers.
+#[derive(Debug, Clone)]
+pub struct RuntimeTimer<R>(pub R);
+
+impl<R: Runtime> hyper::rt::Timer for RuntimeTimer<R> {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        let now = Instant::now();
+        // A duration too long for `Instant`: a year is as good as forever here.
+        let deadline = now
+            .checked_add(duration)
+            .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
+        self.sleep_until(deadline)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        Box::pin(RuntimeSleep::<R>(Mutex::new(self.0.timer(deadline))))
+    }
+}
+
+/// One [`RuntimeTimer`] sleep. The mutex only makes it `Sync`, as hyper asks: polling takes
+/// `&mut self`, so it never locks (`Mutex::get_mut`).
+struct RuntimeSleep<R: Runtime>(Mutex<R::Timer>);
+
+impl<R: Runtime> Future for RuntimeSleep<R> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let timer = self
+            .get_mut()
+            .0
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Pin::new(timer).poll(cx).map(|_| ())
+    }
+}
+
+impl<R: Runtime> Sleep for RuntimeSleep<R> {}
 
 /// The routes and the state, shared by every connection.
 struct Service {

@@ -4,7 +4,8 @@
 //! canaries), then sleep until `poll_timeout` or until someone calls
 //! [`SystemState::wake_health_driver`]. Each canary runs in its own task that waits for the
 //! stream's first item and reports it (`handle_canary_item`, `_error` or `_end`); cancelling a
-//! canary drops that task, which drops the stream. Every health decision is the core's.
+//! canary ends that task (it races the stream against a per-canary stop channel), which drops
+//! the stream. Every health decision is the core's.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -12,10 +13,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use dynrt_core::health::{CanaryId, HealthCommand};
-use futures_core::Stream;
-use smol::{Task, Timer};
+use futures_lite::Stream;
+
+use crate::runtime::Runtime;
 
 use super::{SystemState, catch_unwind};
 
@@ -49,24 +52,47 @@ const TURN_BUDGET: u32 = 64;
 /// does the same and waits until the driver's task has ended.
 #[derive(Debug)]
 pub struct HealthCheckDriver {
-    task: Task<()>,
+    /// Closed (or dropped) to stop: the driver's task races its loop against the other end.
+    stop: Sender<()>,
+    /// Closed when the driver's task has ended (its sender is dropped then).
+    ended: Receiver<()>,
 }
 
 impl HealthCheckDriver {
-    /// Spawns the driver on smol's global executor.
-    pub fn spawn(state: SystemState, sender: impl CanarySender) -> Self {
-        let task = smol::spawn(run(state, Arc::new(sender)));
-        Self { task }
+    /// Spawns the driver on `runtime`.
+    pub fn spawn<R: Runtime>(runtime: &R, state: SystemState, sender: impl CanarySender) -> Self {
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let (ended_tx, ended) = async_channel::bounded::<()>(1);
+        let driver = run(runtime.clone(), state, Arc::new(sender));
+        runtime.spawn(async move {
+            let _ended = ended_tx;
+            futures_lite::future::or(driver, async {
+                // Only closing ends it: nothing is ever sent.
+                let _ = stopped.recv().await;
+            })
+            .await;
+        });
+        Self { stop, ended }
     }
 
     /// Stops the driver; canaries in flight are abandoned.
     pub async fn stop(self) {
-        self.task.cancel().await;
+        self.stop.close();
+        let _ = self.ended.recv().await;
     }
 }
 
-async fn run(state: SystemState, sender: Arc<dyn CanarySender>) {
-    let mut in_flight: BTreeMap<CanaryId, Task<()>> = BTreeMap::new();
+impl Drop for HealthCheckDriver {
+    fn drop(&mut self) {
+        self.stop.close();
+    }
+}
+
+async fn run<R: Runtime>(runtime: R, state: SystemState, sender: Arc<dyn CanarySender>) {
+    // Each canary task runs while its entry's sender lives: removing (or dropping) the entry
+    // ends the task, which drops the stream. A closed sender means the task has ended.
+    let mut in_flight: BTreeMap<CanaryId, Sender<()>> = BTreeMap::new();
+    let mut timer: Option<R::Timer> = None;
     let mut turns = 0;
     loop {
         // Timer, then commands, under one short lock; the sender runs after it is released.
@@ -82,7 +108,7 @@ async fn run(state: SystemState, sender: Arc<dyn CanarySender>) {
             let commands: Vec<_> = std::iter::from_fn(|| health.poll_command()).collect();
             (commands, health.poll_timeout())
         };
-        in_flight.retain(|_, task| !task.is_finished());
+        in_flight.retain(|_, task| !task.is_closed());
         for command in commands {
             match command {
                 HealthCommand::SendCanary {
@@ -96,8 +122,15 @@ async fn run(state: SystemState, sender: Arc<dyn CanarySender>) {
                         sender.send(&endpoint, payload)
                     })) {
                         Ok(stream) => {
-                            let task = smol::spawn(watch(state.clone(), id, stream));
-                            in_flight.insert(id, task);
+                            let (keep, abandoned) = async_channel::bounded::<()>(1);
+                            let watch = watch(state.clone(), id, stream);
+                            runtime.spawn(async move {
+                                futures_lite::future::or(watch, async {
+                                    let _ = abandoned.recv().await;
+                                })
+                                .await;
+                            });
+                            in_flight.insert(id, keep);
                         }
                         Err(_) => {
                             tracing::warn!(%id, %endpoint, "the canary sender panicked");
@@ -118,14 +151,21 @@ async fn run(state: SystemState, sender: Arc<dyn CanarySender>) {
                 turns += 1;
                 if turns >= TURN_BUDGET {
                     turns = 0;
-                    smol::future::yield_now().await;
+                    futures_lite::future::yield_now().await;
                 }
             }
             Some(deadline) => {
                 turns = 0;
-                smol::future::or(
+                let timer = match &mut timer {
+                    Some(timer) => {
+                        R::reset_timer(timer, deadline);
+                        timer
+                    }
+                    None => timer.insert(runtime.timer(deadline)),
+                };
+                futures_lite::future::or(
                     async {
-                        Timer::at(deadline).await;
+                        timer.await;
                     },
                     state.health_changed(),
                 )
@@ -139,7 +179,7 @@ async fn run(state: SystemState, sender: Arc<dyn CanarySender>) {
     }
 }
 
-/// Waits for canary `id`'s first item (or end) and reports it. Dropping this task drops the
+/// Waits for canary `id`'s first item (or end) and reports it. Dropping this future drops the
 /// stream, which cancels the request.
 async fn watch(state: SystemState, id: CanaryId, mut stream: CanaryStream) {
     let first = catch_unwind(std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)))

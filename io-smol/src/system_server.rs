@@ -1,0 +1,35 @@
+//! The system status server and the health-check driver on smol: [`dynrt_io::system_server`]
+//! with [`SmolRuntime`] filled in.
+//!
+//! ```no_run
+//! use std::sync::{Arc, Mutex};
+//! use std::time::Instant;
+//! use dynrt_core::health::{HealthConfig, SystemHealth};
+//! use dynrt_core::metrics::MetricsRegistry;
+//! use dynrt_smol::SmolRuntime;
+//! use dynrt_smol::system_server::{SystemServer, SystemServerConfig, SystemState};
+//!
+//! # async fn demo(runtime: SmolRuntime) -> Result<(), Box<dyn std::error::Error>> {
+//! let now = Instant::now();
+//! let state = SystemState::new(
+//!     Arc::new(Mutex::new(SystemHealth::new(HealthConfig::default(), now))),
+//!     Arc::new(Mutex::new(MetricsRegistry::new(now, None))),
+//! );
+//! let config = SystemServerConfig { host: "127.0.0.1".into(), port: 0, ..Default::default() };
+//! let server = SystemServer::start(&runtime, config, state).await?;
+//! println!("status server on {}", server.local_addr());
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub use dynrt_io::system_server::{
+    ArtifactRootError, CanarySender, CanaryStream, DEFAULT_DRAIN_TIMEOUT, HealthCheckDriver,
+    MAX_ARTIFACT_BYTES, MAX_CONNECTIONS, MAX_REQUEST_BODY, SystemServerConfig, SystemServerError,
+    SystemState,
+};
+
+use crate::SmolRuntime;
+
+/// The system status server on [`SmolRuntime`].
+pub type SystemServer = dynrt_io::system_server::SystemServer<SmolRuntime>;
