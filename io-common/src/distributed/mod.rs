@@ -26,6 +26,7 @@ mod client;
 mod endpoint;
 mod error;
 mod health;
+mod host;
 mod lifecycle;
 mod signals;
 
@@ -47,6 +48,7 @@ pub use client::{CallStream, Client, ClientError, TypedStream};
 pub use endpoint::{Component, Endpoint, Namespace};
 pub use error::RuntimeError;
 pub use health::CanaryStream;
+pub use host::RuntimeHost;
 pub use lifecycle::GracefulTask;
 pub use signals::SignalError;
 
