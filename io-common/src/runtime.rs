@@ -57,13 +57,18 @@ pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
-        const READ_CHUNK: usize = 64 * 1024;
+        const SMALL_READ: usize = 16 * 1024;
         const MAX_READ: usize = 256 * 1024;
-        buf.reserve(READ_CHUNK);
+        buf.reserve(SMALL_READ);
         let start = buf.len();
-        // Use what is allocated (a decoder may have reserved a whole large frame), but zero
-        // no more than one read's worth at a time.
-        let room = (buf.capacity() - start).min(MAX_READ);
+        // Zero only what one read is likely to fill: a decoder that reserved a large frame gets
+        // large reads, anything else a small one (the zero-fill is a pass over the memory).
+        let spare = buf.capacity() - start;
+        let room = if spare > 4 * SMALL_READ {
+            spare.min(MAX_READ)
+        } else {
+            SMALL_READ
+        };
         buf.resize(start + room, 0);
         let result = Pin::new(tcp).poll_read(cx, &mut buf[start..]);
         let n = match &result {
