@@ -11,9 +11,9 @@ pub mod discovery;
 pub mod distributed;
 pub mod mux;
 mod runtime;
+pub mod system_server;
 
 pub use runtime::TokioRuntime;
-pub mod system_server;
 
 #[cfg(feature = "etcd")]
 pub use dynrt_io::discovery::etcd::{EtcdConfig, EtcdStore};

@@ -11,7 +11,7 @@ use futures_lite::{StreamExt, stream};
 
 use super::{eventually, within};
 use crate::discovery::MemStore;
-use crate::distributed::{ClientError, DistributedRuntime};
+use crate::distributed::{ClientError, DistributedRuntime, Endpoint};
 use crate::mux::{ErrorKind, handler_fn};
 use crate::runtime::{self, Runtime};
 
@@ -26,14 +26,18 @@ pub async fn runtime_on<R: Runtime>(rt: &R, store: &MemStore) -> DistributedRunt
         .expect("a process-local runtime starts")
 }
 
+/// The endpoint `demo/backend/<name>` of `drt`.
+pub fn demo_endpoint<R: Runtime>(drt: &DistributedRuntime<R>, name: &str) -> Endpoint<R> {
+    drt.namespace("demo")
+        .and_then(|ns| ns.component("backend"))
+        .and_then(|c| c.endpoint(name))
+        .expect("valid names")
+}
+
 /// Serves `demo/backend/generate`: answers "<instance id>:<n>" for n in 0..count(payload).
 pub async fn serve_generate<R: Runtime>(drt: &DistributedRuntime<R>) {
     let me = drt.instance_id();
-    let ep = drt
-        .namespace("demo")
-        .and_then(|ns| ns.component("backend"))
-        .and_then(|c| c.endpoint("generate"))
-        .expect("valid names");
+    let ep = demo_endpoint(drt, "generate");
     ep.serve(handler_fn(move |payload: Bytes, _ctx| {
         let n: u32 = std::str::from_utf8(&payload)
             .ok()
@@ -65,13 +69,7 @@ pub async fn routing<R: Runtime>(rt: &R) {
         );
         serve_generate(&w1).await;
         serve_generate(&w2).await;
-        let ep = caller
-            .namespace("demo")
-            .unwrap()
-            .component("backend")
-            .unwrap()
-            .endpoint("generate")
-            .unwrap();
+        let ep = demo_endpoint(&caller, "generate");
         let client = ep.client().await.expect("client");
         client
             .wait_for_instances(2, Duration::from_secs(5))
@@ -136,16 +134,7 @@ pub async fn local_calls<R: Runtime>(rt: &R) {
         let store = MemStore::new();
         let drt = runtime_on(rt, &store).await;
         serve_generate(&drt).await;
-        let client = drt
-            .namespace("demo")
-            .unwrap()
-            .component("backend")
-            .unwrap()
-            .endpoint("generate")
-            .unwrap()
-            .client()
-            .await
-            .unwrap();
+        let client = demo_endpoint(&drt, "generate").client().await.unwrap();
         client
             .wait_for_instances(1, Duration::from_secs(5))
             .await
@@ -168,16 +157,7 @@ pub async fn no_instances<R: Runtime>(rt: &R) {
     within(rt, LIMIT, "no instances", async {
         let store = MemStore::new();
         let drt = runtime_on(rt, &store).await;
-        let client = drt
-            .namespace("demo")
-            .unwrap()
-            .component("backend")
-            .unwrap()
-            .endpoint("empty")
-            .unwrap()
-            .client()
-            .await
-            .unwrap();
+        let client = demo_endpoint(&drt, "empty").client().await.unwrap();
         match client.round_robin(Bytes::new()).await {
             Err(ClientError::Route(e)) => {
                 assert!(
@@ -209,16 +189,7 @@ pub async fn failover<R: Runtime>(rt: &R) {
         );
         serve_generate(&w1).await;
         serve_generate(&w2).await;
-        let client = caller
-            .namespace("demo")
-            .unwrap()
-            .component("backend")
-            .unwrap()
-            .endpoint("generate")
-            .unwrap()
-            .client()
-            .await
-            .unwrap();
+        let client = demo_endpoint(&caller, "generate").client().await.unwrap();
         client
             .wait_for_instances(2, Duration::from_secs(5))
             .await
@@ -268,13 +239,7 @@ pub async fn graceful_shutdown<R: Runtime>(rt: &R) {
         let store = MemStore::new();
         let (worker, caller) = (runtime_on(rt, &store).await, runtime_on(rt, &store).await);
         let rt2 = rt.clone();
-        let ep = worker
-            .namespace("demo")
-            .unwrap()
-            .component("backend")
-            .unwrap()
-            .endpoint("slow")
-            .unwrap();
+        let ep = demo_endpoint(&worker, "slow");
         ep.serve(handler_fn(move |_payload: Bytes, _ctx| {
             let rt = rt2.clone();
             stream::unfold(0u32, move |i| {
@@ -294,16 +259,7 @@ pub async fn graceful_shutdown<R: Runtime>(rt: &R) {
         }))
         .await
         .expect("serve");
-        let client = caller
-            .namespace("demo")
-            .unwrap()
-            .component("backend")
-            .unwrap()
-            .endpoint("slow")
-            .unwrap()
-            .client()
-            .await
-            .unwrap();
+        let client = demo_endpoint(&caller, "slow").client().await.unwrap();
         client
             .wait_for_instances(1, Duration::from_secs(5))
             .await
@@ -369,13 +325,7 @@ pub async fn refuses_after_shutdown<R: Runtime>(rt: &R) {
         let store = MemStore::new();
         let drt = runtime_on(rt, &store).await;
         drt.shutdown().await;
-        let ep = drt
-            .namespace("demo")
-            .unwrap()
-            .component("backend")
-            .unwrap()
-            .endpoint("late")
-            .unwrap();
+        let ep = demo_endpoint(&drt, "late");
         let refused = ep
             .serve(handler_fn(|p: Bytes, _| stream::once(Ok(p))))
             .await;
