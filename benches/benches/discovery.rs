@@ -142,6 +142,14 @@ fn instance_set(c: &mut Criterion) {
     black_box(set);
 }
 
+/// Without the `etcd` feature (a `--no-default-features` workspace build) there is no etcd
+/// client to measure; say so instead of silently measuring nothing.
+#[cfg(not(feature = "etcd"))]
+fn etcd_register_to_watch(_: &mut Criterion) {
+    eprintln!("etcd_register_to_watch: skipped, built without the `etcd` feature");
+}
+
+#[cfg(feature = "etcd")]
 fn etcd_register_to_watch(c: &mut Criterion) {
     use dynrt_tokio::TokioRuntime;
     use dynrt_tokio::io::discovery::etcd::{EtcdConfig, EtcdStore};

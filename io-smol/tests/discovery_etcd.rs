@@ -16,7 +16,9 @@ fn create_list_watch_delete_and_duplicate_create() {
     println!("smol: delete -> watcher: {delete:?}");
     println!("smol: create -> watcher: {:?}", figures.create_seen);
     assert!(
-        delete[delete.len() - 1] < std::time::Duration::from_millis(100),
+        // Generous for a loaded 2-core machine, yet far below the 30 s lease TTL: a delete
+        // that only reached the watcher through lease expiry would fail this.
+        delete[delete.len() - 1] < std::time::Duration::from_secs(10),
         "a graceful delete took {:?} to reach a watcher",
         delete[delete.len() - 1]
     );

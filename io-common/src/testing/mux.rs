@@ -252,7 +252,7 @@ pub async fn server_dies<R: Runtime>(client_rt: &R, server: &MuxServer) {
         assert_eq!(error.kind(), ErrorKind::DISCONNECTED, "{error}");
         assert!(error.is_transport_failure());
         assert!(
-            killed_at.elapsed() < Duration::from_secs(2),
+            killed_at.elapsed() < Duration::from_secs(5),
             "took {:?}",
             killed_at.elapsed()
         );
