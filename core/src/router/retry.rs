@@ -209,6 +209,11 @@ impl Attempts {
         u32::try_from(self.tried.len()).unwrap_or(u32::MAX)
     }
 
+    /// The policy the request is routed by.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
     /// The instances offered the request, in order.
     pub fn tried(&self) -> &[InstanceId] {
         &self.tried
