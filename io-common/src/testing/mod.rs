@@ -24,6 +24,7 @@ use crate::runtime::Runtime;
 
 mod local;
 pub mod mux;
+pub mod routing;
 pub mod runtime;
 pub mod system;
 pub mod system_server;
