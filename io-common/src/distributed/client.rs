@@ -1,4 +1,13 @@
 //! Calling an endpoint: watch its instances, pick one, stream the answer.
+//!
+//! A request that the chosen instance never took — the dial failed, the connection closed
+//! before the request was written, or the first answer is `WorkerUnavailable` or
+//! `WorkerOverloaded` — is offered to another instance, up to the client's [`RetryConfig`]
+//! (default 3 instances); the refusing instance is reported down unless it was only busy.
+//! The core decides what counts as taken ([`dynrt_core::router::Outcome`]); this module only
+//! reports what it saw. An error returned before a stream exists is known to be a refusal; a
+//! refusal that arrives as the stream's first answer is handled inside [`CallStream`], so a
+//! call returns as soon as its request is sent, as before.
 
 use std::fmt;
 use std::future::Future;
