@@ -223,8 +223,8 @@ impl<R: Runtime> Client<R> {
             };
             let (outcome, error) = match self.attempt(&instance, &request).await {
                 Ok(mut stream) => {
-                    if let CallKind::Remote { first_answer, .. } = &mut stream.kind {
-                        *first_answer = Some(Box::new(Retry {
+                    if !stream.is_local() {
+                        stream.first_answer = Some(Box::new(Retry {
                             client: self.clone(),
                             attempts,
                             request,
@@ -453,6 +453,8 @@ fn next_request_number() -> u64 {
 /// with that one's answer. Once an item has arrived, nothing is retried.
 pub struct CallStream {
     kind: CallKind,
+    /// A network call, until its first answer: how to retry if that answer is a refusal.
+    first_answer: Option<Box<dyn FirstAnswer>>,
 }
 
 enum CallKind {
@@ -461,8 +463,6 @@ enum CallKind {
         /// Reported down if the stream fails for transport reasons.
         instances: Box<dyn ReportDown>,
         instance: InstanceId,
-        /// Until the first answer: how to retry if it is a refusal.
-        first_answer: Option<Box<dyn FirstAnswer>>,
     },
     /// The first instance refused; another is being tried.
     Retrying(RetryFuture),
@@ -490,14 +490,15 @@ impl CallStream {
                 stream,
                 instances: Box::new(instances),
                 instance,
-                first_answer: None,
             },
+            first_answer: None,
         }
     }
 
     fn local(items: BoxItemStream) -> Self {
         Self {
             kind: CallKind::Local(items),
+            first_answer: None,
         }
     }
 
@@ -544,35 +545,16 @@ impl Stream for CallStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            match &mut self.kind {
+            let (item, instance) = match &mut self.kind {
                 CallKind::Remote {
-                    stream,
-                    instances,
-                    instance,
-                    first_answer,
-                } => {
-                    let item = std::task::ready!(stream.poll_next(cx));
-                    if let Some(first) = first_answer.take() {
-                        let error = match &item {
-                            Some(Err(e)) => Some(e),
-                            _ => None,
-                        };
-                        if let Some(retry) =
-                            first.first_answer(*instance, first_outcome(&item), error)
-                        {
-                            self.kind = CallKind::Retrying(retry);
-                            continue;
-                        }
-                    }
-                    if let Some(Err(error)) = &item
-                        && error.is_transport_failure()
-                    {
-                        instances.report_down(*instance);
-                    }
-                    return Poll::Ready(item);
-                }
+                    stream, instance, ..
+                } => (std::task::ready!(stream.poll_next(cx)), *instance),
                 CallKind::Retrying(retry) => match std::task::ready!(retry.as_mut().poll(cx)) {
-                    Ok(next) => self.kind = next.kind,
+                    // The stream of the instance that took it (with its own first-answer hook).
+                    Ok(next) => {
+                        *self = next;
+                        continue;
+                    }
                     Err(error) => {
                         // No instance took it: the last refusal ends the stream.
                         self.kind = CallKind::Local(Box::pin(futures_lite::stream::empty()));
@@ -585,7 +567,20 @@ impl Stream for CallStream {
                             .map(|item| item.map_err(|e| CallError::Stream(e.into_stream_error()))),
                     );
                 }
+            };
+            if let Some(first) = self.first_answer.take() {
+                let error = item.as_ref().and_then(|item| item.as_ref().err());
+                if let Some(retry) = first.first_answer(instance, first_outcome(&item), error) {
+                    self.kind = CallKind::Retrying(retry);
+                    continue;
+                }
             }
+            if let (CallKind::Remote { instances, .. }, Some(Err(error))) = (&self.kind, &item)
+                && error.is_transport_failure()
+            {
+                instances.report_down(instance);
+            }
+            return Poll::Ready(item);
         }
     }
 }
