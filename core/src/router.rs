@@ -17,6 +17,11 @@
 //!   smallest. Instances that appear, disappear, go down or come back take their place in that
 //!   order without skipping or repeating anyone else. (Dynamo 1.6.1 keeps a counter and takes it
 //!   modulo the number of usable instances, which shifts everyone by one when the set changes.)
+//!   The *first* choice is drawn uniformly from the usable instances with the router's seed:
+//!   a process that makes one call and exits (`dynrt call`, a short-lived script) would
+//!   otherwise always call the lowest id, and many such processes would load one instance
+//!   while the others idle. The driver draws the seed (from its own entropy); the core never
+//!   reads a clock or the OS for it.
 //! - **Random** ([`Router::random`]) draws uniformly from the usable instances with a SplitMix64
 //!   generator seeded at construction, so a seed fixes the whole sequence of choices for a given
 //!   sequence of candidate lists.
@@ -32,6 +37,10 @@
 //! (Dynamo's "no workers available"), [`RouteError::AllBusy`] when some instance is up but all of
 //! those are busy (Dynamo's "all workers are busy, please retry later").
 //!
+//! A request that an instance never took (unreachable, closed before the request was written,
+//! an overload answer) may be offered to another within a budget; [`Attempts`] decides, from a
+//! typed [`Outcome`] of each attempt (see its module doc for the table).
+//!
 //! Ids are plain `u64` ([`InstanceId`]); the integrator can swap in `names::InstanceId`, which
 //! prints the same way (`{:x}`).
 
@@ -40,6 +49,10 @@ use std::hash::BuildHasher;
 use std::num::NonZeroU32;
 
 use thiserror::Error;
+
+mod retry;
+
+pub use retry::{Attempts, Delivery, Outcome, Refusal, RetryConfig, Verdict};
 
 /// An instance id: the etcd lease id, or a random id for the file and memory stores.
 /// Local alias until `names::InstanceId` lands; errors print it as lowercase hex.
@@ -264,8 +277,14 @@ impl Router {
         }
     }
 
-    /// The next usable instance in ascending id order after the previous round-robin choice.
+    /// The next usable instance in ascending id order after the previous round-robin choice;
+    /// the first choice is a seeded random draw (see the module doc).
     pub fn round_robin(&mut self, candidates: Candidates<'_>) -> Result<InstanceId, RouteError> {
+        if self.last_round_robin.is_none() {
+            let chosen = self.random(candidates)?;
+            self.last_round_robin = Some(chosen);
+            return Ok(chosen);
+        }
         let mut lowest = None;
         let mut next = None;
         for id in self.usable(candidates) {

@@ -12,6 +12,14 @@ fn router(seed: u64) -> Router {
     Router::new(EP, seed)
 }
 
+/// A router whose round-robin position is `id` (its first choice is random, so tests of the
+/// order fix it by a choice among `[id]` alone).
+fn after(id: InstanceId) -> Router {
+    let mut r = router(1);
+    assert_eq!(r.round_robin(Candidates::new(&[id])), Ok(id));
+    r
+}
+
 fn busy(threshold: u32) -> Option<NonZeroU32> {
     NonZeroU32::new(threshold)
 }
@@ -23,7 +31,7 @@ fn round_robin_n(r: &mut Router, c: Candidates<'_>, n: usize) -> Vec<InstanceId>
 #[test]
 fn round_robin_cycles_in_ascending_order() {
     let ids = [0x10, 0x20, 0x30];
-    let mut r = router(1);
+    let mut r = after(0x30);
     assert_eq!(
         round_robin_n(&mut r, Candidates::new(&ids), 7),
         [0x10, 0x20, 0x30, 0x10, 0x20, 0x30, 0x10]
@@ -33,7 +41,7 @@ fn round_robin_cycles_in_ascending_order() {
 #[test]
 fn round_robin_order_does_not_depend_on_list_order() {
     let ids = [0x30, 0x10, 0x20];
-    let mut r = router(1);
+    let mut r = after(0x30);
     assert_eq!(
         round_robin_n(&mut r, Candidates::new(&ids), 4),
         [0x10, 0x20, 0x30, 0x10]
@@ -42,7 +50,7 @@ fn round_robin_order_does_not_depend_on_list_order() {
 
 #[test]
 fn round_robin_keeps_its_place_when_instances_come_and_go() {
-    let mut r = router(1);
+    let mut r = after(9);
     assert_eq!(r.round_robin(Candidates::new(&[1, 5, 9])), Ok(1));
     assert_eq!(r.round_robin(Candidates::new(&[1, 5, 9])), Ok(5));
     // 7 appears between 5 and 9: it is next, nobody is skipped.
@@ -59,7 +67,7 @@ fn round_robin_keeps_its_place_when_instances_come_and_go() {
 fn round_robin_skips_instances_reported_down_until_restored() {
     let ids = [1, 2, 3];
     let mut down = BTreeSet::from([2]);
-    let mut r = router(1);
+    let mut r = after(3);
     assert_eq!(
         round_robin_n(&mut r, Candidates::new(&ids).down(&down), 4),
         [1, 3, 1, 3]
@@ -70,6 +78,38 @@ fn round_robin_skips_instances_reported_down_until_restored() {
         round_robin_n(&mut r, Candidates::new(&ids).down(&down), 4),
         [1, 2, 3, 1]
     );
+}
+
+#[test]
+fn round_robin_starts_at_a_seeded_random_instance() {
+    // Issue 9 item 5: every new process called the lowest id. One router per process, each
+    // with its own seed: the first choices cover every instance, about evenly.
+    let ids = [0x10, 0x20, 0x30, 0x40];
+    let mut firsts = BTreeMap::new();
+    for seed in 0..400 {
+        let first = router(seed).round_robin(Candidates::new(&ids)).unwrap();
+        *firsts.entry(first).or_insert(0u32) += 1;
+    }
+    assert_eq!(firsts.keys().copied().collect::<Vec<_>>(), ids);
+    for (id, n) in firsts {
+        // Expected 100 each; 50..150 is more than 5 standard deviations wide.
+        assert!((50..150).contains(&n), "{id:x} first {n} times of 400");
+    }
+    // The same seed, the same start.
+    let first = |seed| router(seed).round_robin(Candidates::new(&ids)).unwrap();
+    assert_eq!(first(5), first(5));
+}
+
+#[test]
+fn round_robin_first_choice_skips_down_instances() {
+    let down = BTreeSet::from([1, 3]);
+    for seed in 0..50 {
+        let mut r = router(seed);
+        assert_eq!(
+            r.round_robin(Candidates::new(&[1, 2, 3]).down(&down)),
+            Ok(2)
+        );
+    }
 }
 
 #[test]
@@ -167,7 +207,7 @@ fn direct_refuses_a_busy_instance() {
 fn busy_threshold_skips_instances_at_or_above_it() {
     let ids = [1, 2, 3];
     let load = |id: InstanceId| if id == 2 { 4 } else { 3 };
-    let mut r = router(1);
+    let mut r = after(3);
     r.set_busy_threshold(busy(4));
     assert_eq!(r.busy_threshold(), busy(4));
     assert_eq!(
@@ -243,7 +283,7 @@ fn everything_down_is_no_instances_and_says_so() {
 
 #[test]
 fn a_failed_round_robin_does_not_move_the_position() {
-    let mut r = router(1);
+    let mut r = after(3);
     assert_eq!(r.round_robin(Candidates::new(&[1, 2, 3])), Ok(1));
     assert!(r.round_robin(Candidates::new(&[])).is_err());
     assert_eq!(r.round_robin(Candidates::new(&[1, 2, 3])), Ok(2));
@@ -302,7 +342,9 @@ proptest! {
         let ids: Vec<_> = ids.into_iter().collect();
         let mut r = Router::new(EP, 0);
         let picks = round_robin_n(&mut r, Candidates::new(&ids), ids.len() * k);
-        let expected: Vec<_> = ids.iter().copied().cycle().take(ids.len() * k).collect();
+        // From wherever the seeded first choice fell, the ascending cycle.
+        let start = ids.iter().position(|&id| id == picks[0]).expect("a discovered id");
+        let expected: Vec<_> = ids.iter().copied().cycle().skip(start).take(ids.len() * k).collect();
         prop_assert_eq!(picks, expected);
     }
 }

@@ -359,3 +359,128 @@ fn mem_discovery_is_refused_for_tools_that_look_at_other_processes() {
         );
     }
 }
+
+/// The instance a successful `dynrt call` says served it (`(3 items in … ms from instance 1a2b)`).
+fn served_by(out: &Output) -> String {
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    stderr
+        .split("from instance ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no 'from instance' in: {stderr}"))
+        .to_owned()
+}
+
+/// The files under `dir` whose name holds `instance` (the file store's record of it).
+fn record_files(dir: &Path, instance: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(instance))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Issue 9 item 5: separate `dynrt call` processes spread over two workers (each process's
+/// round robin starts at a random instance), and after kill -9 of one worker every call still
+/// succeeds: the refused connect is retried on the other while the dead worker's record is
+/// still in discovery.
+#[test]
+fn call_processes_spread_over_workers_and_retry_past_a_killed_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let start = || {
+        let mut serve = dynrt(&["serve"]);
+        file_backend(&mut serve, dir.path());
+        Worker::start(serve)
+    };
+    let (first, second) = (start(), start());
+    let call = || {
+        let mut call = dynrt(&[
+            "call",
+            "dyn://demo.backend.generate",
+            r#"{"prompt":"hi","max_tokens":2}"#,
+        ]);
+        file_backend(&mut call, dir.path());
+        run(call, LIMIT)
+    };
+    // Both records are visible before the first call.
+    let deadline = Instant::now() + LIMIT;
+    while [&first, &second]
+        .iter()
+        .any(|w| record_files(dir.path(), &w.instance).is_empty())
+    {
+        assert!(Instant::now() < deadline, "records not written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let mut served = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..20 {
+        *served.entry(served_by(&call())).or_default() += 1;
+    }
+    for worker in [&first, &second] {
+        assert!(
+            served.get(&worker.instance).is_some_and(|&n| n > 0),
+            "worker {} served none of 20 calls: {served:?}",
+            worker.instance
+        );
+    }
+
+    // Kill the worker with the lower id (the one every process used to call first), and keep
+    // its record fresh as a lease that has not expired yet would be.
+    let id = |w: &Worker| u64::from_str_radix(&w.instance, 16).expect("hex id");
+    let (mut dead, alive) = if id(&first) < id(&second) {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    dead.child.0.kill().expect("kill -9");
+    dead.child.0.wait().expect("reaped");
+    let records = record_files(dir.path(), &dead.instance);
+    assert!(
+        !records.is_empty(),
+        "the dead worker's record is gone early"
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keeper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for path in &records {
+                    let file = std::fs::File::options().write(true).open(path);
+                    let _ = file.and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    for n in 0..10 {
+        let out = call();
+        assert_eq!(
+            text(&out.stdout),
+            "hi\nhi\n",
+            "call {n}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(served_by(&out), alive.instance, "call {n}");
+    }
+    // The dead worker is still listed: the calls succeeded by retrying, not because it was
+    // gone from discovery.
+    let mut ls = dynrt(&["ls"]);
+    file_backend(&mut ls, dir.path());
+    let listed = text(&run(ls, LIMIT).stdout);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    keeper.join().expect("keeper");
+    assert!(listed.contains(&dead.instance), "{listed}");
+    drop(alive);
+}

@@ -107,7 +107,9 @@
 //! | `Closed` | anything | `Closed` | — |
 //!
 //! Entering `Closed` ends every open stream (client: `End` with `Disconnected`, or
-//! `BackendProtocol` when the peer broke the protocol, or `Cancelled` after a local `close`;
+//! `WorkerUnavailable` if its REQUEST was still queued — never handed to the driver, so the
+//! peer cannot have seen it and a caller may send it elsewhere —, or `BackendProtocol` when
+//! the peer broke the protocol, or `Cancelled` after a local `close`;
 //! server: `Cancelled(Kill)`), then raises `Closed`, always the last event.
 //!
 //! ## Client stream states
@@ -622,6 +624,17 @@ impl Conn {
         if self.is_closed() {
             return;
         }
+        // REQUESTs still queued never reached the driver, so the peer cannot have seen them:
+        // their streams end as refusals (WorkerUnavailable), which a caller may retry
+        // elsewhere, not as Disconnected, which it may not.
+        let unsent: Vec<StreamId> = self
+            .queue
+            .iter()
+            .filter_map(|frame| match frame {
+                Frame::Request(request) => Some(request.stream),
+                _ => None,
+            })
+            .collect();
         if !matches!(reason, CloseReason::Drained) {
             self.queue.clear();
             self.pong = None;
@@ -645,8 +658,22 @@ impl Conn {
             _ => ErrorKind::DISCONNECTED,
         };
         let message = WireStr::from(format!("connection closed: {reason}"));
+        let unsent_message = WireStr::from(format!(
+            "connection closed before the request was sent: {reason}"
+        ));
         for (id, stream) in std::mem::take(&mut self.streams) {
             match stream {
+                Stream::Receiving { .. }
+                    if kind == ErrorKind::DISCONNECTED && unsent.contains(&id) =>
+                {
+                    self.events.push_back(Event::End {
+                        id,
+                        result: Err(StreamError {
+                            kind: ErrorKind::WORKER_UNAVAILABLE,
+                            message: unsent_message.clone(),
+                        }),
+                    });
+                }
                 Stream::Receiving { .. } => self.events.push_back(Event::End {
                     id,
                     result: Err(StreamError {

@@ -1,6 +1,16 @@
 //! Calling an endpoint: watch its instances, pick one, stream the answer.
+//!
+//! A request that the chosen instance never took — the dial failed, the connection closed
+//! before the request was written, or the first answer is `WorkerUnavailable` or
+//! `WorkerOverloaded` — is offered to another instance, up to the client's [`RetryConfig`]
+//! (default 3 instances); the refusing instance is reported down unless it was only busy.
+//! The core decides what counts as taken ([`dynrt_core::router::Outcome`]); this module only
+//! reports what it saw. An error returned before a stream exists is known to be a refusal; a
+//! refusal that arrives as the stream's first answer is handled inside [`CallStream`], so a
+//! call returns as soon as its request is sent, as before.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -10,7 +20,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dynrt_core::discovery::{Instance, InstanceAddress};
 use dynrt_core::names::{EndpointId, InstanceId};
-use dynrt_core::router::{Candidates, Policy, RouteError, Router};
+use dynrt_core::router::{
+    Attempts, Candidates, Outcome, Policy, RetryConfig, RouteError, Router, Verdict,
+};
 use futures_lite::{Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -69,19 +81,34 @@ pub struct Client<R: Runtime> {
     endpoint: EndpointId,
     instances: SharedInstances<R>,
     router: Arc<Mutex<Router>>,
+    retry: RetryConfig,
 }
 
 impl<R: Runtime> Client<R> {
     pub(crate) fn new(drt: DistributedRuntime<R>, endpoint: EndpointId) -> Self {
         let instances = drt.discovery().instances(&endpoint);
-        let seed = drt.instance_id().0 ^ 0x9e37_79b9_7f4a_7c15;
-        let router = Router::new(endpoint.path(), seed);
+        let router = Router::new(endpoint.path(), router_seed(drt.instance_id()));
         Self {
             drt,
             endpoint,
             instances,
             router: Arc::new(Mutex::new(router)),
+            retry: RetryConfig::default(),
         }
+    }
+
+    /// How many instances one request may be offered to when instances refuse it (unreachable,
+    /// closed before the request was written, `WorkerUnavailable`, `WorkerOverloaded`); the
+    /// default is [`RetryConfig::DEFAULT_MAX_ATTEMPTS`]. A request an instance accepted is
+    /// never sent again, and a direct call never goes to another instance.
+    pub fn with_retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The retry budget ([`Self::with_retry`]).
+    pub fn retry(&self) -> RetryConfig {
+        self.retry
     }
 
     /// The endpoint it calls.
@@ -111,12 +138,13 @@ impl<R: Runtime> Client<R> {
             .map_err(ClientError::Wait)
     }
 
-    /// Calls the next instance in id order.
+    /// Calls the next instance in id order (the first call of a client starts at a random
+    /// one, so that many short-lived processes spread over the instances).
     pub async fn round_robin(&self, payload: Bytes) -> Result<CallStream, ClientError> {
         self.call(Policy::RoundRobin, payload).await
     }
 
-    /// Calls an instance chosen at random (seeded by this process's instance id).
+    /// Calls an instance chosen at random.
     pub async fn random(&self, payload: Bytes) -> Result<CallStream, ClientError> {
         self.call(Policy::Random, payload).await
     }
@@ -157,7 +185,6 @@ impl<R: Runtime> Client<R> {
         payload: Bytes,
         origin: Origin,
     ) -> Result<CallStream, ClientError> {
-        let instance = self.choose(policy)?;
         let own = self.drt.instance_id();
         let mut header = RequestHeader::new(format!("{:x}-{}", own.0, next_request_number()));
         if origin == Origin::Canary {
@@ -166,7 +193,100 @@ impl<R: Runtime> Client<R> {
         let header = header
             .to_msgpack()
             .map_err(|e| ClientError::Encode(e.to_string()))?;
-        if instance.id == own {
+        // A canary checks one instance: it is never moved to another.
+        let retry = match origin {
+            Origin::Caller => self.retry,
+            Origin::Canary => RetryConfig::never(),
+        };
+        let request = Request {
+            header,
+            payload,
+            origin,
+        };
+        self.deliver(Attempts::new(policy, retry), request, None)
+            .await
+    }
+
+    /// Offers `request` to instances until one takes it (its stream is returned) or the
+    /// attempts run out (the last refusal is returned). `refused`: the error of an earlier
+    /// refusal, returned if no instance is left to try.
+    pub(super) async fn deliver(
+        &self,
+        mut attempts: Attempts,
+        request: Request,
+        mut refused: Option<ClientError>,
+    ) -> Result<CallStream, ClientError> {
+        loop {
+            let instance = match self.choose(&mut attempts) {
+                Ok(instance) => instance,
+                Err(e) => return Err(refused.unwrap_or(ClientError::Route(e))),
+            };
+            let (outcome, error) = match self.attempt(&instance, &request).await {
+                Ok(mut stream) => {
+                    if !stream.is_local() {
+                        stream.first_answer = Some(Box::new(Retry {
+                            client: self.clone(),
+                            attempts,
+                            request,
+                        }));
+                    }
+                    return Ok(stream);
+                }
+                Err(AttemptError::Refused(outcome, error)) => (outcome, error),
+                Err(AttemptError::Failed(error)) => return Err(error),
+            };
+            let error = ClientError::Call {
+                instance: instance.id,
+                error,
+            };
+            let verdict = attempts.handle_outcome(outcome);
+            if !self.refused(&attempts, verdict, &error) {
+                return Err(error);
+            }
+            refused = Some(error);
+        }
+    }
+
+    /// Acts on a refusal: reports the instance down if it should be, logs. Returns whether to
+    /// try another instance.
+    fn refused(&self, attempts: &Attempts, verdict: Verdict, error: &ClientError) -> bool {
+        let (refusal, retry) = match verdict {
+            Verdict::Accepted => return false,
+            Verdict::Retry(refusal) => (refusal, true),
+            Verdict::GiveUp(refusal) => (refusal, false),
+        };
+        let instance = *attempts.tried().last().expect("an attempt was made");
+        if refusal.reports_down() {
+            self.instances.report_down(InstanceId(instance));
+        }
+        if retry {
+            tracing::warn!(
+                endpoint = %self.endpoint.path(),
+                attempt = attempts.attempts(),
+                ?refusal,
+                %error,
+                "instance refused the request; trying another"
+            );
+        } else if attempts.attempts() > 1 {
+            tracing::warn!(
+                endpoint = %self.endpoint.path(),
+                attempts = attempts.attempts(),
+                ?refusal,
+                %error,
+                "instance refused the request; no attempt left"
+            );
+        }
+        retry
+    }
+
+    /// One attempt on `instance`: in-process if it is this process, else over the network.
+    /// Errors before the instance could have seen the request are refusals.
+    async fn attempt(
+        &self,
+        instance: &Instance,
+        request: &Request,
+    ) -> Result<CallStream, AttemptError> {
+        if instance.id == self.drt.instance_id() {
             let local = self
                 .drt
                 .inner()
@@ -176,30 +296,37 @@ impl<R: Runtime> Client<R> {
                 .get(&self.endpoint.path())
                 .cloned();
             if let Some(handler) = local {
-                let context = RequestContext::local(header);
-                return Ok(CallStream::local(
-                    handler.handle_from(payload, context, origin),
-                ));
+                let context = RequestContext::local(request.header.clone());
+                return Ok(CallStream::local(handler.handle_from(
+                    request.payload.clone(),
+                    context,
+                    request.origin,
+                )));
             }
         }
         let InstanceAddress::Tcp(transport) = &instance.address else {
-            return Err(ClientError::Unsupported {
+            return Err(AttemptError::Failed(ClientError::Unsupported {
                 instance: instance.id,
                 reason: "it serves over NATS; only the tcp request plane is implemented".into(),
-            });
+            }));
         };
         if instance.mux.is_none() {
-            return Err(ClientError::Unsupported {
+            return Err(AttemptError::Failed(ClientError::Unsupported {
                 instance: instance.id,
                 reason: "it speaks only Dynamo's TCP protocol; dynrt calls it once the compat layer lands".into(),
-            });
+            }));
         }
         let route = transport.route_str().unwrap_or_default();
         match self
             .drt
             .inner()
             .connector
-            .call(transport.addr, route, header, payload)
+            .call(
+                transport.addr,
+                route,
+                request.header.clone(),
+                request.payload.clone(),
+            )
             .await
         {
             Ok(stream) => Ok(CallStream::remote(
@@ -207,36 +334,109 @@ impl<R: Runtime> Client<R> {
                 self.instances.clone(),
                 instance.id,
             )),
+            // No stream was opened: the request never left this process.
             Err(error) => {
-                if error.is_transport_failure() {
-                    self.instances.report_down(instance.id);
-                }
-                Err(ClientError::Call {
-                    instance: instance.id,
-                    error,
-                })
+                let outcome = match error {
+                    CallError::Connect { .. } => Outcome::ConnectFailed,
+                    _ => Outcome::ClosedBeforeSent,
+                };
+                Err(AttemptError::Refused(outcome, error))
             }
         }
     }
 
-    fn choose(&self, policy: Policy) -> Result<Instance, ClientError> {
-        let policy_instances = match policy {
+    fn choose(&self, attempts: &mut Attempts) -> Result<Instance, RouteError> {
+        let policy_instances = match attempts.policy() {
             Policy::Direct(_) => self.instances.instances(),
             _ => self.instances.available(),
         };
         let ids: Vec<u64> = policy_instances.iter().map(|i| i.id.0).collect();
-        let chosen = self
-            .router
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .choose(policy, Candidates::new(&ids))
-            .map_err(ClientError::Route)?;
+        let chosen = {
+            let mut router = self.router.lock().unwrap_or_else(|p| p.into_inner());
+            attempts.choose(&mut router, Candidates::new(&ids))?
+        };
         Ok(policy_instances
             .iter()
             .find(|i| i.id.0 == chosen)
             .expect("the router chose among these ids")
             .clone())
     }
+}
+
+/// One request, as offered to each instance in turn.
+pub(super) struct Request {
+    header: Bytes,
+    payload: Bytes,
+    origin: Origin,
+}
+
+/// Why an attempt produced no stream.
+enum AttemptError {
+    /// Before the instance could have seen the request: what happened, and the error.
+    Refused(Outcome, CallError),
+    /// Not a matter of delivery (the instance speaks a protocol this dynrt cannot): final.
+    Failed(ClientError),
+}
+
+/// What a remote stream keeps until its first answer, to offer its request to another
+/// instance if that answer is a refusal (`WorkerUnavailable`, `WorkerOverloaded`).
+trait FirstAnswer: Send {
+    /// The stream's first answer was `outcome`, with `error` if it failed. `Some`: the
+    /// instance refused and a retry is under way; its result replaces the stream.
+    fn first_answer(
+        self: Box<Self>,
+        instance: InstanceId,
+        outcome: Outcome,
+        error: Option<&CallError>,
+    ) -> Option<RetryFuture>;
+}
+
+type RetryFuture = Pin<Box<dyn Future<Output = Result<CallStream, ClientError>> + Send>>;
+
+struct Retry<R: Runtime> {
+    client: Client<R>,
+    attempts: Attempts,
+    request: Request,
+}
+
+impl<R: Runtime> FirstAnswer for Retry<R> {
+    fn first_answer(
+        mut self: Box<Self>,
+        instance: InstanceId,
+        outcome: Outcome,
+        error: Option<&CallError>,
+    ) -> Option<RetryFuture> {
+        let verdict = self.attempts.handle_outcome(outcome);
+        let error = ClientError::Call {
+            instance,
+            error: error?.clone(),
+        };
+        if !self.client.refused(&self.attempts, verdict, &error) {
+            return None;
+        }
+        let Self {
+            client,
+            attempts,
+            request,
+        } = *self;
+        Some(Box::pin(async move {
+            client.deliver(attempts, request, Some(error)).await
+        }))
+    }
+}
+
+/// A seed for a client's router, different in every process and every client: the standard
+/// library's per-process random hash keys, this process's id and instance id, and the time.
+/// (The core takes a seed and never draws one.)
+fn router_seed(own: InstanceId) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(own.0);
+    hasher.write_u32(std::process::id());
+    if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(since_epoch.as_nanos());
+    }
+    hasher.finish()
 }
 
 fn next_request_number() -> u64 {
@@ -246,8 +446,15 @@ fn next_request_number() -> u64 {
 }
 
 /// The response items of one call through a [`Client`], local or remote.
+///
+/// A remote call's first answer decides whether the instance took the request: if it refused
+/// (`WorkerUnavailable`: draining or a GOAWAY that came first; `WorkerOverloaded`), the stream
+/// offers the request to another instance within the client's [`RetryConfig`] and continues
+/// with that one's answer. Once an item has arrived, nothing is retried.
 pub struct CallStream {
     kind: CallKind,
+    /// A network call, until its first answer: how to retry if that answer is a refusal.
+    first_answer: Option<Box<dyn FirstAnswer>>,
 }
 
 enum CallKind {
@@ -257,6 +464,8 @@ enum CallKind {
         instances: Box<dyn ReportDown>,
         instance: InstanceId,
     },
+    /// The first instance refused; another is being tried.
+    Retrying(RetryFuture),
     Local(BoxItemStream),
 }
 
@@ -282,18 +491,29 @@ impl CallStream {
                 instances: Box::new(instances),
                 instance,
             },
+            first_answer: None,
         }
     }
 
     fn local(items: BoxItemStream) -> Self {
         Self {
             kind: CallKind::Local(items),
+            first_answer: None,
         }
     }
 
     /// Whether the call was served in-process, without the network.
     pub fn is_local(&self) -> bool {
         matches!(self.kind, CallKind::Local(_))
+    }
+
+    /// The instance serving the call over the network (after a retry, the one that took the
+    /// request); `None` for an in-process call or while another instance is being tried.
+    pub fn instance(&self) -> Option<InstanceId> {
+        match &self.kind {
+            CallKind::Remote { instance, .. } => Some(*instance),
+            CallKind::Retrying(_) | CallKind::Local(_) => None,
+        }
     }
 
     /// Reads every item; returns them with the error that ended the stream, if any.
@@ -309,28 +529,71 @@ impl CallStream {
     }
 }
 
+/// What a first answer says about delivery.
+fn first_outcome(item: &Option<Result<Bytes, CallError>>) -> Outcome {
+    match item {
+        None | Some(Ok(_)) => Outcome::Answered,
+        Some(Err(CallError::Stream(e))) => Outcome::EndedBeforeData(e.kind),
+        Some(Err(CallError::Connect { .. })) => Outcome::ConnectFailed,
+        // The request went out (or may have): the instance may have started on it.
+        Some(Err(_)) => Outcome::ClosedAfterSent,
+    }
+}
+
 impl Stream for CallStream {
     type Item = Result<Bytes, CallError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match &mut self.kind {
-            CallKind::Remote {
-                stream,
-                instances,
-                instance,
-            } => {
-                let item = std::task::ready!(stream.poll_next(cx));
-                if let Some(Err(error)) = &item
-                    && error.is_transport_failure()
-                {
-                    instances.report_down(*instance);
+        loop {
+            let (item, instance) = match &mut self.kind {
+                CallKind::Remote {
+                    stream, instance, ..
+                } => (std::task::ready!(stream.poll_next(cx)), *instance),
+                CallKind::Retrying(retry) => match std::task::ready!(retry.as_mut().poll(cx)) {
+                    // The stream of the instance that took it (with its own first-answer hook).
+                    Ok(next) => {
+                        *self = next;
+                        continue;
+                    }
+                    Err(error) => {
+                        // No instance took it: the last refusal ends the stream.
+                        self.kind = CallKind::Local(Box::pin(futures_lite::stream::empty()));
+                        return Poll::Ready(Some(Err(error.into_call_error())));
+                    }
+                },
+                CallKind::Local(items) => {
+                    return Poll::Ready(
+                        std::task::ready!(items.as_mut().poll_next(cx))
+                            .map(|item| item.map_err(|e| CallError::Stream(e.into_stream_error()))),
+                    );
                 }
-                Poll::Ready(item)
+            };
+            if let Some(first) = self.first_answer.take() {
+                let error = item.as_ref().and_then(|item| item.as_ref().err());
+                if let Some(retry) = first.first_answer(instance, first_outcome(&item), error) {
+                    self.kind = CallKind::Retrying(retry);
+                    continue;
+                }
             }
-            CallKind::Local(items) => Poll::Ready(
-                std::task::ready!(items.as_mut().poll_next(cx))
-                    .map(|item| item.map_err(|e| CallError::Stream(e.into_stream_error()))),
-            ),
+            if let (CallKind::Remote { instances, .. }, Some(Err(error))) = (&self.kind, &item)
+                && error.is_transport_failure()
+            {
+                instances.report_down(instance);
+            }
+            return Poll::Ready(item);
+        }
+    }
+}
+
+impl ClientError {
+    /// As the error of a stream: a call error as it is, anything else as `Unavailable`.
+    fn into_call_error(self) -> CallError {
+        match self {
+            Self::Call { error, .. } => error,
+            other => CallError::Stream(dynrt_core::wire::mux::StreamError::new(
+                crate::mux::ErrorKind::UNAVAILABLE,
+                other.to_string(),
+            )),
         }
     }
 }

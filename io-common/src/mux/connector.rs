@@ -66,23 +66,37 @@ impl<R: Runtime> Connector<R> {
                 let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
                 match peers.get(&addr) {
                     Some(Slot::Ready(client)) if client.is_usable() => return Ok(client.clone()),
-                    Some(Slot::Connecting(done)) => Some(done.listen()),
+                    Some(Slot::Connecting(done)) => Ok(done.listen()),
                     _ => {
-                        peers.insert(addr, Slot::Connecting(Arc::new(Notify::new())));
-                        None
+                        let done = Arc::new(Notify::new());
+                        peers.insert(addr, Slot::Connecting(done.clone()));
+                        Err(done)
                     }
                 }
             };
             match wait {
-                Some(listener) => listener.await,
-                None => return self.dial_and_publish(addr).await,
+                Ok(listener) => listener.await,
+                Err(slot) => return self.dial_and_publish(addr, slot).await,
             }
         }
     }
 
-    /// Dials `addr` (this task owns its `Connecting` slot) and publishes the outcome.
-    async fn dial_and_publish(&self, addr: SocketAddr) -> Result<MuxClient, CallError> {
+    /// Dials `addr` (this task owns its `Connecting` slot) and publishes the outcome. If this
+    /// future is dropped mid-dial (the caller gave up), the guard frees the slot and wakes the
+    /// tasks waiting on it, so one of them dials instead of every later call waiting forever.
+    async fn dial_and_publish(
+        &self,
+        addr: SocketAddr,
+        slot: Arc<Notify>,
+    ) -> Result<MuxClient, CallError> {
+        let mut guard = ConnectingGuard {
+            peers: &self.peers,
+            addr,
+            slot,
+            armed: true,
+        };
         let result = self.dial(addr).await;
+        guard.armed = false;
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         let previous = match &result {
             Ok(client) => peers.insert(addr, Slot::Ready(client.clone())),
@@ -131,5 +145,32 @@ impl<R: Runtime> Connector<R> {
             None,
         ));
         Ok(MuxClient { shared })
+    }
+}
+
+/// Frees a `Connecting` slot whose dial was abandoned (its future dropped before the outcome
+/// was published), waking whoever waits on it.
+struct ConnectingGuard<'a> {
+    peers: &'a Mutex<HashMap<SocketAddr, Slot>>,
+    addr: SocketAddr,
+    slot: Arc<Notify>,
+    armed: bool,
+}
+
+impl Drop for ConnectingGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        // Only this dial's own slot: `forget` may have removed it, and another dial may own
+        // a newer one.
+        if let Some(Slot::Connecting(done)) = peers.get(&self.addr)
+            && Arc::ptr_eq(done, &self.slot)
+        {
+            peers.remove(&self.addr);
+        }
+        drop(peers);
+        self.slot.notify(usize::MAX);
     }
 }

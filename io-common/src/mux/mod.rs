@@ -16,6 +16,7 @@ mod connector;
 mod driver;
 mod error;
 mod handler;
+pub mod limit;
 mod server;
 mod state;
 

@@ -15,6 +15,7 @@ use futures_lite::future;
 
 use super::driver::Driver;
 use super::handler::{BoxItemStream, Handlers, RequestContext};
+use super::limit::{ConnectionLimit, DEFAULT_MAX_CONNECTIONS, Permit};
 use super::state::{CancelState, ServeSlot, Shared};
 use crate::runtime::{self, Runtime};
 
@@ -25,6 +26,10 @@ pub struct ServerConfig {
     pub conn: ConnConfig,
     /// How long a new connection may take to send its first three bytes.
     pub sniff_timeout: Duration,
+    /// Connections held at once, in every phase from accept to close; at the cap a new
+    /// connection is accepted and closed at once (see [`super::limit`] for why). Default
+    /// [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +37,7 @@ impl Default for ServerConfig {
         Self {
             conn: ConnConfig::default(),
             sniff_timeout: Duration::from_secs(10),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -43,6 +49,7 @@ pub struct MuxServer {
     stopped: Arc<AtomicBool>,
     handlers: Handlers,
     connections: Connections,
+    limit: ConnectionLimit,
 }
 
 /// The connections a server accepted, so it can close them all.
@@ -63,19 +70,21 @@ impl MuxServer {
         let local_addr = R::local_addr(&listener)?;
         let stopped = Arc::new(AtomicBool::new(false));
         let connections = Connections::default();
+        let limit = ConnectionLimit::new(config.max_connections);
         rt.spawn(accept_loop(
             rt.clone(),
             listener,
             handlers.clone(),
             config,
             stopped.clone(),
-            connections.clone(),
+            (connections.clone(), limit.clone()),
         ));
         Ok(Self {
             local_addr,
             stopped,
             handlers,
             connections,
+            limit,
         })
     }
 
@@ -113,6 +122,12 @@ impl MuxServer {
             .sum()
     }
 
+    /// Sockets held right now in any phase (sniffing, handshake, serving): what
+    /// [`ServerConfig::max_connections`] caps.
+    pub fn held_connections(&self) -> usize {
+        self.limit.open()
+    }
+
     /// Connections open right now. After a GOAWAY exchange a connection closes by itself once
     /// its last stream has ended and its last frames are written.
     pub fn open_connections(&self) -> usize {
@@ -147,7 +162,7 @@ async fn accept_loop<R: Runtime>(
     handlers: Handlers,
     config: ServerConfig,
     stopped: Arc<AtomicBool>,
-    connections: Connections,
+    (connections, limit): (Connections, ConnectionLimit),
 ) {
     loop {
         // Poll the stop flag at least every 100 ms while idle.
@@ -163,13 +178,18 @@ async fn accept_loop<R: Runtime>(
             return;
         }
         match accepted {
-            Some(Ok((tcp, _peer))) => rt.spawn(serve_connection(
-                rt.clone(),
-                tcp,
-                handlers.clone(),
-                config.clone(),
-                connections.clone(),
-            )),
+            Some(Ok((tcp, peer))) => match limit.try_acquire(peer) {
+                Some(permit) => rt.spawn(serve_connection(
+                    rt.clone(),
+                    tcp,
+                    handlers.clone(),
+                    config.clone(),
+                    connections.clone(),
+                    permit,
+                )),
+                // At the cap: closed at once (dropped), see `limit`.
+                None => drop(tcp),
+            },
             // Out of file descriptors and the like: back off briefly instead of spinning.
             Some(Err(_)) => {
                 runtime::sleep_until(&rt, Instant::now() + Duration::from_millis(50)).await
@@ -186,6 +206,8 @@ async fn serve_connection<R: Runtime>(
     handlers: Handlers,
     config: ServerConfig,
     connections: Connections,
+    // Held until the connection ends, in every phase.
+    _permit: Permit,
 ) {
     let mut buf = BytesMut::new();
     let deadline = Instant::now() + config.sniff_timeout;

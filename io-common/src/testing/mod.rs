@@ -22,8 +22,10 @@ use crate::discovery::{
 };
 use crate::runtime::Runtime;
 
+pub mod connections;
 mod local;
 pub mod mux;
+pub mod routing;
 pub mod runtime;
 pub mod system;
 pub mod system_server;

@@ -118,8 +118,12 @@ async fn call(
             }
         }
     }
+    let served_by = stream
+        .instance()
+        .map(|id| format!(" from instance {id}"))
+        .unwrap_or_default();
     eprintln!(
-        "({items} items in {:.3} ms)",
+        "({items} items in {:.3} ms{served_by})",
         start.elapsed().as_secs_f64() * 1e3
     );
     Ok(())

@@ -1,0 +1,20 @@
+//! Connections on smol: an abandoned dial does not wedge its address (issue 9 item 8), the
+//! server's connection cap (item 3). The scenarios are shared with dynrt-tokio's tests
+//! (`dynrt_io::testing::connections`).
+
+use dynrt_io::testing::connections as scenario;
+use dynrt_smol::SmolRuntime;
+
+macro_rules! scenarios {
+    ($($name:ident => $scenario:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            smol::block_on(scenario::$scenario(&SmolRuntime::new()));
+        }
+    )*};
+}
+
+scenarios! {
+    a_call_dropped_mid_dial_does_not_wedge_the_address => dropped_dial_does_not_wedge_the_address,
+    the_connection_cap_closes_new_connections_and_spares_open_ones => connection_cap_closes_new_connections_and_spares_open_ones,
+}

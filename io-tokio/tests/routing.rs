@@ -1,0 +1,22 @@
+//! Routing on tokio (issue 9 item 5): fresh clients spread over the instances, refusals are
+//! retried elsewhere within the budget, accepted requests never. The scenarios are shared with
+//! dynrt-smol's tests (`dynrt_io::testing::routing`).
+
+use dynrt_io::testing::routing as scenario;
+use dynrt_tokio::TokioRuntime;
+
+macro_rules! scenarios {
+    ($($name:ident => $scenario:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            scenario::$scenario(&TokioRuntime::current()).await;
+        }
+    )*};
+}
+
+scenarios! {
+    fresh_clients_spread_over_instances => fresh_clients_spread_over_instances,
+    a_refused_connect_is_retried_on_another_instance => refused_connect_is_retried_elsewhere,
+    an_overloaded_answer_is_retried_and_not_reported_down => overloaded_answer_is_retried_and_not_reported_down,
+    an_accepted_request_is_never_retried => accepted_request_is_never_retried,
+}
