@@ -138,7 +138,7 @@ fn raise_open_file_limit(needed: u64) {
 pub async fn probes_answer_with_1100_idle_sockets_at_the_default_cap<R: Runtime>(rt: &R) {
     const IDLE: usize = 1100;
     // Both ends of every socket live in this process, plus what the runtime holds.
-    raise_open_file_limit(2 * IDLE as u64 + 512);
+    raise_open_file_limit(2 * IDLE as u64 + 1024);
     let server = start_with(rt, local(0)).await;
     let addr = server.local_addr();
     let sockets = idle_sockets(rt, addr, IDLE).await;
