@@ -24,9 +24,10 @@
 //! ```
 
 pub use dynrt_io::system_server::{
-    ArtifactRootError, CanarySender, CanaryStream, DEFAULT_DRAIN_TIMEOUT, HealthCheckDriver,
-    MAX_ARTIFACT_BYTES, MAX_CONNECTIONS, MAX_REQUEST_BODY, SystemServerConfig, SystemServerError,
-    SystemState,
+    ArtifactRootError, CanarySender, CanaryStream, DEFAULT_BODY_READ_TIMEOUT,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES, HealthCheckDriver, MAX_ARTIFACT_BYTES, MAX_REQUEST_BODY,
+    SystemServerConfig, SystemServerError, SystemState,
 };
 
 use crate::TokioRuntime;

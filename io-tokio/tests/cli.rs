@@ -483,4 +483,68 @@ fn call_processes_spread_over_workers_and_retry_past_a_killed_one() {
     keeper.join().expect("keeper");
     assert!(listed.contains(&dead.instance), "{listed}");
     drop(alive);
+
+/// `GET path` on `127.0.0.1:port` with `Connection: close`: the status code and body, or `None`
+/// when nothing answers (yet). Every step is bounded.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::Write;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: dynrt.test\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).ok()?;
+    let reply = text(&reply);
+    let status = reply.split(' ').nth(1)?.parse().ok()?;
+    let body = reply.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("bound").port()
+}
+
+/// `dynrt serve` with the status server on: `/live` is 200 and `/health` turns 200 with the
+/// endpoint listed ready — with canaries off (registration makes it ready) and on (a canary
+/// the worker sends itself does).
+#[test]
+fn serve_reports_ready_on_health_once_its_endpoint_serves() {
+    for canaries in [false, true] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut serve = dynrt(&["serve"]);
+        file_backend(&mut serve, dir.path());
+        serve.env("DYN_SYSTEM_PORT", port.to_string());
+        if canaries {
+            serve.env("DYN_HEALTH_CHECK_ENABLED", "true");
+        }
+        let worker = Worker::start(serve);
+        let live = http_get(port, "/live");
+        assert_eq!(live.as_ref().map(|r| r.0), Some(200), "{live:?}");
+        let deadline = Instant::now() + LIMIT;
+        let health = loop {
+            let health = http_get(port, "/health");
+            if health.as_ref().is_some_and(|(status, _)| *status == 200) {
+                break health.expect("answered");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "canaries {canaries}: /health never turned 200; last answer {health:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let body: serde_json::Value = serde_json::from_str(&health.1).expect("JSON body");
+        assert_eq!(body["status"], "ready", "{body}");
+        assert_eq!(body["endpoints"]["generate"], "ready", "{body}");
+        let report = worker.terminate();
+        assert!(report.contains("shutdown: clean"), "{report}");
+    }
 }

@@ -29,6 +29,12 @@
 //! canaries on, a target's status follows its canaries and traffic: see [`canary`] for that
 //! machine's table.
 //!
+//! So an endpoint reaches the process's verdict only through rules 3–5: a process whose
+//! endpoints were all registered without a health-check payload, with canaries off and no gated
+//! endpoints, reports its starting status for its whole life (not ready by default), as 1.6.1
+//! does. A worker that wants `/health` to follow its endpoint registers a payload for it (what
+//! Dynamo's workers and `dynrt serve` do) or names it in `DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS`.
+//!
 //! Endpoint keys are whatever the driver chooses; 1.6.1 uses the bare endpoint name
 //! (`"generate"`), and those keys are what `/health` lists.
 //!

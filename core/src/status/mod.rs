@@ -60,6 +60,7 @@
 //! of every body are 1.6.1's.
 
 pub mod artifact;
+pub mod connections;
 
 use std::time::Instant;
 

@@ -97,8 +97,14 @@ impl<R: Runtime> Endpoint<R> {
 
     /// Serves this endpoint with `handler` on this process's request-plane server, then
     /// registers the instance in discovery (in that order, so nobody is sent to a port that is
-    /// not listening yet), then reports it registered to the health state (ready, unless it
-    /// waits for a canary). The record advertises dynrt's mux protocol.
+    /// not listening yet), then reports it registered to the health state (the endpoint is
+    /// ready, unless it waits for a canary). The record advertises dynrt's mux protocol.
+    ///
+    /// An endpoint served this way does not gate the process's readiness: with canaries off,
+    /// `/health` stays at `DYN_SYSTEM_STARTING_HEALTH_STATUS` (not ready by default), as in
+    /// 1.6.1. To have the endpoint's readiness reach `/health`, serve it with
+    /// [`Self::serve_with_health_check`] (as `dynrt serve` does) or name it in
+    /// `DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS`.
     ///
     /// Every request is recorded in the endpoint's `dynamo_component_*` metrics (labels
     /// `dynamo_namespace`, `dynamo_component`, `dynamo_endpoint`, `worker_id`), as 1.6.1's work

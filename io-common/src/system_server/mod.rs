@@ -43,19 +43,50 @@
 //! stops it abruptly: the listener and every connection close as soon as their tasks next run,
 //! and in-flight requests get no answer.
 //!
+//! ## Under load: probes keep answering
+//!
+//! A liveness probe that times out restarts a healthy process, so no number of idle or slow
+//! sockets may keep `/live` and `/health` from answering. The decisions:
+//!
+//! - **The server never stops accepting.** At most [`SystemServerConfig::max_connections`]
+//!   (default 1,024) connections are open. At the cap a new connection is served and the one
+//!   idle longest is closed to make room; only when every open connection is busy (a handler
+//!   running for each) is the new one refused: its request head is read (for at most 1 s),
+//!   answered `503` and the connection closed; at most 64 refusals are answered at a time,
+//!   more are closed at once. Idle and busy, and whom to shed, are decided by
+//!   [`dynrt_core::status::connections`] (see its table): a connection is idle before its head
+//!   is complete, while its body arrives, between keep-alive requests and while its answer is
+//!   written. A probe thus always displaces an idle socket; under a flood of new connections
+//!   fast enough to open `max_connections` more before the probe's head arrives, the probe
+//!   itself can be shed (it is then the oldest idle one).
+//! - **A head has [`SystemServerConfig::header_read_timeout`] (default 5 s)**, counted from the
+//!   accept or the end of the previous answer: a socket that sends nothing, a slowloris that
+//!   trickles a request line, and a keep-alive connection left idle are all closed after it
+//!   (hyper's header timer, so one setting is both the header-read and the idle timeout).
+//! - **A body has [`SystemServerConfig::body_read_timeout`] (default 10 s)** once the head is
+//!   read; after it the answer is `408` and the connection closes. Bodies are capped at
+//!   [`MAX_REQUEST_BODY`] (`413`).
+//! - **A head is at most [`SystemServerConfig::max_header_bytes`] (default 16 KiB)**; a larger
+//!   one gets `431` and the connection closes. hyper's read buffer is capped at the same size
+//!   (at least 8 KiB, hyper's floor), so an open connection holds at most that much of input.
+//!
+//! The defaults suit Kubernetes probes (a fresh connection per probe, a 1 s timeout) and
+//! Prometheus scrapes (a keep-alive connection reconnects after the idle timeout).
+//!
 //! Stopping needs nothing from the executor (no task handles): the accept loop and every
 //! connection task race their work against two channels on which nothing is ever sent; closing
 //! one (graceful stop, abort) wakes every task holding a receiver.
 
+mod accept;
 mod canary;
 mod state;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -67,12 +98,9 @@ use dynrt_core::status::{self, Dispatch, StatusContext, StatusPathError, StatusR
 use futures_lite::future::or;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::rt::Sleep;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
-use smol_hyper::rt::FuturesIo;
 
 use crate::runtime::{self, Runtime};
 
@@ -82,12 +110,17 @@ pub use state::{ArtifactRootError, MAX_ARTIFACT_BYTES, SystemState};
 
 /// The largest request body read (only `/engine/*` uses bodies); a larger one answers 413.
 pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
-/// Open connections at most; more wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 1024;
+/// Default cap on open connections (see the module doc for what happens at the cap).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default time a connection has to send a complete request head, counted from its accept or
+/// the end of its previous answer (so it is also the keep-alive idle timeout).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time a request has to deliver its body once its head is read.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on a request head (request line and headers); a larger one answers 431.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Default bound on finishing in-flight requests at shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// Where the server listens and which health and live paths it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,10 +135,19 @@ pub struct SystemServerConfig {
     pub live_path: String,
     /// How long [`SystemServer::shutdown`] waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Open connections at most; at the cap the one idle longest is closed for a new one.
+    pub max_connections: usize,
+    /// Time to send a complete request head, from the accept or the end of the previous answer
+    /// (also the keep-alive idle timeout).
+    pub header_read_timeout: Duration,
+    /// Time to send the request body once the head is read; later: 408 and close.
+    pub body_read_timeout: Duration,
+    /// Largest request head in bytes; larger: 431 and close.
+    pub max_header_bytes: usize,
 }
 
 impl Default for SystemServerConfig {
-    /// `0.0.0.0`, any free port, `/health`, `/live`, 5 s drain.
+    /// `0.0.0.0`, any free port, `/health`, `/live`, 5 s drain, the `DEFAULT_*` limits.
     fn default() -> Self {
         Self {
             host: "0.0.0.0".to_owned(),
@@ -113,6 +155,10 @@ impl Default for SystemServerConfig {
             health_path: status::DEFAULT_HEALTH_PATH.to_owned(),
             live_path: status::DEFAULT_LIVE_PATH.to_owned(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
     }
 }
@@ -126,7 +172,7 @@ impl SystemServerConfig {
             port: system.port?,
             health_path: system.health_path.clone(),
             live_path: system.live_path.clone(),
-            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            ..Self::default()
         })
     }
 
@@ -147,6 +193,16 @@ pub enum SystemServerError {
     /// The custom health or live path cannot be used.
     #[error("system status server: {0}")]
     Path(#[from] StatusPathError),
+    /// A limit cannot work (zero connections, a zero timeout, ...).
+    #[error("system status server: {setting} {value} cannot work: {reason}")]
+    Limit {
+        /// The [`SystemServerConfig`] field.
+        setting: &'static str,
+        /// Its value.
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// The address cannot be bound (in use, not local, cannot be resolved, ...).
     #[error("system status server: cannot bind {addr}: {source}")]
     Bind {
@@ -165,7 +221,57 @@ pub struct SystemServer<R: Runtime> {
     /// Closed when the accept loop has ended, i.e. every connection is closed (the loop holds
     /// the only sender).
     ended: Receiver<()>,
+    connections: Arc<accept::Connections>,
     runtime: std::marker::PhantomData<fn() -> R>,
+}
+
+/// The checked limits of one server.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_connections: NonZeroUsize,
+    header_read_timeout: Duration,
+    body_read_timeout: Duration,
+    max_header_bytes: usize,
+    drain_timeout: Duration,
+}
+
+impl Limits {
+    fn new(config: &SystemServerConfig) -> Result<Self, SystemServerError> {
+        let limit = |setting, value: &dyn std::fmt::Debug, reason| SystemServerError::Limit {
+            setting,
+            value: format!("{value:?}"),
+            reason,
+        };
+        let max_connections = NonZeroUsize::new(config.max_connections).ok_or_else(|| {
+            limit(
+                "max_connections",
+                &0,
+                "the server could not serve any connection",
+            )
+        })?;
+        for (setting, value) in [
+            ("header_read_timeout", config.header_read_timeout),
+            ("body_read_timeout", config.body_read_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(limit(setting, &value, "every request would time out"));
+            }
+        }
+        if config.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(limit(
+                "max_header_bytes",
+                &config.max_header_bytes,
+                "below 1 KiB, ordinary requests would be refused",
+            ));
+        }
+        Ok(Self {
+            max_connections,
+            header_read_timeout: config.header_read_timeout,
+            body_read_timeout: config.body_read_timeout,
+            max_header_bytes: config.max_header_bytes,
+            drain_timeout: config.drain_timeout,
+        })
+    }
 }
 
 impl<R: Runtime> std::fmt::Debug for SystemServer<R> {
@@ -175,6 +281,9 @@ impl<R: Runtime> std::fmt::Debug for SystemServer<R> {
             .finish_non_exhaustive()
     }
 }
+
+/// The smallest head cap accepted: a probe with a few headers must fit.
+const MIN_HEADER_BYTES: usize = 1024;
 
 /// The server's stop signals: channels on which nothing is ever sent; closing one is the
 /// signal, and every task holding a receiver wakes.
@@ -212,6 +321,7 @@ impl<R: Runtime> SystemServer<R> {
         state: SystemState,
     ) -> Result<Self, SystemServerError> {
         let routes = StatusRoutes::new(&config.health_path, &config.live_path)?;
+        let limits = Limits::new(&config)?;
         let bind_error = |source| SystemServerError::Bind {
             addr: config.addr_string(),
             source,
@@ -224,12 +334,14 @@ impl<R: Runtime> SystemServer<R> {
         let signals = Signals::new();
         let (ended_tx, ended) = async_channel::bounded::<()>(1);
         let service = Arc::new(Service { routes, state });
-        let accept = accept_loop(
+        let connections = Arc::new(accept::Connections::new(&limits));
+        let accept = accept::accept_loop(
             runtime.clone(),
             listener,
             service,
             signals.clone(),
-            config.drain_timeout,
+            connections.clone(),
+            limits,
         );
         runtime.spawn(async move {
             let _ended = ended_tx;
@@ -239,6 +351,7 @@ impl<R: Runtime> SystemServer<R> {
             local_addr,
             signals,
             ended,
+            connections,
             runtime: std::marker::PhantomData,
         })
     }
@@ -246,6 +359,12 @@ impl<R: Runtime> SystemServer<R> {
     /// The address the server listens on (with the port the OS chose for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Connections open now (at most [`SystemServerConfig::max_connections`]; connections being
+    /// refused are not counted).
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
     }
 
     /// Graceful stop: closes the listening socket, lets in-flight requests finish for at most
@@ -282,131 +401,6 @@ async fn bind<R: Runtime>(runtime: &R, host: String, port: u16) -> io::Result<R:
             "the host resolves to no address",
         )
     }))
-}
-
-/// Releases one connection slot when the connection task ends (or is dropped).
-struct Slot(Receiver<()>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let _ = self.0.try_recv();
-    }
-}
-
-async fn accept_loop<R: Runtime>(
-    runtime: R,
-    listener: R::Listener,
-    service: Arc<Service>,
-    signals: Signals,
-    drain_timeout: Duration,
-) {
-    // A slot is a message in this channel: at most MAX_CONNECTIONS connections are open.
-    let (slots, slot_release) = async_channel::bounded::<()>(MAX_CONNECTIONS);
-    // Every connection task holds a clone of `open`: `closed` ends when the last one is gone.
-    let (open, closed) = async_channel::bounded::<()>(1);
-    loop {
-        let next = or(
-            async {
-                or(signals.stopped(), signals.aborted()).await;
-                None
-            },
-            async {
-                // Cannot fail: this loop holds a receiver.
-                let _ = slots.send(()).await;
-                Some(runtime::accept::<R>(&listener).await)
-            },
-        )
-        .await;
-        let Some(accepted) = next else {
-            break;
-        };
-        match accepted {
-            Ok((stream, _peer)) => {
-                let slot = Slot(slot_release.clone());
-                let (service, signals, open, rt) = (
-                    service.clone(),
-                    signals.clone(),
-                    open.clone(),
-                    runtime.clone(),
-                );
-                runtime.spawn(async move {
-                    let _open = open;
-                    let _slot = slot;
-                    or(
-                        serve_connection(&rt, stream, service, &signals),
-                        signals.aborted(),
-                    )
-                    .await;
-                });
-            }
-            Err(error) => {
-                let _ = slot_release.try_recv();
-                tracing::warn!(%error, "system status server: accept failed");
-                runtime::sleep_until(&runtime, Instant::now() + ACCEPT_ERROR_PAUSE).await;
-            }
-        }
-    }
-    drop(listener);
-    drop(open);
-    let busy = slots.len();
-    let drained = or(
-        async {
-            let _ = closed.recv().await;
-            true
-        },
-        async {
-            let deadline = Instant::now() + drain_timeout;
-            or(runtime::sleep_until(&runtime, deadline), signals.aborted()).await;
-            false
-        },
-    )
-    .await;
-    if !drained {
-        if !signals.abort.0.is_closed() {
-            tracing::warn!(
-                busy,
-                ?drain_timeout,
-                "system status server: closing connections still busy after the drain timeout"
-            );
-        }
-        signals.abort.0.close();
-        let _ = closed.recv().await;
-    }
-}
-
-async fn serve_connection<R: Runtime>(
-    runtime: &R,
-    stream: R::Tcp,
-    service: Arc<Service>,
-    signals: &Signals,
-) {
-    let handler = service_fn(move |request| {
-        let service = service.clone();
-        async move { Ok::<_, Infallible>(service.respond(request).await) }
-    });
-    let connection = http1::Builder::new()
-        .timer(RuntimeTimer(runtime.clone()))
-        .serve_connection(FuturesIo::new(stream), handler);
-    let mut connection = pin!(connection);
-    let finished = or(
-        async {
-            if let Err(error) = connection.as_mut().await {
-                tracing::debug!(%error, "system status server: connection ended with an error");
-            }
-            true
-        },
-        async {
-            signals.stopped().await;
-            false
-        },
-    )
-    .await;
-    if finished {
-        return;
-    }
-    // Shutting down: finish the request in progress (if any), then close.
-    connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
 }
 
 /// hyper's timer (it times out slow request heads) over the [`Runtime`]'s timers.
@@ -454,12 +448,39 @@ struct Service {
 }
 
 impl Service {
-    async fn respond(&self, request: Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    /// Answers one request of `conn`. Reading the body is bounded by `body_timeout` (408 and
+    /// close after it); the connection counts as busy from then until the answer is built.
+    async fn respond<R: Runtime>(
+        &self,
+        runtime: &R,
+        request: Request<Incoming>,
+        conn: &accept::Conn,
+        body_timeout: Duration,
+    ) -> hyper::Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
-        let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) => return to_http(body_error(&*error)),
+        let read = async { Some(Limited::new(body, MAX_REQUEST_BODY).collect().await) };
+        let late = async {
+            runtime::sleep_until(runtime, Instant::now() + body_timeout).await;
+            None
         };
+        let body = match or(read, late).await {
+            Some(Ok(collected)) => collected.to_bytes(),
+            Some(Err(error)) => return to_http(body_error(&*error)),
+            None => {
+                let mut http = to_http(status::Response {
+                    status: 408,
+                    content_type: Some(status::TEXT),
+                    allow: None,
+                    body: Bytes::from(format!(
+                        "The request body did not arrive within {body_timeout:?}"
+                    )),
+                });
+                http.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                return http;
+            }
+        };
+        let _busy = conn.busy();
         let dispatch = {
             // Read everything else first: the live probe is user code and must not run under
             // the health lock.

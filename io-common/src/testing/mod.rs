@@ -27,6 +27,7 @@ mod local;
 pub mod mux;
 pub mod routing;
 pub mod runtime;
+pub mod status_load;
 pub mod system;
 pub mod system_server;
 

@@ -24,14 +24,14 @@ use crate::system_server::{
 
 // ---- executor glue ---------------------------------------------------------------------------
 
-const BOUND: Duration = Duration::from_secs(10);
+pub(super) const BOUND: Duration = Duration::from_secs(10);
 
-async fn sleep<R: Runtime>(rt: &R, d: Duration) {
+pub(super) async fn sleep<R: Runtime>(rt: &R, d: Duration) {
     runtime::sleep_until(rt, Instant::now() + d).await;
 }
 
 /// Runs `f` to completion, panicking if it takes longer than `limit`.
-async fn bounded<R: Runtime, T>(
+pub(super) async fn bounded<R: Runtime, T>(
     rt: &R,
     limit: Duration,
     what: &str,
@@ -41,7 +41,11 @@ async fn bounded<R: Runtime, T>(
 }
 
 /// Sends `raw` on a new connection and reads until the server closes it.
-async fn exchange<R: Runtime>(rt: &R, addr: SocketAddr, raw: Vec<u8>) -> std::io::Result<Vec<u8>> {
+pub(super) async fn exchange<R: Runtime>(
+    rt: &R,
+    addr: SocketAddr,
+    raw: Vec<u8>,
+) -> std::io::Result<Vec<u8>> {
     let mut stream = rt.connect(addr).await?;
     stream.write_all(&raw).await?;
     let mut reply = Vec::new();
@@ -55,7 +59,7 @@ async fn connect_refused<R: Runtime>(rt: &R, addr: SocketAddr) -> bool {
 
 /// Runs `f` as a task of its own; the returned future yields its output (and panics if the
 /// task panicked).
-fn spawn<R: Runtime, T: Send + 'static>(
+pub(super) fn spawn<R: Runtime, T: Send + 'static>(
     rt: &R,
     f: impl Future<Output = T> + Send + 'static,
 ) -> impl Future<Output = T> {
@@ -68,7 +72,7 @@ fn spawn<R: Runtime, T: Send + 'static>(
 
 /// Released once: wakes whoever waits in `acquire`.
 #[derive(Clone)]
-struct Gate(async_channel::Sender<()>, async_channel::Receiver<()>);
+pub(super) struct Gate(async_channel::Sender<()>, async_channel::Receiver<()>);
 
 impl Gate {
     fn new() -> Self {
@@ -76,7 +80,7 @@ impl Gate {
         Self(tx, rx)
     }
 
-    fn release(&self) {
+    pub(super) fn release(&self) {
         self.0.close();
     }
 
@@ -88,14 +92,14 @@ impl Gate {
 // ---- a tiny HTTP/1.1 client ----------------------------------------------------------------
 
 #[derive(Debug)]
-struct Reply {
-    status: u16,
+pub(super) struct Reply {
+    pub(super) status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(super) body: Vec<u8>,
 }
 
 impl Reply {
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
@@ -104,7 +108,7 @@ impl Reply {
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -112,7 +116,7 @@ impl Reply {
     }
 }
 
-fn parse_reply(raw: &[u8]) -> Reply {
+pub(super) fn parse_reply(raw: &[u8]) -> Reply {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -136,7 +140,7 @@ fn parse_reply(raw: &[u8]) -> Reply {
     }
 }
 
-async fn request<R: Runtime>(
+pub(super) async fn request<R: Runtime>(
     rt: &R,
     addr: SocketAddr,
     method: &str,
@@ -160,7 +164,7 @@ async fn request<R: Runtime>(
     parse_reply(&reply)
 }
 
-async fn get<R: Runtime>(rt: &R, addr: SocketAddr, target: &str) -> Reply {
+pub(super) async fn get<R: Runtime>(rt: &R, addr: SocketAddr, target: &str) -> Reply {
     request(rt, addr, "GET", target, b"").await
 }
 
@@ -183,7 +187,7 @@ async fn wait_for_status<R: Runtime>(rt: &R, addr: SocketAddr, target: &str, sta
 }
 
 /// Polls `cond` until it holds; panics after 5 s.
-async fn wait_until<R: Runtime>(rt: &R, what: &str, mut cond: impl FnMut() -> bool) {
+pub(super) async fn wait_until<R: Runtime>(rt: &R, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !cond() {
         assert!(Instant::now() < deadline, "{what}: not within 5 s");
@@ -193,7 +197,7 @@ async fn wait_until<R: Runtime>(rt: &R, what: &str, mut cond: impl FnMut() -> bo
 
 // ---- fixtures --------------------------------------------------------------------------------
 
-fn state_with(config: HealthConfig) -> SystemState {
+pub(super) fn state_with(config: HealthConfig) -> SystemState {
     let now = Instant::now();
     SystemState::new(
         Arc::new(Mutex::new(SystemHealth::new(config, now))),
@@ -209,7 +213,7 @@ fn gated(endpoint: &str) -> HealthConfig {
     }
 }
 
-fn local(port: u16) -> SystemServerConfig {
+pub(super) fn local(port: u16) -> SystemServerConfig {
     SystemServerConfig {
         host: "127.0.0.1".to_owned(),
         port,
@@ -765,7 +769,7 @@ pub async fn traffic_wakes_the_driver_to_cancel_a_canary_in_flight<R: Runtime>(r
 // ---- shutdown ----------------------------------------------------------------------------------
 
 /// An engine route that signals when it starts and answers when released.
-fn gate_route(state: &SystemState) -> (Arc<AtomicBool>, Gate) {
+pub(super) fn gate_route(state: &SystemState) -> (Arc<AtomicBool>, Gate) {
     let entered = Arc::new(AtomicBool::new(false));
     let release = Gate::new();
     let (e, r) = (entered.clone(), release.clone());

@@ -19,6 +19,11 @@ pub(crate) struct ServeArgs {
     endpoint: String,
 }
 
+/// What a canary sends to the generator: the smallest request it answers with one item.
+fn health_check_payload() -> serde_json::Value {
+    serde_json::json!({"prompt": "ping", "max_tokens": 1})
+}
+
 pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let id = EndpointId::parse_url(&args.endpoint).map_err(|e| CliError::Setup(e.to_string()))?;
     // Listen for signals first: a signal that arrives while the runtime starts must not kill
@@ -42,7 +47,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         .and_then(|ns| ns.component(id.component.as_str()))
         .and_then(|c| c.endpoint(id.endpoint.as_str()))
         .map_err(|e| CliError::Setup(e.to_string()))?;
-    endpoint.serve(generate_handler()).await?;
+    // With a health-check payload, as Dynamo's workers serve: the endpoint then gates
+    // readiness, so `/health` turns 200 once it is registered (or, with canaries on, once a
+    // canary answers). Without one, readiness would be DYN_SYSTEM_STARTING_HEALTH_STATUS
+    // (not ready) for the process's whole life.
+    endpoint
+        .serve_with_health_check(generate_handler(), health_check_payload())
+        .await?;
 
     let address = drt
         .request_plane_addr()
