@@ -483,6 +483,7 @@ fn call_processes_spread_over_workers_and_retry_past_a_killed_one() {
     keeper.join().expect("keeper");
     assert!(listed.contains(&dead.instance), "{listed}");
     drop(alive);
+}
 
 /// `GET path` on `127.0.0.1:port` with `Connection: close`: the status code and body, or `None`
 /// when nothing answers (yet). Every step is bounded.
