@@ -471,10 +471,14 @@ impl Conn {
                     (None, Some(interval)) => Some(self.last_recv + interval),
                     (None, None) => None,
                 };
-                [keepalive, self.idle_deadline(), self.stream_stall_deadline()]
-                    .into_iter()
-                    .flatten()
-                    .min()
+                [
+                    keepalive,
+                    self.idle_deadline(),
+                    self.stream_stall_deadline(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
             }
         };
         [state, stall, frame].into_iter().flatten().min()
@@ -558,7 +562,10 @@ impl Conn {
         {
             self.frame_started = None;
             let timeout = self.config.frame_timeout;
-            return self.close_with(CloseReason::FrameTimeout(timeout), Some(GoAwayCode::TIMEOUT));
+            return self.close_with(
+                CloseReason::FrameTimeout(timeout),
+                Some(GoAwayCode::TIMEOUT),
+            );
         }
         match self.state {
             State::Closed(_) => {}

@@ -115,9 +115,7 @@ impl Conn {
     /// The earliest time a blocked server stream counts as stalled.
     pub(super) fn stream_stall_deadline(&self) -> Option<Instant> {
         let timeout = self.config.stall_timeout?;
-        self.blocked
-            .first()
-            .map(|(since, _)| *since + timeout)
+        self.blocked.first().map(|(since, _)| *since + timeout)
     }
 
     /// Raises `Writable` for streams refused by the output limit once half of it is free.
@@ -196,7 +194,10 @@ impl Conn {
             );
             self.end_server_stream(
                 id,
-                Err(StreamError::new(ErrorKind::CANCELLED, WireStr::from(message))),
+                Err(StreamError::new(
+                    ErrorKind::CANCELLED,
+                    WireStr::from(message),
+                )),
             );
         }
     }

@@ -134,7 +134,10 @@ impl Conn {
         }
         while !data.is_empty() {
             let by_output = output_room(limit, self.queued_cost + self.unwritten, data.len());
-            let room = (*credit).min(self.send_credit).min(max_frame).min(by_output);
+            let room = (*credit)
+                .min(self.send_credit)
+                .min(max_frame)
+                .min(by_output);
             if room == 0 {
                 if by_output == 0 {
                     self.output_blocked = true;
@@ -382,7 +385,7 @@ impl Conn {
 /// frame's cost cannot deadlock); a nearly full queue takes no sliver below [`MIN_PIECE`].
 fn output_room(limit: u64, held: u64, want: usize) -> u64 {
     if held == 0 {
-        return u64::MAX;
+        return limit.saturating_sub(PER_FRAME).max(MIN_PIECE);
     }
     let room = limit.saturating_sub(held + PER_FRAME);
     if room < (want as u64).min(MIN_PIECE) {
