@@ -13,6 +13,7 @@ use dynrt_core::wire::mux::{self, ErrorKind, Request, Sniff, StreamError, Stream
 use futures_lite::StreamExt;
 use futures_lite::future;
 
+use super::budget::OutputBudget;
 use super::driver::Driver;
 use super::handler::{BoxItemStream, Handlers, RequestContext};
 use super::state::{CancelState, ServeSlot, Shared};
@@ -25,6 +26,10 @@ pub struct ServerConfig {
     pub conn: ConnConfig,
     /// How long a new connection may take to send its first three bytes.
     pub sniff_timeout: Duration,
+    /// The limit on output held across connections (default: the process-wide
+    /// [`OutputBudget::process`]); each connection is further held to
+    /// `conn.max_queued_bytes`.
+    pub output_budget: OutputBudget,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +37,7 @@ impl Default for ServerConfig {
         Self {
             conn: ConnConfig::default(),
             sniff_timeout: Duration::from_secs(10),
+            output_budget: OutputBudget::process(),
         }
     }
 }
@@ -110,6 +116,15 @@ impl MuxServer {
         self.live_connections()
             .iter()
             .map(|shared| shared.lock().serving.len())
+            .sum()
+    }
+
+    /// Bytes of output the server's connections hold right now (queued frames at their cost
+    /// plus bytes their sockets have not taken): what callers that stop reading cost it.
+    pub fn held_output_bytes(&self) -> u64 {
+        self.live_connections()
+            .iter()
+            .map(|shared| shared.lock().conn.held_bytes())
             .sum()
     }
 
@@ -216,7 +231,7 @@ async fn serve_connection<R: Runtime>(
     let Ok(conn) = Conn::server(config.conn, Instant::now()) else {
         return;
     };
-    let shared = Shared::new(conn);
+    let shared = Shared::with_budget(conn, Some(config.output_budget.clone()));
     connections
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -265,7 +280,11 @@ pub(crate) fn start_request<R: Runtime>(
     };
     let mut items = handler.handle(request.payload, context);
     let mut pending: Option<Bytes> = None;
+    let budget = shared.lock().budget.clone();
     loop {
+        if budget.as_ref().is_some_and(|b| !b.has_room()) {
+            break; // the task waits for room before it takes the next item
+        }
         let next = match items.as_mut().poll_next(cx) {
             Poll::Ready(next) => next,
             Poll::Pending => break,
@@ -273,8 +292,12 @@ pub(crate) fn start_request<R: Runtime>(
         let mut state = shared.lock();
         match next {
             Some(Ok(mut item)) => match state.conn.send_data(id, &mut item) {
-                Ok(_) if item.is_empty() => continue,
+                Ok(_) if item.is_empty() => {
+                    state.sync_budget();
+                    continue;
+                }
                 Ok(_) | Err(SendError::Blocked { .. }) => {
+                    state.sync_budget();
                     pending = Some(item);
                     break;
                 }
@@ -349,11 +372,27 @@ async fn killed(cancel: &CancelState) {
     }
 }
 
-/// Hands `item` to the core as credit allows. Returns false if the stream is gone.
+/// Hands `item` to the core as credit, the connection's output limit and the process-wide
+/// budget allow. Returns false if the stream is gone.
 async fn send(shared: &Shared, id: StreamId, mut item: Bytes) -> bool {
+    let budget = shared.lock().budget.clone();
+    let mut waiting = None;
     future::poll_fn(|cx| {
         let mut state = shared.lock();
+        if state.conn.send_capacity(id).is_none() {
+            return Poll::Ready(false); // ended, killed, or the connection closed
+        }
+        if let Some(budget) = &budget
+            && budget.poll_room(cx, &mut waiting).is_pending()
+        {
+            // A kill or close wakes this waker too.
+            if let Some(slot) = state.serving.get_mut(&id) {
+                slot.waker = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
         let result = state.conn.send_data(id, &mut item);
+        state.sync_budget();
         state.wake_driver();
         match result {
             Ok(_) if item.is_empty() => Poll::Ready(true),

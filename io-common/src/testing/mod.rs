@@ -24,6 +24,7 @@ use crate::runtime::Runtime;
 
 mod local;
 pub mod mux;
+pub mod mux_bounds;
 pub mod runtime;
 pub mod system;
 pub mod system_server;
