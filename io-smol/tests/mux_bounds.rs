@@ -28,8 +28,6 @@ fn a_peer_that_stops_reading_is_reaped() {
 #[test]
 fn an_oversized_frame_before_the_handshake_closes_the_connection() {
     smol::block_on(
-        scenario::an_oversized_frame_before_the_handshake_closes_the_connection(
-            &SmolRuntime::new(),
-        ),
+        scenario::an_oversized_frame_before_the_handshake_closes_the_connection(&SmolRuntime::new()),
     );
 }

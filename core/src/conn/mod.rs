@@ -13,6 +13,7 @@
 //!     on socket EOF/error: conn.handle_transport_closed(now)
 //!     on timer:         conn.handle_timeout(now)
 //!     on user commands: conn.open / send_data / finish / send_error / cancel / release / …
+//!     on a write attempt: conn.handle_written(out.len(), now)  // what the socket left
 //!     // outputs, each drained until empty
 //!     while conn.poll_transmit(&mut out) {}   // then write `out` (vectored) to the socket
 //!     while let Some(event) = conn.poll_event() { deliver(event) }
@@ -57,7 +58,8 @@
 //! ```
 //!
 //! After [`Event::Closed`] the driver writes what `poll_transmit` still produces (a final
-//! GOAWAY) and closes the socket. `handle_input` should be called only when bytes arrived: each
+//! GOAWAY) and closes the socket, or drops it at once when [`Conn::is_flush_abandoned`] says
+//! the peer does not read. `handle_input` should be called only when bytes arrived: each
 //! call counts as a sign of life for the keep-alive.
 //!
 //! ## Who does what
@@ -86,6 +88,17 @@
 //! credit can only arrive if its pieces are released before it is complete). The server returns
 //! a REQUEST's connection credit when the stream ends.
 //!
+//! Credit counts payload bytes; memory is also spent per frame. So a sender's output is held to
+//! [`Conn::output_limit`] in bytes, each queued frame counted with its header and
+//! [`FRAME_OVERHEAD`], plus what the driver reports unwritten ([`Conn::held_bytes`]);
+//! `send_data` cuts or refuses beyond it whatever credit the peer granted, and raises
+//! `Writable` once half of it is free. PING and CREDIT overtake queued data. Output that waits
+//! with nothing written for `stall_timeout` closes the connection
+//! ([`CloseReason::Stalled`]); a server stream that gets no room for that long is ended with a
+//! `CANCELLED` error (the handler sees `Cancelled(Kill)`). A frame must arrive whole within
+//! `frame_timeout` of its first byte ([`CloseReason::FrameTimeout`]); before the peer's HELLO
+//! frames are at most 16 KiB.
+//!
 //! ## Connection states
 //!
 //! | state | input | next state | output |
@@ -102,6 +115,9 @@
 //! | `Open` | GOAWAY with an error code | `Closed` | — |
 //! | `Open` | keep-alive deadline | `Open` | PING |
 //! | `Open` | ping deadline (nothing received) | `Closed` (`PeerSilent`) | GOAWAY `TIMEOUT` |
+//! | `Handshake`, `Open` | frame deadline (a frame started, not complete) | `Closed` (`FrameTimeout`) | GOAWAY `TIMEOUT` |
+//! | `Open` | stall deadline (output waiting, none written) | `Closed` (`Stalled`), flush abandoned | — |
+//! | `Closed` | stall deadline | `Closed`, flush abandoned | — |
 //! | any but `Closed` | `close` | `Closed` (`Local`) | GOAWAY `CLOSED` |
 //! | any but `Closed` | `handle_transport_closed` | `Closed` (`TransportClosed`) | — |
 //! | `Closed` | anything | `Closed` | — |
@@ -140,6 +156,8 @@
 //! | `Serving` | CANCEL stop | `Serving` (stop requested) | `Cancelled(Stop)` once |
 //! | `Serving` | CANCEL kill | gone | `Cancelled(Kill)`, END `Cancelled` |
 //! | `Serving` | CREDIT | `Serving` | `Writable` if a send was refused or cut |
+//! | `Serving` | output below half the limit | `Serving` | `Writable` if a send was refused by it |
+//! | `Serving` | no room to send for `stall_timeout` | gone | `Cancelled(Kill)`, END `Cancelled` |
 //! | gone | CANCEL, CREDIT | gone | ignored |
 //!
 //! ## Errors
@@ -454,7 +472,8 @@ impl Conn {
     }
 
     /// When to call `handle_timeout` next: the earliest deadline, the last `now` seen while
-    /// output is waiting, `None` when there is nothing to wait for (closed).
+    /// output is waiting, `None` when there is nothing to wait for (closed, with no unwritten
+    /// output to give up on).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.wants_transmit() {

@@ -25,9 +25,7 @@ pub async fn start<R: Runtime>(rt: &R, conn: ConnConfig, budget: &OutputBudget) 
     let handlers = Handlers::new();
     handlers.insert(
         "tiny",
-        handler_fn(|_payload: Bytes, _ctx| {
-            stream::repeat_with(|| Ok(Bytes::from_static(b"x")))
-        }),
+        handler_fn(|_payload: Bytes, _ctx| stream::repeat_with(|| Ok(Bytes::from_static(b"x")))),
     );
     let config = ServerConfig {
         conn,
@@ -71,9 +69,7 @@ async fn greedy_raw_client<R: Runtime>(rt: &R, addr: SocketAddr, streams: usize)
 async fn write_out<T: futures_io::AsyncWrite + Unpin>(conn: &mut Conn, tcp: &mut T) {
     let mut out = OutBuf::new();
     while conn.poll_transmit(&mut out) {}
-    tcp.write_all(&out.take_contiguous())
-        .await
-        .expect("writes");
+    tcp.write_all(&out.take_contiguous()).await.expect("writes");
     tcp.flush().await.expect("flushes");
 }
 
