@@ -324,3 +324,39 @@ fn after_the_handshake_frames_may_be_as_large_as_announced() {
     p.drive();
     assert!(matches!(&p.server_events[..], [Event::StreamOpened(r)] if r.payload.len() == 100_000));
 }
+
+#[test]
+fn a_slow_reader_taking_our_output_is_not_silent_while_our_ping_waits_behind_it() {
+    let mut p = Pair::connected(greedy_client(), ConnConfig::default(), Instant::now());
+    let [id] = open_streams(&mut p, 1)[..] else {
+        unreachable!()
+    };
+    let t = p.now;
+    p.server
+        .send_data(id, &mut Bytes::from(vec![1u8; 1 << 20]))
+        .unwrap();
+    let mut out = OutBuf::new();
+    assert!(p.server.poll_transmit(&mut out));
+    p.server.handle_written(out.len(), t);
+    // The peer sends nothing but reads 10 KiB a second; our PING (queued at 10 s) waits
+    // behind the megabyte.
+    for s in 1..=60 {
+        let now = t + Duration::from_secs(s);
+        out.advance(10 * 1024);
+        p.server.handle_written(out.len(), now);
+        p.server.handle_timeout(now);
+        let _ = p.server.poll_transmit(&mut out);
+        assert!(
+            p.server.is_established(),
+            "closed after {s} s: {:?}",
+            p.server.close_reason()
+        );
+    }
+    // Once it stops reading too, it is silent.
+    let now = t + Duration::from_secs(60);
+    p.server.handle_timeout(now + Duration::from_secs(10));
+    assert_eq!(
+        p.server.close_reason(),
+        Some(&CloseReason::PeerSilent(Duration::from_secs(10)))
+    );
+}

@@ -485,7 +485,7 @@ impl Conn {
             State::Closed(_) => return stall,
             State::Handshake { deadline, .. } => Some(*deadline),
             State::Open { .. } => {
-                let keepalive = match (self.ping_deadline, self.config.keepalive_interval) {
+                let keepalive = match (self.silence_deadline(), self.config.keepalive_interval) {
                     (Some(deadline), _) => Some(deadline),
                     (None, Some(interval)) => Some(self.last_recv + interval),
                     (None, None) => None,
@@ -598,7 +598,7 @@ impl Conn {
                 }
             }
             State::Open { .. } => {
-                if let Some(deadline) = self.ping_deadline {
+                if let Some(deadline) = self.silence_deadline() {
                     if now >= deadline {
                         let timeout = self.config.ping_timeout;
                         return self.close_with(
@@ -652,6 +652,18 @@ impl Conn {
     /// The largest frame body the peer accepts (16 KiB until its HELLO is known).
     fn frame_limit(&self) -> u32 {
         self.peer.map_or(MIN_MAX_FRAME_SIZE, |p| p.max_frame_size)
+    }
+
+    /// When an unanswered PING means the peer is gone. A peer whose socket keeps taking our
+    /// output (as the driver reports) is alive even if our PING still waits behind that
+    /// output, so write progress moves the deadline.
+    fn silence_deadline(&self) -> Option<Instant> {
+        let deadline = self.ping_deadline?;
+        Some(if self.writes_reported {
+            deadline.max(self.last_write_progress + self.config.ping_timeout)
+        } else {
+            deadline
+        })
     }
 
     fn idle_deadline(&self) -> Option<Instant> {
