@@ -30,6 +30,19 @@ pub struct ConnConfig {
     /// Start a graceful GOAWAY (`IDLE`) after this long without an open stream; `None` (the
     /// default) never.
     pub idle_timeout: Option<Duration>,
+    /// Most output this side holds for the connection: frames queued in the core plus bytes
+    /// `poll_transmit` produced that the socket has not taken, each frame counted with its
+    /// header and [`super::FRAME_OVERHEAD`] (default 2 MiB). [`super::Conn::send_data`] cuts
+    /// or refuses sends beyond it, whatever credit the peer granted; the peer cannot raise it.
+    /// It is further limited to twice the peer's initial connection credit.
+    pub max_queued_bytes: u32,
+    /// Output waiting (queued or unwritten) with nothing written for this long closes the
+    /// connection ([`super::CloseReason::Stalled`]); a server stream that wants to send and
+    /// gets no room for this long is reset. `None` never (default 30 s).
+    pub stall_timeout: Option<Duration>,
+    /// A frame must arrive whole within this time of its first byte, or the connection closes
+    /// ([`super::CloseReason::FrameTimeout`]) (default 30 s).
+    pub frame_timeout: Duration,
 }
 
 impl Default for ConnConfig {
@@ -43,6 +56,9 @@ impl Default for ConnConfig {
             keepalive_interval: Some(Duration::from_secs(10)),
             ping_timeout: Duration::from_secs(10),
             idle_timeout: None,
+            max_queued_bytes: 2 * 1024 * 1024,
+            stall_timeout: Some(Duration::from_secs(30)),
+            frame_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -81,6 +97,8 @@ impl ConnConfig {
             ("keepalive_interval", self.keepalive_interval),
             ("ping_timeout", Some(self.ping_timeout)),
             ("idle_timeout", self.idle_timeout),
+            ("stall_timeout", self.stall_timeout),
+            ("frame_timeout", Some(self.frame_timeout)),
         ];
         for (name, value) in timers {
             if value == Some(Duration::ZERO) {

@@ -160,6 +160,13 @@ pub enum CloseReason {
     /// Nothing arrived within the ping timeout after a keep-alive PING.
     #[error("peer silent: nothing received within {0:?} of a keep-alive PING")]
     PeerSilent(Duration),
+    /// Output waited and the socket took none of it for this long (the peer stopped
+    /// reading).
+    #[error("peer stopped reading: no output written for {0:?}")]
+    Stalled(Duration),
+    /// A frame started arriving and was not complete within this time (a trickling peer).
+    #[error("a frame took longer than {0:?} to arrive")]
+    FrameTimeout(Duration),
     /// The transport ended (end of stream or an IO error reported by the driver).
     #[error("transport closed")]
     TransportClosed,

@@ -264,6 +264,13 @@ impl Conn {
     pub fn check_invariants(&self) {
         let open = self.streams.values().filter(|s| s.is_open()).count();
         assert_eq!(open as u64, u64::from(self.open), "open count");
+        let queued: u64 = self
+            .queue
+            .iter()
+            .chain(&self.control)
+            .map(super::output::cost)
+            .sum();
+        assert_eq!(queued, self.queued_cost, "queued output cost");
         if !self.is_established() {
             return;
         }
@@ -469,6 +476,10 @@ fn small_config(seed: u8) -> ConnConfig {
         keepalive_interval: Some(Duration::from_secs(3)),
         ping_timeout: Duration::from_secs(2),
         idle_timeout: seed.is_multiple_of(3).then(|| Duration::from_secs(7)),
+        // The model does not predict the output-stall and frame timeouts (tests pin them).
+        max_queued_bytes: 1 << 20,
+        stall_timeout: None,
+        frame_timeout: Duration::from_secs(3600),
     }
 }
 

@@ -13,6 +13,7 @@
 //!     on socket EOF/error: conn.handle_transport_closed(now)
 //!     on timer:         conn.handle_timeout(now)
 //!     on user commands: conn.open / send_data / finish / send_error / cancel / release / …
+//!     on a write attempt: conn.handle_written(out.len(), now)  // what the socket left
 //!     // outputs, each drained until empty
 //!     while conn.poll_transmit(&mut out) {}   // then write `out` (vectored) to the socket
 //!     while let Some(event) = conn.poll_event() { deliver(event) }
@@ -57,7 +58,8 @@
 //! ```
 //!
 //! After [`Event::Closed`] the driver writes what `poll_transmit` still produces (a final
-//! GOAWAY) and closes the socket. `handle_input` should be called only when bytes arrived: each
+//! GOAWAY) and closes the socket, or drops it at once when [`Conn::is_flush_abandoned`] says
+//! the peer does not read. `handle_input` should be called only when bytes arrived: each
 //! call counts as a sign of life for the keep-alive.
 //!
 //! ## Who does what
@@ -86,6 +88,17 @@
 //! credit can only arrive if its pieces are released before it is complete). The server returns
 //! a REQUEST's connection credit when the stream ends.
 //!
+//! Credit counts payload bytes; memory is also spent per frame. So a sender's output is held to
+//! [`Conn::output_limit`] in bytes, each queued frame counted with its header and
+//! [`FRAME_OVERHEAD`], plus what the driver reports unwritten ([`Conn::held_bytes`]);
+//! `send_data` cuts or refuses beyond it whatever credit the peer granted, and raises
+//! `Writable` once half of it is free. PING and CREDIT overtake queued data. Output that waits
+//! with nothing written for `stall_timeout` closes the connection
+//! ([`CloseReason::Stalled`]); a server stream that gets no room for that long is ended with a
+//! `CANCELLED` error (the handler sees `Cancelled(Kill)`). A frame must arrive whole within
+//! `frame_timeout` of its first byte ([`CloseReason::FrameTimeout`]); before the peer's HELLO
+//! frames are at most 16 KiB.
+//!
 //! ## Connection states
 //!
 //! | state | input | next state | output |
@@ -102,6 +115,9 @@
 //! | `Open` | GOAWAY with an error code | `Closed` | — |
 //! | `Open` | keep-alive deadline | `Open` | PING |
 //! | `Open` | ping deadline (nothing received) | `Closed` (`PeerSilent`) | GOAWAY `TIMEOUT` |
+//! | `Handshake`, `Open` | frame deadline (a frame started, not complete) | `Closed` (`FrameTimeout`) | GOAWAY `TIMEOUT` |
+//! | `Open` | stall deadline (output waiting, none written) | `Closed` (`Stalled`), flush abandoned | — |
+//! | `Closed` | stall deadline | `Closed`, flush abandoned | — |
 //! | any but `Closed` | `close` | `Closed` (`Local`) | GOAWAY `CLOSED` |
 //! | any but `Closed` | `handle_transport_closed` | `Closed` (`TransportClosed`) | — |
 //! | `Closed` | anything | `Closed` | — |
@@ -142,6 +158,8 @@
 //! | `Serving` | CANCEL stop | `Serving` (stop requested) | `Cancelled(Stop)` once |
 //! | `Serving` | CANCEL kill | gone | `Cancelled(Kill)`, END `Cancelled` |
 //! | `Serving` | CREDIT | `Serving` | `Writable` if a send was refused or cut |
+//! | `Serving` | output below half the limit | `Serving` | `Writable` if a send was refused by it |
+//! | `Serving` | no room to send for `stall_timeout` | gone | `Cancelled(Kill)`, END `Cancelled` |
 //! | gone | CANCEL, CREDIT | gone | ignored |
 //!
 //! ## Errors
@@ -154,6 +172,7 @@
 mod config;
 mod error;
 mod event;
+mod output;
 mod recv;
 mod send;
 mod stream;
@@ -161,7 +180,7 @@ mod stream;
 #[doc(hidden)]
 pub mod fuzzing;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::Instant;
 
@@ -170,6 +189,7 @@ use bytes::BytesMut;
 pub use config::{ConfigError, ConnConfig};
 pub use error::{CancelError, CloseReason, OpenError, ProtocolViolation, ReleaseError, SendError};
 pub use event::{Event, PeerSettings};
+pub use output::FRAME_OVERHEAD;
 
 use stream::Stream;
 
@@ -231,6 +251,24 @@ pub struct Conn {
     hello_pending: bool,
     /// Frames to write, in order.
     queue: VecDeque<Frame>,
+    /// PING and CREDIT frames: written before `queue`, so they never wait behind data.
+    control: VecDeque<Frame>,
+    /// What `queue` and `control` cost (see `output.rs`).
+    queued_cost: u64,
+    /// Bytes `poll_transmit` produced that the socket has not taken (driver-reported).
+    unwritten: u64,
+    /// The driver reports unwritten output with `handle_written`.
+    writes_reported: bool,
+    /// Since when output has waited without any of it being written.
+    last_write_progress: Instant,
+    /// A send was cut or refused by the output limit.
+    output_blocked: bool,
+    /// Closed with output the peer would not take: stop writing.
+    flush_abandoned: bool,
+    /// Server streams waiting for room to send, by the time they started waiting.
+    blocked: BTreeSet<(Instant, StreamId)>,
+    /// Since when a frame has been partly received.
+    frame_started: Option<Instant>,
     /// The value of the latest PING not yet answered.
     pong: Option<u64>,
     events: VecDeque<Event>,
@@ -275,7 +313,9 @@ impl Conn {
         config.validate()?;
         Ok(Self {
             role,
-            decoder: MuxDecoder::new(config.max_frame_size),
+            // Until the peer's HELLO, frames are at most 16 KiB (docs/wire.md §2.3): a peer
+            // cannot make this side buffer more before it has even said hello.
+            decoder: MuxDecoder::new(MIN_MAX_FRAME_SIZE),
             state: State::Handshake {
                 preface_seen: false,
                 deadline: now + config.handshake_timeout,
@@ -285,6 +325,15 @@ impl Conn {
             preface_queued: false,
             hello_pending: false,
             queue: VecDeque::new(),
+            control: VecDeque::new(),
+            queued_cost: 0,
+            unwritten: 0,
+            writes_reported: false,
+            last_write_progress: now,
+            output_blocked: false,
+            flush_abandoned: false,
+            blocked: BTreeSet::new(),
+            frame_started: None,
             pong: None,
             events: VecDeque::new(),
             send_credit: 0,
@@ -371,14 +420,22 @@ impl Conn {
 
     /// Whether `poll_transmit` would write something.
     pub fn wants_transmit(&self) -> bool {
-        self.hello_pending || self.pong.is_some() || !self.queue.is_empty()
+        !self.flush_abandoned
+            && (self.hello_pending
+                || self.pong.is_some()
+                || !self.control.is_empty()
+                || !self.queue.is_empty())
     }
 
     // ---------- outputs ----------
 
-    /// Appends every queued frame to `out`. Returns whether anything was written.
+    /// Appends every queued frame to `out`: control frames (PONG, PING, CREDIT) first, then the
+    /// rest in order. Returns whether anything was written.
     #[must_use]
     pub fn poll_transmit(&mut self, out: &mut OutBuf) -> bool {
+        if self.flush_abandoned {
+            return false;
+        }
         let before = out.len();
         if self.hello_pending {
             self.hello_pending = false;
@@ -393,11 +450,20 @@ impl Conn {
                 .encode(out, limit)
                 .expect("PONG is 8 bytes");
         }
-        while let Some(frame) = self.queue.pop_front() {
+        let moved = !self.queue.is_empty();
+        for frame in self.control.drain(..).chain(self.queue.drain(..)) {
             frame
                 .encode(out, limit)
                 .expect("queued frames are sized for the peer's limit when queued");
         }
+        self.queued_cost = 0;
+        if moved {
+            self.last_write_progress = self.now;
+        }
+        if self.writes_reported {
+            self.unwritten = out.len() as u64;
+        }
+        self.maybe_unblock_output();
         out.len() > before
     }
 
@@ -408,28 +474,35 @@ impl Conn {
     }
 
     /// When to call `handle_timeout` next: the earliest deadline, the last `now` seen while
-    /// output is waiting, `None` when there is nothing to wait for (closed).
+    /// output is waiting, `None` when there is nothing to wait for (closed, with no unwritten
+    /// output to give up on).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.wants_transmit() {
             return Some(self.now);
         }
-        match &self.state {
-            State::Closed(_) => None,
+        let stall = self.stall_deadline();
+        let frame = self.frame_started.map(|t| t + self.config.frame_timeout);
+        let state = match &self.state {
+            State::Closed(_) => return stall,
             State::Handshake { deadline, .. } => Some(*deadline),
             State::Open { .. } => {
-                let keepalive = match (self.ping_deadline, self.config.keepalive_interval) {
+                let keepalive = match (self.silence_deadline(), self.config.keepalive_interval) {
                     (Some(deadline), _) => Some(deadline),
                     (None, Some(interval)) => Some(self.last_recv + interval),
                     (None, None) => None,
                 };
-                let idle = self.idle_deadline();
-                match (keepalive, idle) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                [
+                    keepalive,
+                    self.idle_deadline(),
+                    self.stream_stall_deadline(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
             }
-        }
+        };
+        [state, stall, frame].into_iter().flatten().min()
     }
 
     // ---------- inputs ----------
@@ -443,6 +516,21 @@ impl Conn {
         }
         self.last_recv = self.now;
         self.ping_deadline = None;
+        let decoded = self.decode_input(input);
+        // A partial frame left in `input` must complete within the frame timeout: bytes that
+        // trickle in count as signs of life, so this is what closes a trickling peer.
+        self.frame_started = if input.is_empty() || self.is_closed() {
+            None
+        } else if decoded {
+            Some(self.now)
+        } else {
+            self.frame_started.or(Some(self.now))
+        };
+    }
+
+    /// Consumes the preface and whole frames; returns whether any frame was decoded.
+    fn decode_input(&mut self, input: &mut BytesMut) -> bool {
+        let mut decoded = false;
         while !self.is_closed() {
             if let State::Handshake {
                 preface_seen: false,
@@ -450,7 +538,7 @@ impl Conn {
             } = self.state
             {
                 match decode_preface(input) {
-                    Ok(false) => return,
+                    Ok(false) => return decoded,
                     Ok(true) => {
                         self.state = State::Handshake {
                             preface_seen: true,
@@ -461,23 +549,45 @@ impl Conn {
                         }
                         continue;
                     }
-                    Err(e) => return self.violation(e.into()),
+                    Err(e) => {
+                        self.violation(e.into());
+                        return decoded;
+                    }
                 }
             }
             match self.decoder.decode(input) {
-                Ok(Some(frame)) => self.on_frame(frame),
-                Ok(None) => return,
-                Err(e) => return self.violation(e.into()),
+                Ok(Some(frame)) => {
+                    decoded = true;
+                    self.on_frame(frame);
+                }
+                Ok(None) => return decoded,
+                Err(e) => {
+                    self.violation(e.into());
+                    return decoded;
+                }
             }
         }
+        decoded
     }
 
     /// Acts on every deadline that has passed: handshake timeout, keep-alive PING, ping
-    /// timeout, idle timeout. Afterwards the next deadline is later than `now`, or output is
-    /// waiting.
+    /// timeout, idle timeout, frame timeout, stalled output and streams. Afterwards the next
+    /// deadline is later than `now`, or output is waiting.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tick(now);
         let now = self.now;
+        self.check_stalls(now);
+        if !self.is_closed()
+            && let Some(started) = self.frame_started
+            && now >= started + self.config.frame_timeout
+        {
+            self.frame_started = None;
+            let timeout = self.config.frame_timeout;
+            return self.close_with(
+                CloseReason::FrameTimeout(timeout),
+                Some(GoAwayCode::TIMEOUT),
+            );
+        }
         match self.state {
             State::Closed(_) => {}
             State::Handshake { deadline, .. } => {
@@ -490,7 +600,7 @@ impl Conn {
                 }
             }
             State::Open { .. } => {
-                if let Some(deadline) = self.ping_deadline {
+                if let Some(deadline) = self.silence_deadline() {
                     if now >= deadline {
                         let timeout = self.config.ping_timeout;
                         return self.close_with(
@@ -502,7 +612,7 @@ impl Conn {
                     && now >= self.last_recv + interval
                 {
                     self.pings_sent += 1;
-                    self.queue.push_back(Frame::Ping(self.pings_sent));
+                    self.push_control(Frame::Ping(self.pings_sent));
                     self.ping_deadline = Some(now + self.config.ping_timeout);
                 }
                 if self.idle_deadline().is_some_and(|d| now >= d) {
@@ -546,6 +656,18 @@ impl Conn {
         self.peer.map_or(MIN_MAX_FRAME_SIZE, |p| p.max_frame_size)
     }
 
+    /// When an unanswered PING means the peer is gone. A peer whose socket keeps taking our
+    /// output (as the driver reports) is alive even if our PING still waits behind that
+    /// output, so write progress moves the deadline.
+    fn silence_deadline(&self) -> Option<Instant> {
+        let deadline = self.ping_deadline?;
+        Some(if self.writes_reported {
+            deadline.max(self.last_write_progress + self.config.ping_timeout)
+        } else {
+            deadline
+        })
+    }
+
     fn idle_deadline(&self) -> Option<Instant> {
         match (self.config.idle_timeout, self.idle_since, &self.state) {
             (
@@ -579,7 +701,7 @@ impl Conn {
             return;
         }
         *goaway_sent = Some(last);
-        self.queue.push_back(Frame::GoAway(GoAway {
+        self.push_frame(Frame::GoAway(GoAway {
             last_stream: last,
             code,
             reason: reason.truncated(limit - 6),
@@ -637,20 +759,24 @@ impl Conn {
             .collect();
         if !matches!(reason, CloseReason::Drained) {
             self.queue.clear();
+            self.control.clear();
+            self.queued_cost = 0;
             self.pong = None;
         }
         if matches!(reason, CloseReason::TransportClosed) {
             self.hello_pending = false;
+            self.unwritten = 0;
         }
         if let Some(code) = goaway
             && self.preface_queued
         {
             let limit = self.frame_limit() as usize;
-            self.queue.push_back(Frame::GoAway(GoAway {
+            let goaway = Frame::GoAway(GoAway {
                 last_stream: self.last_accepted(),
                 code,
                 reason: WireStr::from(reason.to_string()).truncated(limit - 6),
-            }));
+            });
+            self.push_frame(goaway);
         }
         let kind = match reason {
             CloseReason::Violation(_) => ErrorKind::BACKEND_PROTOCOL,
@@ -690,6 +816,8 @@ impl Conn {
         }
         self.open = 0;
         self.ping_deadline = None;
+        self.blocked.clear();
+        self.frame_started = None;
         self.events.push_back(Event::Closed(reason.clone()));
         self.state = State::Closed(reason);
     }

@@ -3,7 +3,7 @@
 use super::{Conn, Event, PeerSettings, ProtocolViolation, Role, State, Stream};
 use crate::wire::mux::{
     Cancel, CancelMode, Credit, Data, End, ErrorKind, Frame, FrameType, GoAway, Hello,
-    MIN_MAX_FRAME_SIZE, Request, StreamError, StreamId, VERSION, WireStr,
+    MIN_MAX_FRAME_SIZE, MuxDecoder, Request, StreamError, StreamId, VERSION, WireStr,
 };
 
 type Verdict = Result<(), ProtocolViolation>;
@@ -57,6 +57,8 @@ impl Conn {
             conn_credit: hello.conn_credit,
         };
         self.peer = Some(peer);
+        // Handshake done: frames may now be as large as this side announced.
+        self.decoder = MuxDecoder::new(self.config.max_frame_size);
         self.send_credit = u64::from(hello.conn_credit);
         self.state = State::Open {
             goaway_sent: None,
@@ -263,6 +265,7 @@ impl Conn {
             Stream::Serving {
                 credit: u64::from(peer.stream_credit),
                 request_len: len,
+                blocked_since: None,
                 item_open: false,
                 stop_requested: false,
                 wants_write: false,

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::output::{MIN_PIECE, PER_FRAME};
 use super::{
     CancelError, CloseReason, Conn, Event, OpenError, ReleaseError, Role, SendError, State, Stream,
 };
@@ -68,7 +69,7 @@ impl Conn {
         let id = StreamId(self.highest.0 + 1);
         self.highest = id;
         self.send_credit -= len;
-        self.queue.push_back(Frame::Request(Request {
+        self.push_frame(Frame::Request(Request {
             stream: id,
             route,
             header,
@@ -91,37 +92,56 @@ impl Conn {
 
     /// Server: sends (part of) a response item on stream `id`.
     ///
-    /// Takes as much of `data` as the stream and connection credit allow, as DATA frames of at
-    /// most the peer's frame size, and leaves the rest in `data`; returns how many bytes it
-    /// took. While `data` is not empty the item is unfinished: pass the rest to the next
-    /// `send_data` of this stream (after [`Event::Writable`]) before anything else. Refused
-    /// with [`SendError::Blocked`] when no byte could be taken. An empty `data` sends an empty
-    /// piece that ends the item (an empty item, if none was unfinished).
+    /// Takes as much of `data` as the stream and connection credit and the output limit
+    /// ([`Self::output_limit`]) allow, as DATA frames of at most the peer's frame size, and
+    /// leaves the rest in `data`; returns how many bytes it took. While `data` is not empty the
+    /// item is unfinished: pass the rest to the next `send_data` of this stream (after
+    /// [`Event::Writable`]) before anything else. Refused with [`SendError::Blocked`] when no
+    /// byte could be taken. An empty `data` sends an empty piece that ends the item (an empty
+    /// item, if none was unfinished), unless the output limit is reached.
     pub fn send_data(&mut self, id: StreamId, data: &mut Bytes) -> Result<usize, SendError> {
         self.check_server_stream(id)?;
         let max_frame = u64::from(self.frame_limit());
+        let limit = self.output_limit();
+        self.note_output_start();
+        let now = self.now;
         let Some(Stream::Serving {
             credit,
             item_open,
             wants_write,
+            blocked_since,
             ..
         }) = self.streams.get_mut(&id)
         else {
             unreachable!("checked by check_server_stream");
         };
-        if data.is_empty() {
-            *item_open = false;
-            self.queue.push_back(Frame::Data(Data {
-                stream: id,
-                more: false,
-                payload: Bytes::new(),
-            }));
-            return Ok(0);
-        }
+        let was_blocked = *blocked_since;
         let mut taken = 0;
+        if data.is_empty() {
+            let held = self.queued_cost + self.unwritten;
+            if held == 0 || held + PER_FRAME <= limit {
+                *item_open = false;
+                self.queued_cost += PER_FRAME;
+                self.queue.push_back(Frame::Data(Data {
+                    stream: id,
+                    more: false,
+                    payload: Bytes::new(),
+                }));
+                self.set_blocked(id, was_blocked, None);
+                return Ok(0);
+            }
+            self.output_blocked = true;
+        }
         while !data.is_empty() {
-            let room = (*credit).min(self.send_credit).min(max_frame);
+            let by_output = output_room(limit, self.queued_cost + self.unwritten, data.len());
+            let room = (*credit)
+                .min(self.send_credit)
+                .min(max_frame)
+                .min(by_output);
             if room == 0 {
+                if by_output == 0 {
+                    self.output_blocked = true;
+                }
                 break;
             }
             let n = data.len().min(room as usize);
@@ -130,19 +150,28 @@ impl Conn {
             self.send_credit -= n as u64;
             *item_open = !data.is_empty();
             taken += n;
+            self.queued_cost += PER_FRAME + n as u64;
             self.queue.push_back(Frame::Data(Data {
                 stream: id,
                 more: !data.is_empty(),
                 payload: piece,
             }));
         }
-        if !data.is_empty() {
-            *wants_write = true;
-        }
+        *wants_write = taken == 0 || !data.is_empty();
+        let credit_left = *credit;
+        // A stream's stall clock runs while it waits with nothing taken.
+        let blocked = if !*wants_write {
+            None
+        } else if taken > 0 {
+            Some(now)
+        } else {
+            was_blocked.or(Some(now))
+        };
+        self.set_blocked(id, was_blocked, blocked);
         if taken == 0 {
             return Err(SendError::Blocked {
                 stream: id,
-                stream_credit: *credit,
+                stream_credit: credit_left,
                 conn_credit: self.send_credit,
             });
         }
@@ -194,15 +223,13 @@ impl Conn {
             CancelMode::Stop => {
                 if !*stop_sent {
                     *stop_sent = true;
-                    self.queue
-                        .push_back(Frame::Cancel(Cancel { stream: id, mode }));
+                    self.push_frame(Frame::Cancel(Cancel { stream: id, mode }));
                 }
             }
             CancelMode::Kill => {
                 let unreleased = *unreleased;
                 self.streams.insert(id, Stream::Killed { unreleased });
-                self.queue
-                    .push_back(Frame::Cancel(Cancel { stream: id, mode }));
+                self.push_frame(Frame::Cancel(Cancel { stream: id, mode }));
                 self.events.push_back(Event::End {
                     id,
                     result: Err(StreamError::new(
@@ -249,12 +276,13 @@ impl Conn {
                 *grant += len;
                 if *grant >= threshold {
                     *window += *grant;
-                    self.queue.push_back(Frame::Credit(Credit {
+                    let credit = Frame::Credit(Credit {
                         stream: id,
                         increment: u32::try_from(*grant)
                             .expect("a grant never exceeds the stream credit (a u32)"),
-                    }));
+                    });
                     *grant = 0;
+                    self.push_control(credit);
                 }
             }
             Stream::Killed { unreleased } => *unreleased -= len,
@@ -309,10 +337,18 @@ impl Conn {
 
     /// Server: queues END for stream `id` and forgets the stream.
     pub(super) fn end_server_stream(&mut self, id: StreamId, result: Result<(), StreamError>) {
-        let Some(Stream::Serving { request_len, .. }) = self.streams.remove(&id) else {
+        let Some(Stream::Serving {
+            request_len,
+            blocked_since,
+            ..
+        }) = self.streams.remove(&id)
+        else {
             unreachable!("callers check that the stream is Serving");
         };
-        self.queue.push_back(Frame::End(End { stream: id, result }));
+        if let Some(since) = blocked_since {
+            self.blocked.remove(&(since, id));
+        }
+        self.push_frame(Frame::End(End { stream: id, result }));
         self.grant_conn(request_len);
         self.stream_closed();
     }
@@ -334,12 +370,27 @@ impl Conn {
         let largest_request = credit.min(u64::from(self.config.max_frame_size));
         if self.conn_grant >= (credit / 2).max(1) || self.recv_window < largest_request {
             self.recv_window += self.conn_grant;
-            self.queue.push_back(Frame::Credit(Credit {
+            self.push_control(Frame::Credit(Credit {
                 stream: StreamId::CONNECTION,
                 increment: u32::try_from(self.conn_grant)
                     .expect("a grant never exceeds the connection credit (a u32)"),
             }));
             self.conn_grant = 0;
         }
+    }
+}
+
+/// Payload bytes one more DATA frame may carry under the output limit, when `held` bytes are
+/// held and `want` are offered. With nothing held one frame always goes (a limit below one
+/// frame's cost cannot deadlock); a nearly full queue takes no sliver below [`MIN_PIECE`].
+fn output_room(limit: u64, held: u64, want: usize) -> u64 {
+    if held == 0 {
+        return limit.saturating_sub(PER_FRAME).max(MIN_PIECE);
+    }
+    let room = limit.saturating_sub(held + PER_FRAME);
+    if room < (want as u64).min(MIN_PIECE) {
+        0
+    } else {
+        room
     }
 }

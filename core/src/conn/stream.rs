@@ -40,6 +40,9 @@ pub(super) enum Stream {
         stop_requested: bool,
         /// A send was refused or cut short: raise `Writable` when credit comes.
         wants_write: bool,
+        /// Since when the application has been waiting for room to send (credit or the
+        /// output limit) without any byte taken; the stall timeout counts from here.
+        blocked_since: Option<std::time::Instant>,
     },
 }
 

@@ -107,13 +107,17 @@ impl<R: Runtime> Future for Driver<R> {
                 this.transport_failed(now);
                 let mut state = this.shared.lock();
                 state.dispatch_events(&this.shared.can_open, &mut Vec::new());
+                state.release_budget();
                 return Poll::Ready(());
             }
             let mut progress = false;
             let mut opened: Vec<Request> = Vec::new();
-            let (closed, deadline) = {
+            let (closed, abandoned, deadline) = {
                 let mut state = this.shared.lock();
                 state.set_driver_waker(cx.waker());
+                // What the socket took since the last turn: write progress for the stall
+                // timeout, and room under the output limit.
+                state.conn.handle_written(this.out.len(), now);
                 if std::mem::take(&mut this.unfed_input) {
                     state.conn.handle_input(&mut this.read_buf, now);
                 }
@@ -134,9 +138,15 @@ impl<R: Runtime> Future for Driver<R> {
                 if state.conn.poll_timeout().is_some_and(|t| t <= now) {
                     state.conn.handle_timeout(now);
                 }
-                state.dispatch_events(&this.shared.can_open, &mut opened);
                 while state.conn.poll_transmit(&mut this.out) {}
-                (state.conn.is_closed(), state.conn.poll_timeout())
+                // After the transmit: it may have freed room and raised `Writable`.
+                state.dispatch_events(&this.shared.can_open, &mut opened);
+                state.sync_budget();
+                (
+                    state.conn.is_closed(),
+                    state.conn.is_flush_abandoned(),
+                    state.conn.poll_timeout(),
+                )
             };
             for request in opened {
                 start_request(&this.rt, &this.shared, this.handlers.as_ref(), request, cx);
@@ -152,11 +162,20 @@ impl<R: Runtime> Future for Driver<R> {
             }
             this.yielded = false;
             progress |= this.poll_write(cx, now);
-            if closed && (this.out.is_empty() || this.read_closed) {
+            // Closed: write what is left, unless the peer does not read it (the core gave up
+            // after the stall timeout), then drop the socket.
+            if closed && (this.out.is_empty() || this.read_closed || abandoned) {
+                if abandoned && !this.out.is_empty() {
+                    tracing::warn!(
+                        unwritten = this.out.len(),
+                        "mux connection dropped: the peer stopped reading"
+                    );
+                }
                 let _ = Pin::new(&mut this.tcp).poll_close(cx);
                 let mut state = this.shared.lock();
                 let mut ignored = Vec::new();
                 state.dispatch_events(&this.shared.can_open, &mut ignored);
+                state.release_budget();
                 return Poll::Ready(());
             }
             if let Some(deadline) = deadline {

@@ -11,6 +11,7 @@
 //! locks, opens a stream in the core and wakes the driver; no task is spawned and no channel
 //! is crossed on the client's hot path.
 
+mod budget;
 mod client;
 mod connector;
 mod driver;
@@ -20,6 +21,7 @@ pub mod limit;
 mod server;
 mod state;
 
+pub use budget::{DEFAULT_PROCESS_OUTPUT_LIMIT, OutputBudget};
 pub use client::{MuxClient, ResponseStream};
 pub use connector::Connector;
 pub use error::CallError;

@@ -13,6 +13,7 @@ use dynrt_core::wire::mux::{self, ErrorKind, Request, Sniff, StreamError, Stream
 use futures_lite::StreamExt;
 use futures_lite::future;
 
+use super::budget::OutputBudget;
 use super::driver::Driver;
 use super::handler::{BoxItemStream, Handlers, RequestContext};
 use super::limit::{ConnectionLimit, DEFAULT_MAX_CONNECTIONS, Permit};
@@ -30,6 +31,10 @@ pub struct ServerConfig {
     /// connection is accepted and closed at once (see [`super::limit`] for why). Default
     /// [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: usize,
+    /// The limit on output held across connections (default: the process-wide
+    /// [`OutputBudget::process`]); each connection is further held to
+    /// `conn.max_queued_bytes`.
+    pub output_budget: OutputBudget,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +43,7 @@ impl Default for ServerConfig {
             conn: ConnConfig::default(),
             sniff_timeout: Duration::from_secs(10),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            output_budget: OutputBudget::process(),
         }
     }
 }
@@ -126,6 +132,15 @@ impl MuxServer {
     /// [`ServerConfig::max_connections`] caps.
     pub fn held_connections(&self) -> usize {
         self.limit.open()
+    }
+
+    /// Bytes of output the server's connections hold right now (queued frames at their cost
+    /// plus bytes their sockets have not taken): what callers that stop reading cost it.
+    pub fn held_output_bytes(&self) -> u64 {
+        self.live_connections()
+            .iter()
+            .map(|shared| shared.lock().conn.held_bytes())
+            .sum()
     }
 
     /// Connections open right now. After a GOAWAY exchange a connection closes by itself once
@@ -238,7 +253,7 @@ async fn serve_connection<R: Runtime>(
     let Ok(conn) = Conn::server(config.conn, Instant::now()) else {
         return;
     };
-    let shared = Shared::new(conn);
+    let shared = Shared::with_budget(conn, Some(config.output_budget.clone()));
     connections
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -287,7 +302,11 @@ pub(crate) fn start_request<R: Runtime>(
     };
     let mut items = handler.handle(request.payload, context);
     let mut pending: Option<Bytes> = None;
+    let budget = shared.lock().budget.clone();
     loop {
+        if budget.as_ref().is_some_and(|b| !b.has_room()) {
+            break; // the task waits for room before it takes the next item
+        }
         let next = match items.as_mut().poll_next(cx) {
             Poll::Ready(next) => next,
             Poll::Pending => break,
@@ -295,8 +314,12 @@ pub(crate) fn start_request<R: Runtime>(
         let mut state = shared.lock();
         match next {
             Some(Ok(mut item)) => match state.conn.send_data(id, &mut item) {
-                Ok(_) if item.is_empty() => continue,
+                Ok(_) if item.is_empty() => {
+                    state.sync_budget();
+                    continue;
+                }
                 Ok(_) | Err(SendError::Blocked { .. }) => {
+                    state.sync_budget();
                     pending = Some(item);
                     break;
                 }
@@ -371,11 +394,27 @@ async fn killed(cancel: &CancelState) {
     }
 }
 
-/// Hands `item` to the core as credit allows. Returns false if the stream is gone.
+/// Hands `item` to the core as credit, the connection's output limit and the process-wide
+/// budget allow. Returns false if the stream is gone.
 async fn send(shared: &Shared, id: StreamId, mut item: Bytes) -> bool {
+    let budget = shared.lock().budget.clone();
+    let mut waiting = None;
     future::poll_fn(|cx| {
         let mut state = shared.lock();
+        if state.conn.send_capacity(id).is_none() {
+            return Poll::Ready(false); // ended, killed, or the connection closed
+        }
+        if let Some(budget) = &budget
+            && budget.poll_room(cx, &mut waiting).is_pending()
+        {
+            // A kill or close wakes this waker too.
+            if let Some(slot) = state.serving.get_mut(&id) {
+                slot.waker = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
         let result = state.conn.send_data(id, &mut item);
+        state.sync_budget();
         state.wake_driver();
         match result {
             Ok(_) if item.is_empty() => Poll::Ready(true),

@@ -10,6 +10,8 @@ use dynrt_core::conn::{CloseReason, Conn, Event};
 use dynrt_core::wire::mux::{CancelMode, Request, StreamError, StreamId};
 use event_listener::Event as Notify;
 
+use super::budget::OutputBudget;
+
 /// One connection: the core state machine plus what the adapters hang off it.
 pub(crate) struct Shared {
     state: Mutex<State>,
@@ -21,6 +23,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(conn: Conn) -> Arc<Self> {
+        Self::with_budget(conn, None)
+    }
+
+    /// A connection whose held output counts against `budget` (servers).
+    pub(crate) fn with_budget(conn: Conn, budget: Option<OutputBudget>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 conn,
@@ -28,6 +35,8 @@ impl Shared {
                 serving: HashMap::new(),
                 driver_waker: None,
                 closed: None,
+                budget,
+                charged: 0,
             }),
             can_open: Notify::new(),
             abort: AtomicBool::new(false),
@@ -57,6 +66,16 @@ pub(crate) struct State {
     driver_waker: Option<Waker>,
     /// Why the connection closed, once it has.
     pub(crate) closed: Option<CloseReason>,
+    /// The process-wide output budget this connection's held output counts against.
+    pub(crate) budget: Option<OutputBudget>,
+    /// What this connection has charged to `budget`.
+    charged: u64,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        self.release_budget();
+    }
 }
 
 /// A response stream's inbox: whole items in order, then the end.
@@ -108,6 +127,23 @@ impl State {
         match &self.driver_waker {
             Some(current) if current.will_wake(waker) => {}
             _ => self.driver_waker = Some(waker.clone()),
+        }
+    }
+
+    /// Brings the budget up to date with what the core holds now.
+    pub(crate) fn sync_budget(&mut self) {
+        if let Some(budget) = &self.budget {
+            let held = self.conn.held_bytes();
+            budget.adjust(self.charged, held);
+            self.charged = held;
+        }
+    }
+
+    /// The connection is gone: returns everything it charged, and charges nothing more.
+    pub(crate) fn release_budget(&mut self) {
+        if let Some(budget) = self.budget.take() {
+            budget.adjust(self.charged, 0);
+            self.charged = 0;
         }
     }
 

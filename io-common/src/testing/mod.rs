@@ -25,6 +25,7 @@ use crate::runtime::Runtime;
 pub mod connections;
 mod local;
 pub mod mux;
+pub mod mux_bounds;
 pub mod routing;
 pub mod runtime;
 pub mod status_load;

@@ -1,0 +1,204 @@
+//! What this side holds to send, counted in bytes: the accounting that bounds a connection's
+//! output memory whatever credit the peer grants, keeps control frames ahead of data, and
+//! notices a peer that stopped reading.
+//!
+//! Credit counts payload bytes (the wire's rule), but memory is spent per frame too: a queued
+//! 1-byte DATA frame costs its queue slot, its header and its payload's allocation, a hundred
+//! times its credit. So the core charges every queued frame `HEADER_LEN + body +`
+//! [`FRAME_OVERHEAD`], adds the bytes `poll_transmit` produced that the socket has not taken
+//! (reported by the driver with [`Conn::handle_written`]), and refuses sends once that total
+//! reaches [`Conn::output_limit`]: the handler is made to wait, nothing is buffered for it.
+//!
+//! Output that waits with nothing written for `stall_timeout` closes the connection
+//! ([`CloseReason::Stalled`]) and, once closed, makes the core give up flushing
+//! ([`Conn::is_flush_abandoned`]): a peer that stops reading cannot pin a connection. A server
+//! stream that wants to send and gets no room for `stall_timeout` is reset on its own.
+
+use std::time::Instant;
+
+use super::{CloseReason, Conn, Event, State, Stream};
+use crate::wire::mux::{
+    CancelMode, ErrorKind, Frame, GoAwayCode, HEADER_LEN, StreamError, StreamId, WireStr,
+};
+
+/// What one queued frame costs beyond its header and body: its queue slot plus an allowance
+/// for the allocation its payload came in.
+pub const FRAME_OVERHEAD: usize = std::mem::size_of::<Frame>() + 64;
+
+/// Header plus overhead: the cost of a frame with an empty body.
+pub(super) const PER_FRAME: u64 = (HEADER_LEN + FRAME_OVERHEAD) as u64;
+
+/// A send cut by the output limit takes no piece smaller than this (or the rest of the item),
+/// so a nearly full queue does not fill up with slivers that cost more than they carry.
+pub(super) const MIN_PIECE: u64 = 4096;
+
+/// The cost of queueing `frame`.
+pub(super) fn cost(frame: &Frame) -> u64 {
+    PER_FRAME + frame.body_len()
+}
+
+impl Conn {
+    /// Bytes of output this connection holds: queued frames at their cost, plus what
+    /// `poll_transmit` produced that the socket has not taken (as last reported with
+    /// [`Self::handle_written`]).
+    pub fn held_bytes(&self) -> u64 {
+        self.queued_cost + self.unwritten
+    }
+
+    /// The most output [`Self::held_bytes`] may reach before sends are refused:
+    /// `max_queued_bytes`, and at most twice the peer's initial connection credit.
+    pub fn output_limit(&self) -> u64 {
+        let cap = u64::from(self.config.max_queued_bytes);
+        match self.peer {
+            Some(peer) => cap.min(2 * u64::from(peer.conn_credit)),
+            None => cap,
+        }
+    }
+
+    /// After closing with output the peer would not read: the driver should stop writing and
+    /// drop the socket.
+    pub fn is_flush_abandoned(&self) -> bool {
+        self.flush_abandoned
+    }
+
+    /// The driver's output buffer holds `unwritten` bytes the socket has not taken yet (call it
+    /// after each write attempt, or at least before each `poll_transmit`). A smaller number than
+    /// last time is write progress. A driver that reports this gets its unwritten bytes counted
+    /// in [`Self::held_bytes`] and in the stall timeout; one that never does (it writes each
+    /// batch whole) is judged by the core's queue alone.
+    pub fn handle_written(&mut self, unwritten: usize, now: Instant) {
+        self.tick(now);
+        let unwritten = unwritten as u64;
+        if unwritten < self.unwritten || !self.writes_reported {
+            self.last_write_progress = self.now;
+        }
+        self.writes_reported = true;
+        self.unwritten = unwritten;
+        self.maybe_unblock_output();
+    }
+
+    /// Queues a frame that goes out in order with data (REQUEST, DATA, END, CANCEL, GOAWAY).
+    pub(super) fn push_frame(&mut self, frame: Frame) {
+        self.note_output_start();
+        self.queued_cost += cost(&frame);
+        self.queue.push_back(frame);
+    }
+
+    /// Queues a frame that overtakes queued data (PING, CREDIT): keep-alive and credit must
+    /// not wait behind a full queue.
+    pub(super) fn push_control(&mut self, frame: Frame) {
+        self.note_output_start();
+        self.queued_cost += cost(&frame);
+        self.control.push_back(frame);
+    }
+
+    /// Output is about to be queued: if none was waiting, the stall clock starts now.
+    pub(super) fn note_output_start(&mut self) {
+        if !self.output_pending() {
+            self.last_write_progress = self.now;
+        }
+    }
+
+    /// Whether output waits for the socket.
+    pub(super) fn output_pending(&self) -> bool {
+        !self.flush_abandoned
+            && (!self.queue.is_empty() || !self.control.is_empty() || self.unwritten > 0)
+    }
+
+    /// When waiting output counts as stalled.
+    pub(super) fn stall_deadline(&self) -> Option<Instant> {
+        let timeout = self.config.stall_timeout?;
+        self.output_pending()
+            .then(|| self.last_write_progress + timeout)
+    }
+
+    /// The earliest time a blocked server stream counts as stalled.
+    pub(super) fn stream_stall_deadline(&self) -> Option<Instant> {
+        let timeout = self.config.stall_timeout?;
+        self.blocked.first().map(|(since, _)| *since + timeout)
+    }
+
+    /// Raises `Writable` for streams refused by the output limit once half of it is free.
+    pub(super) fn maybe_unblock_output(&mut self) {
+        if !self.output_blocked || self.held_bytes() > self.output_limit() / 2 {
+            return;
+        }
+        self.output_blocked = false;
+        for (id, stream) in &mut self.streams {
+            if let Stream::Serving {
+                credit,
+                wants_write,
+                ..
+            } = stream
+                && *wants_write
+                && *credit > 0
+                && self.send_credit > 0
+            {
+                *wants_write = false;
+                self.events.push_back(Event::Writable { id: *id });
+            }
+        }
+    }
+
+    /// Records when server stream `id` started waiting for room (`None`: it is not waiting).
+    pub(super) fn set_blocked(&mut self, id: StreamId, old: Option<Instant>, new: Option<Instant>) {
+        if old == new {
+            return;
+        }
+        if let Some(since) = old {
+            self.blocked.remove(&(since, id));
+        }
+        if let Some(since) = new {
+            self.blocked.insert((since, id));
+        }
+        if let Some(Stream::Serving { blocked_since, .. }) = self.streams.get_mut(&id) {
+            *blocked_since = new;
+        }
+    }
+
+    /// Acts on the stall deadlines that passed (called by `handle_timeout`).
+    pub(super) fn check_stalls(&mut self, now: Instant) {
+        let Some(timeout) = self.config.stall_timeout else {
+            return;
+        };
+        if self.stall_deadline().is_some_and(|d| now >= d) {
+            if !self.is_closed() {
+                self.close_with(CloseReason::Stalled(timeout), Some(GoAwayCode::TIMEOUT));
+            }
+            // The peer reads nothing, so the closing GOAWAY would wait forever too.
+            self.flush_abandoned = true;
+            self.queue.clear();
+            self.control.clear();
+            self.queued_cost = 0;
+            self.hello_pending = false;
+            self.pong = None;
+            return;
+        }
+        if !matches!(self.state, State::Open { .. }) {
+            return;
+        }
+        while let Some(&(since, id)) = self.blocked.first() {
+            if now < since + timeout {
+                break;
+            }
+            self.blocked.pop_first();
+            if let Some(Stream::Serving { blocked_since, .. }) = self.streams.get_mut(&id) {
+                *blocked_since = None;
+            }
+            self.events.push_back(Event::Cancelled {
+                id,
+                mode: CancelMode::Kill,
+            });
+            let message = format!(
+                "stream {id} reset: no room to send for {timeout:?} (the caller stopped reading)"
+            );
+            self.end_server_stream(
+                id,
+                Err(StreamError::new(
+                    ErrorKind::CANCELLED,
+                    WireStr::from(message),
+                )),
+            );
+        }
+    }
+}
