@@ -157,6 +157,7 @@ impl State {
                     can_open.notify(usize::MAX);
                 }
                 Event::Closed(reason) => {
+                    self.log_closed(&reason);
                     self.closed = Some(reason);
                     can_open.notify(usize::MAX);
                     for slot in self.serving.values_mut() {
@@ -169,6 +170,28 @@ impl State {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// A connection that dies is a warning when it took work with it or the peer misbehaved;
+    /// a clean close, or an idle peer going away, is routine.
+    fn log_closed(&self, reason: &CloseReason) {
+        let calls = self.calls.values().filter(|c| c.end.is_none()).count();
+        let serving = self.serving.len();
+        let routine = match reason {
+            CloseReason::Drained | CloseReason::Local(_) => true,
+            CloseReason::TransportClosed => calls + serving == 0,
+            _ => false,
+        };
+        if routine {
+            tracing::debug!(%reason, "mux connection closed");
+        } else {
+            tracing::warn!(
+                %reason,
+                open_calls = calls,
+                open_requests = serving,
+                "mux connection died"
+            );
         }
     }
 
