@@ -504,3 +504,31 @@ fn mem_discovery_is_refused_for_tools_that_look_at_other_processes() {
         );
     }
 }
+
+/// Settings dynrt parses but does not implement are not ignored silently: each is a warning
+/// naming it when the runtime starts; an invalid event plane warns and falls back.
+#[test]
+fn settings_without_effect_are_warnings_naming_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (var, value, says) in [
+        ("DYN_EVENT_PLANE", "nats", "has no effect"),
+        ("NATS_SERVER", "nats://127.0.0.1:4222", "has no effect"),
+        (
+            "DYN_EVENT_PLANE",
+            "kafka",
+            "using the default, zmq (for file)",
+        ),
+    ] {
+        let mut ls = dynrt(&["ls"]);
+        file_backend(&mut ls, dir.path());
+        ls.env(var, value);
+        let out = run(ls, LIMIT);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let warning = stderr
+            .lines()
+            .find(|l| l.contains(" WARN ") && l.contains(&format!("{var}: '{value}'")))
+            .unwrap_or_else(|| panic!("no warning naming {var}: {stderr}"));
+        assert!(warning.contains(says), "{warning}");
+    }
+}

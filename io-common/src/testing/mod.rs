@@ -25,6 +25,7 @@ use crate::runtime::Runtime;
 mod local;
 pub mod mux;
 pub mod runtime;
+pub mod settings;
 pub mod system;
 pub mod system_server;
 
