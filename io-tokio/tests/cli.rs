@@ -532,3 +532,53 @@ fn settings_without_effect_are_warnings_naming_them() {
         assert!(warning.contains(says), "{warning}");
     }
 }
+
+/// A connection that dies with a request on it is a warning in the log (it used to say
+/// nothing): a caller whose worker is killed mid-stream logs it.
+#[test]
+fn a_connection_that_dies_mid_request_is_logged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut serve = dynrt(&["serve"]);
+    file_backend(&mut serve, dir.path());
+    let mut worker = Worker::start(serve);
+
+    // The caller prints one item, then blocks on its stdout (nobody reads it), so its stream
+    // stays open; its connection keeps being driven.
+    let mut call = dynrt(&[
+        "call",
+        "dyn://demo.backend.generate",
+        r#"{"prompt":"a b","max_tokens":1048576}"#,
+    ]);
+    file_backend(&mut call, dir.path());
+    call.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut caller = Running(call.spawn().expect("dynrt call starts"));
+    let stderr = caller.0.stderr.take().expect("piped");
+    let (tx, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[dynrt call] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let mut first = String::new();
+    BufReader::new(caller.0.stdout.as_mut().expect("piped"))
+        .read_line(&mut first)
+        .expect("one item");
+    assert_eq!(first, "a\n");
+    worker.child.0.kill().expect("kill -9 the worker");
+
+    let deadline = Instant::now() + LIMIT;
+    let died = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) if line.contains(" WARN ") && line.contains("mux connection died") => {
+                break line;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("the caller logged no dead connection: {e}"),
+        }
+    };
+    assert!(died.contains("cut_streams=1"), "{died}");
+}
