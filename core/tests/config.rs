@@ -476,6 +476,24 @@ fn request_plane_codec_values_and_fallback_warning() {
         one("DYN_REQUEST_PLANE_CODEC", "msgpack").tcp.codec,
         RequestPlaneCodec::Msgpack
     );
+    // Parsed, but nothing applies it yet: said, not ignored silently.
+    let json = one("DYN_REQUEST_PLANE_CODEC", "json");
+    assert!(
+        matches!(
+            &json.warnings[..],
+            [ConfigWarning::NotImplemented {
+                var: "DYN_REQUEST_PLANE_CODEC",
+                ..
+            }]
+        ),
+        "{:?}",
+        json.warnings
+    );
+    assert!(
+        one("DYN_REQUEST_PLANE_CODEC", "msgpack")
+            .warnings
+            .is_empty()
+    );
     let c = one("DYN_REQUEST_PLANE_CODEC", "cbor");
     assert_eq!(c.tcp.codec, RequestPlaneCodec::Msgpack);
     assert_eq!(

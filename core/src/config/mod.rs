@@ -23,7 +23,7 @@
 //! | `DYN_TCP_RESPONSE_STREAM_HOST` | resolved local IP | a host | |
 //! | `DYN_TCP_RESPONSE_STREAM_PORT` | 0 (OS picks) | 0..=65535 | invalid is an error (as in Dynamo) |
 //! | `DYN_TCP_MAX_MESSAGE_SIZE` | 32 MiB | bytes ≥ 16 KiB | invalid or 0: warning, default; 1..16 KiB is an error (no handshake fits) |
-//! | `DYN_REQUEST_PLANE_CODEC` | `msgpack` | `msgpack`, `json` | invalid: warning, default (as in Dynamo) |
+//! | `DYN_REQUEST_PLANE_CODEC` | `msgpack` | `msgpack`, `json` | invalid: warning, default (as in Dynamo); `json` is not applied yet: warning |
 //! | `DYN_SYSTEM_HOST` | `0.0.0.0` | a host | |
 //! | `DYN_SYSTEM_PORT` | -1 (disabled) | negative, 0 (any), 1..=65535 | |
 //! | `DYN_SYSTEM_STARTING_HEALTH_STATUS` | `notready` | `ready`, `notready` | |
@@ -622,7 +622,14 @@ impl DistributedConfig {
         c.tcp.codec = match s.get(DYN_REQUEST_PLANE_CODEC) {
             None => RequestPlaneCodec::Msgpack,
             Some(v) if v.eq_ignore_ascii_case("msgpack") => RequestPlaneCodec::Msgpack,
-            Some(v) if v.eq_ignore_ascii_case("json") => RequestPlaneCodec::Json,
+            Some(v) if v.eq_ignore_ascii_case("json") => {
+                warnings.push(ConfigWarning::NotImplemented {
+                    var: DYN_REQUEST_PLANE_CODEC,
+                    value: v.to_owned(),
+                    what: "dynrt does not apply a request-plane codec yet; its records say msgpack",
+                });
+                RequestPlaneCodec::Json
+            }
             Some(v) => {
                 warnings.push(ConfigWarning::FellBack {
                     var: DYN_REQUEST_PLANE_CODEC,
