@@ -103,7 +103,7 @@ pub async fn advertised_address_follows_the_backend<R: Runtime>(rt: &R) {
 }
 
 /// Settings a runtime cannot honour are refused at start-up, naming the setting: a host that
-/// is not an IP address, a request plane dynrt does not implement.
+/// is not an IP address, a request plane or a discovery backend dynrt does not implement.
 pub async fn unusable_settings_are_refused_at_start<R: Runtime>(rt: &R) {
     within(rt, LIMIT, "refused settings", async {
         let store = MemStore::new();
@@ -120,6 +120,16 @@ pub async fn unusable_settings_are_refused_at_start<R: Runtime>(rt: &R) {
                 Ok(_) => panic!("{settings:?} started"),
                 Err(e) => assert!(e.to_string().contains(says), "{settings:?}: {e}"),
             }
+        }
+        let kubernetes =
+            DistributedConfig::from_settings([("DYN_DISCOVERY_BACKEND", "kubernetes")])
+                .expect("parses");
+        match DistributedRuntime::new(rt.clone(), kubernetes).await {
+            Ok(_) => panic!("a kubernetes runtime started"),
+            Err(e) => assert!(
+                e.to_string().contains("DYN_DISCOVERY_BACKEND=kubernetes"),
+                "{e}"
+            ),
         }
     })
     .await;
