@@ -34,9 +34,11 @@ fn empty_settings_give_every_documented_default() {
     assert_eq!(c.etcd.lease_ttl, Duration::from_secs(30));
     assert_eq!(c.file_kv, None);
     assert_eq!(c.request_plane, RequestPlaneMode::Tcp);
-    assert_eq!(c.event_transport, EventTransportKind::Zmq);
-    assert_eq!(c.nats, None);
-    assert!(!c.needs_nats());
+    // etcd's default event plane is NATS (the specification's resolve_event_transport_kind),
+    // and a NATS event plane needs a client.
+    assert_eq!(c.event_transport, EventTransportKind::Nats);
+    assert_eq!(c.nats.as_ref().unwrap().server, "nats://localhost:4222");
+    assert!(c.needs_nats());
     assert_eq!(c.tcp.rpc_host, None);
     assert_eq!(c.tcp.rpc_port, 0);
     assert_eq!(c.tcp.response_stream_host, None);
@@ -154,16 +156,30 @@ fn request_plane_values_are_case_insensitive() {
     );
 }
 
+/// The specification's `resolve_event_transport_kind`: unset or empty, the backend decides —
+/// zmq for the local backends, NATS for the distributed ones.
 #[test]
-fn event_plane_unset_defaults_to_zmq_for_every_backend() {
-    for backend in ["etcd", "file", "mem", "kubernetes"] {
-        let c = one("DYN_DISCOVERY_BACKEND", backend);
-        assert_eq!(c.event_transport, EventTransportKind::Zmq, "{backend}");
-        assert_eq!(
-            c.discovery_backend.default_event_transport(),
-            EventTransportKind::Zmq
-        );
-        assert!(!c.needs_nats(), "{backend}");
+fn event_plane_unset_or_empty_follows_the_backend() {
+    for (backend, kind) in [
+        ("etcd", EventTransportKind::Nats),
+        ("kubernetes", EventTransportKind::Nats),
+        ("file", EventTransportKind::Zmq),
+        ("mem", EventTransportKind::Zmq),
+    ] {
+        for pairs in [
+            &[("DYN_DISCOVERY_BACKEND", backend)][..],
+            &[("DYN_DISCOVERY_BACKEND", backend), ("DYN_EVENT_PLANE", "")][..],
+        ] {
+            let c = parse(pairs);
+            assert_eq!(c.event_transport, kind, "{pairs:?}");
+            assert_eq!(c.discovery_backend.default_event_transport(), kind);
+            assert_eq!(
+                c.needs_nats(),
+                kind == EventTransportKind::Nats,
+                "{pairs:?}"
+            );
+            assert!(c.warnings.is_empty(), "{pairs:?}: {:?}", c.warnings);
+        }
     }
 }
 
@@ -175,31 +191,109 @@ fn event_plane_values_are_trimmed_and_case_insensitive() {
         ("zmq", EventTransportKind::Zmq),
         ("Zmq", EventTransportKind::Zmq),
     ] {
+        for backend in ["etcd", "file"] {
+            let c = parse(&[
+                ("DYN_DISCOVERY_BACKEND", backend),
+                ("DYN_EVENT_PLANE", value),
+            ]);
+            assert_eq!(c.event_transport, kind, "{value:?} on {backend}");
+        }
+    }
+}
+
+/// An invalid value warns and falls back to the backend's default (the specification), where
+/// it used to be an error.
+#[test]
+fn invalid_event_plane_warns_and_falls_back_to_the_backends_default() {
+    for (backend, kind) in [
+        ("etcd", EventTransportKind::Nats),
+        ("file", EventTransportKind::Zmq),
+    ] {
+        let c = parse(&[
+            ("DYN_DISCOVERY_BACKEND", backend),
+            ("DYN_EVENT_PLANE", "kafka"),
+        ]);
+        assert_eq!(c.event_transport, kind, "{backend}");
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            matches!(&c.warnings[0], ConfigWarning::FellBack { var: "DYN_EVENT_PLANE", value, .. } if value == "kafka"),
+            "{:?}",
+            c.warnings
+        );
         assert_eq!(
-            one("DYN_EVENT_PLANE", value).event_transport,
-            kind,
-            "{value:?}"
+            c.warnings[0].to_string(),
+            format!(
+                "DYN_EVENT_PLANE: 'kafka' is not one of: nats, zmq; using the default, {kind} \
+                 (for {backend})"
+            )
         );
     }
 }
 
+/// Settings that select something dynrt does not implement are never ignored silently.
 #[test]
-fn invalid_event_plane_is_an_error_as_in_dynamo_distributed_config() {
+fn event_plane_and_nats_server_warn_that_they_have_no_effect() {
+    let c = parse(&[
+        ("DYN_DISCOVERY_BACKEND", "file"),
+        ("DYN_EVENT_PLANE", "zmq"),
+        ("NATS_SERVER", "nats://n:4222"),
+    ]);
+    let named: Vec<_> = c
+        .warnings
+        .iter()
+        .map(|w| match w {
+            ConfigWarning::NotImplemented { var, .. } => *var,
+            other => panic!("unexpected warning {other}"),
+        })
+        .collect();
+    assert_eq!(named, ["DYN_EVENT_PLANE", "NATS_SERVER"]);
     assert_eq!(
-        error(&[("DYN_EVENT_PLANE", "kafka")]),
-        "DYN_EVENT_PLANE: 'kafka' is not one of: nats, zmq"
+        c.warnings[0].to_string(),
+        "DYN_EVENT_PLANE: 'zmq' has no effect: dynrt has no event plane yet; nothing is published"
     );
+    assert!(
+        c.warnings[1]
+            .to_string()
+            .starts_with("NATS_SERVER: 'nats://n:4222' has no effect")
+    );
+    // The defaults alone say nothing.
+    assert!(parse(&[]).warnings.is_empty());
 }
 
 #[test]
 fn nats_client_needed_when_request_plane_event_plane_or_server_says_so() {
     let cases: &[(&[(&str, &str)], bool)] = &[
-        (&[], false),
-        (&[("DYN_REQUEST_PLANE", "nats")], true),
-        (&[("DYN_REQUEST_PLANE", "http")], false),
-        (&[("DYN_EVENT_PLANE", "nats")], true),
+        (&[], true),
+        (&[("DYN_DISCOVERY_BACKEND", "file")], false),
+        (
+            &[
+                ("DYN_DISCOVERY_BACKEND", "file"),
+                ("DYN_REQUEST_PLANE", "nats"),
+            ],
+            true,
+        ),
+        (
+            &[
+                ("DYN_DISCOVERY_BACKEND", "file"),
+                ("DYN_REQUEST_PLANE", "http"),
+            ],
+            false,
+        ),
+        (
+            &[
+                ("DYN_DISCOVERY_BACKEND", "file"),
+                ("DYN_EVENT_PLANE", "nats"),
+            ],
+            true,
+        ),
         (&[("DYN_EVENT_PLANE", "zmq")], false),
-        (&[("NATS_SERVER", "nats://10.0.0.1:4222")], true),
+        (
+            &[
+                ("DYN_EVENT_PLANE", "zmq"),
+                ("NATS_SERVER", "nats://10.0.0.1:4222"),
+            ],
+            true,
+        ),
         (
             &[
                 ("DYN_DISCOVERY_BACKEND", "mem"),
@@ -325,6 +419,30 @@ fn bad_ports_name_the_variable_and_the_value() {
     }
 }
 
+/// A limit below the mux handshake's frame size was accepted and then failed every call.
+#[test]
+fn max_message_size_below_what_a_handshake_needs_is_refused() {
+    for value in ["1", "100", "16383"] {
+        let e =
+            DistributedConfig::from_settings([("DYN_TCP_MAX_MESSAGE_SIZE", value)]).unwrap_err();
+        assert_eq!(e.var, "DYN_TCP_MAX_MESSAGE_SIZE");
+        assert_eq!(e.problem, Problem::BelowMinimumBytes(16384));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "DYN_TCP_MAX_MESSAGE_SIZE: '{value}' is below the minimum of 16384 bytes (what a \
+                 connection handshake needs)"
+            )
+        );
+    }
+    assert_eq!(
+        one("DYN_TCP_MAX_MESSAGE_SIZE", "16384")
+            .tcp
+            .max_message_size,
+        16384
+    );
+}
+
 #[test]
 fn max_message_size_invalid_or_zero_warns_and_falls_back() {
     assert_eq!(
@@ -357,6 +475,24 @@ fn request_plane_codec_values_and_fallback_warning() {
     assert_eq!(
         one("DYN_REQUEST_PLANE_CODEC", "msgpack").tcp.codec,
         RequestPlaneCodec::Msgpack
+    );
+    // Parsed, but nothing applies it yet: said, not ignored silently.
+    let json = one("DYN_REQUEST_PLANE_CODEC", "json");
+    assert!(
+        matches!(
+            &json.warnings[..],
+            [ConfigWarning::NotImplemented {
+                var: "DYN_REQUEST_PLANE_CODEC",
+                ..
+            }]
+        ),
+        "{:?}",
+        json.warnings
+    );
+    assert!(
+        one("DYN_REQUEST_PLANE_CODEC", "msgpack")
+            .warnings
+            .is_empty()
     );
     let c = one("DYN_REQUEST_PLANE_CODEC", "cbor");
     assert_eq!(c.tcp.codec, RequestPlaneCodec::Msgpack);
@@ -578,6 +714,7 @@ fn for_cli_attaches_no_lease_and_honours_the_settings() {
     assert!(!c.attach_lease);
     assert_eq!(c.discovery_backend, DiscoveryBackend::File);
     assert!(c.needs_nats());
+    assert_eq!(c.event_transport, EventTransportKind::Zmq);
     let c = DistributedConfig::for_cli(std::iter::empty::<(&str, &str)>()).unwrap();
     assert_eq!(c.discovery_backend, DiscoveryBackend::Etcd);
     assert!(!c.attach_lease);
@@ -634,5 +771,51 @@ fn warnings_accumulate_in_list_order() {
             "DYN_REQUEST_PLANE_CODEC",
             "DYN_SYSTEM_ENABLED"
         ]
+    );
+}
+
+/// The process environment may hold any bytes: the settings are read from `OsStr` pairs, a
+/// value that is not UTF-8 is an error naming the variable when it is one of ours, and is
+/// ignored otherwise (it used to panic the process through `std::env::vars`).
+#[test]
+fn values_that_are_not_utf8_are_an_error_only_for_our_variables() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let bad = OsStr::from_bytes(b"fi\xffle");
+    let e = DistributedConfig::from_settings([
+        (OsStr::new("DYN_DISCOVERY_BACKEND"), OsStr::new("file")),
+        (OsStr::new("DYN_FILE_KV"), bad),
+    ])
+    .unwrap_err();
+    assert_eq!(e.var, "DYN_FILE_KV");
+    assert_eq!(e.problem, Problem::NotUnicode);
+    assert_eq!(
+        e.to_string(),
+        "DYN_FILE_KV: 'fi\u{FFFD}le' is not valid UTF-8"
+    );
+
+    // Someone else's variable, or a key that is not UTF-8, is not ours to judge.
+    let c = DistributedConfig::from_settings([
+        (OsStr::new("LANG_SOMETHING"), bad),
+        (OsStr::from_bytes(b"DYN_\xff"), OsStr::new("x")),
+        (OsStr::new("DYN_DISCOVERY_BACKEND"), OsStr::new("mem")),
+    ])
+    .unwrap();
+    assert_eq!(c.discovery_backend, DiscoveryBackend::Mem);
+
+    // The last duplicate wins, whichever kind of value it has.
+    let c = DistributedConfig::from_settings([
+        (OsStr::new("DYN_DISCOVERY_BACKEND"), bad),
+        (OsStr::new("DYN_DISCOVERY_BACKEND"), OsStr::new("file")),
+    ])
+    .unwrap();
+    assert_eq!(c.discovery_backend, DiscoveryBackend::File);
+    assert!(
+        DistributedConfig::for_cli([
+            (OsStr::new("DYN_DISCOVERY_BACKEND"), OsStr::new("file")),
+            (OsStr::new("DYN_DISCOVERY_BACKEND"), bad),
+        ])
+        .is_err()
     );
 }

@@ -13,18 +13,18 @@ use dynrt_testkit::EtcdServer;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// `dynrt` with no dynrt setting inherited from the test's environment.
+/// `dynrt` with no dynrt setting (nor log filter) inherited from the test's environment.
 fn dynrt(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dynrt"));
-    for (key, _) in std::env::vars() {
+    for (key, _) in std::env::vars_os() {
         if ["DYN_", "ETCD_", "NATS_"]
             .iter()
-            .any(|p| key.starts_with(p))
+            .any(|p| key.as_encoded_bytes().starts_with(p.as_bytes()))
         {
             cmd.env_remove(key);
         }
     }
-    cmd.args(args).env("NO_COLOR", "1");
+    cmd.args(args).env("NO_COLOR", "1").env_remove("RUST_LOG");
     cmd
 }
 
@@ -140,10 +140,29 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(mut cmd: Command) -> Self {
+    fn start(cmd: Command) -> Self {
+        Self::spawn(cmd, Stdio::inherit())
+    }
+
+    /// Like `start`, with the worker's stderr (its log) as lines on a channel, echoed to the
+    /// test's stderr.
+    fn start_logged(cmd: Command) -> (Self, mpsc::Receiver<String>) {
+        let mut worker = Self::spawn(cmd, Stdio::piped());
+        let stderr = worker.child.0.stderr.take().expect("piped");
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[dynrt serve] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        (worker, log)
+    }
+
+    fn spawn(mut cmd: Command, stderr: Stdio) -> Self {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         let mut child = Running(cmd.spawn().expect("dynrt serve starts"));
         let stdout = child.0.stdout.take().expect("piped");
         let (tx, lines) = mpsc::channel();
@@ -194,9 +213,10 @@ impl Worker {
     }
 }
 
-/// `ls` shows the worker, `call` streams its tokens (round robin and direct), invalid JSON is
-/// refused before anything is sent, and SIGTERM drains it cleanly.
-fn serve_ls_call(configure: impl Fn(&mut Command)) {
+/// `ls` shows the worker at `advertised` (an IP address), `call` streams its tokens (round
+/// robin and direct), invalid JSON is refused before anything is sent, and SIGTERM drains it
+/// cleanly.
+fn serve_ls_call(advertised: &str, configure: impl Fn(&mut Command)) {
     let mut serve = dynrt(&["serve"]);
     configure(&mut serve);
     let worker = Worker::start(serve);
@@ -212,8 +232,8 @@ fn serve_ls_call(configure: impl Fn(&mut Command)) {
         .unwrap_or_else(|| panic!("ls does not show {}:\n{stdout}", worker.instance));
     assert!(row.starts_with("dyn://demo.backend.generate"), "{row}");
     assert!(
-        row.contains("127.0.0.1:") && row.ends_with("mux v1"),
-        "{row}"
+        row.contains(&format!(" {advertised}:")) && row.ends_with("mux v1"),
+        "expected {advertised}: {row}"
     );
 
     let mut ls = dynrt(&["ls", "dyn://other"]);
@@ -256,7 +276,8 @@ fn serve_ls_call(configure: impl Fn(&mut Command)) {
 #[test]
 fn serve_then_ls_and_call_through_a_file_store() {
     let dir = tempfile::tempdir().expect("temp dir");
-    serve_ls_call(|cmd| {
+    // A file store is read on this machine only: loopback.
+    serve_ls_call("127.0.0.1", |cmd| {
         file_backend(cmd, dir.path());
     });
 }
@@ -266,7 +287,15 @@ fn serve_then_ls_and_call_through_a_file_store() {
 fn serve_then_ls_and_call_through_etcd() {
     let etcd = EtcdServer::start();
     let endpoint = etcd.endpoint();
-    serve_ls_call(|cmd| {
+    // Other hosts read etcd's records: the worker advertises this host's routed address, as
+    // Dynamo 1.6.1 does (loopback only on a machine without a route).
+    let routed = dynrt_io::distributed::routed_addrs();
+    let advertised = routed
+        .v4
+        .map(|ip| ip.to_string())
+        .or(routed.v6.map(|ip| format!("[{ip}]")))
+        .unwrap_or_else(|| "127.0.0.1".into());
+    serve_ls_call(&advertised, |cmd| {
         cmd.env("DYN_DISCOVERY_BACKEND", "etcd")
             .env("ETCD_ENDPOINTS", &endpoint);
     });
@@ -311,21 +340,144 @@ fn call_without_a_worker_says_where_it_looked() {
     );
 }
 
+/// While etcd does not answer, the log says so (a warning naming the endpoint, once, not once
+/// per retry); when the tool gives up, one line names it and the alternatives.
 #[cfg(feature = "etcd")]
 #[test]
-fn unreachable_etcd_is_one_line_naming_it_and_the_alternatives() {
+fn unreachable_etcd_warns_while_retrying_then_is_one_line_naming_it_and_the_alternatives() {
     let mut ls = dynrt(&["ls"]);
     ls.env("DYN_DISCOVERY_BACKEND", "etcd")
         .env("ETCD_ENDPOINTS", "http://127.0.0.1:1");
     let out = run(ls, LIMIT);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let lines: Vec<&str> = stderr.trim_end().lines().collect();
+    let warnings: Vec<&&str> = lines.iter().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("etcd unreachable") && warnings[0].contains("http://127.0.0.1:1"),
+        "{stderr}"
+    );
+    let last = lines.last().expect("an error line");
+    assert!(last.starts_with("dynrt: "), "{stderr}");
     for needle in ["http://127.0.0.1:1", "DYN_DISCOVERY_BACKEND=file", "mem"] {
-        assert!(stderr.contains(needle), "'{needle}' missing: {stderr}");
+        assert!(last.contains(needle), "'{needle}' missing: {stderr}");
     }
     assert_no_panic(&stderr);
     assert!(out.stdout.is_empty());
+}
+
+/// A worker whose etcd goes away logs it, then logs the lease loss, then stops.
+#[cfg(feature = "etcd")]
+#[test]
+fn a_worker_logs_etcd_going_away_and_the_lost_lease() {
+    let mut etcd = EtcdServer::start();
+    let endpoint = etcd.endpoint();
+    let mut serve = dynrt(&["serve"]);
+    serve
+        .env("DYN_DISCOVERY_BACKEND", "etcd")
+        .env("ETCD_ENDPOINTS", &endpoint)
+        .env("ETCD_LEASE_TTL", "3");
+    let (mut worker, log) = Worker::start_logged(serve);
+    etcd.stop();
+    let next_warning = |what: &str| {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match log.recv_timeout(left) {
+                Ok(line) if line.contains(" WARN ") && line.contains(what) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no warning with '{what}' in the worker's log: {e}"),
+            }
+        }
+    };
+    // In this order: the keep-alive fails, then the lease deadline passes.
+    let unreachable = next_warning("etcd unreachable");
+    assert!(unreachable.contains(&endpoint), "{unreachable}");
+    let lost = next_warning("etcd lease lost");
+    assert!(lost.contains(&endpoint), "{lost}");
+    // And the worker stops (its exit code is the drain's business).
+    let deadline = Instant::now() + LIMIT;
+    while worker.child.0.try_wait().expect("try_wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "dynrt serve still running after losing its lease"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Any variable may hold bytes that are not UTF-8; reading the environment used to panic
+/// (exit 101) on one, whoever it belonged to. Someone else's is ignored; one of ours is an
+/// error naming it.
+#[test]
+fn a_non_utf8_environment_does_not_panic_and_a_bad_value_of_ours_is_named() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let bad = OsStr::from_bytes(b"caf\xe9");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let other = |args: &[&str]| {
+        let mut cmd = dynrt(args);
+        file_backend(&mut cmd, dir.path());
+        cmd.env("SOME_OTHER_VARIABLE", bad);
+        cmd
+    };
+    // A worker starts and serves; ls lists it; call gets its answer.
+    let worker = Worker::start(other(&["serve"]));
+    let out = run(other(&["ls"]), LIMIT);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_no_panic(&stderr);
+    assert!(text(&out.stdout).contains(&worker.instance));
+    let out = run(
+        other(&[
+            "call",
+            "dyn://demo.backend.generate",
+            r#"{"prompt":"ok","max_tokens":1}"#,
+        ]),
+        LIMIT,
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(text(&out.stdout), "ok\n");
+    worker.terminate();
+
+    for command in [
+        &["serve"][..],
+        &["ls"][..],
+        &["call", "dyn://a.b.c", "{}"][..],
+    ] {
+        let mut cmd = dynrt(command);
+        cmd.env("DYN_DISCOVERY_BACKEND", "file")
+            .env("DYN_FILE_KV", bad);
+        let out = run(cmd, LIMIT);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("DYN_FILE_KV: 'caf\u{FFFD}' is not valid UTF-8"),
+            "{command:?}: {stderr}"
+        );
+        assert_no_panic(&stderr);
+    }
+}
+
+/// A limit below what the handshake needs used to be accepted, and then every call failed.
+#[test]
+fn a_max_message_size_too_small_for_a_handshake_is_refused_at_start() {
+    for command in [&["serve"][..], &["ls"][..]] {
+        let mut cmd = dynrt(command);
+        cmd.env("DYN_DISCOVERY_BACKEND", "file")
+            .env("DYN_TCP_MAX_MESSAGE_SIZE", "100");
+        let out = run(cmd, LIMIT);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("DYN_TCP_MAX_MESSAGE_SIZE: '100' is below the minimum of 16384 bytes"),
+            "{command:?}: {stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
 }
 
 #[test]
@@ -548,4 +700,82 @@ fn serve_reports_ready_on_health_once_its_endpoint_serves() {
         let report = worker.terminate();
         assert!(report.contains("shutdown: clean"), "{report}");
     }
+}
+
+/// Settings dynrt parses but does not implement are not ignored silently: each is a warning
+/// naming it when the runtime starts; an invalid event plane warns and falls back.
+#[test]
+fn settings_without_effect_are_warnings_naming_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (var, value, says) in [
+        ("DYN_EVENT_PLANE", "nats", "has no effect"),
+        ("NATS_SERVER", "nats://127.0.0.1:4222", "has no effect"),
+        (
+            "DYN_EVENT_PLANE",
+            "kafka",
+            "using the default, zmq (for file)",
+        ),
+    ] {
+        let mut ls = dynrt(&["ls"]);
+        file_backend(&mut ls, dir.path());
+        ls.env(var, value);
+        let out = run(ls, LIMIT);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let warning = stderr
+            .lines()
+            .find(|l| l.contains(" WARN ") && l.contains(&format!("{var}: '{value}'")))
+            .unwrap_or_else(|| panic!("no warning naming {var}: {stderr}"));
+        assert!(warning.contains(says), "{warning}");
+    }
+}
+
+/// A connection that dies with a request on it is a warning in the log (it used to say
+/// nothing): a caller whose worker is killed mid-stream logs it.
+#[test]
+fn a_connection_that_dies_mid_request_is_logged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut serve = dynrt(&["serve"]);
+    file_backend(&mut serve, dir.path());
+    let mut worker = Worker::start(serve);
+
+    // The caller prints one item, then blocks on its stdout (nobody reads it), so its stream
+    // stays open; its connection keeps being driven.
+    let mut call = dynrt(&[
+        "call",
+        "dyn://demo.backend.generate",
+        r#"{"prompt":"a b","max_tokens":1048576}"#,
+    ]);
+    file_backend(&mut call, dir.path());
+    call.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut caller = Running(call.spawn().expect("dynrt call starts"));
+    let stderr = caller.0.stderr.take().expect("piped");
+    let (tx, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[dynrt call] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let mut first = String::new();
+    BufReader::new(caller.0.stdout.as_mut().expect("piped"))
+        .read_line(&mut first)
+        .expect("one item");
+    assert_eq!(first, "a\n");
+    worker.child.0.kill().expect("kill -9 the worker");
+
+    let deadline = Instant::now() + LIMIT;
+    let died = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) if line.contains(" WARN ") && line.contains("mux connection died") => {
+                break line;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("the caller logged no dead connection: {e}"),
+        }
+    };
+    assert!(died.contains("cut_streams=1"), "{died}");
 }

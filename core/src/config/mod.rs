@@ -1,8 +1,10 @@
 //! Every `DYN_*`, `ETCD_*` and `NATS_*` setting, parsed from a key→value map the caller passes.
 //!
 //! The core never reads the process environment: an adapter calls
-//! `DistributedConfig::from_settings(std::env::vars())` (or any other map). Values are
-//! trimmed; an empty value counts as unset except where Dynamo rejects it (marked below).
+//! `DistributedConfig::from_settings(std::env::vars_os())` (or any other map of `str` or
+//! `OsStr` pairs). Values are trimmed; an empty value counts as unset except where Dynamo
+//! rejects it (marked below). A value that is not UTF-8 is an error when its variable is one of
+//! these ([`Problem::NotUnicode`], checked before any other value), and ignored otherwise.
 //! A value that cannot be used is a [`ConfigError`] naming the variable and the value, where
 //! Dynamo would panic or fail startup; where Dynamo warns and falls back to the default, so do
 //! we, and say so in [`DistributedConfig::warnings`].
@@ -11,17 +13,17 @@
 //! |---|---|---|---|
 //! | `DYN_DISCOVERY_BACKEND` | `etcd` | `etcd`, `file`, `mem`, `kubernetes` | empty is an error (as in Dynamo) |
 //! | `DYN_REQUEST_PLANE` | `tcp` | `tcp`, `nats`, `http` | empty is an error (as in Dynamo); `http` is ours |
-//! | `DYN_EVENT_PLANE` | `zmq` | `zmq`, `nats` | invalid is an error (as in Dynamo's `DistributedConfig`) |
-//! | `NATS_SERVER` | `nats://localhost:4222` | `nats://…`, `tls://…` | setting it turns NATS on; empty is an error |
+//! | `DYN_EVENT_PLANE` | `zmq` for `file`/`mem`, `nats` for `etcd`/`kubernetes` | `zmq`, `nats` | invalid: warning, the backend's default (the specification's `resolve_event_transport_kind`); not implemented: setting it warns |
+//! | `NATS_SERVER` | `nats://localhost:4222` | `nats://…`, `tls://…` | setting it turns NATS on; empty is an error; no NATS client yet: setting it warns |
 //! | `ETCD_ENDPOINTS` | `http://localhost:2379` | comma list | an empty entry is an error |
 //! | `ETCD_LEASE_TTL` | 30 s | seconds ≥ 1 | invalid or 0: warning, default (as in Dynamo) |
 //! | `DYN_FILE_KV` | `$TMPDIR/dynamo_store_kv` | a directory | see [`DistributedConfig::file_kv_root`] |
-//! | `DYN_TCP_RPC_HOST` | resolved local IP | a host | |
+//! | `DYN_TCP_RPC_HOST` | see [`DistributedConfig::rpc_server_host`] | an IP address | checked when a server starts, not by CLI tools |
 //! | `DYN_TCP_RPC_PORT` | 0 (OS picks) | 0..=65535 | invalid is an error (Dynamo silently ignores it) |
 //! | `DYN_TCP_RESPONSE_STREAM_HOST` | resolved local IP | a host | |
 //! | `DYN_TCP_RESPONSE_STREAM_PORT` | 0 (OS picks) | 0..=65535 | invalid is an error (as in Dynamo) |
-//! | `DYN_TCP_MAX_MESSAGE_SIZE` | 32 MiB | bytes ≥ 1 | invalid or 0: warning, default |
-//! | `DYN_REQUEST_PLANE_CODEC` | `msgpack` | `msgpack`, `json` | invalid: warning, default (as in Dynamo) |
+//! | `DYN_TCP_MAX_MESSAGE_SIZE` | 32 MiB | bytes ≥ 16 KiB | invalid or 0: warning, default; 1..16 KiB is an error (no handshake fits) |
+//! | `DYN_REQUEST_PLANE_CODEC` | `msgpack` | `msgpack`, `json` | invalid: warning, default (as in Dynamo); `json` is not applied yet: warning |
 //! | `DYN_SYSTEM_HOST` | `0.0.0.0` | a host | |
 //! | `DYN_SYSTEM_PORT` | -1 (disabled) | negative, 0 (any), 1..=65535 | |
 //! | `DYN_SYSTEM_STARTING_HEALTH_STATUS` | `notready` | `ready`, `notready` | |
@@ -40,13 +42,16 @@
 //! 32767 fail there, and only `true`/`false` for the figment-read booleans); nothing Dynamo
 //! accepts is rejected here.
 
+mod host;
 mod parse;
 pub mod vars;
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use host::{HostSource, RoutedAddrs, ServerHost};
 pub use parse::{ConfigError, ConfigWarning, Problem};
 pub use vars::VARIABLES;
 
@@ -98,10 +103,15 @@ impl DiscoveryBackend {
         matches!(self, Self::File | Self::Mem)
     }
 
-    /// The event plane used when `DYN_EVENT_PLANE` is unset. Dynamo 1.6.1 answers zmq for
-    /// every backend (NATS is an explicit opt-in); this is the one place to change that.
+    /// The event plane used when `DYN_EVENT_PLANE` is unset, empty or invalid: zmq for the
+    /// backends that need no external service (`file`, `mem`), NATS for `etcd` and
+    /// `kubernetes` (the specification's `resolve_event_transport_kind`).
     pub fn default_event_transport(self) -> EventTransportKind {
-        EventTransportKind::Zmq
+        if self.is_local() {
+            EventTransportKind::Zmq
+        } else {
+            EventTransportKind::Nats
+        }
     }
 
     /// The name as written in `DYN_DISCOVERY_BACKEND`.
@@ -171,6 +181,12 @@ pub enum EventTransportKind {
 
 impl EventTransportKind {
     const CHOICES: &str = "nats, zmq";
+
+    fn parse(value: &str) -> Option<Self> {
+        [Self::Nats, Self::Zmq]
+            .into_iter()
+            .find(|k| value.eq_ignore_ascii_case(k.as_str()))
+    }
 
     /// The name as written in `DYN_EVENT_PLANE`.
     pub fn as_str(self) -> &'static str {
@@ -365,8 +381,11 @@ impl Default for DistributedConfig {
             },
             file_kv: None,
             request_plane: RequestPlaneMode::Tcp,
-            event_transport: EventTransportKind::Zmq,
-            nats: None,
+            // etcd's default event plane is NATS, which needs a client (`nats_needed`).
+            event_transport: EventTransportKind::Nats,
+            nats: Some(NatsConfig {
+                server: DEFAULT_NATS_SERVER.to_owned(),
+            }),
             tcp: TcpConfig {
                 rpc_host: None,
                 rpc_port: 0,
@@ -413,8 +432,8 @@ impl DistributedConfig {
     pub fn from_settings<I, K, V>(settings: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = (K, V)>,
-        K: AsRef<str>,
-        V: AsRef<str>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
     {
         Self::parse(&Settings::new(settings))
     }
@@ -427,8 +446,8 @@ impl DistributedConfig {
     pub fn for_cli<I, K, V>(settings: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = (K, V)>,
-        K: AsRef<str>,
-        V: AsRef<str>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
     {
         let mut config = Self::from_settings(settings)?;
         config.attach_lease = false;
@@ -504,6 +523,7 @@ impl DistributedConfig {
         use vars::*;
         let mut c = Self::default();
         let mut warnings = Vec::new();
+        s.first_not_unicode(VARIABLES)?;
 
         c.discovery_backend = match s.present(DYN_DISCOVERY_BACKEND) {
             None => DiscoveryBackend::Etcd,
@@ -523,27 +543,47 @@ impl DistributedConfig {
                 )
             })?,
         };
+        let default_events = c.discovery_backend.default_event_transport();
         c.event_transport = match s.get(DYN_EVENT_PLANE) {
-            None => c.discovery_backend.default_event_transport(),
-            Some(v) if v.eq_ignore_ascii_case("nats") => EventTransportKind::Nats,
-            Some(v) if v.eq_ignore_ascii_case("zmq") => EventTransportKind::Zmq,
-            Some(_) => {
-                return Err(s.error(
-                    DYN_EVENT_PLANE,
-                    Problem::NotOneOf(EventTransportKind::CHOICES),
-                ));
-            }
+            None => default_events,
+            Some(v) => match EventTransportKind::parse(v) {
+                Some(kind) => {
+                    warnings.push(ConfigWarning::NotImplemented {
+                        var: DYN_EVENT_PLANE,
+                        value: v.to_owned(),
+                        what: "dynrt has no event plane yet; nothing is published",
+                    });
+                    kind
+                }
+                None => {
+                    warnings.push(ConfigWarning::FellBack {
+                        var: DYN_EVENT_PLANE,
+                        value: v.to_owned(),
+                        problem: Problem::NotOneOf(EventTransportKind::CHOICES),
+                        default: format!("{default_events} (for {})", c.discovery_backend),
+                    });
+                    default_events
+                }
+            },
         };
         let nats_server = match s.present(NATS_SERVER) {
             None => None,
-            Some(v) if v.starts_with("nats://") || v.starts_with("tls://") => Some(v.to_owned()),
+            Some(v) if v.starts_with("nats://") || v.starts_with("tls://") => {
+                warnings.push(ConfigWarning::NotImplemented {
+                    var: NATS_SERVER,
+                    value: v.to_owned(),
+                    what: "dynrt has no NATS client yet; nothing connects to it",
+                });
+                Some(v.to_owned())
+            }
             Some(_) => return Err(s.error(NATS_SERVER, Problem::NotANatsUrl)),
         };
-        if nats_needed(c.request_plane, nats_server.is_some(), c.event_transport) {
-            c.nats = Some(NatsConfig {
-                server: nats_server.unwrap_or_else(|| DEFAULT_NATS_SERVER.to_owned()),
+        c.nats =
+            nats_needed(c.request_plane, nats_server.is_some(), c.event_transport).then(|| {
+                NatsConfig {
+                    server: nats_server.unwrap_or_else(|| DEFAULT_NATS_SERVER.to_owned()),
+                }
             });
-        }
 
         if let Some(v) = s.get(ETCD_ENDPOINTS) {
             let endpoints: Vec<String> = v.split(',').map(|e| e.trim().to_owned()).collect();
@@ -572,11 +612,24 @@ impl DistributedConfig {
             || format!("{DEFAULT_TCP_MAX_MESSAGE_SIZE} bytes"),
             &mut warnings,
         );
+        // Dynamo has no lower bound and then fails every call; the mux handshake needs frames of
+        // `MIN_MAX_FRAME_SIZE` bytes, so a smaller limit cannot work at all.
+        let min = u64::from(crate::wire::mux::MIN_MAX_FRAME_SIZE);
+        if max < min {
+            return Err(s.error(DYN_TCP_MAX_MESSAGE_SIZE, Problem::BelowMinimumBytes(min)));
+        }
         c.tcp.max_message_size = usize::try_from(max).unwrap_or(usize::MAX);
         c.tcp.codec = match s.get(DYN_REQUEST_PLANE_CODEC) {
             None => RequestPlaneCodec::Msgpack,
             Some(v) if v.eq_ignore_ascii_case("msgpack") => RequestPlaneCodec::Msgpack,
-            Some(v) if v.eq_ignore_ascii_case("json") => RequestPlaneCodec::Json,
+            Some(v) if v.eq_ignore_ascii_case("json") => {
+                warnings.push(ConfigWarning::NotImplemented {
+                    var: DYN_REQUEST_PLANE_CODEC,
+                    value: v.to_owned(),
+                    what: "dynrt does not apply a request-plane codec yet; its records say msgpack",
+                });
+                RequestPlaneCodec::Json
+            }
             Some(v) => {
                 warnings.push(ConfigWarning::FellBack {
                     var: DYN_REQUEST_PLANE_CODEC,

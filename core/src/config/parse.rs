@@ -1,6 +1,7 @@
 //! Reading one value: the settings map, the errors and warnings, and the value parsers.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -56,6 +57,19 @@ pub enum Problem {
     /// Not a bracketed list.
     #[error("is not a list (write [\"a\", \"b\"])")]
     NotAList,
+    /// Not valid UTF-8 (the value shown has the bad bytes replaced by U+FFFD).
+    #[error("is not valid UTF-8")]
+    NotUnicode,
+    /// A number of bytes below what the protocol needs.
+    #[error("is below the minimum of {0} bytes (what a connection handshake needs)")]
+    BelowMinimumBytes(u64),
+    /// Not an IP address. dynrt binds and advertises addresses; it resolves neither host
+    /// names nor interface names.
+    #[error("is not an IP address (host and interface names are not resolved)")]
+    NotAnIpAddress,
+    /// An IP address that cannot be bound and advertised (multicast, broadcast).
+    #[error("is not a unicast address")]
+    NotUnicast,
 }
 
 /// A value that was not used, or a setting that should be changed; the configuration is still
@@ -83,25 +97,72 @@ pub enum ConfigWarning {
         /// What to do instead.
         advice: &'static str,
     },
+    /// The value is valid, but what it selects is not implemented in dynrt yet, so it has no
+    /// effect (a setting must never be ignored silently).
+    #[error("{var}: '{value}' has no effect: {what}")]
+    NotImplemented {
+        /// The variable.
+        var: &'static str,
+        /// Its value as given (trimmed).
+        value: String,
+        /// What is missing, and what happens instead.
+        what: &'static str,
+    },
 }
 
 /// The key→value map, with the lookup rules every variable shares.
 pub(super) struct Settings {
+    /// Values that are valid UTF-8, by key.
     map: BTreeMap<String, String>,
+    /// Keys whose value is not UTF-8, with the value made displayable.
+    not_unicode: BTreeMap<String, String>,
 }
 
 impl Settings {
+    /// Takes the process environment as it is (`std::env::vars_os()`): a key that is not
+    /// UTF-8 cannot be one of ours and is skipped; a value that is not UTF-8 is remembered, and
+    /// is an error only if its key is one we read ([`Self::first_not_unicode`]).
     pub(super) fn new<I, K, V>(settings: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
-        K: AsRef<str>,
-        V: AsRef<str>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
     {
-        let map = settings
-            .into_iter()
-            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
-            .collect();
-        Self { map }
+        let mut map = BTreeMap::new();
+        let mut not_unicode = BTreeMap::new();
+        for (key, value) in settings {
+            let Some(key) = key.as_ref().to_str() else {
+                continue;
+            };
+            let value = value.as_ref();
+            // The last duplicate wins, whichever kind of value it has.
+            match value.to_str() {
+                Some(v) => {
+                    not_unicode.remove(key);
+                    map.insert(key.to_owned(), v.to_owned());
+                }
+                None => {
+                    map.remove(key);
+                    not_unicode.insert(key.to_owned(), value.to_string_lossy().into_owned());
+                }
+            }
+        }
+        Self { map, not_unicode }
+    }
+
+    /// The first of `vars` whose value is not UTF-8, as an error.
+    pub(super) fn first_not_unicode(&self, vars: &[&'static str]) -> Result<(), ConfigError> {
+        match vars
+            .iter()
+            .find_map(|var| Some((*var, self.not_unicode.get(*var)?)))
+        {
+            None => Ok(()),
+            Some((var, value)) => Err(ConfigError {
+                var,
+                value: value.clone(),
+                problem: Problem::NotUnicode,
+            }),
+        }
     }
 
     /// The trimmed value, `None` when absent or empty (empty counts as unset).

@@ -7,9 +7,11 @@
 pub const DYN_DISCOVERY_BACKEND: &str = "DYN_DISCOVERY_BACKEND";
 /// Request plane: `tcp` (default), `nats` or `http` (`http` is a dynrt extension).
 pub const DYN_REQUEST_PLANE: &str = "DYN_REQUEST_PLANE";
-/// Event plane: `zmq` (default) or `nats`.
+/// Event plane: `zmq` or `nats`; default zmq for the `file` and `mem` backends, nats for
+/// `etcd` and `kubernetes`. Not implemented yet: setting it warns.
 pub const DYN_EVENT_PLANE: &str = "DYN_EVENT_PLANE";
-/// NATS server URL, `nats://…` or `tls://…`; default `nats://localhost:4222`.
+/// NATS server URL, `nats://…` or `tls://…`; default `nats://localhost:4222`. No NATS client
+/// yet: setting it warns.
 pub const NATS_SERVER: &str = "NATS_SERVER";
 /// Comma-separated etcd endpoints; default `http://localhost:2379`.
 pub const ETCD_ENDPOINTS: &str = "ETCD_ENDPOINTS";
@@ -17,7 +19,9 @@ pub const ETCD_ENDPOINTS: &str = "ETCD_ENDPOINTS";
 pub const ETCD_LEASE_TTL: &str = "ETCD_LEASE_TTL";
 /// Root directory of the `file` discovery backend; default `$TMPDIR/dynamo_store_kv`.
 pub const DYN_FILE_KV: &str = "DYN_FILE_KV";
-/// Host the TCP request-plane server binds and advertises; default: the resolved local IP.
+/// IP address the TCP request-plane server binds and advertises; default: loopback for the
+/// `file` and `mem` backends, this host's routed address otherwise (see
+/// [`DistributedConfig::rpc_server_host`](super::DistributedConfig::rpc_server_host)).
 pub const DYN_TCP_RPC_HOST: &str = "DYN_TCP_RPC_HOST";
 /// Port of the TCP request-plane server; default 0 (the OS picks one).
 pub const DYN_TCP_RPC_PORT: &str = "DYN_TCP_RPC_PORT";
@@ -25,7 +29,7 @@ pub const DYN_TCP_RPC_PORT: &str = "DYN_TCP_RPC_PORT";
 pub const DYN_TCP_RESPONSE_STREAM_HOST: &str = "DYN_TCP_RESPONSE_STREAM_HOST";
 /// Port of the TCP response-stream (call-home) server; default 0 (the OS picks one).
 pub const DYN_TCP_RESPONSE_STREAM_PORT: &str = "DYN_TCP_RESPONSE_STREAM_PORT";
-/// Largest request-plane message in bytes; default 32 MiB.
+/// Largest request-plane message in bytes; default 32 MiB, at least 16 KiB.
 pub const DYN_TCP_MAX_MESSAGE_SIZE: &str = "DYN_TCP_MAX_MESSAGE_SIZE";
 /// Codec of request bodies and response items: `msgpack` (default) or `json`.
 pub const DYN_REQUEST_PLANE_CODEC: &str = "DYN_REQUEST_PLANE_CODEC";

@@ -55,6 +55,9 @@
 //! exits first; etcd then deletes the keys when the lease expires.
 
 mod lease;
+/// Scenarios for the adapters' integration tests: only with the `testing` feature, which
+/// their dev-dependencies turn on, so they are not part of the published API.
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
 mod watch;
@@ -395,7 +398,8 @@ impl EtcdStore {
 
     /// Test hook: simulates a crash of this process as etcd sees it. The lease driver stops
     /// without revoking (no more keep-alives: etcd expires the lease and deletes its keys after
-    /// the TTL), watches end, and the store is gone. Not for production use.
+    /// the TTL), watches end, and the store is gone. Only with the `testing` feature.
+    #[cfg(feature = "testing")]
     #[doc(hidden)]
     pub fn crash(self) {
         self.shared.crashed.store(true, Ordering::SeqCst);

@@ -22,6 +22,7 @@
 //! direct call to this process's own instance. Shutdown phase 1 withdraws readiness; liveness
 //! ([`DistributedRuntime::is_live`]) ends with phase 3.
 
+mod addr;
 mod client;
 mod endpoint;
 mod error;
@@ -31,7 +32,8 @@ mod lifecycle;
 mod signals;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -44,6 +46,7 @@ use dynrt_core::names::{InstanceId, Namespace as NamespaceName};
 use dynrt_core::shutdown::Shutdown;
 use event_listener::Event;
 
+pub use addr::routed_addrs;
 pub use client::{CallStream, Client, ClientError, TypedStream};
 pub use endpoint::{Component, Endpoint, Namespace};
 pub use error::RuntimeError;
@@ -157,8 +160,12 @@ impl<R: Runtime> DistributedRuntime<R> {
             max_frame_size: u32::try_from(config.tcp.max_message_size).unwrap_or(u32::MAX),
             ..ConnConfig::default()
         };
+        // Settings that were not used, or have no effect: said once, at start-up.
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
         let server = if config.attach_lease {
-            let (bind, advertise) = server_addresses(&config)?;
+            let (bind, advertise) = addr::server_addresses(&config)?;
             let server_config = ServerConfig {
                 conn: conn.clone(),
                 ..ServerConfig::default()
@@ -167,6 +174,11 @@ impl<R: Runtime> DistributedRuntime<R> {
                 .await
                 .map_err(|e| RuntimeError::Listen(e.to_string()))?;
             let advertise = SocketAddr::new(advertise, server.local_addr().port());
+            tracing::info!(
+                listen = %server.local_addr(),
+                %advertise,
+                "request-plane server started"
+            );
             Some((server, advertise))
         } else {
             None
@@ -251,28 +263,6 @@ impl<R: Runtime> DistributedRuntime<R> {
     }
 }
 
-/// Where the request-plane server binds, and the address it advertises.
-///
-/// `DYN_TCP_RPC_HOST` names both. Unset, dynrt binds and advertises 127.0.0.1: right for one
-/// machine, and a deployment across machines must say which address peers can reach (dynrt does
-/// not guess among a host's interfaces).
-fn server_addresses(config: &DistributedConfig) -> Result<(SocketAddr, IpAddr), RuntimeError> {
-    let host = match &config.tcp.rpc_host {
-        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        Some(host) => host.parse().map_err(|_| {
-            RuntimeError::Config(format!(
-                "DYN_TCP_RPC_HOST: '{host}' is not an IP address (host names are not resolved)"
-            ))
-        })?,
-    };
-    let advertise = if host.is_unspecified() {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host
-    };
-    Ok((SocketAddr::new(host, config.tcp.rpc_port), advertise))
-}
-
 /// Connects to etcd and takes the process lease. A runtime gives up after 10 s rather than
 /// Dynamo's 120 s: an unreachable etcd is usually a configuration mistake, and the error says
 /// what was tried and how to run without etcd.
@@ -310,13 +300,15 @@ pub const DEFAULT_WAIT_FOR_INSTANCES: Duration = Duration::from_secs(30);
 
 /// The process environment's dynrt settings (`DYN_*`, `ETCD_*`, `NATS_*`), for
 /// `DistributedConfig::from_settings`. The core never reads the environment; the adapters do,
-/// here.
-pub fn settings_from_env() -> Vec<(String, String)> {
-    std::env::vars()
+/// here. Read as `OsString`s: any variable may hold bytes that are not UTF-8, which
+/// `std::env::vars` would panic on; the configuration refuses such a value only when the
+/// variable is one of its own.
+pub fn settings_from_env() -> Vec<(OsString, OsString)> {
+    std::env::vars_os()
         .filter(|(key, _)| {
             ["DYN_", "ETCD_", "NATS_"]
                 .iter()
-                .any(|p| key.starts_with(p))
+                .any(|p| key.as_encoded_bytes().starts_with(p.as_bytes()))
         })
         .collect()
 }

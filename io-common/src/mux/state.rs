@@ -163,6 +163,9 @@ impl State {
     /// Routes every pending core event to the stream it concerns. Requests that opened are
     /// returned for the caller to start handlers for, once the lock is released.
     pub(crate) fn dispatch_events(&mut self, can_open: &Notify, opened: &mut Vec<Request>) {
+        // Streams ended by force in this pass: a close reports each open stream so, just
+        // before `Closed`.
+        let mut cut = 0;
         while let Some(event) = self.conn.poll_event() {
             match event {
                 Event::HandshakeDone(_) | Event::CanOpen => {
@@ -171,12 +174,14 @@ impl State {
                 Event::StreamOpened(request) => opened.push(request),
                 Event::Data { id, payload, more } => self.on_data(id, payload, more),
                 Event::End { id, result } => {
+                    cut += usize::from(result.is_err());
                     if let Some(slot) = self.calls.get_mut(&id) {
                         slot.end = Some(result);
                         wake(&mut slot.waker);
                     }
                 }
                 Event::Cancelled { id, mode } => {
+                    cut += usize::from(mode == CancelMode::Kill);
                     if let Some(slot) = self.serving.get_mut(&id) {
                         slot.cancel.set(mode);
                         wake(&mut slot.waker);
@@ -193,6 +198,7 @@ impl State {
                     can_open.notify(usize::MAX);
                 }
                 Event::Closed(reason) => {
+                    log_closed(&reason, cut);
                     self.closed = Some(reason);
                     can_open.notify(usize::MAX);
                     for slot in self.serving.values_mut() {
@@ -231,6 +237,21 @@ impl State {
             slot.items.push_back((payload, len));
         }
         wake(&mut slot.waker);
+    }
+}
+
+/// A connection that dies is a warning when it cut streams short or the peer misbehaved; a
+/// clean close, or an idle peer going away, is routine.
+fn log_closed(reason: &CloseReason, cut_streams: usize) {
+    let routine = match reason {
+        CloseReason::Drained | CloseReason::Local(_) => true,
+        CloseReason::TransportClosed => cut_streams == 0,
+        _ => false,
+    };
+    if routine {
+        tracing::debug!(%reason, "mux connection closed");
+    } else {
+        tracing::warn!(%reason, cut_streams, "mux connection died");
     }
 }
 

@@ -28,6 +28,7 @@ pub mod mux;
 pub mod mux_bounds;
 pub mod routing;
 pub mod runtime;
+pub mod settings;
 pub mod status_load;
 pub mod system;
 pub mod system_server;

@@ -52,6 +52,9 @@ pub(super) struct LeaseDriver {
     grant: Option<Pending<LeaseGrantResponse>>,
     /// The last failure, for the message when no lease can be obtained.
     last_error: Option<String>,
+    /// Whether etcd is failing us (a grant or keep-alive failed and none succeeded since):
+    /// the first failure of an outage is a warning, the retries are not.
+    degraded: bool,
     /// Tells `connect` the lease id, or why there is none.
     on_granted: Option<oneshot::Sender<Result<u64, StoreError>>>,
 }
@@ -98,6 +101,7 @@ impl LeaseDriver {
             queued: 0,
             grant: None,
             last_error: None,
+            degraded: false,
             on_granted: Some(on_granted),
         }
     }
@@ -219,6 +223,7 @@ impl LeaseDriver {
                 }
             }
             Err(why) => {
+                self.failed("no lease granted yet", &why);
                 self.last_error = Some(why);
                 let _ = self.lease.handle_grant_failed(now);
             }
@@ -232,6 +237,7 @@ impl LeaseDriver {
                 let (keeper, stream) = *pair;
                 // Opening sent one keep-alive and consumed its answer (TTL > 0, i.e. renewed
                 // to the full TTL): it answers the oldest outstanding keep-alive.
+                self.recovered();
                 let _ = self.lease.handle_keepalive_ok(self.ttl, now);
                 self.keeper = Some(Keeper {
                     keeper,
@@ -258,6 +264,9 @@ impl LeaseDriver {
                 if let Some(keeper) = &mut self.keeper {
                     keeper.sent.pop_front();
                 }
+                if !ttl.is_zero() {
+                    self.recovered();
+                }
                 let _ = self.lease.handle_keepalive_ok(ttl, Instant::now());
             }
             Err(why) => self.channel_broke(why),
@@ -267,6 +276,7 @@ impl LeaseDriver {
     /// The keep-alive channel is unusable: drop it and tell the machine (which voids every
     /// outstanding keep-alive; the next one opens a new stream).
     fn channel_broke(&mut self, why: String) {
+        self.failed("lease keep-alive failed", &why);
         self.keeper = None;
         self.opening = None;
         self.queued = 0;
@@ -280,12 +290,30 @@ impl LeaseDriver {
         while let Some(event) = self.lease.poll_event() {
             match event {
                 LeaseEvent::Granted { id, ttl } => {
+                    self.degraded = false;
+                    tracing::info!(
+                        lease = format_args!("{:x}", id.get()),
+                        ?ttl,
+                        endpoints = %self.shared.endpoints,
+                        "etcd lease granted"
+                    );
                     self.ttl = ttl;
                     if let Some(tx) = self.on_granted.take() {
                         let _ = tx.send(Ok(id.get()));
                     }
                 }
                 LeaseEvent::Lost { id, reason } => {
+                    // Without an id, `connect` returns the error: no need to say it twice.
+                    if let Some(id) = id {
+                        tracing::warn!(
+                            lease = format_args!("{:x}", id.get()),
+                            ?reason,
+                            endpoints = %self.shared.endpoints,
+                            last_error = self.last_error.as_deref().unwrap_or("-"),
+                            "etcd lease lost: this process's registrations are gone and its \
+                             runtime shuts down"
+                        );
+                    }
                     self.shared.lost.set();
                     if let Some(tx) = self.on_granted.take() {
                         let _ = tx.send(Err(self.unreachable(reason)));
@@ -295,10 +323,40 @@ impl LeaseDriver {
                         done = true;
                     }
                 }
-                LeaseEvent::Revoked { .. } => done = true,
+                LeaseEvent::Revoked { id, confirmed } => {
+                    if let Some(id) = id {
+                        tracing::info!(
+                            lease = format_args!("{:x}", id.get()),
+                            confirmed,
+                            "etcd lease revoked"
+                        );
+                    }
+                    done = true;
+                }
             }
         }
         done
+    }
+
+    /// Logs the first failure of an outage as a warning (naming the endpoints), the others at
+    /// debug level: a retry loop must not flood the log.
+    fn failed(&mut self, what: &str, why: &str) {
+        if std::mem::replace(&mut self.degraded, true) {
+            tracing::debug!(endpoints = %self.shared.endpoints, error = why, "etcd: {what}");
+        } else {
+            tracing::warn!(
+                endpoints = %self.shared.endpoints,
+                error = why,
+                "etcd unreachable ({what}); retrying"
+            );
+        }
+    }
+
+    /// A keep-alive succeeded: say so once after an outage.
+    fn recovered(&mut self) {
+        if std::mem::take(&mut self.degraded) {
+            tracing::info!(endpoints = %self.shared.endpoints, "etcd reachable again; lease renewed");
+        }
     }
 
     /// The one-line error `connect` returns when no lease could be obtained.

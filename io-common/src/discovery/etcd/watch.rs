@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{EventType, WatchOptions, WatchResponse, WatchStream};
 use tokio::sync::watch;
 
-use super::{MAX_RESPONSE_BYTES, Shared, get_prefix, pairs, random_seed, stopped};
+use super::{MAX_RESPONSE_BYTES, Shared, describe, get_prefix, pairs, random_seed, stopped};
 use crate::discovery::WatchEvent;
 
 /// Reconnect backoff: Dynamo 1.6.1's watch retry (250 ms doubling to 5 s, jittered into
@@ -87,6 +87,12 @@ impl WatchPump {
                     }
                 }
                 Next::Resync => {
+                    tracing::info!(
+                        endpoints = %self.shared.endpoints,
+                        prefix = %self.prefix,
+                        "etcd watch lost continuity (compaction or a different store); listing \
+                         the prefix again"
+                    );
                     if !self.resync().await {
                         return;
                     }
@@ -145,6 +151,12 @@ impl WatchPump {
                 Ok(Ok(stream)) => return Some(stream),
                 Ok(Err(_)) | Err(_) => {
                     let delay = self.backoff.next_delay();
+                    tracing::debug!(
+                        endpoints = %self.shared.endpoints,
+                        prefix = %self.prefix,
+                        ?delay,
+                        "etcd watch: cannot reopen the stream yet"
+                    );
                     if !self.pause(delay).await {
                         return None;
                     }
@@ -168,7 +180,20 @@ impl WatchPump {
             };
             let response = match message {
                 Ok(Some(response)) => response,
-                Ok(None) | Err(_) => return Next::Reconnect,
+                Ok(None) | Err(_) if self.finished() => return Next::Stop,
+                Ok(None) | Err(_) => {
+                    let error = match message {
+                        Err(e) => describe(&e),
+                        _ => "stream ended".into(),
+                    };
+                    tracing::warn!(
+                        endpoints = %self.shared.endpoints,
+                        prefix = %self.prefix,
+                        %error,
+                        "etcd watch broke; reconnecting with backoff"
+                    );
+                    return Next::Reconnect;
+                }
             };
             if let Some(next) = self.handle(&response).await {
                 return next;

@@ -12,6 +12,7 @@
 
 mod call;
 mod demo;
+mod logging;
 mod ls;
 mod progress;
 mod serve;
@@ -22,7 +23,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// dynrt's command-line tool. Settings come from the environment (DYN_DISCOVERY_BACKEND,
-/// DYN_FILE_KV, ETCD_ENDPOINTS, DYN_TCP_RPC_PORT, ...), as for any dynrt process.
+/// DYN_FILE_KV, ETCD_ENDPOINTS, DYN_TCP_RPC_PORT, ...), as for any dynrt process. Logs go to
+/// stderr, filtered by RUST_LOG (default info).
 #[derive(Parser)]
 #[command(
     name = "dynrt",
@@ -52,6 +54,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Serve(args) => serve::run(args).await,

@@ -9,7 +9,7 @@ use dynrt_tokio::core::names::EndpointId;
 use dynrt_tokio::io::demo::generate_handler;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::setup::{CliError, describe_discovery, print_warnings};
+use crate::setup::{CliError, describe_discovery};
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -34,8 +34,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Setup(format!("cannot listen for SIGINT: {e}")))?;
 
     let drt = DistributedRuntime::from_settings().await?;
+    // The runtime logged the configuration's warnings as it started.
     let config = drt.config();
-    print_warnings(config);
     if config.discovery_backend == DiscoveryBackend::Mem {
         eprintln!(
             "dynrt: note: DYN_DISCOVERY_BACKEND=mem: only this process can see this worker; \

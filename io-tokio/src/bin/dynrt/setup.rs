@@ -48,13 +48,6 @@ impl From<RuntimeError> for CliError {
     }
 }
 
-/// Prints the configuration's warnings (values ignored, deprecated settings).
-pub(crate) fn print_warnings(config: &DistributedConfig) {
-    for warning in &config.warnings {
-        eprintln!("dynrt: warning: {warning}");
-    }
-}
-
 /// Where discovery lives, for messages: `file store at /tmp/x`, `etcd at http://...`.
 pub(crate) fn describe_discovery(config: &DistributedConfig) -> String {
     match config.discovery_backend {
@@ -72,9 +65,9 @@ pub(crate) fn describe_discovery(config: &DistributedConfig) -> String {
 /// and no request-plane server (the tool registers nothing). `mem` is refused: an in-memory
 /// store belongs to one process, so another process's workers are invisible in it.
 pub(crate) fn cli_config(command: &str) -> Result<DistributedConfig, CliError> {
+    // Its warnings are logged when the runtime starts.
     let config = DistributedConfig::for_cli(settings_from_env())
         .map_err(|e| CliError::Setup(e.to_string()))?;
-    print_warnings(&config);
     if config.discovery_backend == DiscoveryBackend::Mem {
         return Err(CliError::Setup(format!(
             "DYN_DISCOVERY_BACKEND=mem keeps discovery in one process's memory, so `dynrt \

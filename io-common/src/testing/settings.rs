@@ -1,0 +1,136 @@
+//! How the runtime applies its settings: the request-plane address it advertises, and the
+//! settings it refuses at start-up. Run by both adapters (`tests/settings.rs`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dynrt_core::config::DistributedConfig;
+use dynrt_core::discovery::{DiscoveryRecord, Query, Transport};
+use dynrt_core::names::TcpTransport;
+
+use super::runtime::{runtime_on, serve_generate};
+use super::within;
+use crate::discovery::MemStore;
+use crate::distributed::{DistributedRuntime, RuntimeError, routed_addrs};
+use crate::runtime::Runtime;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A runtime configured by `settings`, on `store` (so no etcd is needed to test what a
+/// distributed backend's runtime advertises).
+async fn start<R: Runtime>(
+    rt: &R,
+    store: &MemStore,
+    settings: &[(&str, &str)],
+) -> Result<DistributedRuntime<R>, RuntimeError> {
+    let config =
+        DistributedConfig::from_settings(settings.iter().copied()).expect("the settings parse");
+    DistributedRuntime::with_backend(rt.clone(), config, Arc::new(store.session(rt))).await
+}
+
+/// The address the one endpoint record in `store` advertises.
+async fn advertised<R: Runtime>(drt: &DistributedRuntime<R>) -> IpAddr {
+    let listing = drt
+        .discovery()
+        .list(&Query::AllEndpoints)
+        .await
+        .expect("list");
+    let addrs: Vec<IpAddr> = listing
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            DiscoveryRecord::Endpoint(r) => Some(&r.transport),
+            _ => None,
+        })
+        .map(|t| match t {
+            Transport::Tcp(t) => TcpTransport::parse(t).expect("a tcp transport").addr.ip(),
+            other => panic!("unexpected transport {other:?}"),
+        })
+        .collect();
+    assert_eq!(addrs.len(), 1, "{:?}", listing.records);
+    addrs[0]
+}
+
+/// With a distributed backend and no `DYN_TCP_RPC_HOST`, the worker advertises this host's
+/// routed address (what other hosts can reach), not loopback; a client reaches it there. With a
+/// local backend it stays on loopback.
+pub async fn advertised_address_follows_the_backend<R: Runtime>(rt: &R) {
+    within(rt, LIMIT, "advertised address", async {
+        let routed = routed_addrs();
+        let expected = routed
+            .v4
+            .map(IpAddr::from)
+            .or(routed.v6.map(IpAddr::from))
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+
+        let store = MemStore::new();
+        let worker = start(rt, &store, &[("DYN_DISCOVERY_BACKEND", "etcd")])
+            .await
+            .expect("starts");
+        serve_generate(&worker).await;
+        assert_eq!(advertised(&worker).await, expected, "{routed:?}");
+        // Another runtime calls it at that address.
+        let caller = runtime_on(rt, &store).await;
+        let client = super::runtime::demo_endpoint(&caller, "generate")
+            .client()
+            .await
+            .expect("client");
+        client
+            .wait_for_instances(1, LIMIT)
+            .await
+            .expect("the worker is seen");
+        let (items, end) = client
+            .round_robin(Bytes::from_static(b"2"))
+            .await
+            .expect("call")
+            .collect_all()
+            .await;
+        assert_eq!(items.len(), 2, "{end:?}");
+        worker.shutdown().await;
+        caller.shutdown().await;
+
+        let store = MemStore::new();
+        let local = start(rt, &store, &[("DYN_DISCOVERY_BACKEND", "file")])
+            .await
+            .expect("starts");
+        serve_generate(&local).await;
+        assert_eq!(advertised(&local).await, IpAddr::from([127, 0, 0, 1]));
+        local.shutdown().await;
+    })
+    .await;
+}
+
+/// Settings a runtime cannot honour are refused at start-up, naming the setting: a host that
+/// is not an IP address, a request plane or a discovery backend dynrt does not implement.
+pub async fn unusable_settings_are_refused_at_start<R: Runtime>(rt: &R) {
+    within(rt, LIMIT, "refused settings", async {
+        let store = MemStore::new();
+        let cases: [(&[(&str, &str)], &str); 3] = [
+            (
+                &[("DYN_TCP_RPC_HOST", "eth0")],
+                "DYN_TCP_RPC_HOST: 'eth0' is not an IP address",
+            ),
+            (&[("DYN_REQUEST_PLANE", "nats")], "DYN_REQUEST_PLANE=nats"),
+            (&[("DYN_REQUEST_PLANE", "http")], "DYN_REQUEST_PLANE=http"),
+        ];
+        for (settings, says) in cases {
+            match start(rt, &store, settings).await {
+                Ok(_) => panic!("{settings:?} started"),
+                Err(e) => assert!(e.to_string().contains(says), "{settings:?}: {e}"),
+            }
+        }
+        let kubernetes =
+            DistributedConfig::from_settings([("DYN_DISCOVERY_BACKEND", "kubernetes")])
+                .expect("parses");
+        match DistributedRuntime::new(rt.clone(), kubernetes).await {
+            Ok(_) => panic!("a kubernetes runtime started"),
+            Err(e) => assert!(
+                e.to_string().contains("DYN_DISCOVERY_BACKEND=kubernetes"),
+                "{e}"
+            ),
+        }
+    })
+    .await;
+}

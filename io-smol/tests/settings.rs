@@ -1,0 +1,20 @@
+//! How a runtime on smol applies its settings: the advertised request-plane address, the
+//! settings refused at start-up. Shared with dynrt-tokio (`dynrt_io::testing::settings`).
+
+use dynrt_io::testing::settings as scenario;
+use dynrt_smol::SmolRuntime;
+
+macro_rules! scenarios {
+    ($($name:ident => $scenario:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            smol::block_on(scenario::$scenario(&SmolRuntime::new()));
+        }
+    )*};
+}
+
+scenarios! {
+    a_distributed_backend_advertises_the_routed_address_a_local_one_loopback =>
+        advertised_address_follows_the_backend,
+    unusable_settings_are_refused_at_start_naming_them => unusable_settings_are_refused_at_start,
+}
