@@ -40,7 +40,7 @@ use dynrt_core::config::{DiscoveryBackend, DistributedConfig, RequestPlaneMode};
 use dynrt_core::discovery::DiscoveryRecord;
 use dynrt_core::health::SystemHealth;
 use dynrt_core::metrics::MetricsRegistry;
-use dynrt_core::names::{InstanceId, Namespace as NamespaceName};
+use dynrt_core::names::{EndpointId, InstanceId, Namespace as NamespaceName};
 use dynrt_core::shutdown::Shutdown;
 use event_listener::Event;
 
@@ -213,6 +213,13 @@ impl<R: Runtime> DistributedRuntime<R> {
     /// A namespace of this runtime.
     pub fn namespace(&self, name: &str) -> Result<Namespace<R>, dynrt_core::names::NameError> {
         Ok(Namespace::new(self.clone(), NamespaceName::new(name)?))
+    }
+
+    /// A client of any endpoint, including one a Dynamo 1.6.1 worker registered under names
+    /// dynrt would not create (build its id with `EndpointId::from_peer` or
+    /// `EndpointId::parse_url_lenient`).
+    pub fn client_for(&self, endpoint: EndpointId) -> Client<R> {
+        Client::new(self.clone(), endpoint)
     }
 
     /// This process's instance id (the etcd lease id; random for the file store).

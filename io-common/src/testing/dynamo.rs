@@ -34,6 +34,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// A Dynamo-only worker: a request-plane server whose record lacks the mux capability.
 pub struct DynamoWorker<R: Runtime> {
+    _peer: Arc<dyn crate::discovery::KvBackend>,
     pub client: DistributedRuntime<R>,
     pub server: MuxServer,
     pub endpoint: EndpointId,
@@ -49,14 +50,25 @@ pub async fn dynamo_worker<R: Runtime>(
     serve: DynamoServeConfig,
     handler: impl crate::mux::Handler,
 ) -> DynamoWorker<R> {
+    let endpoint =
+        EndpointId::new(super::unique_namespace(), "backend", "generate").expect("valid names");
+    dynamo_worker_at(rt, endpoint, codec, serve, handler).await
+}
+
+/// [`dynamo_worker`] serving `endpoint`, whose names may be any a 1.6.1 worker can register.
+pub async fn dynamo_worker_at<R: Runtime>(
+    rt: &R,
+    endpoint: EndpointId,
+    codec: Option<PayloadCodec>,
+    serve: DynamoServeConfig,
+    handler: impl crate::mux::Handler,
+) -> DynamoWorker<R> {
     let store = MemStore::new();
     let mut config = DistributedConfig::process_local();
     config.graceful_shutdown_timeout = Duration::from_secs(2);
     let client = DistributedRuntime::with_backend(rt.clone(), config, Arc::new(store.session(rt)))
         .await
         .expect("client runtime starts");
-    let endpoint =
-        EndpointId::new(super::unique_namespace(), "backend", "generate").expect("valid names");
     let instance = InstanceId(0x5eed);
     let route = TcpRoute::new(instance, endpoint.clone());
     let handlers = Handlers::new();
@@ -76,12 +88,15 @@ pub async fn dynamo_worker<R: Runtime>(
     let mut record =
         EndpointRecord::new(&endpoint, instance, Transport::Tcp(transport.to_string()));
     record.request_plane_codec = codec;
-    client
-        .discovery()
-        .register(&DiscoveryRecord::Endpoint(record))
+    // Written as a 1.6.1 worker writes it: straight into the store under its own session (the
+    // dynrt register path would refuse the peer names some scenarios use).
+    let peer: Arc<dyn crate::discovery::KvBackend> = Arc::new(store.session(rt));
+    let record = DiscoveryRecord::Endpoint(record);
+    peer.create(record.key(), Bytes::from(record.to_json()))
         .await
-        .expect("record registers");
+        .expect("record is written");
     DynamoWorker {
+        _peer: peer,
         client,
         server,
         endpoint,
@@ -92,15 +107,7 @@ pub async fn dynamo_worker<R: Runtime>(
 
 impl<R: Runtime> DynamoWorker<R> {
     pub async fn call(&self, payload: &str) -> Result<CallStream, ClientError> {
-        let client = self
-            .client
-            .namespace(self.endpoint.namespace.as_str())
-            .and_then(|ns| ns.component(self.endpoint.component.as_str()))
-            .and_then(|c| c.endpoint(self.endpoint.endpoint.as_str()))
-            .expect("valid names")
-            .client()
-            .await
-            .expect("client");
+        let client = self.client.client_for(self.endpoint.clone());
         client
             .wait_for_instances(1, LIMIT)
             .await
@@ -498,4 +505,57 @@ pub async fn worker_killed_mid_stream<R: Runtime>(rt: &R) {
     })
     .await;
     client.shutdown().await;
+}
+
+/// Names a 1.6.1 worker can register and dynrt would not create (dots, upper case, a percent
+/// sign, a slash): the instance is listed, watched and called.
+pub async fn peer_names_are_listed_watched_and_called<R: Runtime>(rt: &R) {
+    for (component, name) in [("Back.end", "gen%v2"), ("back%end", "gen/v2")] {
+        peer_names(rt, component, name).await;
+    }
+}
+
+async fn peer_names<R: Runtime>(rt: &R, component: &str, name: &str) {
+    let ns = format!("Parent.{}", super::unique_namespace());
+    let endpoint = EndpointId::from_peer(ns.as_str(), component, name).expect("non-empty");
+    let w = dynamo_worker_at(
+        rt,
+        endpoint.clone(),
+        None,
+        DynamoServeConfig::default(),
+        generator(),
+    )
+    .await;
+    let listing = w
+        .client
+        .discovery()
+        .list(&dynrt_core::discovery::Query::Endpoint(endpoint.clone()))
+        .await
+        .expect("list");
+    assert!(listing.skipped.is_empty(), "{:?}", listing.skipped);
+    assert_eq!(listing.records.len(), 1, "the peer's record is listed");
+    let escaped = format!(
+        "{}/{}",
+        dynrt_core::names::escape_route_segment(component),
+        dynrt_core::names::escape_route_segment(name)
+    );
+    assert!(w.route.ends_with(&escaped), "{} vs {escaped}", w.route);
+    let (items, err) = within(rt, LIMIT, "call", async {
+        w.call("\"text\"").await.expect("call").collect_all().await
+    })
+    .await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(texts(&items), ["hello world"]);
+    // The command line's lenient form reaches the dotted namespace too.
+    let url = format!("dyn://{ns}.{component}.{name}");
+    if component.contains('.') {
+        // A dotted component cannot be told from a nested namespace on the command line.
+        w.client.shutdown().await;
+        return;
+    }
+    assert_eq!(
+        EndpointId::parse_url_lenient(&url).expect("lenient URL"),
+        endpoint
+    );
+    w.client.shutdown().await;
 }
