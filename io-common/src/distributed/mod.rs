@@ -161,10 +161,11 @@ impl<R: Runtime> DistributedRuntime<R> {
         };
         let server = if config.attach_lease {
             let (bind, advertise) = server_addresses(&config)?;
-            let server_config = ServerConfig {
+            let mut server_config = ServerConfig {
                 conn: conn.clone(),
                 ..ServerConfig::default()
             };
+            server_config.dynamo.callhome.max_message_size = config.tcp.max_message_size;
             let server = MuxServer::bind(&rt, bind, handlers.clone(), server_config)
                 .await
                 .map_err(|e| RuntimeError::Listen(e.to_string()))?;

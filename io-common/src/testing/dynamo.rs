@@ -559,3 +559,79 @@ async fn peer_names<R: Runtime>(rt: &R, component: &str, name: &str) {
     );
     w.client.shutdown().await;
 }
+
+/// A dynrt worker, registered the ordinary way (mux capability and all), answers a caller that
+/// speaks only Dynamo's protocol, in either codec; its record names JSON.
+pub async fn dynrt_worker_serves_a_dynamo_caller<R: Runtime>(rt: &R) {
+    let store = MemStore::new();
+    let worker = DistributedRuntime::with_backend(
+        rt.clone(),
+        DistributedConfig::process_local(),
+        Arc::new(store.session(rt)),
+    )
+    .await
+    .expect("worker runtime");
+    let ns = super::unique_namespace();
+    let ep = worker
+        .namespace(&ns)
+        .and_then(|n| n.component("backend"))
+        .and_then(|c| c.endpoint("generate"))
+        .expect("valid names");
+    ep.serve(generator()).await.expect("serve");
+    let endpoint = EndpointId::new(ns.as_str(), "backend", "generate").expect("valid");
+    let listing = worker
+        .discovery()
+        .list(&dynrt_core::discovery::Query::Endpoint(endpoint.clone()))
+        .await
+        .expect("list");
+    let Some(DiscoveryRecord::Endpoint(record)) = listing.records.first() else {
+        panic!("the worker's record is listed: {listing:?}");
+    };
+    assert_eq!(record.request_plane_codec, Some(PayloadCodec::Json));
+    assert!(record.mux_version().is_some(), "the mux capability stays");
+    let Transport::Tcp(transport) = &record.transport else {
+        panic!("tcp transport")
+    };
+    let transport = TcpTransport::parse(transport).expect("transport");
+    let route = transport.route_str().expect("route").to_owned();
+    let caller =
+        crate::dynamo::DynamoCaller::new(rt.clone(), CallHomeConfig::default(), None, 0, 7);
+    for codec in [PayloadCodec::Json, PayloadCodec::Msgpack] {
+        let body = dynrt_core::callhome::value::json_to_request_body(codec, br#"{"n":3}"#)
+            .expect("JSON body");
+        let stream = within(rt, LIMIT, "Dynamo call", async {
+            caller
+                .call(transport.addr, &route, "req-1", codec, Bytes::from(body))
+                .await
+        })
+        .await
+        .expect("the dynrt worker acks");
+        let items: Vec<_> = within(rt, LIMIT, "items", stream.collect::<Vec<_>>()).await;
+        let items: Vec<Bytes> = items.into_iter().map(|i| i.expect("ok item")).collect();
+        assert_eq!(
+            texts(&items),
+            [r#"{"i":0}"#, r#"{"i":1}"#, r#"{"i":2}"#],
+            "{codec:?}"
+        );
+    }
+    // Port 0 is OS-assigned; the server starts once and keeps its address.
+    let first = caller.response_address().await.expect("started");
+    assert_ne!(first.port(), 0);
+    assert_eq!(caller.response_address().await.expect("started"), first);
+    // A response-stream host that is not an IP address is a typed error naming the variable.
+    let bad = crate::dynamo::DynamoCaller::new(
+        rt.clone(),
+        CallHomeConfig::default(),
+        Some("not-an-ip"),
+        0,
+        8,
+    );
+    let error = bad.response_address().await.expect_err("bad host");
+    assert!(
+        error
+            .to_string()
+            .contains("DYN_TCP_RESPONSE_STREAM_HOST: 'not-an-ip'"),
+        "{error}"
+    );
+    worker.shutdown().await;
+}
