@@ -310,13 +310,12 @@ impl<R: Runtime> Client<R> {
                 reason: "it serves over NATS; only the tcp request plane is implemented".into(),
             }));
         };
-        if instance.mux.is_none() {
-            return Err(AttemptError::Failed(ClientError::Unsupported {
-                instance: instance.id,
-                reason: "it speaks only Dynamo's TCP protocol; dynrt calls it once the compat layer lands".into(),
-            }));
-        }
         let route = transport.route_str().unwrap_or_default();
+        if instance.mux.is_none() {
+            return self
+                .attempt_dynamo(instance, transport.addr, route, request)
+                .await;
+        }
         match self
             .drt
             .inner()
@@ -340,6 +339,55 @@ impl<R: Runtime> Client<R> {
                     CallError::Connect { .. } => Outcome::ConnectFailed,
                     _ => Outcome::ClosedBeforeSent,
                 };
+                Err(AttemptError::Refused(outcome, error))
+            }
+        }
+    }
+
+    /// One attempt on an instance that speaks only Dynamo's protocol (see `crate::dynamo`):
+    /// the payload must be JSON; it goes out in the codec the instance's record names (absent:
+    /// JSON). A failed dial and a refusing ack (`Server overloaded:`, `Server unavailable:`)
+    /// are refusals; anything after the request was written belongs to the instance.
+    async fn attempt_dynamo(
+        &self,
+        instance: &Instance,
+        addr: std::net::SocketAddr,
+        route: &str,
+        request: &Request,
+    ) -> Result<CallStream, AttemptError> {
+        let codec = instance.codec.unwrap_or_default();
+        let body = dynrt_core::callhome::value::json_to_request_body(codec, &request.payload)
+            .map_err(|e| AttemptError::Failed(ClientError::Encode(e.to_string())))?;
+        let request_id = RequestHeader::from_msgpack(&request.header)
+            .map(|h| h.request_id)
+            .unwrap_or_default();
+        let caller = &self.drt.inner().dynamo;
+        match caller
+            .call(addr, route, &request_id, codec, Bytes::from(body))
+            .await
+        {
+            Ok(stream) => Ok(CallStream {
+                kind: CallKind::Dynamo {
+                    stream,
+                    instances: Box::new(self.instances.clone()),
+                    instance: instance.id,
+                },
+                first_answer: None,
+            }),
+            Err(error) => {
+                let outcome = match &error {
+                    CallError::Connect { .. } => Outcome::ConnectFailed,
+                    CallError::Stream(e)
+                        if e.kind == crate::mux::ErrorKind::WORKER_OVERLOADED
+                            || e.kind == crate::mux::ErrorKind::WORKER_UNAVAILABLE =>
+                    {
+                        Outcome::EndedBeforeData(e.kind)
+                    }
+                    _ => Outcome::ClosedAfterSent,
+                };
+                if outcome == Outcome::ClosedAfterSent && error.is_transport_failure() {
+                    self.instances.report_down(instance.id);
+                }
                 Err(AttemptError::Refused(outcome, error))
             }
         }
@@ -466,6 +514,12 @@ enum CallKind {
     },
     /// The first instance refused; another is being tried.
     Retrying(RetryFuture),
+    /// A Dynamo-only instance, over Dynamo's protocol.
+    Dynamo {
+        stream: crate::dynamo::DynamoStream,
+        instances: Box<dyn ReportDown>,
+        instance: InstanceId,
+    },
     Local(BoxItemStream),
 }
 
@@ -502,6 +556,18 @@ impl CallStream {
         }
     }
 
+    /// Asks the server to stop (finish soon) or kill (abort now) the request. After `Kill` the
+    /// stream ends with a `Cancelled` error. In-process calls end when dropped.
+    pub fn cancel(&mut self, mode: crate::mux::CancelMode) {
+        match &mut self.kind {
+            CallKind::Remote { stream, .. } => stream.cancel(mode),
+            CallKind::Dynamo { stream, .. } => stream.cancel(mode),
+            // While another instance is being tried no request is out to cancel; dropping
+            // the stream abandons the retry.
+            CallKind::Retrying(_) | CallKind::Local(_) => {}
+        }
+    }
+
     /// Whether the call was served in-process, without the network.
     pub fn is_local(&self) -> bool {
         matches!(self.kind, CallKind::Local(_))
@@ -511,7 +577,9 @@ impl CallStream {
     /// request); `None` for an in-process call or while another instance is being tried.
     pub fn instance(&self) -> Option<InstanceId> {
         match &self.kind {
-            CallKind::Remote { instance, .. } => Some(*instance),
+            CallKind::Remote { instance, .. } | CallKind::Dynamo { instance, .. } => {
+                Some(*instance)
+            }
             CallKind::Retrying(_) | CallKind::Local(_) => None,
         }
     }
@@ -549,6 +617,9 @@ impl Stream for CallStream {
                 CallKind::Remote {
                     stream, instance, ..
                 } => (std::task::ready!(stream.poll_next(cx)), *instance),
+                CallKind::Dynamo {
+                    stream, instance, ..
+                } => (std::task::ready!(Pin::new(stream).poll_next(cx)), *instance),
                 CallKind::Retrying(retry) => match std::task::ready!(retry.as_mut().poll(cx)) {
                     // The stream of the instance that took it (with its own first-answer hook).
                     Ok(next) => {
@@ -575,7 +646,10 @@ impl Stream for CallStream {
                     continue;
                 }
             }
-            if let (CallKind::Remote { instances, .. }, Some(Err(error))) = (&self.kind, &item)
+            if let (
+                CallKind::Remote { instances, .. } | CallKind::Dynamo { instances, .. },
+                Some(Err(error)),
+            ) = (&self.kind, &item)
                 && error.is_transport_failure()
             {
                 instances.report_down(instance);

@@ -42,7 +42,7 @@ use dynrt_core::config::{DiscoveryBackend, DistributedConfig, RequestPlaneMode};
 use dynrt_core::discovery::DiscoveryRecord;
 use dynrt_core::health::SystemHealth;
 use dynrt_core::metrics::MetricsRegistry;
-use dynrt_core::names::{InstanceId, Namespace as NamespaceName};
+use dynrt_core::names::{EndpointId, InstanceId, Namespace as NamespaceName};
 use dynrt_core::shutdown::Shutdown;
 use event_listener::Event;
 
@@ -86,6 +86,8 @@ pub(crate) struct Inner<R: Runtime> {
     pub(crate) config: DistributedConfig,
     pub(crate) discovery: Discovery<R>,
     pub(crate) connector: Arc<Connector<R>>,
+    /// Calls to Dynamo-only instances (its response-stream server starts on first use).
+    pub(crate) dynamo: crate::dynamo::DynamoCaller<R>,
     pub(crate) handlers: Handlers,
     /// Request-plane server and the address written into discovery records.
     pub(crate) server: Option<(MuxServer, SocketAddr)>,
@@ -166,10 +168,11 @@ impl<R: Runtime> DistributedRuntime<R> {
         }
         let server = if config.attach_lease {
             let (bind, advertise) = addr::server_addresses(&config)?;
-            let server_config = ServerConfig {
+            let mut server_config = ServerConfig {
                 conn: conn.clone(),
                 ..ServerConfig::default()
             };
+            server_config.dynamo.callhome.max_message_size = config.tcp.max_message_size;
             let server = MuxServer::bind(&rt, bind, handlers.clone(), server_config)
                 .await
                 .map_err(|e| RuntimeError::Listen(e.to_string()))?;
@@ -189,6 +192,16 @@ impl<R: Runtime> DistributedRuntime<R> {
         let drt = Self {
             inner: Arc::new(Inner {
                 connector: Arc::new(Connector::new(rt.clone(), conn)),
+                dynamo: crate::dynamo::DynamoCaller::new(
+                    rt.clone(),
+                    dynrt_core::callhome::CallHomeConfig {
+                        max_message_size: config.tcp.max_message_size,
+                        ..Default::default()
+                    },
+                    config.tcp.response_stream_host.as_deref(),
+                    config.tcp.response_stream_port,
+                    discovery.instance_id().0,
+                ),
                 rt,
                 discovery,
                 handlers,
@@ -213,6 +226,13 @@ impl<R: Runtime> DistributedRuntime<R> {
     /// A namespace of this runtime.
     pub fn namespace(&self, name: &str) -> Result<Namespace<R>, dynrt_core::names::NameError> {
         Ok(Namespace::new(self.clone(), NamespaceName::new(name)?))
+    }
+
+    /// A client of any endpoint, including one a Dynamo 1.6.1 worker registered under names
+    /// dynrt would not create (build its id with `EndpointId::from_peer` or
+    /// `EndpointId::parse_url_lenient`).
+    pub fn client_for(&self, endpoint: EndpointId) -> Client<R> {
+        Client::new(self.clone(), endpoint)
     }
 
     /// This process's instance id (the etcd lease id; random for the file store).

@@ -19,7 +19,7 @@ mod error;
 mod handler;
 pub mod limit;
 mod server;
-mod state;
+pub(crate) mod state;
 
 pub use budget::{DEFAULT_PROCESS_OUTPUT_LIMIT, OutputBudget};
 pub use client::{MuxClient, ResponseStream};

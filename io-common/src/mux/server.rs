@@ -35,6 +35,8 @@ pub struct ServerConfig {
     /// [`OutputBudget::process`]); each connection is further held to
     /// `conn.max_queued_bytes`.
     pub output_budget: OutputBudget,
+    /// How connections speaking Dynamo's protocol are served.
+    pub dynamo: crate::dynamo::DynamoServeConfig,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +46,7 @@ impl Default for ServerConfig {
             sniff_timeout: Duration::from_secs(10),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             output_budget: OutputBudget::process(),
+            dynamo: crate::dynamo::DynamoServeConfig::default(),
         }
     }
 }
@@ -246,8 +249,11 @@ async fn serve_connection<R: Runtime>(
     };
     match sniffed {
         Some(Sniff::Mux) => {}
-        // Dynamo's request plane on this port is served by the compat layer once it exists;
-        // until then such a peer is disconnected rather than misread.
+        Some(Sniff::Dynamo) => {
+            let in_flight = dynamo_in_flight(&handlers);
+            crate::dynamo::serve_connection(rt, tcp, buf, handlers, config.dynamo, in_flight).await;
+            return;
+        }
         _ => return,
     }
     let Ok(conn) = Conn::server(config.conn, Instant::now()) else {
@@ -259,6 +265,12 @@ async fn serve_connection<R: Runtime>(
         .unwrap_or_else(|p| p.into_inner())
         .push(Arc::downgrade(&shared));
     Driver::new(rt, shared, tcp, buf, Some(handlers)).await;
+}
+
+/// The count of Dynamo requests in flight, shared by every connection of one server (the
+/// handler registry is per server, so it keys the counter).
+fn dynamo_in_flight(handlers: &Handlers) -> Arc<std::sync::atomic::AtomicUsize> {
+    handlers.dynamo_in_flight()
 }
 
 /// Starts the handler for a request that opened on a server connection.

@@ -116,6 +116,10 @@ impl<R: Runtime> Runtime for GatedDials<R> {
         R::poll_accept(listener, cx)
     }
 
+    fn set_linger_zero(tcp: &Self::Tcp) -> io::Result<()> {
+        R::set_linger_zero(tcp)
+    }
+
     fn poll_read_buf(
         tcp: &mut Self::Tcp,
         cx: &mut Context<'_>,

@@ -23,6 +23,7 @@ use crate::discovery::{
 use crate::runtime::Runtime;
 
 pub mod connections;
+pub mod dynamo;
 mod local;
 pub mod mux;
 pub mod mux_bounds;
