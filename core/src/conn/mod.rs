@@ -140,6 +140,7 @@
 //! | `Serving` | CANCEL stop | `Serving` (stop requested) | `Cancelled(Stop)` once |
 //! | `Serving` | CANCEL kill | gone | `Cancelled(Kill)`, END `Cancelled` |
 //! | `Serving` | CREDIT | `Serving` | `Writable` if a send was refused or cut |
+//! | gone (END queued) | `poll_transmit` writes the END | gone | `EndTransmitted` |
 //! | gone | CANCEL, CREDIT | gone | ignored |
 //!
 //! ## Errors
@@ -391,7 +392,15 @@ impl Conn {
                 .encode(out, limit)
                 .expect("PONG is 8 bytes");
         }
+        // A server learns when each stream's END leaves (the last frame of its answer): a
+        // driver counts the request in flight until the socket has taken it. Not after
+        // `Closed`, which stays the last event (a driver flushes what is left, then stops).
+        let report_ends = self.role == Role::Server && !self.is_closed();
         while let Some(frame) = self.queue.pop_front() {
+            if let (true, Frame::End(end)) = (report_ends, &frame) {
+                self.events
+                    .push_back(Event::EndTransmitted { id: end.stream });
+            }
             frame
                 .encode(out, limit)
                 .expect("queued frames are sized for the peer's limit when queued");
