@@ -40,6 +40,8 @@ pub(crate) struct Driver<R: Runtime> {
     unfed_input: bool,
     /// Whether this turn already yielded once to let more frames queue up before a write.
     yielded: bool,
+    /// Bytes written to the socket so far (held answers are released as it passes them).
+    written: u64,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -62,7 +64,19 @@ impl<R: Runtime> Driver<R> {
             timer: None,
             handlers,
             read_closed: false,
+            written: 0,
         }
+    }
+
+    /// The driver stops: answers still held will not be written by it; release them (outside
+    /// the lock).
+    fn release_held(&mut self) {
+        let released = {
+            let mut state = self.shared.lock();
+            state.delivery.release_all();
+            state.delivery.take_released()
+        };
+        drop(released);
     }
 
     fn transport_failed(&mut self, now: Instant) {
@@ -80,6 +94,7 @@ impl<R: Runtime> Driver<R> {
             match Pin::new(&mut self.tcp).poll_write_vectored(cx, &slices[..n]) {
                 Poll::Ready(Ok(written)) if written > 0 => {
                     self.out.advance(written);
+                    self.written += written as u64;
                     wrote = true;
                 }
                 Poll::Ready(_) => {
@@ -107,13 +122,17 @@ impl<R: Runtime> Future for Driver<R> {
                 this.transport_failed(now);
                 let mut state = this.shared.lock();
                 state.dispatch_events(&this.shared.can_open, &mut Vec::new());
+                drop(state);
+                this.release_held();
                 return Poll::Ready(());
             }
             let mut progress = false;
             let mut opened: Vec<Request> = Vec::new();
-            let (closed, deadline) = {
+            let (closed, deadline, released) = {
                 let mut state = this.shared.lock();
                 state.set_driver_waker(cx.waker());
+                let output_end = this.written + this.out.len() as u64;
+                state.delivery.progress(this.written, output_end);
                 if std::mem::take(&mut this.unfed_input) {
                     state.conn.handle_input(&mut this.read_buf, now);
                 }
@@ -136,8 +155,11 @@ impl<R: Runtime> Future for Driver<R> {
                 }
                 state.dispatch_events(&this.shared.can_open, &mut opened);
                 while state.conn.poll_transmit(&mut this.out) {}
-                (state.conn.is_closed(), state.conn.poll_timeout())
+                let released = state.delivery.take_released();
+                (state.conn.is_closed(), state.conn.poll_timeout(), released)
             };
+            // Answers written to the socket: their requests end now (outside the lock).
+            drop(released);
             for request in opened {
                 start_request(&this.rt, &this.shared, this.handlers.as_ref(), request, cx);
                 progress = true;
@@ -157,6 +179,8 @@ impl<R: Runtime> Future for Driver<R> {
                 let mut state = this.shared.lock();
                 let mut ignored = Vec::new();
                 state.dispatch_events(&this.shared.can_open, &mut ignored);
+                drop(state);
+                this.release_held();
                 return Poll::Ready(());
             }
             if let Some(deadline) = deadline {

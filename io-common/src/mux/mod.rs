@@ -13,6 +13,7 @@
 
 mod client;
 mod connector;
+mod delivery;
 mod driver;
 mod error;
 mod handler;

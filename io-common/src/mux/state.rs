@@ -10,6 +10,8 @@ use dynrt_core::conn::{CloseReason, Conn, Event};
 use dynrt_core::wire::mux::{CancelMode, Request, StreamError, StreamId};
 use event_listener::Event as Notify;
 
+use super::delivery::Delivery;
+
 /// One connection: the core state machine plus what the adapters hang off it.
 pub(crate) struct Shared {
     state: Mutex<State>,
@@ -28,6 +30,7 @@ impl Shared {
                 serving: HashMap::new(),
                 driver_waker: None,
                 closed: None,
+                delivery: Delivery::default(),
             }),
             can_open: Notify::new(),
             abort: AtomicBool::new(false),
@@ -57,6 +60,9 @@ pub(crate) struct State {
     driver_waker: Option<Waker>,
     /// Why the connection closed, once it has.
     pub(crate) closed: Option<CloseReason>,
+    /// Server: answers complete but not yet written to the socket (their requests still count
+    /// as in flight for the drain).
+    pub(crate) delivery: Delivery,
 }
 
 /// A response stream's inbox: whole items in order, then the end.
@@ -151,12 +157,18 @@ impl State {
                         wake(&mut slot.waker);
                     }
                 }
+                Event::EndTransmitted { id } => self.delivery.transmitted(id),
                 Event::GoAway { .. } => {
                     // Open streams run to completion; new calls see `GoingAway` and the
                     // connector dials a fresh connection.
                     can_open.notify(usize::MAX);
                 }
                 Event::Closed(reason) => {
+                    // A drained connection still writes what it queued (the driver releases
+                    // the held answers when it stops); any other close resets the streams.
+                    if !matches!(reason, CloseReason::Drained) {
+                        self.delivery.release_all();
+                    }
                     self.closed = Some(reason);
                     can_open.notify(usize::MAX);
                     for slot in self.serving.values_mut() {
