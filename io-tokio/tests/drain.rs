@@ -16,4 +16,6 @@ macro_rules! scenarios {
 scenarios! {
     the_drain_waits_until_a_slow_callers_answer_is_written => drain_waits_until_the_answer_is_written,
     an_undelivered_answer_is_in_flight_when_the_drain_times_out => undelivered_answer_is_reported_when_the_drain_times_out,
+    a_lost_lease_shuts_down_with_its_own_exit_code => lost_lease_shuts_down_with_its_own_exit_code,
+    force_ends_a_drain_at_once => force_ends_a_drain_at_once,
 }

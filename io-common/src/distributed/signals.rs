@@ -40,11 +40,7 @@ impl<R: Runtime> DistributedRuntime<R> {
             drt.runtime().spawn(async move {
                 // A second signal cuts the drain short.
                 if rx.recv().await.is_ok() {
-                    forcer
-                        .inner()
-                        .lock_shutdown()
-                        .force(std::time::Instant::now());
-                    forcer.inner().drain_changed.notify(usize::MAX);
+                    forcer.force_shutdown();
                 }
             });
             drt.shutdown().await

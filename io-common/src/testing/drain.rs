@@ -13,7 +13,10 @@ use bytes::{Bytes, BytesMut};
 use dynrt_core::config::DistributedConfig;
 use dynrt_core::conn::{Conn, ConnConfig, Event};
 use dynrt_core::names::TcpRoute;
-use dynrt_core::shutdown::{EXIT_DRAIN_TIMED_OUT, Phase, ShutdownOutcome, ShutdownReport};
+use dynrt_core::shutdown::{
+    EXIT_DRAIN_FORCED, EXIT_DRAIN_TIMED_OUT, EXIT_LEASE_LOST, Phase, ShutdownCause,
+    ShutdownOutcome, ShutdownReport,
+};
 use dynrt_core::wire::OutBuf;
 use dynrt_core::wire::mux::{StreamId, WireStr};
 use futures_lite::{AsyncWriteExt, StreamExt, future, stream};
@@ -251,5 +254,58 @@ pub async fn undelivered_answer_is_reported_when_the_drain_times_out<R: Runtime>
             drop(caller);
         },
     )
+    .await;
+}
+
+/// A lost discovery lease stops the runtime by itself, and the report says why: a process
+/// exits with `EXIT_LEASE_LOST`, not 0.
+pub async fn lost_lease_shuts_down_with_its_own_exit_code<R: Runtime>(rt: &R) {
+    within(rt, LIMIT, "lease lost", async {
+        let store = MemStore::new();
+        let done = Arc::new(AtomicBool::new(false));
+        let (worker, _route) = bulk_worker(rt, &store, Duration::from_secs(5), done).await;
+        assert!(store.revoke(worker.instance_id().0), "the lease existed");
+        eventually(rt, Duration::from_secs(10), "the runtime closed", || {
+            worker.primary_token().is_cancelled()
+        })
+        .await;
+        let report = worker.shutdown().await;
+        assert_eq!(report.cause, ShutdownCause::LeaseLost, "{report:?}");
+        assert_eq!(report.outcome(), ShutdownOutcome::LeaseLost);
+        assert_eq!(report.exit_code(), EXIT_LEASE_LOST);
+    })
+    .await;
+}
+
+/// `force_shutdown` (a second signal) ends a drain that would otherwise wait for its limit,
+/// and the report says it was forced.
+pub async fn force_ends_a_drain_at_once<R: Runtime>(rt: &R) {
+    within(rt, LIMIT, "forced drain", async {
+        let store = MemStore::new();
+        let mut config = DistributedConfig::process_local();
+        config.graceful_shutdown_timeout = Duration::from_secs(600);
+        let drt = DistributedRuntime::with_backend(rt.clone(), config, Arc::new(store.session(rt)))
+            .await
+            .expect("runtime");
+        let _stuck = drt.register_graceful_task("stuck").expect("task");
+        let (report_tx, report_rx) = async_channel::bounded::<ShutdownReport>(1);
+        let d = drt.clone();
+        rt.spawn(async move {
+            let _ = report_tx.send(d.shutdown().await).await;
+        });
+        eventually(rt, Duration::from_secs(10), "the drain began", || {
+            drt.phase() == Phase::Draining
+        })
+        .await;
+        drt.force_shutdown();
+        let report = within(rt, Duration::from_secs(20), "the forced report", async {
+            report_rx.recv().await.expect("shutdown finished")
+        })
+        .await;
+        assert!(report.forced && !report.deadline_hit, "{report:?}");
+        assert_eq!(report.outcome(), ShutdownOutcome::Forced);
+        assert_eq!(report.exit_code(), EXIT_DRAIN_FORCED);
+        assert_eq!(drt.phase(), Phase::Done);
+    })
     .await;
 }
