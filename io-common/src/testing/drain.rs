@@ -226,6 +226,12 @@ pub async fn drain_waits_until_the_answer_is_written<R: Runtime>(rt: &R) {
         .await;
         assert!(report.is_clean(), "{report:?}");
         assert_eq!(report.outcome(), ShutdownOutcome::Clean);
+        // The drain lasted until the answer was delivered: at least the caller's pause (not a
+        // speed bound: the pause is a lower bound however loaded the machine is).
+        assert!(
+            report.drain_time() >= Duration::from_millis(500),
+            "{report:?}"
+        );
     })
     .await;
 }
