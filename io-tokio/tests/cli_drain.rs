@@ -161,6 +161,11 @@ struct RawCaller {
 impl RawCaller {
     /// Connects, sends one generate request, reads until the first item arrived.
     fn call(worker: &Worker, tokens: usize) -> Self {
+        Self::call_with(worker, "a", tokens)
+    }
+
+    /// Connects, sends one generate request, reads until the first item arrived.
+    fn call_with(worker: &Worker, prompt: &str, tokens: usize) -> Self {
         let tcp = TcpStream::connect(worker.addr).expect("connect to the worker");
         tcp.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("read timeout");
@@ -180,7 +185,7 @@ impl RawCaller {
         while !caller.conn.is_established() {
             assert!(caller.read_once(), "the worker closed during the handshake");
         }
-        let payload = format!(r#"{{"prompt":"a","max_tokens":{tokens}}}"#);
+        let payload = format!(r#"{{"prompt":"{prompt}","max_tokens":{tokens}}}"#);
         caller.id = caller
             .conn
             .open(
@@ -293,6 +298,33 @@ fn a_slow_callers_answer_is_delivered_whole_before_the_worker_reports_clean() {
     // With a 30 s limit and a caller that reads again after 2 s, the answer is delivered.
     assert_eq!(caller.items, TOKENS, "{report}");
     assert!(report.contains("shutdown: clean"), "{report}");
+}
+
+/// The handler is still producing when SIGTERM arrives (its answer is four times the stream
+/// credit, so it waits for the stalled caller): the GOAWAY goes out ahead of the answer's end,
+/// and the caller, reading again, must still get every item before the connection closes.
+#[test]
+fn a_slow_caller_gets_the_whole_answer_when_the_handler_finishes_during_the_drain() {
+    const WORDS: usize = 1_000_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut worker = serve_on_file_store(dir.path(), 30);
+    let mut caller = RawCaller::call_with(&worker, "abcd", WORDS);
+    let_the_handler_run();
+    signal(worker.pid(), "TERM");
+    worker.line_containing("stopping: SIGTERM");
+    std::thread::sleep(Duration::from_secs(2));
+    caller.read_to_end();
+    let report = worker.line_containing("shutdown:");
+    let status = worker.exit_within(LIMIT);
+    assert_eq!(
+        caller.ended,
+        Some(Ok(())),
+        "after {} of {WORDS} items; worker: {report}",
+        caller.items
+    );
+    assert_eq!(caller.items, WORDS, "{report}");
+    assert!(report.contains("shutdown: clean"), "{report}");
+    assert_eq!(status.code(), Some(0), "{report}");
 }
 
 #[test]

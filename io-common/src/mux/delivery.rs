@@ -16,6 +16,11 @@
 //!
 //! The items are released (dropped by the driver, outside the connection's lock) after step 3,
 //! or when the connection fails (the streams are reset), or when the driver stops.
+//!
+//! This relies on the driver's output being one FIFO byte stream (what `poll_transmit`
+//! appends is written after everything appended before it): the position taken in step 2 is
+//! then at or past the END's last byte. A driver that wrote some frames ahead of others would
+//! have to take positions per frame instead.
 
 use std::collections::{HashMap, VecDeque};
 
