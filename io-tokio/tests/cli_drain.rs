@@ -242,8 +242,12 @@ impl RawCaller {
         open
     }
 
+    /// Reads until the stream ends or the connection does, then closes the socket, as a
+    /// client does once it has its answer (the worker waits for that before it counts the
+    /// answer delivered).
     fn read_to_end(&mut self) {
         while self.ended.is_none() && self.read_once() {}
+        let _ = self.tcp.shutdown(std::net::Shutdown::Both);
     }
 }
 

@@ -12,7 +12,9 @@
 //! 2. the core reports the END written into the driver's output
 //!    ([`Event::EndTransmitted`](dynrt_core::conn::Event::EndTransmitted)); the driver's output
 //!    position at that moment is at or past the END's last byte ([`Delivery::transmitted`]);
-//! 3. the driver has written that many bytes to the socket ([`Delivery::progress`]).
+//! 3. the driver has written that many bytes to the socket ([`Delivery::progress`]); while
+//!    the connection goes away (a drain's GOAWAY), the driver keeps them until it stops, after
+//!    the peer closed its side (a close with bytes still in flight could otherwise lose them).
 //!
 //! The items are released (dropped by the driver, outside the connection's lock) after step 3,
 //! or when the connection fails (the streams are reset), or when the driver stops.
@@ -59,12 +61,15 @@ impl Delivery {
 
     /// Step 3 (the driver, each turn before events are dispatched): `written` bytes of the
     /// output went to the socket so far, and `output_end` bytes were handed to the output.
-    pub(crate) fn progress(&mut self, written: u64, output_end: u64) {
+    /// With `release` false (the connection is going away) answers stay held until the driver
+    /// stops.
+    pub(crate) fn progress(&mut self, written: u64, output_end: u64, release: bool) {
         self.output_end = output_end;
-        while self
-            .unflushed
-            .front()
-            .is_some_and(|(end, _)| *end <= written)
+        while release
+            && self
+                .unflushed
+                .front()
+                .is_some_and(|(end, _)| *end <= written)
         {
             let (_, items) = self.unflushed.pop_front().expect("front checked");
             self.released.push(items);
@@ -105,14 +110,19 @@ mod tests {
         let mut d = Delivery::default();
         d.hold(StreamId(1), items());
         d.hold(StreamId(3), items());
-        d.progress(0, 0);
+        d.progress(0, 0, true);
         assert_eq!(d.len(), 2);
         // Stream 1's END leaves the core; the output then ends at 100.
-        d.progress(0, 100);
+        d.progress(0, 100, true);
         d.transmitted(StreamId(1));
-        d.progress(99, 100);
+        d.progress(99, 100, true);
         assert!(d.take_released().is_empty(), "one byte short");
-        d.progress(100, 100);
+        d.progress(100, 100, false);
+        assert!(
+            d.take_released().is_empty(),
+            "going away: held until the driver stops"
+        );
+        d.progress(100, 100, true);
         assert_eq!(d.take_released().len(), 1);
         assert_eq!(d.len(), 1, "stream 3's END is still in the core");
         // An END the core reports for a stream not held (a kill): ignored.

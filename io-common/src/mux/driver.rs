@@ -6,9 +6,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use dynrt_core::conn::CloseReason;
 use dynrt_core::wire::OutBuf;
 use dynrt_core::wire::mux::Request;
 use futures_io::AsyncWrite;
@@ -24,6 +25,8 @@ const BUDGET: usize = 32;
 const YIELD_BELOW: usize = 64 * 1024;
 /// Most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
+/// How long a connection that closed gracefully waits for the peer to close its side.
+const LINGER: Duration = Duration::from_secs(30);
 
 /// Drives one connection until it closes. Spawned once per connection.
 pub(crate) struct Driver<R: Runtime> {
@@ -42,6 +45,9 @@ pub(crate) struct Driver<R: Runtime> {
     yielded: bool,
     /// Bytes written to the socket so far (held answers are released as it passes them).
     written: u64,
+    /// Set once the connection closed gracefully and everything was written: until then, keep
+    /// reading until the peer closes too (see `poll_linger`).
+    linger: Option<Instant>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -65,7 +71,47 @@ impl<R: Runtime> Driver<R> {
             handlers,
             read_closed: false,
             written: 0,
+            linger: None,
         }
+    }
+
+    /// A graceful close (GOAWAY both ways, every stream ended) with everything written: our
+    /// side is finished (FIN sent), but the answers' tails may still be in the socket buffers,
+    /// and the peer still sends (credit, as it reads them). Dropping the socket now would make
+    /// the kernel answer those late frames with a reset, which discards the tails in flight.
+    /// So keep reading, and discarding, until the peer closes (it has read everything) or
+    /// `LINGER` passes.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = *self.linger.get_or_insert_with(|| Instant::now() + LINGER);
+        for _ in 0..BUDGET {
+            if self.shared.abort.load(Ordering::Acquire) || Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            self.read_buf.clear();
+            match R::poll_read_buf(&mut self.tcp, cx, &mut self.read_buf) {
+                Poll::Ready(Ok(n)) if n > 0 => {}
+                // End of stream or an error: the peer is done.
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => {
+                    let timer = match &mut self.timer {
+                        Some((timer, at)) => {
+                            if *at != deadline {
+                                R::reset_timer(timer, deadline);
+                                *at = deadline;
+                            }
+                            timer
+                        }
+                        None => &mut self.timer.insert((self.rt.timer(deadline), deadline)).0,
+                    };
+                    if Pin::new(timer).poll(cx).is_ready() {
+                        return Poll::Ready(());
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// The driver stops: answers still held will not be written by it; release them (outside
@@ -115,6 +161,11 @@ impl<R: Runtime> Future for Driver<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        if this.linger.is_some() {
+            std::task::ready!(this.poll_linger(cx));
+            this.release_held();
+            return Poll::Ready(());
+        }
         for _ in 0..BUDGET {
             let now = Instant::now();
             if this.shared.abort.load(Ordering::Acquire) {
@@ -132,7 +183,11 @@ impl<R: Runtime> Future for Driver<R> {
                 let mut state = this.shared.lock();
                 state.set_driver_waker(cx.waker());
                 let output_end = this.written + this.out.len() as u64;
-                state.delivery.progress(this.written, output_end);
+                // While the connection goes away, an answer is delivered only once the peer has
+                // closed after reading it (see `poll_linger`): until then a close could still
+                // lose its tail, so it stays held until the driver stops.
+                let release = !state.conn.is_going_away();
+                state.delivery.progress(this.written, output_end, release);
                 if std::mem::take(&mut this.unfed_input) {
                     state.conn.handle_input(&mut this.read_buf, now);
                 }
@@ -179,7 +234,12 @@ impl<R: Runtime> Future for Driver<R> {
                 let mut state = this.shared.lock();
                 let mut ignored = Vec::new();
                 state.dispatch_events(&this.shared.can_open, &mut ignored);
+                let graceful = matches!(state.closed, Some(CloseReason::Drained));
                 drop(state);
+                if graceful && !this.read_closed {
+                    this.linger = Some(Instant::now() + LINGER);
+                    std::task::ready!(this.poll_linger(cx));
+                }
                 this.release_held();
                 return Poll::Ready(());
             }

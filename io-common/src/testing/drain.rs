@@ -168,9 +168,12 @@ impl<R: Runtime> RawCaller<R> {
         open
     }
 
-    /// Reads until the stream ends or the connection does.
+    /// Reads until the stream ends or the connection does, then closes the socket, as a
+    /// client does once it has its answer (the worker waits for that before it counts the
+    /// answer delivered).
     async fn read_to_end(&mut self) {
         while self.ended.is_none() && self.read_once().await {}
+        let _ = self.tcp.close().await;
     }
 }
 
