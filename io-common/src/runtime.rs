@@ -42,6 +42,13 @@ pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
     /// The address a listener is bound to.
     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
 
+    /// Ends the sending half of `tcp` (the peer reads end of stream once it has read what was
+    /// sent); reading goes on. The default is the socket's `poll_close`, which does this on
+    /// tokio; an adapter whose `poll_close` only flushes (async-io's) overrides it.
+    fn poll_shutdown_write(tcp: &mut Self::Tcp, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(tcp).poll_close(cx)
+    }
+
     /// Accepts one connection, with `TCP_NODELAY` set.
     fn poll_accept(
         listener: &Self::Listener,

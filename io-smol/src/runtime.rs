@@ -70,6 +70,11 @@ impl Runtime for SmolRuntime {
         listener.get_ref().local_addr()
     }
 
+    fn poll_shutdown_write(tcp: &mut Self::Tcp, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // async-io's `poll_close` only flushes.
+        Poll::Ready(tcp.get_ref().shutdown(std::net::Shutdown::Write))
+    }
+
     fn poll_accept(
         listener: &Self::Listener,
         cx: &mut Context<'_>,

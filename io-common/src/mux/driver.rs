@@ -230,7 +230,8 @@ impl<R: Runtime> Future for Driver<R> {
             this.yielded = false;
             progress |= this.poll_write(cx, now);
             if closed && (this.out.is_empty() || this.read_closed) {
-                let _ = Pin::new(&mut this.tcp).poll_close(cx);
+                // Our side is finished: the peer reads end of stream after our last bytes.
+                let _ = R::poll_shutdown_write(&mut this.tcp, cx);
                 let mut state = this.shared.lock();
                 let mut ignored = Vec::new();
                 state.dispatch_events(&this.shared.can_open, &mut ignored);

@@ -173,7 +173,7 @@ impl<R: Runtime> RawCaller<R> {
     /// answer delivered).
     async fn read_to_end(&mut self) {
         while self.ended.is_none() && self.read_once().await {}
-        let _ = self.tcp.close().await;
+        let _ = future::poll_fn(|cx| R::poll_shutdown_write(&mut self.tcp, cx)).await;
     }
 }
 
