@@ -42,7 +42,9 @@
 //! worker's buffers, and phase 3 then cuts it off. So a request counts as in flight until the
 //! last frame of its answer has been written to the socket (the core raises
 //! [`crate::conn::Event::EndTransmitted`] when a stream's END leaves `poll_transmit`; the driver
-//! then waits until its writes pass that point), or until its stream is reset. A drain that
+//! then waits until its writes pass that point; on a connection that is going away, until the
+//! peer has closed its side, since closing a socket with bytes in flight can lose them), or
+//! until its stream is reset. A drain that
 //! cannot finish is bounded by `DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS`, 25 s by default:
 //! an orchestrator kills a pod 30 s after SIGTERM (Kubernetes' default), so a longer drain
 //! (Dynamo's is 15 minutes) would end in SIGKILL with nothing reported.

@@ -31,9 +31,11 @@
 //!
 //! A request is in flight from [`Shutdown::request_started`] until its answer has left the
 //! process: the request plane reports [`Shutdown::request_finished`] once the last frame of
-//! the answer (its END) is written to the socket, or once the stream is reset (the caller
-//! killed it, the connection closed). A handler that has produced its last item is not enough:
-//! its tail may still wait behind a slow reader, and phase 3 would cut it off.
+//! the answer (its END) is written to the socket — on a connection that is going away (a
+//! drain's GOAWAY), once the peer has closed its side after reading it — or once the stream is
+//! reset (the caller killed it, the connection failed). A handler that has produced its last
+//! item is not enough: its tail may still wait behind a slow reader, and phase 3 would cut it
+//! off.
 //!
 //! # Outcome and exit codes
 //!

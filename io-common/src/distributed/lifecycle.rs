@@ -75,9 +75,10 @@ impl<R: Runtime> DistributedRuntime<R> {
     /// Returns what was still running when the drain ended. Calling it again waits for the
     /// same shutdown.
     ///
-    /// A request is in flight until its answer is written to the socket (or its stream is
-    /// reset), not merely until its handler has produced the last item: a slow caller keeps the
-    /// drain waiting, up to the timeout. The report's [`ShutdownReport::exit_code`] is what a
+    /// A request is in flight until its answer is written to the socket and, its connection
+    /// going away, the caller has closed it (or until its stream is reset), not merely until its
+    /// handler has produced the last item: a slow caller keeps the drain waiting, up to the
+    /// timeout. The report's [`ShutdownReport::exit_code`] is what a
     /// process should exit with (non-zero when the drain was cut off, forced with work running,
     /// or the shutdown began because the discovery lease was lost).
     pub async fn shutdown(&self) -> ShutdownReport {
