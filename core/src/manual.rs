@@ -35,3 +35,24 @@
 //! checksum in every build profile (a check that disappears in release is not a check) and
 //! writes 0 by default, or the real checksum when asked, so encoding cost stays flat in payload
 //! size unless integrity is wanted.
+//!
+//! ## Shutdown: what "drained" means, and exit codes
+//!
+//! A drain that counts handlers reports clean while a slow caller's answer still waits in the
+//! worker's buffers, and phase 3 then cuts it off. So a request counts as in flight until the
+//! last frame of its answer has been written to the socket (the core raises
+//! [`crate::conn::Event::EndTransmitted`] when a stream's END leaves `poll_transmit`; the driver
+//! then waits until its writes pass that point; on a connection that is going away, until the
+//! peer has closed its side, since closing a socket with bytes in flight can lose them), or
+//! until its stream is reset. A drain that
+//! cannot finish is bounded by `DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS`, 25 s by default:
+//! an orchestrator kills a pod 30 s after SIGTERM (Kubernetes' default), so a longer drain
+//! (Dynamo's is 15 minutes) would end in SIGKILL with nothing reported.
+//!
+//! How a shutdown went is part of its result, not only of its log: the report's
+//! [`crate::shutdown::ShutdownReport::exit_code`] is 0 for a clean drain,
+//! [`crate::shutdown::EXIT_DRAIN_TIMED_OUT`] (3) when the time limit cut it off,
+//! [`crate::shutdown::EXIT_LEASE_LOST`] (4) when the runtime stopped because its discovery
+//! lease was lost, and [`crate::shutdown::EXIT_DRAIN_FORCED`] (5) when a second signal cut it
+//! short with work running. A supervisor can tell a worker that was killed by its environment
+//! from one that finished its work.

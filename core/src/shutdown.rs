@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | `Running` | [`begin`](Shutdown::begin)`(now)` | `StopAccepting`; commands `WithdrawReadiness`, `LeaveDiscovery`, `GoAwayConnections`, `RefuseNewRequests`; the deadline is `now` + timeout |
 //! | `Running` | [`force`](Shutdown::force)`(now)` | as `begin`, then as `force` from `StopAccepting` |
+//! | `Running` | [`handle_lease_lost`](Shutdown::handle_lease_lost)`(now)` | as `begin`, the report's cause is [`ShutdownCause::LeaseLost`] |
 //! | `StopAccepting` | the driver takes the last phase-1 command | `Draining`, or `Closing` at once if nothing runs or the deadline has passed |
 //! | `Draining` | the last request finishes / the last graceful task is done | `Closing` (clean) |
 //! | `Draining` | `handle_timeout(now)`, `now` ≥ deadline | `Closing`, report lists what still runs |
@@ -20,10 +21,38 @@
 //! | any but `Running` | `request_started` | refused ([`RequestRefused`]) |
 //! | `Closing`, `Done` | `register_graceful_task` | refused ([`ShutdownError::TooLate`]) |
 //! | any | `begin`/`force` again, `handle_timeout` before the deadline | nothing |
+//! | any but `Running` | `handle_lease_lost` | nothing (the cause stays what began the shutdown) |
 //!
 //! Every transition queues [`ShutdownEvent::Entered`]. Requests and tasks that end after the
 //! drain was cut off are still accepted as finished (the counts stay right), but the
 //! [`ShutdownReport`] is the snapshot taken when phase 3 began.
+//!
+//! # What counts as in flight
+//!
+//! A request is in flight from [`Shutdown::request_started`] until its answer has left the
+//! process: the request plane reports [`Shutdown::request_finished`] once the last frame of
+//! the answer (its END) is written to the socket — on a connection that is going away (a
+//! drain's GOAWAY), once the peer has closed its side after reading it — or once the stream is
+//! reset (the caller killed it, the connection failed). A handler that has produced its last
+//! item is not enough: its tail may still wait behind a slow reader, and phase 3 would cut it
+//! off.
+//!
+//! # Outcome and exit codes
+//!
+//! [`ShutdownReport::outcome`] says how the shutdown went, and [`ShutdownReport::exit_code`]
+//! gives the process exit code a dynrt process (the `dynrt serve` tool among them) ends with:
+//!
+//! | outcome | exit code |
+//! |---|---|
+//! | [`ShutdownOutcome::Clean`]: everything finished before phase 3 | 0 |
+//! | [`ShutdownOutcome::DeadlineHit`]: the drain was cut off by its time limit | [`EXIT_DRAIN_TIMED_OUT`] (3) |
+//! | [`ShutdownOutcome::LeaseLost`]: the discovery lease was lost, so the runtime stopped | [`EXIT_LEASE_LOST`] (4) |
+//! | [`ShutdownOutcome::Forced`]: a second signal cut the drain short with work running | [`EXIT_DRAIN_FORCED`] (5) |
+//!
+//! A lost lease wins over the others: the process lost its registrations, whatever the drain
+//! did. (1 and 2 are the tool's "a request failed" and "could not run".)
+//!
+//! # Driving it
 //!
 //! A driver runs: after any input, drain [`Shutdown::poll_command`] (execute each, in order) and
 //! [`Shutdown::poll_event`], then sleep until [`Shutdown::poll_timeout`]. Phase 1 lasts until the
@@ -46,7 +75,11 @@
 //! - leaving discovery is an explicit phase-1 command for every backend (Dynamo deletes a file
 //!   store's keys at the start and leaves etcd keys to the lease revocation of phase 3);
 //! - there is no per-endpoint opt-out of draining (Dynamo's `graceful_shutdown(false)`);
-//! - [`Shutdown::force`] (for a second signal) and the report are ours.
+//! - [`Shutdown::force`] (for a second signal), the report and its exit codes are ours;
+//! - the default drain limit is 25 s (`DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT`), not Dynamo's
+//!   15 minutes: an orchestrator kills a pod long before (Kubernetes after 30 s);
+//! - a request counts as in flight until its answer is written to the socket, not until its
+//!   handler has produced its last item.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -123,6 +156,47 @@ pub enum ShutdownEvent {
     Entered(Phase),
 }
 
+/// Exit code of a process whose drain was cut off by its time limit.
+pub const EXIT_DRAIN_TIMED_OUT: u8 = 3;
+/// Exit code of a process whose runtime stopped because its discovery lease was lost.
+pub const EXIT_LEASE_LOST: u8 = 4;
+/// Exit code of a process whose drain a second signal cut short while work was running.
+pub const EXIT_DRAIN_FORCED: u8 = 5;
+
+/// Why the shutdown began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ShutdownCause {
+    /// The application asked ([`Shutdown::begin`] or [`Shutdown::force`]): a signal, a call.
+    Requested,
+    /// The discovery lease was lost for good ([`Shutdown::handle_lease_lost`]): the process's
+    /// registrations are gone, so it stops.
+    LeaseLost,
+}
+
+impl fmt::Display for ShutdownCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Requested => "requested",
+            Self::LeaseLost => "the discovery lease was lost",
+        })
+    }
+}
+
+/// How a shutdown went, from its report (see the module docs for the exit codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ShutdownOutcome {
+    /// Asked for, and everything finished before phase 3.
+    Clean,
+    /// The drain was cut off by its time limit with work running.
+    DeadlineHit,
+    /// A second signal ([`Shutdown::force`]) cut the drain short with work running.
+    Forced,
+    /// The discovery lease was lost (whatever the drain did).
+    LeaseLost,
+}
+
 /// Handle of a registered graceful task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskId(u64);
@@ -137,6 +211,8 @@ impl fmt::Display for TaskId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {
+    /// Why the shutdown began.
+    pub cause: ShutdownCause,
     /// When `begin` was called.
     pub started: Instant,
     /// When phase 3 began.
@@ -160,6 +236,30 @@ impl ShutdownReport {
     /// How long the drain took.
     pub fn drain_time(&self) -> Duration {
         self.closing_at.saturating_duration_since(self.started)
+    }
+
+    /// How the shutdown went.
+    pub fn outcome(&self) -> ShutdownOutcome {
+        if self.cause == ShutdownCause::LeaseLost {
+            ShutdownOutcome::LeaseLost
+        } else if self.is_clean() {
+            ShutdownOutcome::Clean
+        } else if self.forced {
+            ShutdownOutcome::Forced
+        } else {
+            ShutdownOutcome::DeadlineHit
+        }
+    }
+
+    /// The exit code a process ends with after this shutdown: 0 when clean,
+    /// [`EXIT_DRAIN_TIMED_OUT`], [`EXIT_LEASE_LOST`] or [`EXIT_DRAIN_FORCED`] otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self.outcome() {
+            ShutdownOutcome::Clean => 0,
+            ShutdownOutcome::DeadlineHit => EXIT_DRAIN_TIMED_OUT,
+            ShutdownOutcome::LeaseLost => EXIT_LEASE_LOST,
+            ShutdownOutcome::Forced => EXIT_DRAIN_FORCED,
+        }
     }
 }
 
@@ -227,6 +327,7 @@ pub struct Shutdown {
     commands: VecDeque<ShutdownCommand>,
     events: VecDeque<ShutdownEvent>,
     last_now: Option<Instant>,
+    cause: ShutdownCause,
 }
 
 impl Shutdown {
@@ -243,6 +344,7 @@ impl Shutdown {
             commands: VecDeque::new(),
             events: VecDeque::new(),
             last_now: None,
+            cause: ShutdownCause::Requested,
         }
     }
 
@@ -313,6 +415,22 @@ impl Shutdown {
         self.events
             .push_back(ShutdownEvent::Entered(Phase::StopAccepting));
         true
+    }
+
+    /// The discovery lease was lost for good: starts the shutdown (phase 1) with
+    /// [`ShutdownCause::LeaseLost`]. Returns false, and does nothing, if it had already begun.
+    pub fn handle_lease_lost(&mut self, now: Instant) -> bool {
+        if !matches!(self.state, State::Running) {
+            self.observe(now);
+            return false;
+        }
+        self.cause = ShutdownCause::LeaseLost;
+        self.begin(now)
+    }
+
+    /// Why the shutdown began (`Requested` while running).
+    pub fn cause(&self) -> ShutdownCause {
+        self.cause
     }
 
     /// Cuts the drain short and goes to phase 3 now (for a second SIGINT). Starts the shutdown
@@ -466,6 +584,7 @@ impl Shutdown {
 
     fn enter_closing(&mut self, started: Instant, deadline_hit: bool, forced: bool) {
         let report = ShutdownReport {
+            cause: self.cause,
             started,
             closing_at: self.last_now.expect("shutdown began at a known time"),
             deadline_hit,

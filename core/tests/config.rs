@@ -55,7 +55,7 @@ fn empty_settings_give_every_documented_default() {
     assert!(!c.health_check.enabled);
     assert_eq!(c.health_check.request_timeout, Duration::from_secs(3));
     assert_eq!(c.health_check.canary_wait_time, Duration::from_secs(10));
-    assert_eq!(c.graceful_shutdown_timeout, Duration::from_secs(900));
+    assert_eq!(c.graceful_shutdown_timeout, Duration::from_secs(25));
     assert!(c.warnings.is_empty());
 }
 

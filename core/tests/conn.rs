@@ -357,10 +357,13 @@ fn client_kill_before_the_server_saw_the_request() {
     assert!(matches!(p.server_events[0], Event::StreamOpened(_)));
     assert_eq!(
         p.server_events[1..],
-        [Event::Cancelled {
-            id,
-            mode: CancelMode::Kill
-        }]
+        [
+            Event::Cancelled {
+                id,
+                mode: CancelMode::Kill
+            },
+            Event::EndTransmitted { id }
+        ]
     );
     assert_eq!(p.server.open_streams(), 0);
     assert_eq!(p.client.open_streams(), 0);

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use dynrt_core::shutdown::{
-    Phase, RequestRefused, Shutdown, ShutdownCommand as C, ShutdownError, ShutdownEvent,
+    EXIT_DRAIN_FORCED, EXIT_DRAIN_TIMED_OUT, EXIT_LEASE_LOST, Phase, RequestRefused, Shutdown,
+    ShutdownCause, ShutdownCommand as C, ShutdownError, ShutdownEvent, ShutdownOutcome,
 };
 use proptest::prelude::*;
 
@@ -671,4 +672,120 @@ proptest! {
             prop_assert_eq!(taken, expected_order);
         }
     }
+}
+
+#[test]
+fn a_lost_lease_starts_the_shutdown_and_the_report_says_so() {
+    let t0 = Instant::now();
+    let mut m = Shutdown::new(TIMEOUT);
+    m.request_started(EP).unwrap();
+    assert!(m.handle_lease_lost(t0));
+    assert_eq!(m.phase(), Phase::StopAccepting);
+    assert_eq!(m.cause(), ShutdownCause::LeaseLost);
+    assert_eq!(commands(&mut m), PHASE_1);
+    m.request_finished(EP, t0 + Duration::from_secs(1)).unwrap();
+    let report = m.report().unwrap().clone();
+    assert!(report.is_clean(), "the drain itself was clean");
+    assert_eq!(report.cause, ShutdownCause::LeaseLost);
+    assert_eq!(report.outcome(), ShutdownOutcome::LeaseLost);
+    assert_eq!(report.exit_code(), EXIT_LEASE_LOST);
+    // Once begun, a later loss changes nothing.
+    assert!(!m.handle_lease_lost(t0 + Duration::from_secs(2)));
+}
+
+#[test]
+fn a_lease_lost_during_a_requested_drain_keeps_the_first_cause() {
+    let t0 = Instant::now();
+    let mut m = Shutdown::new(TIMEOUT);
+    assert!(m.begin(t0));
+    assert!(!m.handle_lease_lost(t0 + Duration::from_secs(1)));
+    commands(&mut m);
+    assert_eq!(m.report().unwrap().cause, ShutdownCause::Requested);
+    assert_eq!(m.report().unwrap().exit_code(), 0);
+}
+
+#[test]
+fn exit_codes_are_distinct_for_clean_timed_out_forced_and_lease_lost() {
+    let t0 = Instant::now();
+    // Clean.
+    let mut clean = Shutdown::new(TIMEOUT);
+    clean.begin(t0);
+    commands(&mut clean);
+    let clean = clean.report().unwrap().clone();
+    assert_eq!(
+        (clean.outcome(), clean.exit_code()),
+        (ShutdownOutcome::Clean, 0)
+    );
+    // Cut off by the time limit, in virtual time.
+    let mut late = Shutdown::new(TIMEOUT);
+    late.request_started(EP).unwrap();
+    late.begin(t0);
+    commands(&mut late);
+    late.handle_timeout(t0 + TIMEOUT);
+    let late = late.report().unwrap().clone();
+    assert_eq!(
+        (late.outcome(), late.exit_code()),
+        (ShutdownOutcome::DeadlineHit, EXIT_DRAIN_TIMED_OUT)
+    );
+    // Forced by a second signal with a request running.
+    let mut forced = Shutdown::new(TIMEOUT);
+    forced.request_started(EP).unwrap();
+    forced.begin(t0);
+    forced.force(t0 + Duration::from_secs(1));
+    let forced = forced.report().unwrap().clone();
+    assert_eq!(
+        (forced.outcome(), forced.exit_code()),
+        (ShutdownOutcome::Forced, EXIT_DRAIN_FORCED)
+    );
+    // Forced with nothing running: nothing was lost.
+    let mut idle = Shutdown::new(TIMEOUT);
+    idle.force(t0);
+    assert_eq!(idle.report().unwrap().exit_code(), 0);
+    // Lost lease and a drain cut off: the lease wins.
+    let mut lost = Shutdown::new(TIMEOUT);
+    lost.request_started(EP).unwrap();
+    lost.handle_lease_lost(t0);
+    commands(&mut lost);
+    lost.handle_timeout(t0 + TIMEOUT);
+    let lost = lost.report().unwrap().clone();
+    assert!(lost.deadline_hit);
+    assert_eq!(lost.exit_code(), EXIT_LEASE_LOST);
+    let codes = [
+        0,
+        EXIT_DRAIN_TIMED_OUT,
+        EXIT_DRAIN_FORCED,
+        EXIT_LEASE_LOST,
+        1, // the tool's "a request failed"
+        2, // the tool's "could not run"
+    ];
+    let distinct: std::collections::BTreeSet<_> = codes.iter().collect();
+    assert_eq!(distinct.len(), codes.len());
+}
+
+#[test]
+fn a_second_force_during_a_drain_ends_it_at_once_in_virtual_time() {
+    let t0 = Instant::now();
+    let mut m = Shutdown::new(TIMEOUT);
+    m.request_started(EP).unwrap();
+    m.begin(t0);
+    commands(&mut m);
+    events(&mut m);
+    // Long before the deadline: the drain waits.
+    m.handle_timeout(t0 + Duration::from_secs(5));
+    assert_eq!(m.phase(), Phase::Draining);
+    m.force(t0 + Duration::from_secs(5));
+    assert_eq!(m.phase(), Phase::Closing);
+    assert_eq!(commands(&mut m), PHASE_3);
+    let report = m.report().unwrap();
+    assert!(report.forced && !report.deadline_hit);
+    assert_eq!(report.drain_time(), Duration::from_secs(5));
+    assert_eq!(report.in_flight.get(EP), Some(&1));
+}
+
+#[test]
+fn the_default_drain_limit_fits_a_kubernetes_grace_period() {
+    use dynrt_core::config::DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT;
+    // Kubernetes kills a pod 30 s after SIGTERM by default: the drain and phase 3 fit inside.
+    assert!(DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT < Duration::from_secs(30));
+    assert!(DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT >= Duration::from_secs(10));
 }

@@ -47,6 +47,13 @@ pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
     /// accepts: one connection per request would otherwise pile up closed sockets).
     fn set_linger_zero(tcp: &Self::Tcp) -> io::Result<()>;
 
+    /// Ends the sending half of `tcp` (the peer reads end of stream once it has read what was
+    /// sent); reading goes on. The default is the socket's `poll_close`, which does this on
+    /// tokio; an adapter whose `poll_close` only flushes (async-io's) overrides it.
+    fn poll_shutdown_write(tcp: &mut Self::Tcp, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(tcp).poll_close(cx)
+    }
+
     /// Accepts one connection, with `TCP_NODELAY` set.
     fn poll_accept(
         listener: &Self::Listener,

@@ -74,6 +74,11 @@ impl Runtime for SmolRuntime {
         socket2::SockRef::from(tcp.get_ref()).set_linger(Some(std::time::Duration::ZERO))
     }
 
+    fn poll_shutdown_write(tcp: &mut Self::Tcp, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // async-io's `poll_close` only flushes.
+        Poll::Ready(tcp.get_ref().shutdown(std::net::Shutdown::Write))
+    }
+
     fn poll_accept(
         listener: &Self::Listener,
         cx: &mut Context<'_>,

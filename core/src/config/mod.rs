@@ -34,7 +34,7 @@
 //! | `DYN_HEALTH_CHECK_ENABLED` | false | a boolean | |
 //! | `DYN_HEALTH_CHECK_REQUEST_TIMEOUT` | 3 s | seconds | |
 //! | `DYN_CANARY_WAIT_TIME` | 10 s | seconds | |
-//! | `DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS` | 900 s | seconds | invalid is an error (Dynamo silently ignores it) |
+//! | `DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS` | 25 s | seconds | Dynamo's default is 900 s; invalid is an error (Dynamo silently ignores it) |
 //!
 //! Booleans are `1/true/on/yes` and `0/false/off/no` in any case. Names of choices (backend,
 //! planes, codec, health status) are compared without regard to case. Dynamo accepts a subset
@@ -77,8 +77,11 @@ pub const DEFAULT_SYSTEM_LIVE_PATH: &str = "/live";
 pub const DEFAULT_HEALTH_CHECK_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default idle time before a canary.
 pub const DEFAULT_CANARY_WAIT_TIME: Duration = Duration::from_secs(10);
-/// Default bound on the drain at shutdown (Dynamo 1.6.1: 15 minutes).
-pub const DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Default bound on the drain at shutdown: 25 s. Kubernetes gives a pod 30 s after SIGTERM
+/// before it kills it; 25 s leaves phase 3 (revoking the lease, closing connections) time to
+/// run inside that. Dynamo 1.6.1 waits up to 15 minutes, which an orchestrator cuts short
+/// anyway, with nothing reported.
+pub const DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// Where instances register and find each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

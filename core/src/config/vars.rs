@@ -53,7 +53,7 @@ pub const DYN_HEALTH_CHECK_ENABLED: &str = "DYN_HEALTH_CHECK_ENABLED";
 pub const DYN_HEALTH_CHECK_REQUEST_TIMEOUT: &str = "DYN_HEALTH_CHECK_REQUEST_TIMEOUT";
 /// Seconds without traffic on an endpoint before a canary is sent; default 10.
 pub const DYN_CANARY_WAIT_TIME: &str = "DYN_CANARY_WAIT_TIME";
-/// Bound in seconds on draining in-flight work at shutdown; default 900 (15 minutes).
+/// Bound in seconds on draining in-flight work at shutdown; default 25 (Dynamo: 900).
 pub const DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS: &str =
     "DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS";
 

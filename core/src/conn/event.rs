@@ -64,6 +64,13 @@ pub enum Event {
         /// The stream.
         id: StreamId,
     },
+    /// Server: [`super::Conn::poll_transmit`] wrote the END of stream `id` (from `finish`,
+    /// `send_error` or a kill) into the caller's output: once that output is written to the
+    /// socket, the stream's whole answer has left this process. Not raised after `Closed`.
+    EndTransmitted {
+        /// The stream.
+        id: StreamId,
+    },
     /// Client: an `open` refused with `TooManyStreams` or `Blocked` may succeed now.
     CanOpen,
     /// The peer sent a graceful GOAWAY: no new streams; open ones run to completion.

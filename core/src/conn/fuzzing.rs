@@ -438,6 +438,13 @@ impl Model {
                     let s = self.server.get(&id).expect("Writable for a known stream");
                     assert!(!s.ended, "Writable after the end of stream {id}");
                 }
+                Event::EndTransmitted { id } => {
+                    let s = self
+                        .server
+                        .get(&id)
+                        .expect("EndTransmitted for a known stream");
+                    assert!(s.ended, "EndTransmitted before the end of stream {id}");
+                }
                 Event::Closed(_) => self.server_closed = true,
                 Event::HandshakeDone(_) | Event::GoAway { .. } => {}
                 other => panic!("the server raised a client event: {other:?}"),

@@ -160,6 +160,7 @@
 //! | `Serving` | CREDIT | `Serving` | `Writable` if a send was refused or cut |
 //! | `Serving` | output below half the limit | `Serving` | `Writable` if a send was refused by it |
 //! | `Serving` | no room to send for `stall_timeout` | gone | `Cancelled(Kill)`, END `Cancelled` |
+//! | gone (END queued) | `poll_transmit` writes the END | gone | `EndTransmitted` |
 //! | gone | CANCEL, CREDIT | gone | ignored |
 //!
 //! ## Errors
@@ -451,7 +452,15 @@ impl Conn {
                 .expect("PONG is 8 bytes");
         }
         let moved = !self.queue.is_empty();
+        // A server learns when each stream's END leaves (the last frame of its answer): a
+        // driver counts the request in flight until the socket has taken it. Not after
+        // `Closed`, which stays the last event (a driver flushes what is left, then stops).
+        let report_ends = self.role == Role::Server && !self.is_closed();
         for frame in self.control.drain(..).chain(self.queue.drain(..)) {
+            if let (true, Frame::End(end)) = (report_ends, &frame) {
+                self.events
+                    .push_back(Event::EndTransmitted { id: end.stream });
+            }
             frame
                 .encode(out, limit)
                 .expect("queued frames are sized for the peer's limit when queued");

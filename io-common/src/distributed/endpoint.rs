@@ -330,7 +330,8 @@ fn error_type(kind: ErrorKind) -> ErrorType {
 }
 
 /// A request's items. Records the metrics as they pass; reports the request finished to the
-/// drain when dropped (ended, failed or killed).
+/// drain when dropped: a served stream is held until its answer is written to the socket
+/// (`mux::delivery`), or dropped when it is killed or its connection fails.
 struct InFlight<R: Runtime> {
     items: BoxItemStream,
     shared: Arc<Shared<R>>,
@@ -409,9 +410,12 @@ impl<R: Runtime> Drop for InFlight<R> {
             request.finish(now);
         }
         if let Some(drt) = self.shared.drt.upgrade() {
+            // Now, not when the handler's stream ended: the request was in flight until its
+            // answer was delivered (the server holds the stream until then), and the drain's
+            // report measures that.
             let _ = drt
                 .lock_shutdown()
-                .request_finished(&self.shared.endpoint, now);
+                .request_finished(&self.shared.endpoint, Instant::now());
             drt.drain_changed.notify(usize::MAX);
         }
     }

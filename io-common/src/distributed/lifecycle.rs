@@ -4,7 +4,7 @@ use std::sync::{MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use dynrt_core::shutdown::{
-    Phase, Shutdown, ShutdownCommand, ShutdownEvent, ShutdownReport, TaskId,
+    Phase, Shutdown, ShutdownCommand, ShutdownEvent, ShutdownOutcome, ShutdownReport, TaskId,
 };
 
 /// How long phase 3 waits, after a clean drain, for connections to write their last frames and
@@ -74,9 +74,18 @@ impl<R: Runtime> DistributedRuntime<R> {
     /// at most the graceful-shutdown timeout; (3) revoke the lease and close connections.
     /// Returns what was still running when the drain ended. Calling it again waits for the
     /// same shutdown.
+    ///
+    /// A request is in flight until its answer is written to the socket and, its connection
+    /// going away, the caller has closed it (or until its stream is reset), not merely until its
+    /// handler has produced the last item: a slow caller keeps the drain waiting, up to the
+    /// timeout. The report's [`ShutdownReport::exit_code`] is what a
+    /// process should exit with (non-zero when the drain was cut off, forced with work running,
+    /// or the shutdown began because the discovery lease was lost).
     pub async fn shutdown(&self) -> ShutdownReport {
         let inner = self.inner();
-        inner.lock_shutdown().begin(Instant::now());
+        if inner.lock_shutdown().begin(Instant::now()) {
+            tracing::info!("shutdown: stopping new work, then draining");
+        }
         inner.drain_changed.notify(usize::MAX);
         loop {
             let listener = inner.drain_changed.listen();
@@ -104,6 +113,7 @@ impl<R: Runtime> DistributedRuntime<R> {
                 self.execute(*command).await;
             }
             if let Some(report) = report {
+                log_report(&report);
                 return report;
             }
             if !commands.is_empty() {
@@ -137,9 +147,9 @@ impl<R: Runtime> DistributedRuntime<R> {
             ShutdownCommand::RevokeLease => inner.discovery.shutdown().await,
             ShutdownCommand::CloseConnections => {
                 if let Some((server, _)) = &inner.server {
-                    // After a clean drain every request has ended, but its last frames may not
-                    // be written yet; the connections (GOAWAY exchanged in phase 1) close by
-                    // themselves once they are. Give them a moment, then cut what is left.
+                    // After a clean drain every answer is written to its socket; the
+                    // connections (GOAWAY exchanged in phase 1) close by themselves once the
+                    // peers have answered the GOAWAY. Give them a moment, then cut what is left.
                     let clean = inner
                         .lock_shutdown()
                         .report()
@@ -164,7 +174,23 @@ impl<R: Runtime> DistributedRuntime<R> {
         inner.drain_changed.notify(usize::MAX);
     }
 
-    /// Shuts down when the discovery lease is lost for good (its registrations are gone).
+    /// Cuts a drain short (for a second SIGINT/SIGTERM): phase 3 begins at once, and the
+    /// report of the running [`Self::shutdown`] is marked forced. Starts the shutdown first if
+    /// it had not begun; then call [`Self::shutdown`] to carry it out. Does nothing from
+    /// phase 3 on.
+    pub fn force_shutdown(&self) {
+        let inner = self.inner();
+        let phase = {
+            let mut shutdown = inner.lock_shutdown();
+            shutdown.force(Instant::now());
+            shutdown.phase()
+        };
+        tracing::warn!(%phase, "shutdown forced: the drain is cut short");
+        inner.drain_changed.notify(usize::MAX);
+    }
+
+    /// Shuts down when the discovery lease is lost for good (its registrations are gone); the
+    /// report's cause is then [`ShutdownCause::LeaseLost`](dynrt_core::shutdown::ShutdownCause).
     pub(crate) fn watch_lease(&self) {
         let lost = self.discovery().lease_lost();
         let drt = std::sync::Arc::downgrade(self.inner());
@@ -172,10 +198,35 @@ impl<R: Runtime> DistributedRuntime<R> {
             lost.await;
             if let Some(inner) = drt.upgrade() {
                 let drt = Self { inner };
-                if drt.is_live() {
+                let began = drt
+                    .inner()
+                    .lock_shutdown()
+                    .handle_lease_lost(Instant::now());
+                if began {
+                    tracing::warn!(
+                        instance = %drt.instance_id(),
+                        "the discovery lease was lost: this instance's registrations are gone; \
+                         shutting down"
+                    );
                     drt.shutdown().await;
                 }
             }
         });
+    }
+}
+
+/// Logs how the shutdown went: info when clean, warn otherwise.
+fn log_report(report: &ShutdownReport) {
+    let drain = report.drain_time();
+    match report.outcome() {
+        ShutdownOutcome::Clean => tracing::info!(?drain, "shutdown: clean"),
+        outcome => tracing::warn!(
+            ?outcome,
+            cause = %report.cause,
+            ?drain,
+            in_flight = ?report.in_flight,
+            graceful_tasks = report.graceful_tasks.len(),
+            "shutdown: not clean"
+        ),
     }
 }

@@ -22,7 +22,9 @@ impl std::error::Error for SignalError {}
 impl<R: Runtime> DistributedRuntime<R> {
     /// Runs the three-phase shutdown on the first SIGINT or SIGTERM; a second signal forces
     /// the drain to end at once. Returns a future that completes with the report once the
-    /// shutdown (by signal or by a direct call) has finished.
+    /// shutdown (by signal or by a direct call) has finished; the future is what runs the
+    /// shutdown, so await or spawn it. The report's [`ShutdownReport::exit_code`] is what the
+    /// process should exit with.
     ///
     /// A process has one such handler: calling this twice is an error.
     pub fn shutdown_on_signals(
@@ -40,11 +42,7 @@ impl<R: Runtime> DistributedRuntime<R> {
             drt.runtime().spawn(async move {
                 // A second signal cuts the drain short.
                 if rx.recv().await.is_ok() {
-                    forcer
-                        .inner()
-                        .lock_shutdown()
-                        .force(std::time::Instant::now());
-                    forcer.inner().drain_changed.notify(usize::MAX);
+                    forcer.force_shutdown();
                 }
             });
             drt.shutdown().await

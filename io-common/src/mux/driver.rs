@@ -6,9 +6,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use dynrt_core::conn::CloseReason;
 use dynrt_core::wire::OutBuf;
 use dynrt_core::wire::mux::Request;
 use futures_io::AsyncWrite;
@@ -24,6 +25,8 @@ const BUDGET: usize = 32;
 const YIELD_BELOW: usize = 64 * 1024;
 /// Most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
+/// How long a connection that closed gracefully waits for the peer to close its side.
+const LINGER: Duration = Duration::from_secs(30);
 
 /// Drives one connection until it closes. Spawned once per connection.
 pub(crate) struct Driver<R: Runtime> {
@@ -40,6 +43,11 @@ pub(crate) struct Driver<R: Runtime> {
     unfed_input: bool,
     /// Whether this turn already yielded once to let more frames queue up before a write.
     yielded: bool,
+    /// Bytes written to the socket so far (held answers are released as it passes them).
+    written: u64,
+    /// Set once the connection closed gracefully and everything was written: until then, keep
+    /// reading until the peer closes too (see `poll_linger`).
+    linger: Option<Instant>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -62,7 +70,59 @@ impl<R: Runtime> Driver<R> {
             timer: None,
             handlers,
             read_closed: false,
+            written: 0,
+            linger: None,
         }
+    }
+
+    /// A graceful close (GOAWAY both ways, every stream ended) with everything written: our
+    /// side is finished (FIN sent), but the answers' tails may still be in the socket buffers,
+    /// and the peer still sends (credit, as it reads them). Dropping the socket now would make
+    /// the kernel answer those late frames with a reset, which discards the tails in flight.
+    /// So keep reading, and discarding, until the peer closes (it has read everything) or
+    /// `LINGER` passes.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = *self.linger.get_or_insert_with(|| Instant::now() + LINGER);
+        for _ in 0..BUDGET {
+            if self.shared.abort.load(Ordering::Acquire) || Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            self.read_buf.clear();
+            match R::poll_read_buf(&mut self.tcp, cx, &mut self.read_buf) {
+                Poll::Ready(Ok(n)) if n > 0 => {}
+                // End of stream or an error: the peer is done.
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => {
+                    let timer = match &mut self.timer {
+                        Some((timer, at)) => {
+                            if *at != deadline {
+                                R::reset_timer(timer, deadline);
+                                *at = deadline;
+                            }
+                            timer
+                        }
+                        None => &mut self.timer.insert((self.rt.timer(deadline), deadline)).0,
+                    };
+                    if Pin::new(timer).poll(cx).is_ready() {
+                        return Poll::Ready(());
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// The driver stops: answers still held will not be written by it; release them (outside
+    /// the lock).
+    fn release_held(&mut self) {
+        let released = {
+            let mut state = self.shared.lock();
+            state.delivery.release_all();
+            state.delivery.take_released()
+        };
+        drop(released);
     }
 
     fn transport_failed(&mut self, now: Instant) {
@@ -80,6 +140,7 @@ impl<R: Runtime> Driver<R> {
             match Pin::new(&mut self.tcp).poll_write_vectored(cx, &slices[..n]) {
                 Poll::Ready(Ok(written)) if written > 0 => {
                     self.out.advance(written);
+                    self.written += written as u64;
                     wrote = true;
                 }
                 Poll::Ready(_) => {
@@ -100,6 +161,11 @@ impl<R: Runtime> Future for Driver<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        if this.linger.is_some() {
+            std::task::ready!(this.poll_linger(cx));
+            this.release_held();
+            return Poll::Ready(());
+        }
         for _ in 0..BUDGET {
             let now = Instant::now();
             if this.shared.abort.load(Ordering::Acquire) {
@@ -108,16 +174,25 @@ impl<R: Runtime> Future for Driver<R> {
                 let mut state = this.shared.lock();
                 state.dispatch_events(&this.shared.can_open, &mut Vec::new());
                 state.release_budget();
+                drop(state);
+                this.release_held();
                 return Poll::Ready(());
             }
             let mut progress = false;
             let mut opened: Vec<Request> = Vec::new();
-            let (closed, abandoned, deadline) = {
+            let (closed, abandoned, deadline, released) = {
                 let mut state = this.shared.lock();
                 state.set_driver_waker(cx.waker());
                 // What the socket took since the last turn: write progress for the stall
                 // timeout, and room under the output limit.
                 state.conn.handle_written(this.out.len(), now);
+                // Answers whose END the socket has taken are delivered. While the connection
+                // goes away, an answer is delivered only once the peer has closed after
+                // reading it (see `poll_linger`): until then a close could still lose its
+                // tail, so it stays held until the driver stops.
+                let release = !state.conn.is_going_away();
+                let output_end = this.written + this.out.len() as u64;
+                state.delivery.progress(this.written, output_end, release);
                 if std::mem::take(&mut this.unfed_input) {
                     state.conn.handle_input(&mut this.read_buf, now);
                 }
@@ -139,15 +214,24 @@ impl<R: Runtime> Future for Driver<R> {
                     state.conn.handle_timeout(now);
                 }
                 while state.conn.poll_transmit(&mut this.out) {}
+                // The output now ends past every END this transmit wrote: the position
+                // `EndTransmitted` (dispatched next) records for each.
+                let release = !state.conn.is_going_away();
+                let output_end = this.written + this.out.len() as u64;
+                state.delivery.progress(this.written, output_end, release);
                 // After the transmit: it may have freed room and raised `Writable`.
                 state.dispatch_events(&this.shared.can_open, &mut opened);
                 state.sync_budget();
+                let released = state.delivery.take_released();
                 (
                     state.conn.is_closed(),
                     state.conn.is_flush_abandoned(),
                     state.conn.poll_timeout(),
+                    released,
                 )
             };
+            // Answers written to the socket: their requests end now (outside the lock).
+            drop(released);
             for request in opened {
                 start_request(&this.rt, &this.shared, this.handlers.as_ref(), request, cx);
                 progress = true;
@@ -163,7 +247,7 @@ impl<R: Runtime> Future for Driver<R> {
             this.yielded = false;
             progress |= this.poll_write(cx, now);
             // Closed: write what is left, unless the peer does not read it (the core gave up
-            // after the stall timeout), then drop the socket.
+            // after the stall timeout), then end our side.
             if closed && (this.out.is_empty() || this.read_closed || abandoned) {
                 if abandoned && !this.out.is_empty() {
                     tracing::warn!(
@@ -171,11 +255,19 @@ impl<R: Runtime> Future for Driver<R> {
                         "mux connection dropped: the peer stopped reading"
                     );
                 }
-                let _ = Pin::new(&mut this.tcp).poll_close(cx);
+                // The peer reads end of stream after our last bytes.
+                let _ = R::poll_shutdown_write(&mut this.tcp, cx);
                 let mut state = this.shared.lock();
                 let mut ignored = Vec::new();
                 state.dispatch_events(&this.shared.can_open, &mut ignored);
                 state.release_budget();
+                let graceful = matches!(state.closed, Some(CloseReason::Drained));
+                drop(state);
+                if graceful && !this.read_closed && !abandoned {
+                    this.linger = Some(Instant::now() + LINGER);
+                    std::task::ready!(this.poll_linger(cx));
+                }
+                this.release_held();
                 return Poll::Ready(());
             }
             if let Some(deadline) = deadline {

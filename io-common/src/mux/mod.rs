@@ -14,6 +14,7 @@
 mod budget;
 mod client;
 mod connector;
+mod delivery;
 mod driver;
 mod error;
 mod handler;

@@ -123,11 +123,15 @@ impl MuxServer {
         }
     }
 
-    /// Requests being served right now, over all connections.
+    /// Requests being served right now, over all connections: handlers running, and answers
+    /// complete but not yet written to the socket.
     pub fn in_flight(&self) -> usize {
         self.live_connections()
             .iter()
-            .map(|shared| shared.lock().serving.len())
+            .map(|shared| {
+                let state = shared.lock();
+                state.serving.len() + state.delivery.len()
+            })
             .sum()
     }
 
@@ -341,13 +345,17 @@ pub(crate) fn start_request<R: Runtime>(
                 }
             },
             None => {
-                let _ = state.conn.finish(id);
                 state.serving.remove(&id);
+                if state.conn.finish(id).is_ok() {
+                    state.delivery.hold(id, items);
+                }
                 return;
             }
             Some(Err(error)) => {
-                let _ = state.conn.send_error(id, error.into_stream_error());
                 state.serving.remove(&id);
+                if state.conn.send_error(id, error.into_stream_error()).is_ok() {
+                    state.delivery.hold(id, items);
+                }
                 return;
             }
         }
@@ -365,7 +373,9 @@ pub(crate) fn start_request<R: Runtime>(
     });
 }
 
-/// Sends the handler's items in order, then the end; stops at once on kill.
+/// Sends the handler's items in order, then the end; stops at once on kill. Once the end is
+/// queued the items are held until it is written to the socket (see `delivery`): the request
+/// counts as in flight until then.
 async fn serve(shared: &Shared, id: StreamId, mut items: BoxItemStream, cancel: &CancelState) {
     loop {
         let next = future::or(async { Some(items.next().await) }, async {
@@ -383,12 +393,16 @@ async fn serve(shared: &Shared, id: StreamId, mut items: BoxItemStream, cancel: 
                 }
             }
             None => {
-                let _ = state.conn.finish(id);
+                if state.conn.finish(id).is_ok() {
+                    state.delivery.hold(id, items);
+                }
                 state.wake_driver();
                 return;
             }
             Some(Err(error)) => {
-                let _ = state.conn.send_error(id, error.into_stream_error());
+                if state.conn.send_error(id, error.into_stream_error()).is_ok() {
+                    state.delivery.hold(id, items);
+                }
                 state.wake_driver();
                 return;
             }

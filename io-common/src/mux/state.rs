@@ -11,6 +11,7 @@ use dynrt_core::wire::mux::{CancelMode, Request, StreamError, StreamId};
 use event_listener::Event as Notify;
 
 use super::budget::OutputBudget;
+use super::delivery::Delivery;
 
 /// One connection: the core state machine plus what the adapters hang off it.
 pub(crate) struct Shared {
@@ -37,6 +38,7 @@ impl Shared {
                 closed: None,
                 budget,
                 charged: 0,
+                delivery: Delivery::default(),
             }),
             can_open: Notify::new(),
             abort: AtomicBool::new(false),
@@ -70,6 +72,9 @@ pub(crate) struct State {
     pub(crate) budget: Option<OutputBudget>,
     /// What this connection has charged to `budget`.
     charged: u64,
+    /// Server: answers complete but not yet written to the socket (their requests still count
+    /// as in flight for the drain).
+    pub(crate) delivery: Delivery,
 }
 
 impl Drop for State {
@@ -192,6 +197,7 @@ impl State {
                         wake(&mut slot.waker);
                     }
                 }
+                Event::EndTransmitted { id } => self.delivery.transmitted(id),
                 Event::GoAway { .. } => {
                     // Open streams run to completion; new calls see `GoingAway` and the
                     // connector dials a fresh connection.
@@ -199,6 +205,11 @@ impl State {
                 }
                 Event::Closed(reason) => {
                     log_closed(&reason, cut);
+                    // A drained connection still writes what it queued (the driver releases
+                    // the held answers when it stops); any other close resets the streams.
+                    if !matches!(reason, CloseReason::Drained) {
+                        self.delivery.release_all();
+                    }
                     self.closed = Some(reason);
                     can_open.notify(usize::MAX);
                     for slot in self.serving.values_mut() {

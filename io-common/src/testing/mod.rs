@@ -23,6 +23,7 @@ use crate::discovery::{
 use crate::runtime::Runtime;
 
 pub mod connections;
+pub mod drain;
 pub mod dynamo;
 mod local;
 pub mod mux;

@@ -8,7 +8,9 @@
 //! - `dynrt ls [dyn://ns[.comp[.ep]]]` and `dynrt watch [...]`: the registered instances.
 //!
 //! Exit codes: 0 success; 1 a request failed; 2 the tool could not do what was asked (a bad
-//! setting or argument, discovery unreachable, no instance to call).
+//! setting or argument, discovery unreachable, no instance to call); and for `serve`, how its
+//! shutdown went (`dynrt_core::shutdown`): 3 the drain was cut off by its time limit, 4 the
+//! discovery lease was lost, 5 a second signal cut the drain short with requests running.
 
 mod call;
 mod demo;
@@ -30,7 +32,12 @@ use clap::{Parser, Subcommand};
     name = "dynrt",
     version,
     after_help = "Exit codes: 0 success, 1 a request failed, 2 the command could not run (a bad \
-                  argument or setting, discovery unreachable, no instance to call)."
+                  argument or setting, discovery unreachable, no instance to call). `serve` \
+                  drains on SIGINT/SIGTERM (a second signal ends the drain at once) and exits \
+                  3 if the drain was cut off by its time limit \
+                  (DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS, default 25 s), 4 if it stopped \
+                  because its discovery lease was lost, 5 if a second signal cut the drain \
+                  short with requests running."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -1,11 +1,17 @@
 //! `dynrt serve`: an example worker serving the demo's token generator on the configured
-//! discovery backend, until SIGINT or SIGTERM.
+//! discovery backend, until SIGINT or SIGTERM (then it drains; a second signal cuts the drain
+//! short) or until its discovery lease is lost. Its exit code says how the shutdown went
+//! (`ShutdownReport::exit_code`): 0 clean, 3 the drain was cut off by its time limit, 4 the
+//! lease was lost, 5 a second signal cut the drain short with requests running.
+
+use std::time::Duration;
 
 use clap::Args;
 use dynrt_tokio::DistributedRuntime;
 use dynrt_tokio::core::config::DiscoveryBackend;
 use dynrt_tokio::core::discovery::MUX_PROTOCOL_VERSION;
 use dynrt_tokio::core::names::EndpointId;
+use dynrt_tokio::core::shutdown::{ShutdownOutcome, ShutdownReport};
 use dynrt_tokio::io::demo::generate_handler;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -69,25 +75,75 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         "try: dynrt call {id} '{{\"prompt\":\"hello world\",\"max_tokens\":4}}'   (Ctrl-C stops)"
     );
 
-    let primary = drt.primary_token();
+    // Cancelled when the shutdown begins for any reason: here, a lost lease.
+    let stopping = drt.child_token();
     let why = tokio::select! {
         _ = interrupt.recv() => "SIGINT",
         _ = terminate.recv() => "SIGTERM",
-        () = primary.cancelled() => "the runtime closed (discovery lease lost)",
+        () = stopping.cancelled() => "the discovery lease was lost",
     };
     println!("stopping: {why}");
-    let report = drt.shutdown().await;
-    if report.is_clean() {
-        println!("shutdown: clean, drained in {:?}", report.drain_time());
-    } else {
+    let limit = drt.config().graceful_shutdown_timeout;
+    let shutdown = drt.shutdown();
+    tokio::pin!(shutdown);
+    // A second signal ends the drain at once (the drain stays bounded by its limit anyway).
+    let report = loop {
+        let signal = tokio::select! {
+            report = &mut shutdown => break report,
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        println!("stopping now: second signal ({signal}), the drain is cut short");
+        drt.force_shutdown();
+    };
+    report_shutdown(&report, limit)
+}
+
+/// Prints how the shutdown went; an error carrying its exit code unless it was clean.
+fn report_shutdown(report: &ShutdownReport, limit: Duration) -> Result<(), CliError> {
+    let drain = report.drain_time();
+    let running = || {
         let in_flight: u64 = report.in_flight.values().sum();
-        println!(
-            "shutdown: drain cut off after {:?} with {in_flight} requests in flight ({:?}) and {} \
-             graceful tasks running",
-            report.drain_time(),
+        format!(
+            "{in_flight} requests in flight ({:?}) and {} graceful tasks running",
             report.in_flight,
             report.graceful_tasks.len()
-        );
-    }
-    Ok(())
+        )
+    };
+    let (line, why) = match report.outcome() {
+        ShutdownOutcome::Clean => {
+            println!("shutdown: clean, drained in {drain:?}");
+            return Ok(());
+        }
+        ShutdownOutcome::DeadlineHit => (
+            format!("drain cut off by its {limit:?} limit with {}", running()),
+            format!(
+                "the drain was cut off by its time limit ({limit:?}, \
+                 DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS)"
+            ),
+        ),
+        ShutdownOutcome::Forced => (
+            format!(
+                "drain cut short by a second signal after {drain:?} with {}",
+                running()
+            ),
+            "a second signal cut the drain short".to_owned(),
+        ),
+        _ => (
+            if report.is_clean() {
+                format!("discovery lease lost; drained in {drain:?}")
+            } else {
+                format!(
+                    "discovery lease lost; drain ended after {drain:?} with {}",
+                    running()
+                )
+            },
+            "the discovery lease was lost, so the worker stopped".to_owned(),
+        ),
+    };
+    println!("shutdown: {line}");
+    Err(CliError::Stopped {
+        message: why,
+        code: report.exit_code(),
+    })
 }

@@ -23,6 +23,14 @@ pub(crate) enum CliError {
     Setup(String),
     /// A request failed: exit 1.
     Failed(String),
+    /// `serve` stopped without a clean shutdown: the report's exit code (3, 4 or 5; see
+    /// `dynrt_core::shutdown`).
+    Stopped {
+        /// What happened, for the user.
+        message: String,
+        /// The exit code.
+        code: u8,
+    },
 }
 
 impl CliError {
@@ -30,6 +38,7 @@ impl CliError {
         match self {
             Self::Setup(_) => ExitCode::from(2),
             Self::Failed(_) => ExitCode::from(1),
+            Self::Stopped { code, .. } => ExitCode::from(*code),
         }
     }
 }
@@ -37,7 +46,9 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Setup(why) | Self::Failed(why) => f.write_str(why),
+            Self::Setup(why) | Self::Failed(why) | Self::Stopped { message: why, .. } => {
+                f.write_str(why)
+            }
         }
     }
 }
