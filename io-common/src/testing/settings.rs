@@ -136,6 +136,12 @@ pub async fn unusable_settings_are_refused_at_start<R: Runtime>(rt: &R) {
     .await;
 }
 
+/// The output budget of `drt`'s request-plane server.
+fn server_budget<R: Runtime>(drt: &DistributedRuntime<R>) -> crate::mux::OutputBudget {
+    let (server, _) = drt.inner().server.as_ref().expect("a server runs");
+    server.output_budget().clone()
+}
+
 /// One request through a fresh client of `caller` to `demo/backend/generate`: its items, or
 /// the error that ended it.
 async fn call_once<R: Runtime>(caller: &DistributedRuntime<R>) -> Result<usize, String> {
@@ -158,7 +164,8 @@ async fn call_once<R: Runtime>(caller: &DistributedRuntime<R>) -> Result<usize, 
 
 /// `DYN_TCP_MAX_CONNECTIONS` reaches the request-plane server: at 1, a first caller's
 /// connection holds the only place, and a second caller (its own connection) is closed at once,
-/// so its request fails; the first caller keeps being served. The runtime's other limits reach
+/// so its request fails; the first caller keeps being served. `DYN_TCP_MAX_PROCESS_OUTPUT_BYTES`
+/// gives the server a budget of its own; unset, it shares the process's. The other limits reach
 /// the configs it builds: `DYN_REQUEST_MAX_ATTEMPTS` its clients' retry budget, the
 /// `DYN_SYSTEM_*` limits its status server's settings.
 pub async fn connection_cap_setting_reaches_the_server<R: Runtime>(rt: &R) {
@@ -176,6 +183,11 @@ pub async fn connection_cap_setting_reaches_the_server<R: Runtime>(rt: &R) {
         .await
         .expect("starts");
         serve_generate(&worker).await;
+        assert_eq!(server_budget(&worker).limit(), 1024 * 1024);
+        assert!(
+            !server_budget(&worker).same_as(&crate::mux::OutputBudget::process()),
+            "a runtime given DYN_TCP_MAX_PROCESS_OUTPUT_BYTES shares the process budget"
+        );
 
         // The first caller's connection is pooled and kept alive: it holds the place.
         let first = runtime_on(rt, &store).await;
@@ -201,6 +213,7 @@ pub async fn connection_cap_setting_reaches_the_server<R: Runtime>(rt: &R) {
             .await
             .expect("starts");
         serve_generate(&worker).await;
+        assert!(server_budget(&worker).same_as(&crate::mux::OutputBudget::process()));
         let first = runtime_on(rt, &store).await;
         let second = runtime_on(rt, &store).await;
         assert_eq!(call_once(&first).await, Ok(2));
