@@ -675,7 +675,7 @@ fn variables_list_names_every_setting_once() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), VARIABLES.len());
-    assert_eq!(VARIABLES.len(), 24);
+    assert_eq!(VARIABLES.len(), 34);
     // Every listed variable changes the outcome for some value (none is listed but unread).
     let probes = [
         "consul",

@@ -497,6 +497,46 @@ fn a_bad_setting_is_an_error_naming_the_variable() {
     }
 }
 
+/// The limit settings are read by the tool too: zero, nonsense or a value below the minimum
+/// is one line naming the variable and the value, exit 2, before anything starts.
+#[test]
+fn a_bad_limit_setting_is_a_one_line_error_naming_it() {
+    let cases = [
+        (
+            "DYN_TCP_MAX_CONNECTIONS",
+            "0",
+            "DYN_TCP_MAX_CONNECTIONS: '0' must be at least 1",
+        ),
+        (
+            "DYN_TCP_STALL_TIMEOUT",
+            "30s",
+            "DYN_TCP_STALL_TIMEOUT: '30s' is not a whole number of seconds",
+        ),
+        (
+            "DYN_SYSTEM_MAX_HEADER_BYTES",
+            "100",
+            "DYN_SYSTEM_MAX_HEADER_BYTES: '100' is below the minimum of 1024 bytes",
+        ),
+        (
+            "DYN_REQUEST_MAX_ATTEMPTS",
+            "-1",
+            "DYN_REQUEST_MAX_ATTEMPTS: '-1' is not a whole number",
+        ),
+    ];
+    for (var, value, says) in cases {
+        for command in [&["serve"][..], &["ls"][..]] {
+            let mut cmd = dynrt(command);
+            cmd.env("DYN_DISCOVERY_BACKEND", "file").env(var, value);
+            let out = run(cmd, LIMIT);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command:?} {var}: {stderr}");
+            assert!(stderr.contains(says), "{command:?}: {stderr}");
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+            assert_no_panic(&stderr);
+        }
+    }
+}
+
 #[test]
 fn mem_discovery_is_refused_for_tools_that_look_at_other_processes() {
     for command in [&["ls"][..], &["call", "dyn://a.b.c", "{}"][..]] {

@@ -17,4 +17,6 @@ scenarios! {
     a_distributed_backend_advertises_the_routed_address_a_local_one_loopback =>
         advertised_address_follows_the_backend,
     unusable_settings_are_refused_at_start_naming_them => unusable_settings_are_refused_at_start,
+    a_connection_cap_of_one_closes_a_second_callers_connection =>
+        connection_cap_setting_reaches_the_server,
 }

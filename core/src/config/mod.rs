@@ -24,6 +24,11 @@
 //! | `DYN_TCP_RESPONSE_STREAM_PORT` | 0 (OS picks) | 0..=65535 | invalid is an error (as in Dynamo) |
 //! | `DYN_TCP_MAX_MESSAGE_SIZE` | 32 MiB | bytes ≥ 16 KiB | invalid or 0: warning, default; 1..16 KiB is an error (no handshake fits) |
 //! | `DYN_REQUEST_PLANE_CODEC` | `msgpack` | `msgpack`, `json` | invalid: warning, default (as in Dynamo); `json` is not applied yet: warning |
+//! | `DYN_TCP_MAX_QUEUED_BYTES` | 2 MiB | bytes ≥ 16 KiB, ≤ 4 GiB − 1 | output one connection may hold; dynrt only |
+//! | `DYN_TCP_STALL_TIMEOUT` | 30 s | seconds ≥ 1 | output waiting that long unwritten resets the stream or connection; dynrt only |
+//! | `DYN_TCP_FRAME_TIMEOUT` | 30 s | seconds ≥ 1 | a started frame must arrive whole within it; dynrt only |
+//! | `DYN_TCP_MAX_CONNECTIONS` | 1024 | ≥ 1 | request-plane connections held at once; more are accepted and closed at once; dynrt only |
+//! | `DYN_TCP_MAX_PROCESS_OUTPUT_BYTES` | 256 MiB, process-wide | bytes ≥ 16 KiB | output held across the runtime's connections; set, the runtime gets a budget of its own; dynrt only |
 //! | `DYN_SYSTEM_HOST` | `0.0.0.0` | a host | |
 //! | `DYN_SYSTEM_PORT` | -1 (disabled) | negative, 0 (any), 1..=65535 | |
 //! | `DYN_SYSTEM_STARTING_HEALTH_STATUS` | `notready` | `ready`, `notready` | |
@@ -31,10 +36,20 @@
 //! | `DYN_SYSTEM_LIVE_PATH` | `/live` | `/…` | |
 //! | `DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS` | `[]` | `["a","b"]` | deprecated: warning, still used |
 //! | `DYN_SYSTEM_ENABLED` | — | a boolean | deprecated and ignored: warning |
+//! | `DYN_SYSTEM_MAX_CONNECTIONS` | 1024 | ≥ 1 | status-server connections held at once (the idlest is closed for a new one); dynrt only |
+//! | `DYN_SYSTEM_HEADER_READ_TIMEOUT` | 5 s | seconds ≥ 1 | to send a request head; also the keep-alive idle timeout; dynrt only |
+//! | `DYN_SYSTEM_BODY_READ_TIMEOUT` | 10 s | seconds ≥ 1 | to send a request body; dynrt only |
+//! | `DYN_SYSTEM_MAX_HEADER_BYTES` | 16 KiB | bytes ≥ 1 KiB | larger heads answer 431; dynrt only |
 //! | `DYN_HEALTH_CHECK_ENABLED` | false | a boolean | |
 //! | `DYN_HEALTH_CHECK_REQUEST_TIMEOUT` | 3 s | seconds | |
 //! | `DYN_CANARY_WAIT_TIME` | 10 s | seconds | |
+//! | `DYN_REQUEST_MAX_ATTEMPTS` | 3 | ≥ 1 | instances a request a worker refused is offered to, the first included (1: no retry); dynrt only |
 //! | `DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS` | 25 s | seconds | Dynamo's default is 900 s; invalid is an error (Dynamo silently ignores it) |
+//!
+//! The limits marked "dynrt only" have no Dynamo counterpart. Each is a whole number of at
+//! least 1 (or the minimum shown): zero, a negative or fractional number, or a value too large
+//! for its type is a [`ConfigError`] naming the variable, the value and the bound. Timeouts are
+//! whole seconds, like the Dynamo timeouts above, at most one year.
 //!
 //! Booleans are `1/true/on/yes` and `0/false/off/no` in any case. Names of choices (backend,
 //! planes, codec, health status) are compared without regard to case. Dynamo accepts a subset
@@ -43,6 +58,7 @@
 //! accepts is rejected here.
 
 mod host;
+mod limits;
 mod parse;
 pub mod vars;
 
@@ -52,6 +68,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use host::{HostSource, RoutedAddrs, ServerHost};
+pub use limits::{
+    DEFAULT_SYSTEM_BODY_READ_TIMEOUT, DEFAULT_SYSTEM_HEADER_READ_TIMEOUT,
+    DEFAULT_SYSTEM_MAX_CONNECTIONS, DEFAULT_SYSTEM_MAX_HEADER_BYTES, DEFAULT_TCP_MAX_CONNECTIONS,
+    MIN_SYSTEM_MAX_HEADER_BYTES,
+};
 pub use parse::{ConfigError, ConfigWarning, Problem};
 pub use vars::VARIABLES;
 
@@ -293,6 +314,35 @@ pub struct TcpConfig {
     pub max_message_size: usize,
     /// Codec for request bodies and response items this process sends.
     pub codec: RequestPlaneCodec,
+    /// Most output one connection may hold (`DYN_TCP_MAX_QUEUED_BYTES`; the connection
+    /// setting [`crate::conn::ConnConfig::max_queued_bytes`]).
+    pub max_queued_bytes: u32,
+    /// Output waiting this long with nothing written resets the stream or connection
+    /// (`DYN_TCP_STALL_TIMEOUT`; [`crate::conn::ConnConfig::stall_timeout`]).
+    pub stall_timeout: Duration,
+    /// A started frame must arrive whole within this time (`DYN_TCP_FRAME_TIMEOUT`;
+    /// [`crate::conn::ConnConfig::frame_timeout`]).
+    pub frame_timeout: Duration,
+    /// Connections the request-plane server holds at once (`DYN_TCP_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Output held across the runtime's request-plane connections
+    /// (`DYN_TCP_MAX_PROCESS_OUTPUT_BYTES`); `None`: the process-wide budget every runtime of
+    /// the process shares.
+    pub max_process_output_bytes: Option<u64>,
+}
+
+impl TcpConfig {
+    /// The settings of each request-plane connection: the frame limit and the output and
+    /// timing limits from these settings, the library's defaults for the rest.
+    pub fn conn_config(&self) -> crate::conn::ConnConfig {
+        crate::conn::ConnConfig {
+            max_frame_size: u32::try_from(self.max_message_size).unwrap_or(u32::MAX),
+            max_queued_bytes: self.max_queued_bytes,
+            stall_timeout: Some(self.stall_timeout),
+            frame_timeout: self.frame_timeout,
+            ..crate::conn::ConnConfig::default()
+        }
+    }
 }
 
 /// System status server (health and metrics) settings.
@@ -311,6 +361,15 @@ pub struct SystemConfig {
     pub live_path: String,
     /// Endpoints whose status gates readiness (deprecated setting, still honoured).
     pub use_endpoint_health_status: Vec<String>,
+    /// Connections the server holds at once (`DYN_SYSTEM_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Time to send a whole request head, also the keep-alive idle timeout
+    /// (`DYN_SYSTEM_HEADER_READ_TIMEOUT`).
+    pub header_read_timeout: Duration,
+    /// Time to send a request body once the head is read (`DYN_SYSTEM_BODY_READ_TIMEOUT`).
+    pub body_read_timeout: Duration,
+    /// Largest request head in bytes (`DYN_SYSTEM_MAX_HEADER_BYTES`).
+    pub max_header_bytes: usize,
 }
 
 impl SystemConfig {
@@ -358,6 +417,8 @@ pub struct DistributedConfig {
     pub health_check: HealthCheckConfig,
     /// Bound on draining in-flight work and graceful tasks at shutdown.
     pub graceful_shutdown_timeout: Duration,
+    /// How many instances a client offers a refused request to (`DYN_REQUEST_MAX_ATTEMPTS`).
+    pub request_retry: crate::router::RetryConfig,
     /// Values that were not used, and deprecated settings, for the adapter to log.
     pub warnings: Vec<ConfigWarning>,
 }
@@ -375,6 +436,7 @@ pub fn nats_needed(
 impl Default for DistributedConfig {
     /// Every setting at its default (what `from_settings` returns for an empty map).
     fn default() -> Self {
+        let conn = crate::conn::ConnConfig::default();
         Self {
             discovery_backend: DiscoveryBackend::Etcd,
             attach_lease: true,
@@ -396,6 +458,13 @@ impl Default for DistributedConfig {
                 response_stream_port: 0,
                 max_message_size: DEFAULT_TCP_MAX_MESSAGE_SIZE,
                 codec: RequestPlaneCodec::Msgpack,
+                max_queued_bytes: conn.max_queued_bytes,
+                stall_timeout: conn
+                    .stall_timeout
+                    .expect("the default connection has a stall timeout"),
+                frame_timeout: conn.frame_timeout,
+                max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
+                max_process_output_bytes: None,
             },
             system: SystemConfig {
                 host: DEFAULT_SYSTEM_HOST.to_owned(),
@@ -404,6 +473,10 @@ impl Default for DistributedConfig {
                 health_path: DEFAULT_SYSTEM_HEALTH_PATH.to_owned(),
                 live_path: DEFAULT_SYSTEM_LIVE_PATH.to_owned(),
                 use_endpoint_health_status: Vec::new(),
+                max_connections: DEFAULT_SYSTEM_MAX_CONNECTIONS,
+                header_read_timeout: DEFAULT_SYSTEM_HEADER_READ_TIMEOUT,
+                body_read_timeout: DEFAULT_SYSTEM_BODY_READ_TIMEOUT,
+                max_header_bytes: DEFAULT_SYSTEM_MAX_HEADER_BYTES,
             },
             health_check: HealthCheckConfig {
                 enabled: false,
@@ -411,6 +484,7 @@ impl Default for DistributedConfig {
                 canary_wait_time: DEFAULT_CANARY_WAIT_TIME,
             },
             graceful_shutdown_timeout: DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
+            request_retry: crate::router::RetryConfig::default(),
             warnings: Vec::new(),
         }
     }
@@ -643,6 +717,7 @@ impl DistributedConfig {
                 RequestPlaneCodec::Msgpack
             }
         };
+        limits::parse_tcp(s, &mut c.tcp)?;
 
         if let Some(host) = s.string(DYN_SYSTEM_HOST) {
             c.system.host = host;
@@ -686,6 +761,7 @@ impl DistributedConfig {
                 advice: "ignored; DYN_SYSTEM_PORT alone enables the server (-1 disables it)",
             });
         }
+        limits::parse_system(s, &mut c.system)?;
 
         c.health_check.enabled = s.bool(DYN_HEALTH_CHECK_ENABLED, false)?;
         c.health_check.request_timeout = s.seconds(
@@ -698,6 +774,7 @@ impl DistributedConfig {
             DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS,
             DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
         )?;
+        limits::parse_retry(s, &mut c)?;
 
         c.warnings = warnings;
         Ok(c)

@@ -63,6 +63,27 @@ pub enum Problem {
     /// A number of bytes below what the protocol needs.
     #[error("is below the minimum of {0} bytes (what a connection handshake needs)")]
     BelowMinimumBytes(u64),
+    /// Below the smallest value that works, in the unit given, and why.
+    #[error("is below the minimum of {min} {unit} ({why})")]
+    BelowMinimum {
+        /// The smallest value accepted.
+        min: u64,
+        /// `bytes`, `seconds`, `connections`…
+        unit: &'static str,
+        /// What a smaller value would break.
+        why: &'static str,
+    },
+    /// Above the largest value accepted, in the unit given.
+    #[error("is above the maximum of {max} {unit}")]
+    AboveMaximum {
+        /// The largest value accepted.
+        max: u64,
+        /// `bytes`, `seconds`, `connections`…
+        unit: &'static str,
+    },
+    /// Not a whole, non-negative number.
+    #[error("is not a whole number")]
+    NotANumber,
     /// Not an IP address. dynrt binds and advertises addresses; it resolves neither host
     /// names nor interface names.
     #[error("is not an IP address (host and interface names are not resolved)")]
@@ -206,6 +227,44 @@ impl Settings {
         }
     }
 
+    /// A whole number of at least 1 (`not_a_number` when it is not a number at all).
+    pub(super) fn positive(
+        &self,
+        var: &'static str,
+        default: u64,
+        not_a_number: Problem,
+    ) -> Result<u64, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u64>() {
+                Ok(0) => Err(self.error(var, Problem::Zero)),
+                Ok(n) => Ok(n),
+                Err(_) => Err(self.error(var, not_a_number)),
+            },
+        }
+    }
+
+    /// A whole number of seconds, at least 1 (a zero timer would make its connection spin or
+    /// fail at once) and at most [`MAX_TIMEOUT_SECS`] (a deadline that far away is no deadline,
+    /// and adding it to a clock could overflow).
+    pub(super) fn timeout(
+        &self,
+        var: &'static str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let secs = self.positive(var, default.as_secs(), Problem::NotSeconds)?;
+        if secs > MAX_TIMEOUT_SECS {
+            return Err(self.error(
+                var,
+                Problem::AboveMaximum {
+                    max: MAX_TIMEOUT_SECS,
+                    unit: "seconds",
+                },
+            ));
+        }
+        Ok(Duration::from_secs(secs))
+    }
+
     pub(super) fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.get(var) {
             None => Ok(default),
@@ -254,6 +313,9 @@ impl Settings {
         default
     }
 }
+
+/// The longest timeout the limit settings accept: one year.
+pub(super) const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 60 * 60;
 
 /// Dynamo's boolean spellings (`dynamo-truthy`): `1/true/on/yes` and `0/false/off/no`, any case.
 pub(super) fn parse_bool(value: &str) -> Option<bool> {

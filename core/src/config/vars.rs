@@ -2,6 +2,8 @@
 //!
 //! Each constant is spelled exactly as Dynamo 1.6.1 spells it
 //! (`src/config/environment_names.rs`), so a deployment's environment carries over unchanged.
+//! The limits below the Dynamo names (`DYN_TCP_MAX_QUEUED_BYTES` and on) are dynrt's own:
+//! Dynamo has no such settings.
 
 /// Discovery backend: `etcd` (default), `file`, `mem` or `kubernetes`.
 pub const DYN_DISCOVERY_BACKEND: &str = "DYN_DISCOVERY_BACKEND";
@@ -33,6 +35,21 @@ pub const DYN_TCP_RESPONSE_STREAM_PORT: &str = "DYN_TCP_RESPONSE_STREAM_PORT";
 pub const DYN_TCP_MAX_MESSAGE_SIZE: &str = "DYN_TCP_MAX_MESSAGE_SIZE";
 /// Codec of request bodies and response items: `msgpack` (default) or `json`.
 pub const DYN_REQUEST_PLANE_CODEC: &str = "DYN_REQUEST_PLANE_CODEC";
+/// Most output one request-plane connection may hold (queued frames and unwritten bytes, each
+/// frame counted with its overhead); default 2 MiB, at least 16 KiB. dynrt only.
+pub const DYN_TCP_MAX_QUEUED_BYTES: &str = "DYN_TCP_MAX_QUEUED_BYTES";
+/// Seconds output may wait with nothing written before the connection (or the stream that
+/// cannot send) is reset; default 30, at least 1. dynrt only.
+pub const DYN_TCP_STALL_TIMEOUT: &str = "DYN_TCP_STALL_TIMEOUT";
+/// Seconds a frame has to arrive whole once its first byte did; default 30, at least 1.
+/// dynrt only.
+pub const DYN_TCP_FRAME_TIMEOUT: &str = "DYN_TCP_FRAME_TIMEOUT";
+/// Connections the request-plane server holds at once; at the cap a new one is accepted and
+/// closed at once. Default 1024, at least 1. dynrt only.
+pub const DYN_TCP_MAX_CONNECTIONS: &str = "DYN_TCP_MAX_CONNECTIONS";
+/// Most output held across all the request-plane connections of the runtime; default: the
+/// process-wide 256 MiB budget shared by every runtime of the process. dynrt only.
+pub const DYN_TCP_MAX_PROCESS_OUTPUT_BYTES: &str = "DYN_TCP_MAX_PROCESS_OUTPUT_BYTES";
 /// Host the system status server (health, metrics) binds; default `0.0.0.0`.
 pub const DYN_SYSTEM_HOST: &str = "DYN_SYSTEM_HOST";
 /// Port of the system status server: -1 disabled (default), 0 any free port.
@@ -47,6 +64,15 @@ pub const DYN_SYSTEM_LIVE_PATH: &str = "DYN_SYSTEM_LIVE_PATH";
 pub const DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS: &str = "DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS";
 /// Deprecated and ignored (the port alone enables the server); still checked as a boolean.
 pub const DYN_SYSTEM_ENABLED: &str = "DYN_SYSTEM_ENABLED";
+/// Connections the system status server holds at once; default 1024, at least 1. dynrt only.
+pub const DYN_SYSTEM_MAX_CONNECTIONS: &str = "DYN_SYSTEM_MAX_CONNECTIONS";
+/// Seconds a status-server connection has to send a whole request head (also its keep-alive
+/// idle timeout); default 5, at least 1. dynrt only.
+pub const DYN_SYSTEM_HEADER_READ_TIMEOUT: &str = "DYN_SYSTEM_HEADER_READ_TIMEOUT";
+/// Seconds a status-server request has to send its body; default 10, at least 1. dynrt only.
+pub const DYN_SYSTEM_BODY_READ_TIMEOUT: &str = "DYN_SYSTEM_BODY_READ_TIMEOUT";
+/// Largest status-server request head in bytes; default 16 KiB, at least 1 KiB. dynrt only.
+pub const DYN_SYSTEM_MAX_HEADER_BYTES: &str = "DYN_SYSTEM_MAX_HEADER_BYTES";
 /// Whether canary health checks run; default false.
 pub const DYN_HEALTH_CHECK_ENABLED: &str = "DYN_HEALTH_CHECK_ENABLED";
 /// Seconds a canary request may take before the endpoint is marked not ready; default 3.
@@ -56,6 +82,10 @@ pub const DYN_CANARY_WAIT_TIME: &str = "DYN_CANARY_WAIT_TIME";
 /// Bound in seconds on draining in-flight work at shutdown; default 25 (Dynamo: 900).
 pub const DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS: &str =
     "DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS";
+
+/// Instances one request may be offered to when the earlier ones refused it (never accepted
+/// it), the first included; default 3, at least 1 (1: never retry). dynrt only.
+pub const DYN_REQUEST_MAX_ATTEMPTS: &str = "DYN_REQUEST_MAX_ATTEMPTS";
 
 /// Every setting [`DistributedConfig::from_settings`](super::DistributedConfig::from_settings)
 /// reads, in the order it checks them.
@@ -73,6 +103,11 @@ pub const VARIABLES: &[&str] = &[
     DYN_TCP_RESPONSE_STREAM_PORT,
     DYN_TCP_MAX_MESSAGE_SIZE,
     DYN_REQUEST_PLANE_CODEC,
+    DYN_TCP_MAX_QUEUED_BYTES,
+    DYN_TCP_STALL_TIMEOUT,
+    DYN_TCP_FRAME_TIMEOUT,
+    DYN_TCP_MAX_CONNECTIONS,
+    DYN_TCP_MAX_PROCESS_OUTPUT_BYTES,
     DYN_SYSTEM_HOST,
     DYN_SYSTEM_PORT,
     DYN_SYSTEM_STARTING_HEALTH_STATUS,
@@ -80,8 +115,13 @@ pub const VARIABLES: &[&str] = &[
     DYN_SYSTEM_LIVE_PATH,
     DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS,
     DYN_SYSTEM_ENABLED,
+    DYN_SYSTEM_MAX_CONNECTIONS,
+    DYN_SYSTEM_HEADER_READ_TIMEOUT,
+    DYN_SYSTEM_BODY_READ_TIMEOUT,
+    DYN_SYSTEM_MAX_HEADER_BYTES,
     DYN_HEALTH_CHECK_ENABLED,
     DYN_HEALTH_CHECK_REQUEST_TIMEOUT,
     DYN_CANARY_WAIT_TIME,
     DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS,
+    DYN_REQUEST_MAX_ATTEMPTS,
 ];

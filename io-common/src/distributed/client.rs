@@ -88,18 +88,20 @@ impl<R: Runtime> Client<R> {
     pub(crate) fn new(drt: DistributedRuntime<R>, endpoint: EndpointId) -> Self {
         let instances = drt.discovery().instances(&endpoint);
         let router = Router::new(endpoint.path(), router_seed(drt.instance_id()));
+        let retry = drt.config().request_retry;
         Self {
             drt,
             endpoint,
             instances,
             router: Arc::new(Mutex::new(router)),
-            retry: RetryConfig::default(),
+            retry,
         }
     }
 
     /// How many instances one request may be offered to when instances refuse it (unreachable,
     /// closed before the request was written, `WorkerUnavailable`, `WorkerOverloaded`); the
-    /// default is [`RetryConfig::DEFAULT_MAX_ATTEMPTS`]. A request an instance accepted is
+    /// default is the runtime's `DYN_REQUEST_MAX_ATTEMPTS`
+    /// ([`RetryConfig::DEFAULT_MAX_ATTEMPTS`] when unset). A request an instance accepted is
     /// never sent again, and a direct call never goes to another instance.
     pub fn with_retry(mut self, retry: RetryConfig) -> Self {
         self.retry = retry;

@@ -57,7 +57,7 @@ pub use signals::SignalError;
 
 use crate::cancel::CancellationToken;
 use crate::discovery::{Discovery, FileStore, KvBackend, MemStore};
-use crate::mux::{ConnConfig, Connector, Handlers, MuxServer, ServerConfig};
+use crate::mux::{Connector, Handlers, MuxServer, ServerConfig};
 use crate::runtime::Runtime;
 
 /// The in-memory store every `mem` runtime of this process shares, so that runtimes in one
@@ -158,10 +158,8 @@ impl<R: Runtime> DistributedRuntime<R> {
         let metrics = MetricsRegistry::new(started, Some(discovery.instance_id().0));
         let health = SystemHealth::new(health_config, started);
         let handlers = Handlers::new();
-        let conn = ConnConfig {
-            max_frame_size: u32::try_from(config.tcp.max_message_size).unwrap_or(u32::MAX),
-            ..ConnConfig::default()
-        };
+        // The frame, output and timing limits of `DYN_TCP_*`.
+        let conn = config.tcp.conn_config();
         // Settings that were not used, or have no effect: said once, at start-up.
         for warning in &config.warnings {
             tracing::warn!("{warning}");
@@ -170,8 +168,14 @@ impl<R: Runtime> DistributedRuntime<R> {
             let (bind, advertise) = addr::server_addresses(&config)?;
             let mut server_config = ServerConfig {
                 conn: conn.clone(),
+                max_connections: config.tcp.max_connections,
                 ..ServerConfig::default()
             };
+            // Set, the runtime's servers share a budget of their own; unset, the process-wide
+            // one every runtime of the process shares.
+            if let Some(limit) = config.tcp.max_process_output_bytes {
+                server_config.output_budget = crate::mux::OutputBudget::new(limit);
+            }
             server_config.dynamo.callhome.max_message_size = config.tcp.max_message_size;
             let server = MuxServer::bind(&rt, bind, handlers.clone(), server_config)
                 .await

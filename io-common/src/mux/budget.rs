@@ -49,12 +49,19 @@ impl OutputBudget {
     }
 
     /// The budget every server of this process shares unless given another
-    /// ([`DEFAULT_PROCESS_OUTPUT_LIMIT`]).
+    /// ([`DEFAULT_PROCESS_OUTPUT_LIMIT`]). Its limit is fixed: a `DistributedRuntime` configured
+    /// with `DYN_TCP_MAX_PROCESS_OUTPUT_BYTES` gives its server a budget of its own instead
+    /// (so two runtimes with different values do not race to set this one).
     pub fn process() -> Self {
         static PROCESS: OnceLock<OutputBudget> = OnceLock::new();
         PROCESS
             .get_or_init(|| Self::new(DEFAULT_PROCESS_OUTPUT_LIMIT))
             .clone()
+    }
+
+    /// Whether `other` is a clone of this budget (they count the same bytes).
+    pub fn same_as(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// The limit in bytes.

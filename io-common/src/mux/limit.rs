@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The default cap on connections per server (normally one server per process).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = dynrt_core::config::DEFAULT_TCP_MAX_CONNECTIONS;
 
 /// At most one warning about the cap per this interval.
 pub const WARN_INTERVAL: Duration = Duration::from_secs(10);

@@ -59,6 +59,7 @@ pub struct MuxServer {
     handlers: Handlers,
     connections: Connections,
     limit: ConnectionLimit,
+    output_budget: OutputBudget,
 }
 
 /// The connections a server accepted, so it can close them all.
@@ -80,6 +81,7 @@ impl MuxServer {
         let stopped = Arc::new(AtomicBool::new(false));
         let connections = Connections::default();
         let limit = ConnectionLimit::new(config.max_connections);
+        let output_budget = config.output_budget.clone();
         rt.spawn(accept_loop(
             rt.clone(),
             listener,
@@ -94,6 +96,7 @@ impl MuxServer {
             handlers,
             connections,
             limit,
+            output_budget,
         })
     }
 
@@ -133,6 +136,11 @@ impl MuxServer {
                 state.serving.len() + state.delivery.len()
             })
             .sum()
+    }
+
+    /// The budget its connections' output counts against ([`ServerConfig::output_budget`]).
+    pub fn output_budget(&self) -> &OutputBudget {
+        &self.output_budget
     }
 
     /// Sockets held right now in any phase (sniffing, handshake, serving): what

@@ -111,14 +111,16 @@ pub use state::{ArtifactRootError, MAX_ARTIFACT_BYTES, SystemState};
 /// The largest request body read (only `/engine/*` uses bodies); a larger one answers 413.
 pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
 /// Default cap on open connections (see the module doc for what happens at the cap).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = dynrt_core::config::DEFAULT_SYSTEM_MAX_CONNECTIONS;
 /// Default time a connection has to send a complete request head, counted from its accept or
 /// the end of its previous answer (so it is also the keep-alive idle timeout).
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration =
+    dynrt_core::config::DEFAULT_SYSTEM_HEADER_READ_TIMEOUT;
 /// Default time a request has to deliver its body once its head is read.
-pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration =
+    dynrt_core::config::DEFAULT_SYSTEM_BODY_READ_TIMEOUT;
 /// Default cap on a request head (request line and headers); a larger one answers 431.
-pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = dynrt_core::config::DEFAULT_SYSTEM_MAX_HEADER_BYTES;
 /// Default bound on finishing in-flight requests at shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -164,14 +166,20 @@ impl Default for SystemServerConfig {
 }
 
 impl SystemServerConfig {
-    /// The server settings of a parsed configuration; `None` when the server is disabled
-    /// (`DYN_SYSTEM_PORT` unset or -1).
+    /// The server settings of a parsed configuration, its limits included
+    /// (`DYN_SYSTEM_MAX_CONNECTIONS`, `DYN_SYSTEM_HEADER_READ_TIMEOUT`,
+    /// `DYN_SYSTEM_BODY_READ_TIMEOUT`, `DYN_SYSTEM_MAX_HEADER_BYTES`); `None` when the server
+    /// is disabled (`DYN_SYSTEM_PORT` unset or -1).
     pub fn from_system_config(system: &SystemConfig) -> Option<Self> {
         Some(Self {
             host: system.host.clone(),
             port: system.port?,
             health_path: system.health_path.clone(),
             live_path: system.live_path.clone(),
+            max_connections: system.max_connections,
+            header_read_timeout: system.header_read_timeout,
+            body_read_timeout: system.body_read_timeout,
+            max_header_bytes: system.max_header_bytes,
             ..Self::default()
         })
     }
