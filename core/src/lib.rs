@@ -46,6 +46,7 @@
 //! The design decisions behind all this are written down in [`manual`].
 #![forbid(unsafe_code)]
 
+pub mod callhome;
 pub mod config;
 pub mod conn;
 pub mod discovery;

@@ -135,7 +135,9 @@ fn handshake_prologue_and_control_golden() {
     );
     let typed = ResponseStreamPrologue {
         error: Some("x".into()),
-        typed_error: Some(serde_json::json!({"error_type":"Disconnected","message":"x"})),
+        typed_error: Some(
+            serde_json::from_str(r#"{"error_type":"Disconnected","message":"x"}"#).unwrap(),
+        ),
     };
     let text = json(&typed);
     assert_eq!(
@@ -146,6 +148,16 @@ fn handshake_prologue_and_control_golden() {
         from_json::<ResponseStreamPrologue>("p", text.as_bytes()).unwrap(),
         typed
     );
+    // 1.6.1 writes a DynamoError's fields in declaration order, not sorted: a prologue read
+    // and written again keeps `error_type, class, reason, message, diagnostic`.
+    let wire = r#"{"error":"x","typed_error":{"error_type":"Unknown","class":"Internal","reason":"runtime.internal","message":"x","diagnostic":"x"}}"#;
+    let read: ResponseStreamPrologue = from_json("p", wire.as_bytes()).unwrap();
+    assert_eq!(json(&read), wire);
+    let ours = ResponseStreamPrologue {
+        error: Some("x".into()),
+        typed_error: Some(dynrt_core::wire::dynamo::TypedError::new("Internal", "x")),
+    };
+    assert_eq!(json(&ours), wire);
     assert_eq!(json(&ControlMessage::Stop), r#""stop""#);
     assert_eq!(json(&ControlMessage::Kill), r#""kill""#);
     assert_eq!(json(&ControlMessage::Sentinel), r#""sentinel""#);

@@ -38,3 +38,10 @@ fn two_part_corpus_replays_cleanly() {
 fn mux_frames_corpus_replays_cleanly() {
     replay("mux_frames", dynrt_core::wire::mux::fuzzing::mux_frames);
 }
+
+#[test]
+fn callhome_ops_corpus_replays_cleanly() {
+    replay("callhome_ops", |data| {
+        dynrt_core::callhome::fuzzing::callhome_ops(data, std::time::Instant::now())
+    });
+}

@@ -15,6 +15,7 @@ pub mod cancel;
 pub mod demo;
 pub mod discovery;
 pub mod distributed;
+pub mod dynamo;
 pub mod mux;
 pub mod runtime;
 pub mod system_server;

@@ -42,6 +42,11 @@ pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
     /// The address a listener is bound to.
     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
 
+    /// Sets `SO_LINGER` to zero on `tcp`, so closing it resets the connection instead of
+    /// lingering in `TIME_WAIT` (Dynamo 1.6.1's caller does this on every call-home socket it
+    /// accepts: one connection per request would otherwise pile up closed sockets).
+    fn set_linger_zero(tcp: &Self::Tcp) -> io::Result<()>;
+
     /// Accepts one connection, with `TCP_NODELAY` set.
     fn poll_accept(
         listener: &Self::Listener,

@@ -70,6 +70,10 @@ impl Runtime for SmolRuntime {
         listener.get_ref().local_addr()
     }
 
+    fn set_linger_zero(tcp: &Self::Tcp) -> io::Result<()> {
+        socket2::SockRef::from(tcp.get_ref()).set_linger(Some(std::time::Duration::ZERO))
+    }
+
     fn poll_accept(
         listener: &Self::Listener,
         cx: &mut Context<'_>,

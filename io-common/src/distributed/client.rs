@@ -188,13 +188,12 @@ impl<R: Runtime> Client<R> {
                 reason: "it serves over NATS; only the tcp request plane is implemented".into(),
             });
         };
-        if instance.mux.is_none() {
-            return Err(ClientError::Unsupported {
-                instance: instance.id,
-                reason: "it speaks only Dynamo's TCP protocol; dynrt calls it once the compat layer lands".into(),
-            });
-        }
         let route = transport.route_str().unwrap_or_default();
+        if instance.mux.is_none() {
+            return self
+                .call_dynamo(&instance, transport.addr, route, header, payload)
+                .await;
+        }
         match self
             .drt
             .inner()
@@ -207,6 +206,46 @@ impl<R: Runtime> Client<R> {
                 self.instances.clone(),
                 instance.id,
             )),
+            Err(error) => {
+                if error.is_transport_failure() {
+                    self.instances.report_down(instance.id);
+                }
+                Err(ClientError::Call {
+                    instance: instance.id,
+                    error,
+                })
+            }
+        }
+    }
+
+    /// Calls an instance that speaks only Dynamo's protocol (see `crate::dynamo`): the payload
+    /// must be JSON; it goes out in the codec the instance's record names (absent: JSON).
+    async fn call_dynamo(
+        &self,
+        instance: &Instance,
+        addr: std::net::SocketAddr,
+        route: &str,
+        header: Bytes,
+        payload: Bytes,
+    ) -> Result<CallStream, ClientError> {
+        let codec = instance.codec.unwrap_or_default();
+        let body = dynrt_core::callhome::value::json_to_request_body(codec, &payload)
+            .map_err(|e| ClientError::Encode(e.to_string()))?;
+        let request_id = RequestHeader::from_msgpack(&header)
+            .map(|h| h.request_id)
+            .unwrap_or_default();
+        let caller = &self.drt.inner().dynamo;
+        match caller
+            .call(addr, route, &request_id, codec, Bytes::from(body))
+            .await
+        {
+            Ok(stream) => Ok(CallStream {
+                kind: CallKind::Dynamo {
+                    stream,
+                    instances: Box::new(self.instances.clone()),
+                    instance: instance.id,
+                },
+            }),
             Err(error) => {
                 if error.is_transport_failure() {
                     self.instances.report_down(instance.id);
@@ -257,6 +296,12 @@ enum CallKind {
         instances: Box<dyn ReportDown>,
         instance: InstanceId,
     },
+    /// A Dynamo-only instance, over Dynamo's protocol.
+    Dynamo {
+        stream: crate::dynamo::DynamoStream,
+        instances: Box<dyn ReportDown>,
+        instance: InstanceId,
+    },
     Local(BoxItemStream),
 }
 
@@ -291,6 +336,16 @@ impl CallStream {
         }
     }
 
+    /// Asks the server to stop (finish soon) or kill (abort now) the request. After `Kill` the
+    /// stream ends with a `Cancelled` error. In-process calls end when dropped.
+    pub fn cancel(&mut self, mode: crate::mux::CancelMode) {
+        match &mut self.kind {
+            CallKind::Remote { stream, .. } => stream.cancel(mode),
+            CallKind::Dynamo { stream, .. } => stream.cancel(mode),
+            CallKind::Local(_) => {}
+        }
+    }
+
     /// Whether the call was served in-process, without the network.
     pub fn is_local(&self) -> bool {
         matches!(self.kind, CallKind::Local(_))
@@ -322,6 +377,19 @@ impl Stream for CallStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match &mut self.kind {
+            CallKind::Dynamo {
+                stream,
+                instances,
+                instance,
+            } => {
+                let item = std::task::ready!(Pin::new(stream).poll_next(cx));
+                if let Some(Err(error)) = &item
+                    && error.is_transport_failure()
+                {
+                    instances.report_down(*instance);
+                }
+                Poll::Ready(item)
+            }
             CallKind::Remote {
                 stream,
                 instances,

@@ -204,7 +204,9 @@ impl<R: Runtime> Endpoint<R> {
         let transport = TcpTransport::new(*advertise, &route);
         let mut record =
             EndpointRecord::new(&self.id, instance, Transport::Tcp(transport.to_string()));
-        record.request_plane_codec = Some(PayloadCodec::Msgpack);
+        // JSON: a Dynamo caller then sends JSON bodies and reads JSON items, which a dynrt
+        // handler takes and gives without transcoding (docs/wire.md, "Bytes and Dynamo's values").
+        record.request_plane_codec = Some(PayloadCodec::Json);
         record.dynrt = Some(DynrtCapabilities::with_mux(u32::from(MUX_VERSION)));
         let record = DiscoveryRecord::Endpoint(record);
         inner

@@ -83,6 +83,8 @@ pub(crate) struct Inner<R: Runtime> {
     pub(crate) config: DistributedConfig,
     pub(crate) discovery: Discovery<R>,
     pub(crate) connector: Arc<Connector<R>>,
+    /// Calls to Dynamo-only instances (its response-stream server starts on first use).
+    pub(crate) dynamo: crate::dynamo::DynamoCaller<R>,
     pub(crate) handlers: Handlers,
     /// Request-plane server and the address written into discovery records.
     pub(crate) server: Option<(MuxServer, SocketAddr)>,
@@ -177,6 +179,16 @@ impl<R: Runtime> DistributedRuntime<R> {
         let drt = Self {
             inner: Arc::new(Inner {
                 connector: Arc::new(Connector::new(rt.clone(), conn)),
+                dynamo: crate::dynamo::DynamoCaller::new(
+                    rt.clone(),
+                    dynrt_core::callhome::CallHomeConfig {
+                        max_message_size: config.tcp.max_message_size,
+                        ..Default::default()
+                    },
+                    config.tcp.response_stream_host.as_deref(),
+                    config.tcp.response_stream_port,
+                    discovery.instance_id().0,
+                ),
                 rt,
                 discovery,
                 handlers,

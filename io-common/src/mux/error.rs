@@ -24,6 +24,9 @@ pub enum CallError {
     Stream(StreamError),
     /// The stream could not be opened on this connection.
     Open(OpenError),
+    /// A wait on the peer timed out (Dynamo's protocol: an ack, the worker connecting back,
+    /// the prologue).
+    Timeout(String),
 }
 
 impl CallError {
@@ -35,6 +38,7 @@ impl CallError {
             Self::Stream(e) => e.kind,
             Self::Open(OpenError::GoingAway | OpenError::Closed) => ErrorKind::WORKER_UNAVAILABLE,
             Self::Open(_) => ErrorKind::UNAVAILABLE,
+            Self::Timeout(_) => ErrorKind::CONNECTION_TIMEOUT,
         }
     }
 
@@ -42,7 +46,7 @@ impl CallError {
     /// down and may retry elsewhere.
     pub fn is_transport_failure(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::Disconnected(_) | Self::Open(_) => true,
+            Self::Connect { .. } | Self::Disconnected(_) | Self::Open(_) | Self::Timeout(_) => true,
             Self::Stream(e) => e.kind == ErrorKind::WORKER_UNAVAILABLE,
         }
     }
@@ -69,6 +73,7 @@ impl fmt::Display for CallError {
                 write!(f, "{class}: {}", e.message)
             }
             Self::Open(e) => write!(f, "cannot open a request stream: {e}"),
+            Self::Timeout(what) => write!(f, "timed out: {what}"),
         }
     }
 }

@@ -175,6 +175,8 @@ where
 #[derive(Clone, Default)]
 pub struct Handlers {
     routes: Arc<RwLock<HashMap<String, Arc<dyn Handler>>>>,
+    /// Requests served over Dynamo's protocol right now, over every connection.
+    dynamo_in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Handlers {
@@ -198,6 +200,10 @@ impl Handlers {
             .unwrap_or_else(|p| p.into_inner())
             .remove(route)
             .is_some()
+    }
+
+    pub(crate) fn dynamo_in_flight(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        self.dynamo_in_flight.clone()
     }
 
     pub(crate) fn get(&self, route: &str) -> Option<Arc<dyn Handler>> {

@@ -17,7 +17,7 @@ mod driver;
 mod error;
 mod handler;
 mod server;
-mod state;
+pub(crate) mod state;
 
 pub use client::{MuxClient, ResponseStream};
 pub use connector::Connector;

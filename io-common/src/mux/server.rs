@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub conn: ConnConfig,
     /// How long a new connection may take to send its first three bytes.
     pub sniff_timeout: Duration,
+    /// How connections speaking Dynamo's protocol are served.
+    pub dynamo: crate::dynamo::DynamoServeConfig,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +34,7 @@ impl Default for ServerConfig {
         Self {
             conn: ConnConfig::default(),
             sniff_timeout: Duration::from_secs(10),
+            dynamo: crate::dynamo::DynamoServeConfig::default(),
         }
     }
 }
@@ -209,8 +212,11 @@ async fn serve_connection<R: Runtime>(
     };
     match sniffed {
         Some(Sniff::Mux) => {}
-        // Dynamo's request plane on this port is served by the compat layer once it exists;
-        // until then such a peer is disconnected rather than misread.
+        Some(Sniff::Dynamo) => {
+            let in_flight = dynamo_in_flight(&handlers);
+            crate::dynamo::serve_connection(rt, tcp, buf, handlers, config.dynamo, in_flight).await;
+            return;
+        }
         _ => return,
     }
     let Ok(conn) = Conn::server(config.conn, Instant::now()) else {
@@ -222,6 +228,12 @@ async fn serve_connection<R: Runtime>(
         .unwrap_or_else(|p| p.into_inner())
         .push(Arc::downgrade(&shared));
     Driver::new(rt, shared, tcp, buf, Some(handlers)).await;
+}
+
+/// The count of Dynamo requests in flight, shared by every connection of one server (the
+/// handler registry is per server, so it keys the counter).
+fn dynamo_in_flight(handlers: &Handlers) -> Arc<std::sync::atomic::AtomicUsize> {
+    handlers.dynamo_in_flight()
 }
 
 /// Starts the handler for a request that opened on a server connection.

@@ -93,7 +93,7 @@ impl CancelState {
         self.kill.load(Ordering::Acquire)
     }
 
-    fn set(&self, mode: CancelMode) {
+    pub(crate) fn set(&self, mode: CancelMode) {
         match mode {
             CancelMode::Stop => self.stop.store(true, Ordering::Release),
             CancelMode::Kill => self.kill.store(true, Ordering::Release),

@@ -22,6 +22,7 @@ use crate::discovery::{
 };
 use crate::runtime::Runtime;
 
+pub mod dynamo;
 mod local;
 pub mod mux;
 pub mod runtime;

@@ -187,10 +187,10 @@ pub struct CallHomeHandshake {
 pub struct ResponseStreamPrologue {
     /// `None` (written as `null`) when the request was accepted, otherwise why not.
     pub error: Option<String>,
-    /// A structured error (Dynamo's `DynamoError` JSON), kept as a JSON value. Omitted when
-    /// absent; older senders never write it.
+    /// A structured error (Dynamo's `DynamoError` JSON), re-encoded in 1.6.1's field order.
+    /// Omitted when absent; older senders never write it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub typed_error: Option<serde_json::Value>,
+    pub typed_error: Option<TypedError>,
 }
 
 impl ResponseStreamPrologue {
@@ -207,6 +207,69 @@ impl ResponseStreamPrologue {
         Self {
             error: Some(message.into()),
             typed_error: None,
+        }
+    }
+}
+
+/// Dynamo's serialised `DynamoError`, with its fields in the order 1.6.1 writes them:
+/// `error_type, class, reason, message, diagnostic, public, caused_by`. All are optional on
+/// read (1.6.1's reader accepts any subset); fields this version does not know are kept and
+/// written after the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TypedError {
+    /// The legacy error type (`"Unknown"`, `"InvalidArgument"`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    /// The canonical class (`"Internal"`, `"InvalidRequest"`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// The registered reason key (`"runtime.internal"`, `"request.invalid"`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The operator-facing diagnostic (1.6.1 writes the message again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostic: Option<String>,
+    /// Client-safe details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<serde_json::Value>,
+    /// The error this one wraps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caused_by: Option<Box<Self>>,
+    /// Fields a later version added.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl TypedError {
+    /// The error 1.6.1 writes for an error of class `class` (one of its `ErrorClass` names)
+    /// with `message`. Classes dynrt does not map become `Internal`, so a 1.6.1 reader never
+    /// sees a class/reason pair it would reject.
+    pub fn new(class: &str, message: impl Into<String>) -> Self {
+        let (error_type, class, reason) = match class {
+            "InvalidArgument" | "InvalidRequest" => {
+                ("InvalidArgument", "InvalidRequest", "request.invalid")
+            }
+            "Cancelled" => ("Cancelled", "Cancelled", "request.cancelled"),
+            "NotFound" => ("Unknown", "NotFound", "request.not_found"),
+            "Unavailable" => ("Unavailable", "Unavailable", "backend.unavailable"),
+            "WorkerUnavailable" => (
+                "WorkerUnavailable",
+                "Unavailable",
+                "backend.worker_unavailable",
+            ),
+            _ => ("Unknown", "Internal", "runtime.internal"),
+        };
+        let message = message.into();
+        Self {
+            error_type: Some(error_type.to_owned()),
+            class: Some(class.to_owned()),
+            reason: Some(reason.to_owned()),
+            message: Some(message.clone()),
+            diagnostic: Some(message),
+            ..Self::default()
         }
     }
 }

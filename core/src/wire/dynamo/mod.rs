@@ -25,7 +25,7 @@ pub mod two_part;
 pub use control::{
     CallHomeHandshake, ConnectionInfo, ControlMessage, PayloadCodec, RequestControlMessage,
     RequestType, ResponseStreamPrologue, ResponseType, StreamItem, StreamType,
-    TcpStreamConnectionInfo,
+    TcpStreamConnectionInfo, TypedError,
 };
 pub use request::{AckDecoder, AckFrame, RequestDecoder, RequestFrame};
 pub use two_part::{Checksum, TwoPartDecoder, TwoPartFrame};

@@ -170,6 +170,33 @@ impl RequestDecoder {
         Ok(Some(RequestFrame { head, payload }))
     }
 
+    /// Drops the whole frame at the front of `src` after [`Self::decode`] refused its path as
+    /// invalid UTF-8 (the frame is then fully buffered), so the connection can go on as 1.6.1's
+    /// does. Returns false, dropping nothing, if no whole frame is buffered.
+    pub fn skip_frame(&self, src: &mut BytesMut) -> bool {
+        if src.len() < PATH_LEN_WIDTH {
+            return false;
+        }
+        let path_len = usize::from(u16::from_be_bytes([src[0], src[1]]));
+        let at = PATH_LEN_WIDTH + path_len;
+        if src.len() < at + HEADERS_LEN_WIDTH {
+            return false;
+        }
+        let headers_len = usize::from(u16::from_be_bytes([src[at], src[at + 1]]));
+        let head_len = REQUEST_FIXED_LEN + path_len + headers_len;
+        if src.len() < head_len {
+            return false;
+        }
+        let p = head_len - PAYLOAD_LEN_WIDTH;
+        let payload_len = u32::from_be_bytes([src[p], src[p + 1], src[p + 2], src[p + 3]]);
+        let total = head_len.saturating_add(payload_len as usize);
+        if src.len() < total {
+            return false;
+        }
+        src.advance(total);
+        true
+    }
+
     fn check(&self, len: usize) -> Result<(), DecodeError> {
         if len > self.max_message_size {
             return Err(DecodeError::TooLarge {

@@ -1,0 +1,168 @@
+//! The mapping between a dynrt handler's bytes and Dynamo's typed values (`docs/wire.md`,
+//! "Bytes and Dynamo's values").
+//!
+//! A dynrt handler takes and gives bytes; a Dynamo engine takes and gives serde values, and its
+//! responses are `Annotated<T>`:
+//! `{"data":T?, "id":String?, "event":String?, "comment":[String]?, "error":DynamoError?}`.
+//!
+//! - **Serving a Dynamo caller**: the request body, in whatever codec `payload_codec` names,
+//!   reaches the handler as JSON text ([`request_body_to_json`]). Each item the handler yields
+//!   becomes a JSON value ([`item_to_json`]: valid JSON is that value; other UTF-8 is a JSON
+//!   string; anything else a JSON array of its byte values) and is sent as `Annotated`
+//!   `{"data":value}` ([`annotated_data`]). A handler error becomes
+//!   `{"event":"error","error":DynamoError}` ([`annotated_error`]).
+//! - **Calling a Dynamo worker**: the caller's bytes must be JSON ([`json_to_request_body`]
+//!   refuses anything else) and go out in the codec the worker's record names. Each item's
+//!   `data` comes back as JSON text, except that a JSON string comes back as its raw UTF-8
+//!   text, so tokens print plainly ([`received_item`]).
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use crate::wire::dynamo::{PayloadCodec, TypedError};
+use crate::wire::{DecodeError, EncodeError};
+
+/// A handler's item as JSON text: itself if it is JSON, a JSON string if it is other UTF-8,
+/// else a JSON array of its bytes.
+pub fn item_to_json(item: &[u8]) -> Cow<'_, [u8]> {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(item).is_ok() {
+        return Cow::Borrowed(item);
+    }
+    let value = match std::str::from_utf8(item) {
+        Ok(text) => Value::String(text.to_owned()),
+        Err(_) => Value::Array(item.iter().map(|b| Value::from(*b)).collect()),
+    };
+    Cow::Owned(serde_json::to_vec(&value).expect("a JSON value always serialises"))
+}
+
+/// `Annotated` carrying `json` (JSON text) as its data: `{"data":<json>}`.
+pub fn annotated_data(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len() + 9);
+    out.extend_from_slice(br#"{"data":"#);
+    out.extend_from_slice(json);
+    out.push(b'}');
+    out
+}
+
+/// `Annotated` carrying an error of class `class` (a Dynamo `ErrorClass` name):
+/// `{"event":"error","error":{"error_type":…,"class":…,"reason":…,"message":…,"diagnostic":…}}`.
+pub fn annotated_error(class: &str, message: &str) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct ErrorItem<'a> {
+        event: &'a str,
+        error: TypedError,
+    }
+    serde_json::to_vec(&ErrorItem {
+        event: "error",
+        error: TypedError::new(class, message),
+    })
+    .expect("strings always serialise")
+}
+
+/// A request body in `codec` as JSON text for a dynrt handler. JSON is checked and passed
+/// through; msgpack is transcoded.
+pub fn request_body_to_json(codec: PayloadCodec, body: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    match codec {
+        PayloadCodec::Json => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| {
+                DecodeError::Malformed {
+                    what: "JSON request body",
+                    reason: e.to_string(),
+                }
+            })?;
+            Ok(body.to_vec())
+        }
+        PayloadCodec::Msgpack => {
+            let value: Value = codec.decode(body)?;
+            Ok(serde_json::to_vec(&value).expect("a JSON value always serialises"))
+        }
+    }
+}
+
+/// A dynrt caller's request bytes as a body in `codec`. They must be JSON (a Dynamo engine
+/// takes a typed value); JSON is passed through, msgpack transcoded.
+pub fn json_to_request_body(codec: PayloadCodec, json: &[u8]) -> Result<Vec<u8>, EncodeError> {
+    let not_json = |e: serde_json::Error| EncodeError::Serialize {
+        what: "request for a Dynamo worker",
+        reason: format!("it must be JSON: {e}"),
+    };
+    match codec {
+        PayloadCodec::Json => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(json).map_err(not_json)?;
+            Ok(json.to_vec())
+        }
+        PayloadCodec::Msgpack => {
+            let value: Value = serde_json::from_slice(json).map_err(not_json)?;
+            codec.encode(&value)
+        }
+    }
+}
+
+/// What one item from a Dynamo worker means to a dynrt caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Data for the caller: JSON text, or the raw text of a JSON string.
+    Data(Vec<u8>),
+    /// An `Annotated` error: the stream ends with it.
+    Error {
+        /// Its Dynamo class name (`"Internal"` when absent).
+        class: String,
+        /// Its message.
+        message: String,
+    },
+    /// An `Annotated` without data or error (an event or comment only): nothing for the caller.
+    Skip,
+}
+
+const ANNOTATED_FIELDS: [&str; 5] = ["data", "id", "event", "comment", "error"];
+
+/// Interprets the `data` of one received wrapper. An object whose fields are all `Annotated`'s
+/// is read as one; any other value is the data itself.
+pub fn received_item(value: Value) -> Received {
+    let annotated = matches!(&value, Value::Object(map)
+        if !map.is_empty() && map.keys().all(|k| ANNOTATED_FIELDS.contains(&k.as_str())));
+    if !annotated {
+        return Received::Data(data_bytes(value));
+    }
+    let Value::Object(mut map) = value else {
+        return Received::Skip;
+    };
+    let is_error = map.get("error").is_some_and(|e| !e.is_null())
+        || map.get("event").and_then(Value::as_str) == Some("error");
+    if is_error {
+        let error = map.remove("error").unwrap_or(Value::Null);
+        let class = error
+            .get("class")
+            .or_else(|| error.get("error_type"))
+            .and_then(Value::as_str)
+            .unwrap_or("Internal")
+            .to_owned();
+        let message = error
+            .get("message")
+            .or_else(|| error.get("diagnostic"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| {
+                map.get("comment").and_then(Value::as_array).map(|c| {
+                    c.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+            })
+            .unwrap_or_else(|| "unknown error".to_owned());
+        return Received::Error { class, message };
+    }
+    match map.remove("data") {
+        Some(Value::Null) | None => Received::Skip,
+        Some(data) => Received::Data(data_bytes(data)),
+    }
+}
+
+fn data_bytes(value: Value) -> Vec<u8> {
+    match value {
+        Value::String(text) => text.into_bytes(),
+        other => serde_json::to_vec(&other).expect("a JSON value always serialises"),
+    }
+}

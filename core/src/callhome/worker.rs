@@ -1,0 +1,290 @@
+//! The worker's side of one call-home connection: after it accepted a request, the worker
+//! connects to the caller's response-stream server and streams the answer.
+//!
+//! | state | input | next state, output |
+//! |---|---|---|
+//! | (new, connected) | — | `AwaitPrologue`; writes the handshake |
+//! | `AwaitPrologue` | `send_prologue(Ok)` | `Streaming`; writes `{"error":null}` |
+//! | `AwaitPrologue` | `send_prologue(Err)` | `Draining`; writes the error prologue and `"sentinel"` |
+//! | `Streaming` | `send_item` | writes `{"data":…,"complete_final":false}` |
+//! | `Streaming` | `finish` | `Draining`; writes `{"complete_final":true}` and `"sentinel"` |
+//! | `AwaitPrologue`, `Streaming` | header `"stop"` / `"kill"` | `Closed`; [`WorkerEvent::Cancelled`]; nothing more is written (no final, no sentinel) |
+//! | `AwaitPrologue`, `Streaming` | EOF, any other frame | `Closed`; `Cancelled(Kill)` (1.6.1 kills the work) |
+//! | any | `handle_write_failed` | `Closed`; [`WorkerEvent::Failed`]; no sentinel |
+//! | `Draining` | EOF or the close timeout | `Closed`; [`WorkerEvent::Done`] |
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{CallHomeConfig, CallHomeError, Cancel};
+use crate::wire::dynamo::control::from_json;
+use crate::wire::dynamo::{
+    CONTROL_MESSAGE_MAX_BYTES, CallHomeHandshake, ControlMessage, PayloadCodec,
+    ResponseStreamPrologue, StreamItem, StreamType, TwoPartDecoder, TwoPartFrame,
+};
+use crate::wire::{EncodeError, OutBuf};
+
+/// What the worker's side reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerEvent {
+    /// The caller sent `"stop"` or `"kill"` (or went away): stop producing. Terminal.
+    Cancelled(Cancel),
+    /// The stream ended cleanly (sentinel written, caller closed or the close timeout passed).
+    Done,
+    /// Writing failed. Terminal.
+    Failed(CallHomeError),
+}
+
+/// Why an item or a marker could not be queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerSendError {
+    /// The call is not in a state that takes this (before the prologue, after the end).
+    #[error("the response stream is not open for {0}")]
+    NotOpen(&'static str),
+    /// The item is not JSON, or does not fit the codec or the size limit.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+#[derive(Debug)]
+enum State {
+    AwaitPrologue,
+    Streaming,
+    Draining { deadline: Option<Instant> },
+    Closed,
+}
+
+/// The worker's side of one call-home connection.
+#[derive(Debug)]
+pub struct WorkerStream {
+    config: CallHomeConfig,
+    codec: PayloadCodec,
+    decoder: TwoPartDecoder,
+    state: State,
+    out: VecDeque<TwoPartFrame>,
+    events: VecDeque<WorkerEvent>,
+}
+
+impl WorkerStream {
+    /// The worker connected to the caller for `subject`; items will be encoded with `codec`.
+    /// Queues the handshake.
+    pub fn new(subject: &str, codec: PayloadCodec, config: CallHomeConfig) -> Self {
+        let handshake = CallHomeHandshake {
+            subject: subject.to_owned(),
+            stream_type: StreamType::Response,
+        };
+        let header = serde_json::to_vec(&handshake).expect("a struct of strings serialises");
+        let mut out = VecDeque::new();
+        out.push_back(TwoPartFrame::header_only(Bytes::from(header)));
+        Self {
+            decoder: TwoPartDecoder::new(CONTROL_MESSAGE_MAX_BYTES),
+            config,
+            codec,
+            state: State::AwaitPrologue,
+            out,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Whether the exchange is over; the driver closes the socket once transmit is drained.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Whether items may be sent now.
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.state, State::Streaming)
+    }
+
+    /// Writes the prologue: `Ok` opens the stream, `Err` refuses the request and ends it.
+    pub fn send_prologue(
+        &mut self,
+        prologue: &ResponseStreamPrologue,
+    ) -> Result<(), WorkerSendError> {
+        if !matches!(self.state, State::AwaitPrologue) {
+            return Err(WorkerSendError::NotOpen("a prologue"));
+        }
+        let header = serde_json::to_vec(prologue).map_err(|e| EncodeError::Serialize {
+            what: "response-stream prologue",
+            reason: e.to_string(),
+        })?;
+        self.out
+            .push_back(TwoPartFrame::header_only(Bytes::from(header)));
+        if prologue.error.is_some() {
+            // 1.6.1 drops its sender after an error prologue, which writes the sentinel.
+            self.queue_control(ControlMessage::Sentinel);
+            self.state = State::Draining { deadline: None };
+        } else {
+            self.state = State::Streaming;
+        }
+        Ok(())
+    }
+
+    /// Writes one item whose data is the JSON text `json` (for example an `Annotated`), as
+    /// `{"data":<json>,"complete_final":false}` in the request's codec.
+    pub fn send_item_json(&mut self, json: &[u8]) -> Result<(), WorkerSendError> {
+        if !self.is_streaming() {
+            return Err(WorkerSendError::NotOpen("items"));
+        }
+        let body = match self.codec {
+            PayloadCodec::Json => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(json).map_err(|e| {
+                    EncodeError::Serialize {
+                        what: "response item",
+                        reason: format!("not JSON: {e}"),
+                    }
+                })?;
+                let mut body = BytesMut::with_capacity(json.len() + 32);
+                body.put_slice(br#"{"data":"#);
+                body.put_slice(json);
+                body.put_slice(br#","complete_final":false}"#);
+                body.freeze()
+            }
+            PayloadCodec::Msgpack => {
+                let value: serde_json::Value =
+                    serde_json::from_slice(json).map_err(|e| EncodeError::Serialize {
+                        what: "response item",
+                        reason: format!("not JSON: {e}"),
+                    })?;
+                Bytes::from(PayloadCodec::Msgpack.encode(&StreamItem::data(value))?)
+            }
+        };
+        let frame = TwoPartFrame::body_only(body);
+        if frame.encoded_len() > self.config.max_message_size {
+            return Err(EncodeError::TooLarge {
+                what: "response item",
+                len: frame.encoded_len() as u64,
+                limit: self.config.max_message_size as u64,
+            }
+            .into());
+        }
+        self.out.push_back(frame);
+        Ok(())
+    }
+
+    /// Ends the stream cleanly: the final marker, then the sentinel.
+    pub fn finish(&mut self) -> Result<(), WorkerSendError> {
+        if !self.is_streaming() {
+            return Err(WorkerSendError::NotOpen("the final marker"));
+        }
+        let last = self.codec.encode(&StreamItem::<()>::complete_final())?;
+        self.out
+            .push_back(TwoPartFrame::body_only(Bytes::from(last)));
+        self.queue_control(ControlMessage::Sentinel);
+        self.state = State::Draining { deadline: None };
+        Ok(())
+    }
+
+    /// Reads the caller's control messages.
+    pub fn handle_input(&mut self, input: &mut BytesMut, _now: Instant) {
+        while !self.is_closed() {
+            let frame = match self.decoder.decode(input) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return,
+                Err(_) => return self.cancel(Cancel::Kill),
+            };
+            if matches!(self.state, State::Draining { .. }) {
+                // The caller may still say stop after our sentinel; nothing is left to stop.
+                continue;
+            }
+            let control = (!frame.header.is_empty() && frame.body.is_empty())
+                .then(|| from_json::<ControlMessage>("control message", &frame.header).ok())
+                .flatten();
+            match control {
+                Some(ControlMessage::Stop) => self.cancel(Cancel::Stop),
+                // A kill, and anything a caller must not send (sentinel, data, bad JSON): 1.6.1
+                // kills the work.
+                _ => self.cancel(Cancel::Kill),
+            }
+        }
+    }
+
+    /// The caller closed its side (or the socket failed).
+    pub fn handle_eof(&mut self, _now: Instant) {
+        match self.state {
+            State::Closed => {}
+            State::Draining { .. } => {
+                self.state = State::Closed;
+                self.events.push_back(WorkerEvent::Done);
+            }
+            State::AwaitPrologue | State::Streaming => self.cancel(Cancel::Kill),
+        }
+    }
+
+    /// A write failed: nothing more is written, not even the sentinel.
+    pub fn handle_write_failed(&mut self, reason: &str) {
+        if self.is_closed() {
+            return;
+        }
+        self.out.clear();
+        self.state = State::Closed;
+        self.events
+            .push_back(WorkerEvent::Failed(CallHomeError::Protocol(format!(
+                "write to the caller failed: {reason}"
+            ))));
+    }
+
+    /// Ends a drain that outlived the close timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let State::Draining {
+            deadline: Some(deadline),
+        } = self.state
+            && now >= deadline
+        {
+            self.state = State::Closed;
+            self.events.push_back(WorkerEvent::Done);
+        }
+    }
+
+    /// Appends the frames to write to `out`; true if it wrote any. Once the sentinel is
+    /// written, the close timeout starts at `now`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, out: &mut OutBuf, now: Instant) -> bool {
+        let mut wrote = false;
+        while let Some(frame) = self.out.pop_front() {
+            frame.encode(self.config.checksum, out);
+            wrote = true;
+        }
+        if let State::Draining { deadline: None } = self.state {
+            self.state = State::Draining {
+                deadline: Some(now + self.config.close_timeout),
+            };
+        }
+        wrote
+    }
+
+    /// Frames queued and not yet handed to [`Self::poll_transmit`].
+    pub fn queued_frames(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The next report.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<WorkerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] must run next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Draining { deadline } => deadline,
+            _ => None,
+        }
+    }
+
+    fn cancel(&mut self, how: Cancel) {
+        self.out.clear();
+        self.state = State::Closed;
+        self.events.push_back(WorkerEvent::Cancelled(how));
+    }
+
+    fn queue_control(&mut self, message: ControlMessage) {
+        let header = serde_json::to_vec(&message).expect("a unit enum always serialises");
+        self.out
+            .push_back(TwoPartFrame::header_only(Bytes::from(header)));
+    }
+}

@@ -1,0 +1,175 @@
+//! The worker's call-home: connect back to the caller and stream the handler's answer.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use dynrt_core::callhome::value::{
+    annotated_data, annotated_error, item_to_json, request_body_to_json,
+};
+use dynrt_core::callhome::{CallHomeConfig, Cancel, WorkerEvent, WorkerStream};
+use dynrt_core::wire::dynamo::{RequestControlMessage, ResponseStreamPrologue, TypedError};
+use dynrt_core::wire::mux::{CancelMode, RequestHeader, StreamId};
+use futures_lite::{StreamExt, future};
+
+use super::sock::{Sock, until};
+use crate::mux::state::CancelState;
+use crate::mux::{Handler, HandlerError, RequestContext};
+use crate::runtime::Runtime;
+
+/// How long the worker tries to reach the caller's response-stream server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A request the worker acked.
+pub(super) struct Accepted {
+    pub(super) handler: Arc<dyn Handler>,
+    pub(super) headers: BTreeMap<String, String>,
+    pub(super) control: RequestControlMessage,
+    pub(super) body: Bytes,
+    pub(super) caller: SocketAddr,
+    pub(super) subject: String,
+}
+
+enum Turn {
+    Item(Option<Result<Bytes, HandlerError>>),
+    Read(bool),
+    Timeout,
+}
+
+/// Connects back, runs the handler and streams its items; returns when the exchange is over.
+pub(super) async fn respond<R: Runtime>(rt: R, request: Accepted, config: CallHomeConfig) {
+    let Accepted {
+        handler,
+        headers,
+        control,
+        body,
+        caller,
+        subject,
+    } = request;
+    let connected = until(
+        &rt,
+        Some(Instant::now() + CONNECT_TIMEOUT),
+        rt.connect(caller),
+    )
+    .await;
+    let tcp = match connected {
+        Some(Ok(tcp)) => tcp,
+        Some(Err(e)) => {
+            tracing::warn!(%caller, error = %e, "cannot connect back to a Dynamo caller");
+            return;
+        }
+        None => {
+            tracing::warn!(%caller, "connecting back to a Dynamo caller timed out");
+            return;
+        }
+    };
+    let codec = control.payload_codec;
+    let mut sock = Sock::<R>::new(tcp, BytesMut::new());
+    let mut worker = WorkerStream::new(&subject, codec, config);
+    let cancel = Arc::new(CancelState::default());
+    let mut items = match request_body_to_json(codec, &body) {
+        Ok(json) => {
+            let header = RequestHeader {
+                request_id: control.id.clone(),
+                payload_codec: Some("json".to_owned()),
+                timeout_ms: None,
+                headers,
+            };
+            let context = RequestContext {
+                stream: StreamId(0),
+                header: header.to_msgpack().unwrap_or_default(),
+                cancel: cancel.clone(),
+            };
+            Some(handler.handle(Bytes::from(json), context))
+        }
+        Err(e) => {
+            let message = format!("Failed deserializing {} request payload: {e}", codec.name());
+            let _ = worker.send_prologue(&refusal("InvalidRequest", message));
+            None
+        }
+    };
+    let mut prologue_sent = items.is_none();
+    loop {
+        let now = Instant::now();
+        let _ = worker.poll_transmit(&mut sock.out, now);
+        if let Err(e) = sock.flush().await {
+            worker.handle_write_failed(&e.to_string());
+        }
+        while let Some(event) = worker.poll_event() {
+            match event {
+                WorkerEvent::Cancelled(Cancel::Stop) => cancel.set(CancelMode::Stop),
+                WorkerEvent::Cancelled(Cancel::Kill) => cancel.set(CancelMode::Kill),
+                WorkerEvent::Failed(e) => {
+                    tracing::debug!(error = %e, "Dynamo response stream failed");
+                    cancel.set(CancelMode::Kill);
+                }
+                WorkerEvent::Done => {}
+            }
+        }
+        if worker.is_closed() {
+            break;
+        }
+        let deadline = worker.poll_timeout();
+        let turn = {
+            let read = async { Turn::Read(matches!(sock.read().await, Ok(n) if n > 0)) };
+            match items.as_mut() {
+                Some(stream) if worker.is_streaming() || !prologue_sent => {
+                    let next = async { Turn::Item(stream.next().await) };
+                    until(&rt, deadline, future::or(next, read)).await
+                }
+                _ => until(&rt, deadline, read).await,
+            }
+            .unwrap_or(Turn::Timeout)
+        };
+        let now = Instant::now();
+        match turn {
+            Turn::Read(true) => worker.handle_input(&mut sock.rbuf, now),
+            Turn::Read(false) => worker.handle_eof(now),
+            Turn::Timeout => worker.handle_timeout(now),
+            Turn::Item(next) => {
+                if !prologue_sent {
+                    prologue_sent = true;
+                    if let Some(Err(e)) = &next {
+                        // The handler failed before its first item: 1.6.1's generate() error.
+                        let class = e.kind.dynamo_name().unwrap_or("Internal");
+                        let _ = worker.send_prologue(&refusal(class, e.message.clone()));
+                        items = None;
+                        continue;
+                    }
+                    let _ = worker.send_prologue(&ResponseStreamPrologue::ok());
+                }
+                match next {
+                    Some(Ok(item)) => {
+                        let data = annotated_data(&item_to_json(&item));
+                        if let Err(e) = worker.send_item_json(&data) {
+                            let error = annotated_error("Internal", &e.to_string());
+                            let _ = worker.send_item_json(&error);
+                            let _ = worker.finish();
+                            items = None;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let class = e.kind.dynamo_name().unwrap_or("Internal");
+                        let _ = worker.send_item_json(&annotated_error(class, &e.message));
+                        let _ = worker.finish();
+                        items = None;
+                    }
+                    None => {
+                        let _ = worker.finish();
+                        items = None;
+                    }
+                }
+            }
+        }
+    }
+    sock.close().await;
+}
+
+fn refusal(class: &str, message: String) -> ResponseStreamPrologue {
+    ResponseStreamPrologue {
+        typed_error: Some(TypedError::new(class, message.clone())),
+        error: Some(message),
+    }
+}

@@ -1,0 +1,24 @@
+//! Dynamo 1.6.1's request plane on tokio: a dynrt client calling a Dynamo-only instance, the
+//! dynrt worker serving Dynamo's protocol, and a scripted Dynamo worker dying mid-stream. The
+//! scenarios are shared with dynrt-smol's tests (`dynrt_io::testing::dynamo`).
+
+use dynrt_io::testing::dynamo as scenario;
+use dynrt_tokio::TokioRuntime;
+
+macro_rules! scenarios {
+    ($($name:ident => $scenario:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            scenario::$scenario(&TokioRuntime::current()).await;
+        }
+    )*};
+}
+
+scenarios! {
+    unary_long_stream_and_1_mib_request_in_every_codec => unary_stream_and_large_request,
+    handler_errors_reach_the_caller_as_prologue_and_mid_stream_errors => prologue_and_mid_stream_errors,
+    stop_kill_and_a_dropped_caller_reach_the_handler => stop_kill_and_dropped_caller,
+    unknown_endpoint_and_overload_use_dynamos_ack_texts => unknown_endpoint_and_overload,
+    a_non_json_request_for_a_dynamo_worker_is_refused => non_json_request_is_refused,
+    a_worker_killed_mid_stream_is_a_disconnect_and_reported_down => worker_killed_mid_stream,
+}
