@@ -221,8 +221,8 @@ impl CallArgs {
 pub const DISCOVERY_WAIT: Duration = Duration::from_secs(30);
 /// How long a caller reads before giving up (every test stream is shorter).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a caller that dropped its stream stays alive before exiting.
-pub const DROP_LINGER: Duration = Duration::from_secs(2);
+/// How long a caller that stopped, killed or dropped its stream stays alive before exiting.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// A caller's request argument: JSON text, or `@path` to read it from a file (a 1 MiB request
 /// does not fit in one argv string).

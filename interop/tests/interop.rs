@@ -209,7 +209,13 @@ fn mid_stream_error(c: &Cluster) {
 }
 
 /// Stop or kill after 3 items: the caller's stream ends well before the 20,000 items, and the
-/// worker's handler saw the request cancelled (killed too, for kill).
+/// worker's handler saw the request cancelled.
+///
+/// Not asserted: that a kill reaches the handler as a kill. 1.6.1 itself does not promise it:
+/// its worker stops reading at the first control message, and a worker whose write fails first
+/// (the caller's call-home connection is closed right after the kill) only stops generating
+/// (`push_handler.rs`, `pump_response_stream`). The Dynamo-to-Dynamo baseline printed
+/// `stopped=true killed=false` in about one kill of six under a parallel test load.
 fn cancel(c: &mut Cluster, action: &str) {
     let out = c.call_to_end(SLOW, &["--after", "3", "--action", action]);
     assert!(out.has(&action.to_uppercase()), "{}", out.dump());
@@ -221,12 +227,6 @@ fn cancel(c: &mut Cluster, action: &str) {
         cancelled.contains("stopped=true"),
         "worker: CANCELLED {cancelled}"
     );
-    if action == "kill" {
-        assert!(
-            cancelled.contains("killed=true"),
-            "worker: CANCELLED {cancelled}"
-        );
-    }
 }
 
 fn stop(c: &mut Cluster) {

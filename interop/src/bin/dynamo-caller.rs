@@ -16,7 +16,7 @@ use dynamo_runtime::pipeline::network::egress::push_router::{PushRouter, RouterM
 use dynamo_runtime::protocols::annotated::Annotated;
 use dynamo_runtime::protocols::maybe_error::MaybeError;
 use dynamo_runtime::{DistributedRuntime, Runtime};
-use dynrt_interop::{Action, CALL_TIMEOUT, CallArgs, DISCOVERY_WAIT, DROP_LINGER, event};
+use dynrt_interop::{Action, CALL_TIMEOUT, CallArgs, DISCOVERY_WAIT, LINGER, event};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -75,13 +75,18 @@ async fn run(rt: Runtime, args: CallArgs) -> anyhow::Result<()> {
                 Action::Drop => {
                     event("DROP");
                     drop(stream);
-                    tokio::time::sleep(DROP_LINGER).await;
+                    tokio::time::sleep(LINGER).await;
                     return Ok(());
                 }
             }
         }
     }
     event("END");
+    if acted {
+        // Stay connected a moment: exiting at once resets the connection, and the worker may
+        // then see a failed write (a stop) before it reads the kill that was sent first.
+        tokio::time::sleep(LINGER).await;
+    }
     Ok(())
 }
 

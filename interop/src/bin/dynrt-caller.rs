@@ -5,7 +5,7 @@
 //! `ITEM <data JSON>`, `ERROR <text>`, `STOP`/`KILL`/`DROP`, `END`, `TIMEOUT`.
 
 use bytes::Bytes;
-use dynrt_interop::{Action, CALL_TIMEOUT, CallArgs, DISCOVERY_WAIT, DROP_LINGER, event};
+use dynrt_interop::{Action, CALL_TIMEOUT, CallArgs, DISCOVERY_WAIT, LINGER, event};
 use dynrt_tokio::TokioRuntime;
 use dynrt_tokio::core::config::DistributedConfig;
 use dynrt_tokio::core::discovery::DiscoveryRecord;
@@ -72,13 +72,18 @@ async fn run(args: CallArgs) -> anyhow::Result<()> {
                 Action::Drop => {
                     event("DROP");
                     drop(stream);
-                    tokio::time::sleep(DROP_LINGER).await;
+                    tokio::time::sleep(LINGER).await;
                     return Ok(());
                 }
             }
         }
     }
     event("END");
+    if acted {
+        // Stay connected a moment: exiting at once resets the connection, and the worker may
+        // then see a failed write (a stop) before it reads the kill that was sent first.
+        tokio::time::sleep(LINGER).await;
+    }
     Ok(())
 }
 

@@ -351,14 +351,6 @@ impl CallStream {
         matches!(self.kind, CallKind::Local(_))
     }
 
-    /// Asks the worker to stop (finish soon, gracefully) or kill (abort now) the call. An
-    /// in-process call has no peer to tell: dropping its stream ends it.
-    pub fn cancel(&mut self, mode: crate::mux::CancelMode) {
-        if let CallKind::Remote { stream, .. } = &mut self.kind {
-            stream.cancel(mode);
-        }
-    }
-
     /// Reads every item; returns them with the error that ended the stream, if any.
     pub async fn collect_all(mut self) -> (Vec<Bytes>, Option<CallError>) {
         let mut items = Vec::new();
