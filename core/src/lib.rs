@@ -43,6 +43,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! The machines: [`conn`] (dynrt's mux connection), [`callhome`] (Dynamo's request connection and
+//! call-home response streams, both sides), [`lease`], [`health`], [`shutdown`], the discovery
+//! instance sets in [`discovery`].
+//!
 //! The design decisions behind all this are written down in [`manual`].
 #![forbid(unsafe_code)]
 

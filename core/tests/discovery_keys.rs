@@ -172,9 +172,11 @@ fn key_errors_name_the_key_and_the_problem() {
             "v1/mdc/a/b/c/1/",
             "key 'v1/mdc/a/b/c/1/' is not of the form v1/mdc/{namespace}/{component}/{endpoint}/{id:x}[/{suffix}]",
         ),
+        // Names outside dynrt's alphabet are a 1.6.1 peer's and are read (see
+        // tests/names.rs); only an empty name is an error in a key.
         (
-            "v1/instances/A/b/c/1",
-            "key 'v1/instances/A/b/c/1': namespace 'A': character 'A' at 0 is not allowed (use a-z, 0-9, '_', '-')",
+            "v1/instances//b/c/1",
+            "key 'v1/instances//b/c/1': namespace name is empty (use a-z, 0-9, '_', '-')",
         ),
         (
             "v1/instances/a/b/c/0x1",

@@ -383,11 +383,19 @@ fn tcp_route_errors_name_the_problem() {
         TcpRoute::parse("2A/ns/comp/ep").unwrap_err().to_string(),
         "TCP route '2A/ns/comp/ep': instance id '2A': character 'A' at 1 is not a lowercase hex digit"
     );
-    // An escaped slash decodes fine but is not a dynrt name.
+    // An escaped slash decodes to a peer's name (1.6.1 validates none); an empty one is
+    // still an error.
     assert_eq!(
-        TcpRoute::parse("2a/a%2Fb/comp/ep").unwrap_err().to_string(),
-        "TCP route '2a/a%2Fb/comp/ep': namespace 'a/b': character '/' at 1 is not allowed \
-         (use a-z, 0-9, '_', '-')"
+        TcpRoute::parse("2a/a%2Fb/comp/ep")
+            .unwrap()
+            .endpoint
+            .namespace
+            .as_str(),
+        "a/b"
+    );
+    assert_eq!(
+        TcpRoute::parse("2a//comp/ep").unwrap_err().to_string(),
+        "TCP route '2a//comp/ep': namespace name is empty (use a-z, 0-9, '_', '-')"
     );
     assert!(matches!(
         TcpRoute::parse("2a/n%s/c/e"),
@@ -535,4 +543,50 @@ proptest::proptest! {
         let std = addr.parse::<std::net::SocketAddr>();
         proptest::prop_assert_eq!(ours.ok(), std.ok(), "{}", addr);
     }
+}
+
+#[test]
+fn names_a_dynamo_worker_can_register_are_read_from_peers() {
+    use dynrt_core::discovery::{DiscoveryKey, DiscoveryRecord, EndpointRecord, Transport};
+    use dynrt_core::names::{EndpointId, InstanceId, TcpRoute};
+    // dynrt will not create them...
+    assert!(EndpointId::new("Parent.child", "c", "e").is_err());
+    // ...but reads them: keys, routes and records from a 1.6.1 worker.
+    let peer = EndpointId::from_peer("Parent.child", "back%end", "gen/v2").unwrap();
+    assert!(!peer.namespace.is_canonical());
+    assert!(
+        EndpointId::from_peer("", "c", "e").is_err(),
+        "empty is still refused"
+    );
+    let route = TcpRoute::new(InstanceId(0x7b), peer.clone()).to_string();
+    assert_eq!(route, "7b/Parent.child/back%25end/gen%2Fv2");
+    assert_eq!(TcpRoute::parse(&route).unwrap().endpoint, peer);
+    let dotted = DiscoveryKey::parse("v1/instances/Parent.child/Comp/ep.v2/7b").unwrap();
+    assert_eq!(
+        dotted,
+        DiscoveryKey::Instance {
+            endpoint: EndpointId::from_peer("Parent.child", "Comp", "ep.v2").unwrap(),
+            instance: InstanceId(0x7b),
+        }
+    );
+    // A slash in a name: the key alone does not split, the record it came with does.
+    let record = DiscoveryRecord::Endpoint(EndpointRecord::new(
+        &peer,
+        InstanceId(0x7b),
+        Transport::Tcp(format!("127.0.0.1:1/{route}")),
+    ));
+    assert_eq!(record.key(), "v1/instances/Parent.child/back%end/gen/v2/7b");
+    assert!(DiscoveryKey::parse(&record.key()).is_err());
+    assert_eq!(
+        record.discovery_key().unwrap(),
+        DiscoveryKey::Instance {
+            endpoint: peer.clone(),
+            instance: InstanceId(0x7b)
+        }
+    );
+    assert_eq!(
+        EndpointId::parse_url_lenient("dyn://Parent.child.back%end.gen").unwrap(),
+        EndpointId::from_peer("Parent.child", "back%end", "gen").unwrap()
+    );
+    assert!(EndpointId::parse_url_lenient("dyn://a.b").is_err());
 }

@@ -21,4 +21,6 @@ scenarios! {
     unknown_endpoint_and_overload_use_dynamos_ack_texts => unknown_endpoint_and_overload,
     a_non_json_request_for_a_dynamo_worker_is_refused => non_json_request_is_refused,
     a_worker_killed_mid_stream_is_a_disconnect_and_reported_down => worker_killed_mid_stream,
+    names_a_dynamo_worker_can_register_are_listed_watched_and_called => peer_names_are_listed_watched_and_called,
+    a_dynrt_worker_serves_a_dynamo_caller_in_both_codecs => dynrt_worker_serves_a_dynamo_caller,
 }

@@ -359,3 +359,72 @@ fn mem_discovery_is_refused_for_tools_that_look_at_other_processes() {
         );
     }
 }
+
+/// `dynrt ls` and `dynrt call` reach a worker that speaks only Dynamo's protocol and whose
+/// namespace (`Parent.child`) dynrt would not create: ls shows its protocol and codec, call
+/// prints each item's data (a text item as plain text).
+#[test]
+fn ls_and_call_reach_a_dynamo_only_worker() {
+    use dynrt_tokio::TokioRuntime;
+    use dynrt_tokio::core::discovery::{DiscoveryRecord, EndpointRecord, Transport};
+    use dynrt_tokio::core::names::{EndpointId, InstanceId, TcpRoute, TcpTransport};
+    use dynrt_tokio::io::discovery::{FileStore, KvBackend};
+    use dynrt_tokio::io::mux::{Handlers, MuxServer, ServerConfig, handler_fn};
+
+    let tokio_rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_server, _store) = tokio_rt.block_on(async {
+        let rt = TokioRuntime::current();
+        let endpoint = EndpointId::from_peer("Parent.child", "backend", "generate").unwrap();
+        let instance = InstanceId(0x7b);
+        let route = TcpRoute::new(instance, endpoint.clone());
+        let handlers = Handlers::new();
+        handlers.insert(
+            route.to_string(),
+            handler_fn(|_payload, _ctx| {
+                futures_lite::stream::iter([
+                    Ok(bytes::Bytes::from_static(b"hello")),
+                    Ok(bytes::Bytes::from_static(br#"{"k":1}"#)),
+                ])
+            }),
+        );
+        let server = MuxServer::bind(
+            &rt,
+            "127.0.0.1:0".parse().unwrap(),
+            handlers,
+            ServerConfig::default(),
+        )
+        .await
+        .expect("server binds");
+        let store = FileStore::open(&rt, dir.path()).expect("file store");
+        let record = DiscoveryRecord::Endpoint(EndpointRecord::new(
+            &endpoint,
+            instance,
+            Transport::Tcp(TcpTransport::new(server.local_addr(), &route).to_string()),
+        ));
+        store
+            .create(record.key(), record.to_json().into())
+            .await
+            .expect("record written");
+        (server, store)
+    });
+
+    let mut ls = dynrt(&["ls"]);
+    file_backend(&mut ls, dir.path());
+    let out = run(ls, LIMIT);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("7b"))
+        .unwrap_or_else(|| panic!("ls does not show the Dynamo worker:\n{stdout}"));
+    assert!(row.ends_with("dynamo tcp (json)"), "{row}");
+
+    let mut call = dynrt(&["call", "dyn://Parent.child.backend.generate", "{}"]);
+    file_backend(&mut call, dir.path());
+    let out = run(call, LIMIT);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{}\n{stderr}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), "hello\n{\"k\":1}\n");
+    assert_no_panic(&stderr);
+}

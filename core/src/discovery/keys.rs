@@ -380,7 +380,8 @@ fn shape(key: &str, expected: &'static str) -> KeyError {
 }
 
 fn endpoint_in_key(key: &str, ns: &str, comp: &str, ep: &str) -> Result<EndpointId, KeyError> {
-    EndpointId::new(ns, comp, ep).map_err(|source| KeyError::Name {
+    // A peer's names: Dynamo 1.6.1 validates none (dots, percent signs, upper case).
+    EndpointId::from_peer(ns, comp, ep).map_err(|source| KeyError::Name {
         key: key.to_owned(),
         source,
     })
@@ -481,6 +482,46 @@ impl DiscoveryRecord {
             }
             .to_string(),
         }
+    }
+}
+
+impl DiscoveryRecord {
+    /// The parsed form of [`Self::key`], built from the record's own names. Unlike
+    /// [`DiscoveryKey::parse`] it works when a peer's name holds a slash: 1.6.1 writes names
+    /// into keys as they are, so such a key cannot be split on its own.
+    ///
+    /// # Errors
+    /// [`NameError::Empty`] for an empty name.
+    pub fn discovery_key(&self) -> Result<DiscoveryKey, NameError> {
+        Ok(match self {
+            Self::Endpoint(r) => DiscoveryKey::Instance {
+                endpoint: EndpointId::from_peer(
+                    r.namespace.as_str(),
+                    r.component.as_str(),
+                    r.endpoint.as_str(),
+                )?,
+                instance: r.instance_id,
+            },
+            Self::Model(r) => DiscoveryKey::Model {
+                endpoint: EndpointId::from_peer(
+                    r.namespace.as_str(),
+                    r.component.as_str(),
+                    r.endpoint.as_str(),
+                )?,
+                instance: r.instance_id,
+                suffix: r.model_suffix.clone().filter(|s| !s.is_empty()),
+            },
+            Self::EventChannel(r) => DiscoveryKey::EventChannel {
+                scope: r.scope.clone(),
+                topic: r.topic.clone(),
+                instance: r.instance_id,
+            },
+            Self::EventSource(r) => DiscoveryKey::EventSource {
+                scope: r.scope.clone(),
+                topic: r.topic.clone(),
+                publisher: r.publisher_id,
+            },
+        })
     }
 }
 

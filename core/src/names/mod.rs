@@ -14,8 +14,10 @@
 //! attribute in `src/component.rs`), but its builders never call `validate()`, so in practice it
 //! accepts any string there, and it declares nothing at all for endpoint names. dynrt enforces
 //! the rule for all three kinds, endpoints included, and says so in the endpoint error message.
-//! The consequence: Dynamo deployments that use names outside the alphabet (for example its
-//! nested namespaces, which are written `parent.child`) cannot be addressed from dynrt.
+//! dynrt still reads, lists, watches and calls every instance a 1.6.1 worker can register:
+//! names read from peers (discovery keys and records) go through the `from_peer` constructors,
+//! which refuse only the empty name. `EndpointId::parse_url_lenient` addresses such names from
+//! the command line (`dyn://parent.child.component.endpoint`).
 //!
 //! ## Ids
 //!
@@ -153,6 +155,28 @@ macro_rules! name_type {
                 let name = name.into();
                 validate_name($kind, &name)?;
                 Ok(Self(name))
+            }
+
+            /// Wraps a name a peer registered, without the alphabet rule: Dynamo 1.6.1
+            /// validates no name, so its workers can register dots, slashes, percent signs or
+            /// upper case, and dynrt must still list, watch and call them. Only the empty name
+            /// is refused (it cannot be told apart from a missing one in keys).
+            ///
+            /// # Errors
+            /// [`NameError::Empty`].
+            pub fn from_peer(name: impl Into<String>) -> Result<Self, NameError> {
+                let name = name.into();
+                if name.is_empty() {
+                    return Err(NameError::Empty { kind: $kind });
+                }
+                Ok(Self(name))
+            }
+
+            /// Whether the name follows dynrt's rule (`^[a-z0-9_-]+$`); names from
+            /// [`Self::from_peer`] may not.
+            #[must_use]
+            pub fn is_canonical(&self) -> bool {
+                validate_name($kind, &self.0).is_ok()
             }
 
             /// The name as a string slice.
@@ -337,6 +361,23 @@ impl EndpointId {
         })
     }
 
+    /// The id of an endpoint a peer registered: any non-empty names (see
+    /// [`Namespace::from_peer`]).
+    ///
+    /// # Errors
+    /// [`NameError::Empty`] for an empty name.
+    pub fn from_peer(
+        namespace: impl Into<String>,
+        component: impl Into<String>,
+        endpoint: impl Into<String>,
+    ) -> Result<Self, NameError> {
+        Ok(Self {
+            namespace: Namespace::from_peer(namespace)?,
+            component: ComponentName::from_peer(component)?,
+            endpoint: EndpointName::from_peer(endpoint)?,
+        })
+    }
+
     /// Builds the id from names already validated.
     #[must_use]
     pub fn from_parts(
@@ -405,6 +446,36 @@ impl EndpointId {
                 count,
             }),
         }
+    }
+
+    /// Parses `dyn://namespace.component.endpoint` for *calling* an endpoint a peer may have
+    /// registered: the last two dot-separated parts are the component and the endpoint, and
+    /// everything before them the namespace (Dynamo's nested namespaces are written
+    /// `parent.child`); names are not held to dynrt's alphabet. A path form
+    /// `namespace/component/endpoint` is not accepted here, since names may hold slashes.
+    ///
+    /// # Errors
+    /// [`UrlError`] naming what is wrong (a missing or empty part).
+    pub fn parse_url_lenient(input: &str) -> Result<Self, UrlError> {
+        let body = strip_scheme(input)?;
+        if body.is_empty() {
+            return Err(UrlError::Empty {
+                input: input.to_owned(),
+            });
+        }
+        let mut tail = body.rsplitn(3, '.');
+        let endpoint = tail.next().unwrap_or_default();
+        let (Some(component), Some(namespace)) = (tail.next(), tail.next()) else {
+            let count = body.split('.').count();
+            return Err(UrlError::MissingPart {
+                input: input.to_owned(),
+                part: PART_NAMES[count.min(2)],
+            });
+        };
+        Self::from_peer(namespace, component, endpoint).map_err(|source| UrlError::Name {
+            input: input.to_owned(),
+            source,
+        })
     }
 
     /// Parses an endpoint string the way Dynamo 1.6.1's `EndpointId::from(&str)` does

@@ -124,7 +124,8 @@ impl TcpRoute {
             route: route.to_owned(),
             source,
         })?;
-        let endpoint = EndpointId::new(
+        // A peer's names (1.6.1 validates none); only the empty name is refused.
+        let endpoint = EndpointId::from_peer(
             unescape_route_segment(ns)?,
             unescape_route_segment(comp)?,
             unescape_route_segment(ep)?,

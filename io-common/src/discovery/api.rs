@@ -107,12 +107,31 @@ pub(crate) fn parse_entry(
         key: key.to_owned(),
         reason,
     };
-    let parsed_key = DiscoveryKey::parse(key).map_err(|e| skipped(SkipReason::Key(e)))?;
-    let record = DiscoveryRecord::from_json(value).map_err(|e| skipped(SkipReason::Record(e)))?;
+    let parsed_key = DiscoveryKey::parse(key);
+    let record = match DiscoveryRecord::from_json(value) {
+        Ok(record) => record,
+        Err(e) => {
+            return Err(skipped(match parsed_key {
+                Err(key_error) => SkipReason::Key(key_error),
+                Ok(_) => SkipReason::Record(e),
+            }));
+        }
+    };
     let record_key = record.key();
     if record_key != key {
-        return Err(skipped(SkipReason::KeyMismatch { record_key }));
+        return Err(skipped(match parsed_key {
+            Err(key_error) => SkipReason::Key(key_error),
+            Ok(_) => SkipReason::KeyMismatch { record_key },
+        }));
     }
+    // A key that does not split (a 1.6.1 worker's name with a slash) is read from the record,
+    // which wrote exactly this key.
+    let parsed_key = match parsed_key {
+        Ok(parsed) => parsed,
+        Err(key_error) => record
+            .discovery_key()
+            .map_err(|_| skipped(SkipReason::Key(key_error)))?,
+    };
     Ok(Some((parsed_key, record)))
 }
 

@@ -40,7 +40,7 @@ use dynrt_core::config::{DiscoveryBackend, DistributedConfig, RequestPlaneMode};
 use dynrt_core::discovery::DiscoveryRecord;
 use dynrt_core::health::SystemHealth;
 use dynrt_core::metrics::MetricsRegistry;
-use dynrt_core::names::{InstanceId, Namespace as NamespaceName};
+use dynrt_core::names::{EndpointId, InstanceId, Namespace as NamespaceName};
 use dynrt_core::shutdown::Shutdown;
 use event_listener::Event;
 
@@ -161,10 +161,11 @@ impl<R: Runtime> DistributedRuntime<R> {
         };
         let server = if config.attach_lease {
             let (bind, advertise) = server_addresses(&config)?;
-            let server_config = ServerConfig {
+            let mut server_config = ServerConfig {
                 conn: conn.clone(),
                 ..ServerConfig::default()
             };
+            server_config.dynamo.callhome.max_message_size = config.tcp.max_message_size;
             let server = MuxServer::bind(&rt, bind, handlers.clone(), server_config)
                 .await
                 .map_err(|e| RuntimeError::Listen(e.to_string()))?;
@@ -213,6 +214,13 @@ impl<R: Runtime> DistributedRuntime<R> {
     /// A namespace of this runtime.
     pub fn namespace(&self, name: &str) -> Result<Namespace<R>, dynrt_core::names::NameError> {
         Ok(Namespace::new(self.clone(), NamespaceName::new(name)?))
+    }
+
+    /// A client of any endpoint, including one a Dynamo 1.6.1 worker registered under names
+    /// dynrt would not create (build its id with `EndpointId::from_peer` or
+    /// `EndpointId::parse_url_lenient`).
+    pub fn client_for(&self, endpoint: EndpointId) -> Client<R> {
+        Client::new(self.clone(), endpoint)
     }
 
     /// This process's instance id (the etcd lease id; random for the file store).

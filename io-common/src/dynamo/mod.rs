@@ -1,12 +1,12 @@
 //! Dynamo 1.6.1's TCP request plane, both ways, driven by `dynrt_core::callhome`.
 //!
-//! - Serving ([`serve_connection`], called by the request-plane listener when a connection's
+//! - Serving (`serve_connection`, called by the request-plane listener when a connection's
 //!   first bytes are not mux): request frames are routed by Dynamo's route form, acked with
 //!   Dynamo's texts, and each accepted request is answered over a call-home connection
-//!   ([`respond`]).
+//!   (`respond`).
 //! - Calling ([`DynamoCaller`]): request frames go out on pooled request connections
-//!   ([`pool`]); the answers come back to this runtime's response-stream server
-//!   ([`response_server`]), started once, on first use, at `DYN_TCP_RESPONSE_STREAM_HOST` /
+//!   (`pool`); the answers come back to this runtime's response-stream server
+//!   (`response_server`), started once, on first use, at `DYN_TCP_RESPONSE_STREAM_HOST` /
 //!   `DYN_TCP_RESPONSE_STREAM_PORT`.
 //!
 //! The mapping between a handler's bytes and Dynamo's typed values is

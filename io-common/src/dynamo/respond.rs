@@ -117,7 +117,9 @@ pub(super) async fn respond<R: Runtime>(rt: R, request: Accepted, config: CallHo
             match items.as_mut() {
                 Some(stream) if worker.is_streaming() || !prologue_sent => {
                     let next = async { Turn::Item(stream.next().await) };
-                    until(&rt, deadline, future::or(next, read)).await
+                    // Fair between the two: a handler whose items are always ready must not
+                    // keep a stop or kill from being read.
+                    until(&rt, deadline, future::race(next, read)).await
                 }
                 _ => until(&rt, deadline, read).await,
             }

@@ -34,6 +34,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// A Dynamo-only worker: a request-plane server whose record lacks the mux capability.
 pub struct DynamoWorker<R: Runtime> {
+    _peer: Arc<dyn crate::discovery::KvBackend>,
     pub client: DistributedRuntime<R>,
     pub server: MuxServer,
     pub endpoint: EndpointId,
@@ -49,14 +50,25 @@ pub async fn dynamo_worker<R: Runtime>(
     serve: DynamoServeConfig,
     handler: impl crate::mux::Handler,
 ) -> DynamoWorker<R> {
+    let endpoint =
+        EndpointId::new(super::unique_namespace(), "backend", "generate").expect("valid names");
+    dynamo_worker_at(rt, endpoint, codec, serve, handler).await
+}
+
+/// [`dynamo_worker`] serving `endpoint`, whose names may be any a 1.6.1 worker can register.
+pub async fn dynamo_worker_at<R: Runtime>(
+    rt: &R,
+    endpoint: EndpointId,
+    codec: Option<PayloadCodec>,
+    serve: DynamoServeConfig,
+    handler: impl crate::mux::Handler,
+) -> DynamoWorker<R> {
     let store = MemStore::new();
     let mut config = DistributedConfig::process_local();
     config.graceful_shutdown_timeout = Duration::from_secs(2);
     let client = DistributedRuntime::with_backend(rt.clone(), config, Arc::new(store.session(rt)))
         .await
         .expect("client runtime starts");
-    let endpoint =
-        EndpointId::new(super::unique_namespace(), "backend", "generate").expect("valid names");
     let instance = InstanceId(0x5eed);
     let route = TcpRoute::new(instance, endpoint.clone());
     let handlers = Handlers::new();
@@ -76,12 +88,15 @@ pub async fn dynamo_worker<R: Runtime>(
     let mut record =
         EndpointRecord::new(&endpoint, instance, Transport::Tcp(transport.to_string()));
     record.request_plane_codec = codec;
-    client
-        .discovery()
-        .register(&DiscoveryRecord::Endpoint(record))
+    // Written as a 1.6.1 worker writes it: straight into the store under its own session (the
+    // dynrt register path would refuse the peer names some scenarios use).
+    let peer: Arc<dyn crate::discovery::KvBackend> = Arc::new(store.session(rt));
+    let record = DiscoveryRecord::Endpoint(record);
+    peer.create(record.key(), Bytes::from(record.to_json()))
         .await
-        .expect("record registers");
+        .expect("record is written");
     DynamoWorker {
+        _peer: peer,
         client,
         server,
         endpoint,
@@ -92,15 +107,7 @@ pub async fn dynamo_worker<R: Runtime>(
 
 impl<R: Runtime> DynamoWorker<R> {
     pub async fn call(&self, payload: &str) -> Result<CallStream, ClientError> {
-        let client = self
-            .client
-            .namespace(self.endpoint.namespace.as_str())
-            .and_then(|ns| ns.component(self.endpoint.component.as_str()))
-            .and_then(|c| c.endpoint(self.endpoint.endpoint.as_str()))
-            .expect("valid names")
-            .client()
-            .await
-            .expect("client");
+        let client = self.client.client_for(self.endpoint.clone());
         client
             .wait_for_instances(1, LIMIT)
             .await
@@ -498,4 +505,133 @@ pub async fn worker_killed_mid_stream<R: Runtime>(rt: &R) {
     })
     .await;
     client.shutdown().await;
+}
+
+/// Names a 1.6.1 worker can register and dynrt would not create (dots, upper case, a percent
+/// sign, a slash): the instance is listed, watched and called.
+pub async fn peer_names_are_listed_watched_and_called<R: Runtime>(rt: &R) {
+    for (component, name) in [("Back.end", "gen%v2"), ("back%end", "gen/v2")] {
+        peer_names(rt, component, name).await;
+    }
+}
+
+async fn peer_names<R: Runtime>(rt: &R, component: &str, name: &str) {
+    let ns = format!("Parent.{}", super::unique_namespace());
+    let endpoint = EndpointId::from_peer(ns.as_str(), component, name).expect("non-empty");
+    let w = dynamo_worker_at(
+        rt,
+        endpoint.clone(),
+        None,
+        DynamoServeConfig::default(),
+        generator(),
+    )
+    .await;
+    let listing = w
+        .client
+        .discovery()
+        .list(&dynrt_core::discovery::Query::Endpoint(endpoint.clone()))
+        .await
+        .expect("list");
+    assert!(listing.skipped.is_empty(), "{:?}", listing.skipped);
+    assert_eq!(listing.records.len(), 1, "the peer's record is listed");
+    let escaped = format!(
+        "{}/{}",
+        dynrt_core::names::escape_route_segment(component),
+        dynrt_core::names::escape_route_segment(name)
+    );
+    assert!(w.route.ends_with(&escaped), "{} vs {escaped}", w.route);
+    let (items, err) = within(rt, LIMIT, "call", async {
+        w.call("\"text\"").await.expect("call").collect_all().await
+    })
+    .await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(texts(&items), ["hello world"]);
+    // The command line's lenient form reaches the dotted namespace too.
+    let url = format!("dyn://{ns}.{component}.{name}");
+    if component.contains('.') {
+        // A dotted component cannot be told from a nested namespace on the command line.
+        w.client.shutdown().await;
+        return;
+    }
+    assert_eq!(
+        EndpointId::parse_url_lenient(&url).expect("lenient URL"),
+        endpoint
+    );
+    w.client.shutdown().await;
+}
+
+/// A dynrt worker, registered the ordinary way (mux capability and all), answers a caller that
+/// speaks only Dynamo's protocol, in either codec; its record names JSON.
+pub async fn dynrt_worker_serves_a_dynamo_caller<R: Runtime>(rt: &R) {
+    let store = MemStore::new();
+    let worker = DistributedRuntime::with_backend(
+        rt.clone(),
+        DistributedConfig::process_local(),
+        Arc::new(store.session(rt)),
+    )
+    .await
+    .expect("worker runtime");
+    let ns = super::unique_namespace();
+    let ep = worker
+        .namespace(&ns)
+        .and_then(|n| n.component("backend"))
+        .and_then(|c| c.endpoint("generate"))
+        .expect("valid names");
+    ep.serve(generator()).await.expect("serve");
+    let endpoint = EndpointId::new(ns.as_str(), "backend", "generate").expect("valid");
+    let listing = worker
+        .discovery()
+        .list(&dynrt_core::discovery::Query::Endpoint(endpoint.clone()))
+        .await
+        .expect("list");
+    let Some(DiscoveryRecord::Endpoint(record)) = listing.records.first() else {
+        panic!("the worker's record is listed: {listing:?}");
+    };
+    assert_eq!(record.request_plane_codec, Some(PayloadCodec::Json));
+    assert!(record.mux_version().is_some(), "the mux capability stays");
+    let Transport::Tcp(transport) = &record.transport else {
+        panic!("tcp transport")
+    };
+    let transport = TcpTransport::parse(transport).expect("transport");
+    let route = transport.route_str().expect("route").to_owned();
+    let caller =
+        crate::dynamo::DynamoCaller::new(rt.clone(), CallHomeConfig::default(), None, 0, 7);
+    for codec in [PayloadCodec::Json, PayloadCodec::Msgpack] {
+        let body = dynrt_core::callhome::value::json_to_request_body(codec, br#"{"n":3}"#)
+            .expect("JSON body");
+        let stream = within(rt, LIMIT, "Dynamo call", async {
+            caller
+                .call(transport.addr, &route, "req-1", codec, Bytes::from(body))
+                .await
+        })
+        .await
+        .expect("the dynrt worker acks");
+        let items: Vec<_> = within(rt, LIMIT, "items", stream.collect::<Vec<_>>()).await;
+        let items: Vec<Bytes> = items.into_iter().map(|i| i.expect("ok item")).collect();
+        assert_eq!(
+            texts(&items),
+            [r#"{"i":0}"#, r#"{"i":1}"#, r#"{"i":2}"#],
+            "{codec:?}"
+        );
+    }
+    // Port 0 is OS-assigned; the server starts once and keeps its address.
+    let first = caller.response_address().await.expect("started");
+    assert_ne!(first.port(), 0);
+    assert_eq!(caller.response_address().await.expect("started"), first);
+    // A response-stream host that is not an IP address is a typed error naming the variable.
+    let bad = crate::dynamo::DynamoCaller::new(
+        rt.clone(),
+        CallHomeConfig::default(),
+        Some("not-an-ip"),
+        0,
+        8,
+    );
+    let error = bad.response_address().await.expect_err("bad host");
+    assert!(
+        error
+            .to_string()
+            .contains("DYN_TCP_RESPONSE_STREAM_HOST: 'not-an-ip'"),
+        "{error}"
+    );
+    worker.shutdown().await;
 }

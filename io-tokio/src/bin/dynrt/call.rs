@@ -16,7 +16,9 @@ pub(crate) struct CallArgs {
     /// The endpoint: dyn://namespace.component.endpoint
     endpoint: String,
     /// The request, JSON text sent as the payload's bytes (for `dynrt serve`:
-    /// '{"prompt": "hello world", "max_tokens": 4}')
+    /// '{"prompt": "hello world", "max_tokens": 4}'). A Dynamo worker receives it as its JSON
+    /// request (in the codec its record names); each item's data is printed, a JSON string as
+    /// plain text
     request: String,
     /// How long to wait for an instance to appear (10s, 500ms, ...)
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -27,7 +29,11 @@ pub(crate) struct CallArgs {
 }
 
 pub(crate) async fn run(args: CallArgs) -> Result<(), CliError> {
-    let id = EndpointId::parse_url(&args.endpoint).map_err(|e| CliError::Setup(e.to_string()))?;
+    // A Dynamo 1.6.1 worker may register names dynrt would not create (`parent.child`
+    // namespaces, upper case, ...): fall back to the lenient form to call those.
+    let id = EndpointId::parse_url(&args.endpoint)
+        .or_else(|strict| EndpointId::parse_url_lenient(&args.endpoint).map_err(|_| strict))
+        .map_err(|e| CliError::Setup(e.to_string()))?;
     if let Err(e) = serde_json::from_str::<serde_json::Value>(&args.request) {
         return Err(CliError::Setup(format!(
             "the request is not valid JSON ({e}): {}",
@@ -64,13 +70,7 @@ async fn call(
     wait: Duration,
     where_: &str,
 ) -> Result<(), CliError> {
-    let client = drt
-        .namespace(id.namespace.as_str())
-        .and_then(|ns| ns.component(id.component.as_str()))
-        .and_then(|c| c.endpoint(id.endpoint.as_str()))
-        .map_err(|e| CliError::Setup(e.to_string()))?
-        .client()
-        .await?;
+    let client = drt.client_for(id.clone());
     let deadline = Instant::now() + wait;
     let not_found = || {
         let which =

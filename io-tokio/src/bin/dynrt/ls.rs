@@ -64,9 +64,10 @@ fn columns(record: &EndpointRecord) -> [String; 4] {
         ),
         Transport::Nats(subject) => (format!("nats:{subject}"), "nats"),
     };
+    let codec = record.request_plane_codec.unwrap_or_default().name();
     let protocol = match record.mux_version() {
         Some(v) => format!("mux v{v}"),
-        None => format!("dynamo {plane}"),
+        None => format!("dynamo {plane} ({codec})"),
     };
     [endpoint, record.instance_id.to_string(), address, protocol]
 }

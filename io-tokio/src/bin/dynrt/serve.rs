@@ -50,7 +50,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         .unwrap_or_else(|| "-".into());
     println!("serving {id}");
     println!("  instance   {}", drt.instance_id());
-    println!("  address    {address} (tcp, mux v{MUX_PROTOCOL_VERSION})");
+    println!(
+        "  address    {address} (tcp: mux v{MUX_PROTOCOL_VERSION}, and Dynamo 1.6.1's protocol, json)"
+    );
     println!("  discovery  {}", describe_discovery(config));
     println!(
         "try: dynrt call {id} '{{\"prompt\":\"hello world\",\"max_tokens\":4}}'   (Ctrl-C stops)"
