@@ -220,7 +220,7 @@ fn main() {
                 let latencies = target.latencies.clone();
                 let request = unary.clone();
                 // Benchmark loops run inside a spawned task (see the machine notes).
-                rt.block_on(tokio::spawn(async move {
+                rt.block_on(rt.spawn(async move {
                     let payload = Bytes::from(request.to_string());
                     let mut mine = Vec::with_capacity(iters as usize);
                     let start = Instant::now();
@@ -246,7 +246,7 @@ fn main() {
             b.iter_custom(|iters| {
                 let caller = target.caller.clone();
                 let request = unary.clone();
-                rt.block_on(tokio::spawn(async move {
+                rt.block_on(rt.spawn(async move {
                     let left = Arc::new(AtomicU64::new(iters));
                     let start = Instant::now();
                     let tasks: Vec<_> = (0..IN_FLIGHT)
@@ -284,7 +284,7 @@ fn main() {
             b.iter_custom(|iters| {
                 let caller = target.caller.clone();
                 let request = stream.clone();
-                rt.block_on(tokio::spawn(async move {
+                rt.block_on(rt.spawn(async move {
                     let payload = Bytes::from(request.to_string());
                     let start = Instant::now();
                     for _ in 0..iters {
