@@ -216,7 +216,7 @@ fn mid_stream_error(c: &Cluster) {
 /// (the caller's call-home connection is closed right after the kill) only stops generating
 /// (`push_handler.rs`, `pump_response_stream`). The Dynamo-to-Dynamo baseline printed
 /// `stopped=true killed=false` in about one kill of six under a parallel test load.
-fn cancel(c: &mut Cluster, action: &str) {
+fn cancel(c: &mut Cluster, action: &str) -> Output {
     let out = c.call_to_end(SLOW, &["--after", "3", "--action", action]);
     assert!(out.has(&action.to_uppercase()), "{}", out.dump());
     assert!(out.has("END"), "{}", out.dump());
@@ -227,10 +227,13 @@ fn cancel(c: &mut Cluster, action: &str) {
         cancelled.contains("stopped=true"),
         "worker: CANCELLED {cancelled}"
     );
+    out
 }
 
+/// A stopped stream ends cleanly: no "stream ended before generation completed".
 fn stop(c: &mut Cluster) {
-    cancel(c, "stop");
+    let out = cancel(c, "stop");
+    assert!(out.errors().is_empty(), "{}", out.dump());
 }
 
 fn kill(c: &mut Cluster) {
