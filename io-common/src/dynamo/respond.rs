@@ -131,42 +131,68 @@ pub(super) async fn respond<R: Runtime>(rt: R, request: Accepted, config: CallHo
             Turn::Read(false) => worker.handle_eof(now),
             Turn::Timeout => worker.handle_timeout(now),
             Turn::Item(next) => {
-                if !prologue_sent {
-                    prologue_sent = true;
-                    if let Some(Err(e)) = &next {
-                        // The handler failed before its first item: 1.6.1's generate() error.
-                        let class = e.kind.dynamo_name().unwrap_or("Internal");
-                        let _ = worker.send_prologue(&refusal(class, e.message.clone()));
-                        items = None;
-                        continue;
+                let mut more = on_item(&mut worker, next, &mut prologue_sent);
+                // Coalesce the items that are ready at once into one write (up to a budget).
+                for _ in 0..BATCH {
+                    let Some(stream) = items.as_mut().filter(|_| more) else {
+                        break;
+                    };
+                    match future::poll_once(stream.next()).await {
+                        Some(next) => more = on_item(&mut worker, next, &mut prologue_sent),
+                        None => break,
                     }
-                    let _ = worker.send_prologue(&ResponseStreamPrologue::ok());
                 }
-                match next {
-                    Some(Ok(item)) => {
-                        let data = annotated_data(&item_to_json(&item));
-                        if let Err(e) = worker.send_item_json(&data) {
-                            let error = annotated_error("Internal", &e.to_string());
-                            let _ = worker.send_item_json(&error);
-                            let _ = worker.finish();
-                            items = None;
-                        }
-                    }
-                    Some(Err(e)) => {
-                        let class = e.kind.dynamo_name().unwrap_or("Internal");
-                        let _ = worker.send_item_json(&annotated_error(class, &e.message));
-                        let _ = worker.finish();
-                        items = None;
-                    }
-                    None => {
-                        let _ = worker.finish();
-                        items = None;
-                    }
+                if !more {
+                    items = None;
                 }
             }
         }
     }
     sock.close().await;
+}
+
+/// Items queued for one write, at most, when a handler has many ready at once.
+const BATCH: usize = 64;
+
+/// Queues what the handler's `next` outcome means on the wire; returns whether the handler's
+/// stream should be polled again.
+fn on_item(
+    worker: &mut WorkerStream,
+    next: Option<Result<Bytes, HandlerError>>,
+    prologue_sent: &mut bool,
+) -> bool {
+    if !*prologue_sent {
+        *prologue_sent = true;
+        if let Some(Err(e)) = &next {
+            // The handler failed before its first item: 1.6.1's generate() error.
+            let class = e.kind.dynamo_name().unwrap_or("Internal");
+            let _ = worker.send_prologue(&refusal(class, e.message.clone()));
+            return false;
+        }
+        let _ = worker.send_prologue(&ResponseStreamPrologue::ok());
+    }
+    match next {
+        Some(Ok(item)) => {
+            let data = annotated_data(&item_to_json(&item));
+            if let Err(e) = worker.send_item_json(&data) {
+                let error = annotated_error("Internal", &e.to_string());
+                let _ = worker.send_item_json(&error);
+                let _ = worker.finish();
+                return false;
+            }
+            worker.is_streaming()
+        }
+        Some(Err(e)) => {
+            let class = e.kind.dynamo_name().unwrap_or("Internal");
+            let _ = worker.send_item_json(&annotated_error(class, &e.message));
+            let _ = worker.finish();
+            false
+        }
+        None => {
+            let _ = worker.finish();
+            false
+        }
+    }
 }
 
 fn refusal(class: &str, message: String) -> ResponseStreamPrologue {

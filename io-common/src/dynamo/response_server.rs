@@ -63,7 +63,14 @@ pub(super) async fn start<R: Runtime>(
     tracing::info!(%local, "Dynamo response-stream server listening");
     let secs = config.establish_timeout.as_secs();
     rt.spawn(expire_loop(rt.clone(), Arc::downgrade(&registry), secs));
-    rt.spawn(accept_loop(rt.clone(), listener, registry, config));
+    // Both loops hold the registry weakly: when the runtime (and its caller) is dropped, the
+    // server stops accepting and its port is released.
+    rt.spawn(accept_loop(
+        rt.clone(),
+        listener,
+        Arc::downgrade(&registry),
+        config,
+    ));
     Ok(local)
 }
 
@@ -94,11 +101,25 @@ async fn expire_loop<R: Runtime>(rt: R, registry: std::sync::Weak<Registry>, sec
 async fn accept_loop<R: Runtime>(
     rt: R,
     listener: R::Listener,
-    registry: Arc<Registry>,
+    registry: std::sync::Weak<Registry>,
     config: CallHomeConfig,
 ) {
     loop {
-        match runtime::accept::<R>(&listener).await {
+        // Look at the registry at least every second while idle.
+        let accepted = future::or(
+            async { Some(runtime::accept::<R>(&listener).await) },
+            async {
+                runtime::sleep_until(&rt, Instant::now() + Duration::from_secs(1)).await;
+                None
+            },
+        )
+        .await;
+        let Some(registry) = registry.upgrade() else {
+            tracing::info!("Dynamo response-stream server stopped (its runtime is gone)");
+            return;
+        };
+        let Some(accepted) = accepted else { continue };
+        match accepted {
             Ok((tcp, _peer)) => {
                 if let Err(e) = R::set_linger_zero(&tcp) {
                     tracing::warn!(error = %e, "cannot set SO_LINGER 0 on a call-home socket");

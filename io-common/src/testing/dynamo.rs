@@ -618,6 +618,17 @@ pub async fn dynrt_worker_serves_a_dynamo_caller<R: Runtime>(rt: &R) {
     let first = caller.response_address().await.expect("started");
     assert_ne!(first.port(), 0);
     assert_eq!(caller.response_address().await.expect("started"), first);
+    // Dropping the caller (with its runtime) stops its response-stream server.
+    drop(caller);
+    let mut closed = false;
+    for _ in 0..400 {
+        if rt.connect(first).await.is_err() {
+            closed = true;
+            break;
+        }
+        runtime::sleep_until(rt, Instant::now() + Duration::from_millis(10)).await;
+    }
+    assert!(closed, "the response-stream server outlived its caller");
     // A response-stream host that is not an IP address is a typed error naming the variable.
     let bad = crate::dynamo::DynamoCaller::new(
         rt.clone(),
