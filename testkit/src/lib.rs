@@ -15,8 +15,28 @@ use std::time::{Duration, Instant};
 /// How long a server may take to become healthy.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A port that was free a moment ago (bind to port 0, read it back, release it).
+/// A port that was free a moment ago, for a server a test starts (and may restart).
+///
+/// Taken from below Linux's ephemeral range (32768–60999), so that the kernel does not hand it
+/// to some other socket's `connect` or `bind(0)` while the server is down — a restart on the
+/// same port would then fail. Candidates are drawn at random and checked by binding them.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const LOW: u16 = 20_000;
+    const HIGH: u16 = 32_000;
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    let keys = std::collections::hash_map::RandomState::new();
+    for _ in 0..1_000 {
+        let mut hasher = keys.build_hasher();
+        hasher.write_u64(DRAWS.fetch_add(1, Ordering::Relaxed));
+        hasher.write_u32(std::process::id());
+        let port = LOW + (hasher.finish() % u64::from(HIGH - LOW)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    // Crowded: fall back to one the kernel picks.
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -61,18 +81,35 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn wait_until(what: &str, child: &mut Child, mut ready: impl FnMut() -> bool) {
+fn wait_until(
+    what: &str,
+    log: &std::path::Path,
+    child: &mut Child,
+    mut ready: impl FnMut() -> bool,
+) {
+    // The server's own words, for the panic message.
+    let log_tail = || {
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    };
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited during start-up with {status}");
+            panic!(
+                "{what} exited during start-up with {status}; its log ends:\n{}",
+                log_tail()
+            );
         }
         if ready() {
             return;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("{what} did not become healthy within {START_TIMEOUT:?}");
+    panic!(
+        "{what} did not become healthy within {START_TIMEOUT:?}; its log ends:\n{}",
+        log_tail()
+    );
 }
 
 fn stop(child: &mut Child) {
@@ -153,6 +190,7 @@ impl EtcdServer {
         let addr: SocketAddr = ([127, 0, 0, 1], self.client_port).into();
         wait_until(
             "etcd",
+            &self.dir.path().join("etcd.log"),
             &mut child,
             || matches!(http_get(addr, "/health"), Some((200, body)) if body.contains("true")),
         );
@@ -231,12 +269,17 @@ impl NatsServer {
             .spawn()
             .expect("spawning nats-server");
         let addr: SocketAddr = ([127, 0, 0, 1], self.monitor_port).into();
-        wait_until("nats-server", &mut child, || {
-            matches!(
-                http_get(addr, "/healthz?js-enabled-only=true"),
-                Some((200, _))
-            )
-        });
+        wait_until(
+            "nats-server",
+            &self.dir.path().join("nats.log"),
+            &mut child,
+            || {
+                matches!(
+                    http_get(addr, "/healthz?js-enabled-only=true"),
+                    Some((200, _))
+                )
+            },
+        );
         self.child = Some(child);
     }
 
