@@ -348,8 +348,11 @@ impl<R: Runtime> Client<R> {
 
     /// One attempt on an instance that speaks only Dynamo's protocol (see `crate::dynamo`):
     /// the payload must be JSON; it goes out in the codec the instance's record names (absent:
-    /// JSON). A failed dial and a refusing ack (`Server overloaded:`, `Server unavailable:`)
-    /// are refusals; anything after the request was written belongs to the instance.
+    /// JSON). A failed dial, a pooled connection that closed before taking the request, and a
+    /// refusing ack (`Server overloaded:`, `Server unavailable:`) are refusals. After an
+    /// accepting ack the stream's first answer decides, as on the mux: a `WorkerUnavailable`
+    /// or `WorkerOverloaded` prologue (a draining dynrt worker answers so) means the handler
+    /// never ran, and the request may go elsewhere; anything else belongs to the instance.
     async fn attempt_dynamo(
         &self,
         instance: &Instance,
@@ -375,10 +378,12 @@ impl<R: Runtime> Client<R> {
                     instance: instance.id,
                 },
                 first_answer: None,
+                pending_cancel: None,
             }),
             Err(error) => {
                 let outcome = match &error {
                     CallError::Connect { .. } => Outcome::ConnectFailed,
+                    CallError::Open(_) => Outcome::ClosedBeforeSent,
                     CallError::Stream(e)
                         if e.kind == crate::mux::ErrorKind::WORKER_OVERLOADED
                             || e.kind == crate::mux::ErrorKind::WORKER_UNAVAILABLE =>
@@ -505,6 +510,8 @@ pub struct CallStream {
     kind: CallKind,
     /// A network call, until its first answer: how to retry if that answer is a refusal.
     first_answer: Option<Box<dyn FirstAnswer>>,
+    /// A cancel asked for while another instance was being tried: applied to its stream.
+    pending_cancel: Option<crate::mux::CancelMode>,
 }
 
 enum CallKind {
@@ -548,6 +555,7 @@ impl CallStream {
                 instance,
             },
             first_answer: None,
+            pending_cancel: None,
         }
     }
 
@@ -555,6 +563,7 @@ impl CallStream {
         Self {
             kind: CallKind::Local(items),
             first_answer: None,
+            pending_cancel: None,
         }
     }
 
@@ -564,9 +573,14 @@ impl CallStream {
         match &mut self.kind {
             CallKind::Remote { stream, .. } => stream.cancel(mode),
             CallKind::Dynamo { stream, .. } => stream.cancel(mode),
-            // While another instance is being tried no request is out to cancel; dropping
-            // the stream abandons the retry.
-            CallKind::Retrying(_) | CallKind::Local(_) => {}
+            // While another instance is being tried no request is out yet: the cancel waits
+            // for the stream of the instance that takes it (a kill outranks a stop).
+            CallKind::Retrying(_) => {
+                if self.pending_cancel != Some(crate::mux::CancelMode::Kill) {
+                    self.pending_cancel = Some(mode);
+                }
+            }
+            CallKind::Local(_) => {}
         }
     }
 
@@ -625,7 +639,11 @@ impl Stream for CallStream {
                 CallKind::Retrying(retry) => match std::task::ready!(retry.as_mut().poll(cx)) {
                     // The stream of the instance that took it (with its own first-answer hook).
                     Ok(next) => {
+                        let pending = self.pending_cancel.take();
                         *self = next;
+                        if let Some(mode) = pending {
+                            self.cancel(mode);
+                        }
                         continue;
                     }
                     Err(error) => {

@@ -193,6 +193,21 @@ impl<R: Runtime> DistributedRuntime<R> {
         let primary = CancellationToken::new();
         let children = primary.child_token();
         let shutdown = Shutdown::new(config.graceful_shutdown_timeout);
+        // Unset, the response-stream server (for calls to Dynamo-only workers) listens where
+        // this process's request plane is advertised — the routed address with etcd, loopback
+        // with file and mem — so that a worker on another host can connect back to it, as
+        // 1.6.1 picks a local address rather than loopback.
+        let response_stream_host = config.tcp.response_stream_host.clone().or_else(|| {
+            let advertised = match &server {
+                Some((_, advertise)) => Some(advertise.ip()),
+                // No server (a tool that only calls): the same choice, without its warnings.
+                None => config
+                    .rpc_server_host(addr::routed_addrs())
+                    .ok()
+                    .map(|host| host.advertise),
+            };
+            advertised.map(|ip| ip.to_string())
+        });
         let drt = Self {
             inner: Arc::new(Inner {
                 connector: Arc::new(Connector::new(rt.clone(), conn)),
@@ -202,7 +217,7 @@ impl<R: Runtime> DistributedRuntime<R> {
                         max_message_size: config.tcp.max_message_size,
                         ..Default::default()
                     },
-                    config.tcp.response_stream_host.as_deref(),
+                    response_stream_host.as_deref(),
                     config.tcp.response_stream_port,
                     discovery.instance_id().0,
                 ),

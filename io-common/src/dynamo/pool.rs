@@ -63,9 +63,9 @@ impl<R: Runtime> Pool<R> {
                     "request connection to {addr} closed"
                 ))),
             },
-            Err(_) => Err(CallError::Disconnected(format!(
-                "request connection to {addr} closed"
-            ))),
+            // The pooled connection closed before it took the request: nothing was written,
+            // so this is a refusal a caller may retry elsewhere, not a lost request.
+            Err(_) => Err(CallError::Open(dynrt_core::conn::OpenError::Closed)),
         };
         conn.in_flight.fetch_sub(1, Ordering::AcqRel);
         result
