@@ -19,4 +19,5 @@ scenarios! {
     a_refused_connect_is_retried_on_another_instance => refused_connect_is_retried_elsewhere,
     an_overloaded_answer_is_retried_and_not_reported_down => overloaded_answer_is_retried_and_not_reported_down,
     an_accepted_request_is_never_retried => accepted_request_is_never_retried,
+    a_kill_while_retrying_reaches_the_next_instance => kill_while_retrying_reaches_the_next_instance,
 }

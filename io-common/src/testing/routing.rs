@@ -234,3 +234,82 @@ pub async fn accepted_request_is_never_retried<R: Runtime>(rt: &R) {
     })
     .await;
 }
+
+/// A kill asked for while the stream is offering its request to another instance (the first
+/// answered `WorkerOverloaded`; the dial to the next one is held) is not lost: once the next
+/// instance takes the request, the kill reaches it and the stream ends `Cancelled`. (Before,
+/// the kill was dropped and the stream went on with the next instance's answer.)
+pub async fn kill_while_retrying_reaches_the_next_instance<R: Runtime>(rt: &R) {
+    use crate::mux::CancelMode;
+    use crate::testing::connections::GatedDials;
+    use futures_lite::{StreamExt, future};
+
+    within(rt, LIMIT, "a kill during a retry", async {
+        let store = MemStore::new();
+        let (busy, ok) = (runtime_on(rt, &store).await, runtime_on(rt, &store).await);
+        serve_refusing(&busy, ErrorKind::WORKER_OVERLOADED).await;
+        // One item, then nothing until cancelled: only a kill ends this stream.
+        demo_endpoint(&ok, "generate")
+            .serve(handler_fn(|_payload: Bytes, _ctx| {
+                stream::once(Ok(Bytes::from_static(b"first"))).chain(stream::pending())
+            }))
+            .await
+            .expect("serve registers");
+        let ok_addr = ok.request_plane_addr().expect("ok serves over TCP");
+        let gated = GatedDials::new(rt.clone(), ok_addr);
+        let caller = runtime_on(&gated, &store).await;
+        let client = demo_endpoint(&caller, "generate")
+            .client()
+            .await
+            .expect("client");
+        client
+            .wait_for_instances(2, Duration::from_secs(5))
+            .await
+            .expect("instances");
+
+        // Connect to the busy worker first (a direct call is never retried), so that a call
+        // to it opens its stream without waiting on a dial.
+        let (_, refusal) = client
+            .direct(busy.instance_id(), Bytes::new())
+            .await
+            .expect("direct call")
+            .collect_all()
+            .await;
+        assert_eq!(
+            refusal.map(|e| e.kind()),
+            Some(ErrorKind::WORKER_OVERLOADED)
+        );
+        // A call whose first attempt goes to the busy worker (a first attempt at `ok` waits at
+        // the gate: drop it, and round robin moves on to `busy`).
+        let mut stream = None;
+        for _ in 0..4 {
+            if let Some(call) = future::poll_once(client.round_robin(Bytes::new())).await {
+                stream = Some(call.expect("the busy worker takes the call"));
+                break;
+            }
+        }
+        let mut stream = stream.expect("a call reached the busy worker");
+        // Its first answer is the refusal: the stream then dials `ok` and waits at the gate.
+        let held = gated.held();
+        while stream.instance().is_some() || gated.held() == held {
+            assert!(
+                future::poll_once(stream.next()).await.is_none(),
+                "nothing can come out: busy refuses, ok is behind the gate"
+            );
+            rt.timer(std::time::Instant::now() + Duration::from_millis(5))
+                .await;
+        }
+        stream.cancel(CancelMode::Kill);
+        gated.open();
+        let (_items, error) = stream.collect_all().await;
+        assert_eq!(
+            error.map(|e| e.kind()),
+            Some(ErrorKind::CANCELLED),
+            "the kill reached the instance that took the request"
+        );
+        caller.shutdown().await;
+        busy.shutdown().await;
+        ok.shutdown().await;
+    })
+    .await;
+}
