@@ -258,14 +258,7 @@ pub async fn kill_while_retrying_reaches_the_next_instance<R: Runtime>(rt: &R) {
         let ok_addr = ok.request_plane_addr().expect("ok serves over TCP");
         let gated = GatedDials::new(rt.clone(), ok_addr);
         let caller = runtime_on(&gated, &store).await;
-        let client = demo_endpoint(&caller, "generate")
-            .client()
-            .await
-            .expect("client");
-        client
-            .wait_for_instances(2, Duration::from_secs(5))
-            .await
-            .expect("instances");
+        let client = client_for(&caller, 2).await;
 
         // Connect to the busy worker first (a direct call is never retried), so that a call
         // to it opens its stream without waiting on a dial.
