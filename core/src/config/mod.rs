@@ -14,7 +14,7 @@
 //! | `DYN_DISCOVERY_BACKEND` | `etcd` | `etcd`, `file`, `mem`, `kubernetes` | empty is an error (as in Dynamo) |
 //! | `DYN_REQUEST_PLANE` | `tcp` | `tcp`, `nats`, `http` | empty is an error (as in Dynamo); `http` is ours |
 //! | `DYN_EVENT_PLANE` | `zmq` for `file`/`mem`, `nats` for `etcd`/`kubernetes` | `zmq`, `nats` | invalid: warning, the backend's default (the specification's `resolve_event_transport_kind`); not implemented: setting it warns |
-//! | `NATS_SERVER` | `nats://localhost:4222` | `nats://…`, `tls://…` | setting it turns NATS on; empty is an error; no NATS client yet: setting it warns |
+//! | `NATS_SERVER` | `nats://localhost:4222` | `nats://…`, `tls://…` | setting it turns NATS on; empty is an error; used by the NATS request plane only yet (otherwise it warns) |
 //! | `ETCD_ENDPOINTS` | `http://localhost:2379` | comma list | an empty entry is an error |
 //! | `ETCD_LEASE_TTL` | 30 s | seconds ≥ 1 | invalid or 0: warning, default (as in Dynamo) |
 //! | `DYN_FILE_KV` | `$TMPDIR/dynamo_store_kv` | a directory | see [`DistributedConfig::file_kv_root`] |
@@ -646,11 +646,14 @@ impl DistributedConfig {
         let nats_server = match s.present(NATS_SERVER) {
             None => None,
             Some(v) if v.starts_with("nats://") || v.starts_with("tls://") => {
-                warnings.push(ConfigWarning::NotImplemented {
-                    var: NATS_SERVER,
-                    value: v.to_owned(),
-                    what: "dynrt has no NATS client yet; nothing connects to it",
-                });
+                if !c.request_plane.is_nats() {
+                    warnings.push(ConfigWarning::NotImplemented {
+                        var: NATS_SERVER,
+                        value: v.to_owned(),
+                        what: "only the NATS request plane (DYN_REQUEST_PLANE=nats) uses NATS \
+                               yet; nothing else connects to it",
+                    });
+                }
                 Some(v.to_owned())
             }
             Some(_) => return Err(s.error(NATS_SERVER, Problem::NotANatsUrl)),

@@ -23,6 +23,7 @@ use dynrt_core::names::{EndpointId, InstanceId};
 use dynrt_core::router::{
     Attempts, Candidates, Outcome, Policy, RetryConfig, RouteError, Router, Verdict,
 };
+use dynrt_core::wire::dynamo::nats::NatsFailure;
 use futures_lite::{Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -306,11 +307,11 @@ impl<R: Runtime> Client<R> {
                 )));
             }
         }
-        let InstanceAddress::Tcp(transport) = &instance.address else {
-            return Err(AttemptError::Failed(ClientError::Unsupported {
-                instance: instance.id,
-                reason: "it serves over NATS; only the tcp request plane is implemented".into(),
-            }));
+        let transport = match &instance.address {
+            InstanceAddress::Tcp(transport) => transport,
+            InstanceAddress::Nats(subject) => {
+                return self.attempt_nats(instance, subject, request).await;
+            }
         };
         let route = transport.route_str().unwrap_or_default();
         if instance.mux.is_none() {
@@ -400,6 +401,83 @@ impl<R: Runtime> Client<R> {
         }
     }
 
+    /// One attempt on an instance on the NATS request plane: Dynamo's protocol with the
+    /// request sent as a NATS request (see [`Self::attempt_dynamo`] for the stream). A request
+    /// too large for the server is final (every instance shares the server); no responders is
+    /// a refusal that reports the instance down; no ack in time may have reached the worker,
+    /// so it is not retried. A runtime without a NATS client cannot call it at all.
+    async fn attempt_nats(
+        &self,
+        instance: &Instance,
+        subject: &str,
+        request: &Request,
+    ) -> Result<CallStream, AttemptError> {
+        let Some(link) = self.drt.inner().nats_plane.link.as_ref() else {
+            let error = CallError::Nats {
+                subject: subject.to_owned(),
+                failure: NatsFailure::NoClient,
+            };
+            return Err(AttemptError::Failed(ClientError::Unsupported {
+                instance: instance.id,
+                reason: error.to_string(),
+            }));
+        };
+        let codec = instance.codec.unwrap_or_default();
+        let body = dynrt_core::callhome::value::json_to_request_body(codec, &request.payload)
+            .map_err(|e| AttemptError::Failed(ClientError::Encode(e.to_string())))?;
+        let request_id = RequestHeader::from_msgpack(&request.header)
+            .map(|h| h.request_id)
+            .unwrap_or_default();
+        match nats_call(
+            link,
+            &self.drt.inner().dynamo,
+            subject,
+            &request_id,
+            codec,
+            body,
+        )
+        .await
+        {
+            Ok(stream) => Ok(CallStream {
+                kind: CallKind::Dynamo {
+                    stream,
+                    instances: Box::new(self.instances.clone()),
+                    instance: instance.id,
+                },
+                first_answer: None,
+                pending_cancel: None,
+            }),
+            Err(error) => {
+                let outcome = match &error {
+                    CallError::Nats {
+                        failure: NatsFailure::PayloadTooLarge { .. },
+                        ..
+                    } => {
+                        return Err(AttemptError::Failed(ClientError::Call {
+                            instance: instance.id,
+                            error,
+                        }));
+                    }
+                    CallError::Nats {
+                        failure: NatsFailure::NoResponders,
+                        ..
+                    } => Outcome::ConnectFailed,
+                    CallError::Stream(e)
+                        if e.kind == crate::mux::ErrorKind::WORKER_OVERLOADED
+                            || e.kind == crate::mux::ErrorKind::WORKER_UNAVAILABLE =>
+                    {
+                        Outcome::EndedBeforeData(e.kind)
+                    }
+                    _ => Outcome::ClosedAfterSent,
+                };
+                if outcome == Outcome::ClosedAfterSent && error.is_transport_failure() {
+                    self.instances.report_down(instance.id);
+                }
+                Err(AttemptError::Refused(outcome, error))
+            }
+        }
+    }
+
     fn choose(&self, attempts: &mut Attempts) -> Result<Instance, RouteError> {
         let policy_instances = match attempts.policy() {
             Policy::Direct(_) => self.instances.instances(),
@@ -416,6 +494,32 @@ impl<R: Runtime> Client<R> {
             .expect("the router chose among these ids")
             .clone())
     }
+}
+
+#[cfg(feature = "nats")]
+async fn nats_call<R: Runtime>(
+    link: &super::nats_plane::Link,
+    caller: &crate::dynamo::DynamoCaller<R>,
+    subject: &str,
+    request_id: &str,
+    codec: dynrt_core::wire::dynamo::PayloadCodec,
+    body: Vec<u8>,
+) -> Result<crate::dynamo::DynamoStream, CallError> {
+    caller
+        .call_nats(link, subject, request_id, codec, Bytes::from(body))
+        .await
+}
+
+#[cfg(not(feature = "nats"))]
+async fn nats_call<R: Runtime>(
+    link: &super::nats_plane::Link,
+    _caller: &crate::dynamo::DynamoCaller<R>,
+    _subject: &str,
+    _request_id: &str,
+    _codec: dynrt_core::wire::dynamo::PayloadCodec,
+    _body: Vec<u8>,
+) -> Result<crate::dynamo::DynamoStream, CallError> {
+    match *link {}
 }
 
 /// One request, as offered to each instance in turn.

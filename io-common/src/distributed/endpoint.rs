@@ -145,12 +145,14 @@ impl<R: Runtime> Endpoint<R> {
         health_check: Option<serde_json::Value>,
     ) -> Result<(), RuntimeError> {
         let inner = self.drt.inner();
-        let Some((_, advertise)) = &inner.server else {
+        let nats_plane = inner.nats_plane.link.is_some() && inner.server.is_none();
+        let advertise = inner.server.as_ref().map(|(_, advertise)| *advertise);
+        if advertise.is_none() && !nats_plane {
             return Err(RuntimeError::Unsupported(
                 "this runtime was built without a request-plane server (for_cli); it can call but not serve"
                     .into(),
             ));
-        };
+        }
         if !inner.lock_shutdown().is_accepting() {
             return Err(RuntimeError::ShuttingDown);
         }
@@ -199,21 +201,37 @@ impl<R: Runtime> Endpoint<R> {
             }),
         });
         inner
-            .handlers
-            .insert(route.to_string(), SharedHandler(tracked.clone()));
-        inner
             .local
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(self.id.path(), tracked);
-
-        let transport = TcpTransport::new(*advertise, &route);
-        let mut record =
-            EndpointRecord::new(&self.id, instance, Transport::Tcp(transport.to_string()));
+            .insert(self.id.path(), tracked.clone());
+        let mut record = match advertise {
+            Some(advertise) => {
+                inner
+                    .handlers
+                    .insert(route.to_string(), SharedHandler(tracked));
+                let transport = TcpTransport::new(advertise, &route);
+                let mut record =
+                    EndpointRecord::new(&self.id, instance, Transport::Tcp(transport.to_string()));
+                record.dynrt = Some(DynrtCapabilities::with_mux(u32::from(MUX_VERSION)));
+                record
+            }
+            // The NATS plane: subscribed before the record exists, so a caller that finds it
+            // is answered. No mux capability: a NATS-plane instance has no TCP server.
+            None => {
+                let subject = self.id.nats_subject(instance);
+                super::nats_plane::serve(
+                    &self.drt,
+                    subject.clone(),
+                    Arc::new(SharedHandler(tracked)),
+                )
+                .await?;
+                EndpointRecord::new(&self.id, instance, Transport::Nats(subject))
+            }
+        };
         // JSON: a Dynamo caller then sends JSON bodies and reads JSON items, which a dynrt
         // handler takes and gives without transcoding (docs/wire.md, "Bytes and Dynamo's values").
         record.request_plane_codec = Some(PayloadCodec::Json);
-        record.dynrt = Some(DynrtCapabilities::with_mux(u32::from(MUX_VERSION)));
         let record = DiscoveryRecord::Endpoint(record);
         inner
             .discovery

@@ -22,6 +22,8 @@ pub enum RuntimeError {
     HealthCheck(String),
     /// The system status server could not start (the adapters start it).
     SystemServer(String),
+    /// The NATS client could not connect, or a NATS subscription could not be made.
+    Nats(String),
 }
 
 impl fmt::Display for RuntimeError {
@@ -35,6 +37,7 @@ impl fmt::Display for RuntimeError {
             Self::Metrics(why) => write!(f, "metrics: {why}"),
             Self::HealthCheck(why) => write!(f, "health check: {why}"),
             Self::SystemServer(why) => f.write_str(why),
+            Self::Nats(why) => write!(f, "NATS: {why}"),
         }
     }
 }

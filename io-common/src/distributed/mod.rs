@@ -29,6 +29,7 @@ mod error;
 mod health;
 mod host;
 mod lifecycle;
+mod nats_plane;
 mod signals;
 
 use std::collections::HashMap;
@@ -110,6 +111,8 @@ pub(crate) struct Inner<R: Runtime> {
     pub(crate) checks: health::Checks<R>,
     /// Whether endpoints served from now on record request metrics.
     pub(crate) request_metrics: AtomicBool,
+    /// The NATS request plane's connection and in-flight count.
+    pub(crate) nats_plane: nats_plane::NatsPlane,
 }
 
 impl<R: Runtime> DistributedRuntime<R> {
@@ -142,9 +145,9 @@ impl<R: Runtime> DistributedRuntime<R> {
         config: DistributedConfig,
         backend: Arc<dyn KvBackend>,
     ) -> Result<Self, RuntimeError> {
-        if config.request_plane != RequestPlaneMode::Tcp {
+        if config.request_plane == RequestPlaneMode::Http {
             return Err(RuntimeError::Unsupported(format!(
-                "DYN_REQUEST_PLANE={}: only the tcp request plane is implemented",
+                "DYN_REQUEST_PLANE={}: only the tcp and nats request planes are implemented",
                 config.request_plane
             )));
         }
@@ -164,7 +167,9 @@ impl<R: Runtime> DistributedRuntime<R> {
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
-        let server = if config.attach_lease {
+        let nats_plane = nats_plane::NatsPlane::start(&rt, &config).await?;
+        // The NATS plane has no TCP server: requests arrive on subjects.
+        let server = if config.attach_lease && config.request_plane == RequestPlaneMode::Tcp {
             let (bind, advertise) = addr::server_addresses(&config)?;
             let mut server_config = ServerConfig {
                 conn: conn.clone(),
@@ -236,6 +241,7 @@ impl<R: Runtime> DistributedRuntime<R> {
                 health: Arc::new(Mutex::new(health)),
                 checks: health::Checks::default(),
                 request_metrics: AtomicBool::new(true),
+                nats_plane,
             }),
         };
         drt.watch_lease();

@@ -12,8 +12,9 @@ use bytes::Bytes;
 use dynrt_core::callhome::{CallHomeConfig, Cancel};
 use dynrt_core::wire::OutBuf;
 use dynrt_core::wire::dynamo::{
-    ACK_UNAVAILABLE_PREFIX, CONTROL_MESSAGE_MAX_BYTES, PayloadCodec, RequestControlMessage,
-    RequestFrame, RequestType, ResponseType, StreamType, TcpStreamConnectionInfo, TwoPartFrame,
+    ACK_UNAVAILABLE_PREFIX, AckFrame, CONTROL_MESSAGE_MAX_BYTES, PayloadCodec,
+    RequestControlMessage, RequestFrame, RequestType, ResponseType, StreamType,
+    TcpStreamConnectionInfo, TwoPartFrame,
 };
 use dynrt_core::wire::mux::{CancelMode, ErrorKind, StreamError};
 use futures_lite::Stream;
@@ -133,9 +134,26 @@ impl<R: Runtime> DynamoCaller<R> {
         codec: PayloadCodec,
         body: Bytes,
     ) -> Result<DynamoStream, CallError> {
+        let (stream, payload) = self.prepare(request_id, codec, body).await?;
+        let frame = request_frame(route, request_id, payload)?;
+        let ack = self.pool.send(addr, frame).await?;
+        ack_result(&ack)?;
+        Ok(stream)
+    }
+
+    /// Registers a call with the response-stream server (starting it if need be) and builds
+    /// its request: the two-part payload of Dynamo's control message and `body`. Dropping the
+    /// stream forgets the registration.
+    pub(super) async fn prepare(
+        &self,
+        request_id: &str,
+        codec: PayloadCodec,
+        body: Bytes,
+    ) -> Result<(DynamoStream, Bytes), CallError> {
         let local = self.response_address().await?;
         let n = self.next_subject.fetch_add(1, Ordering::Relaxed);
         let subject = format!("{:016x}-{n:x}", self.salt);
+        let payload = two_part_payload(request_id, codec, local, &subject, body)?;
         let (items_tx, items) = async_channel::bounded(ITEM_BUFFER);
         let (cancel, cancel_rx) = async_channel::bounded(4);
         let sink = Sink {
@@ -157,41 +175,55 @@ impl<R: Runtime> DynamoCaller<R> {
         let stream = DynamoStream {
             items: Box::pin(items),
             cancel,
-            registry: Some((self.registry.clone(), subject.clone())),
+            registry: Some((self.registry.clone(), subject)),
             killed: false,
             done: false,
         };
-        let frame = request_frame(route, request_id, codec, local, &subject, body)?;
-        let ack = self.pool.send(addr, frame).await?;
-        if let Some(text) = ack.error_text() {
-            let kind = if text.starts_with("Server overloaded:") {
-                ErrorKind::WORKER_OVERLOADED
-            } else if text.starts_with(ACK_UNAVAILABLE_PREFIX) {
-                ErrorKind::WORKER_UNAVAILABLE
-            } else {
-                ErrorKind::UNKNOWN
-            };
-            return Err(CallError::Stream(StreamError::new(kind, text)));
-        }
-        Ok(stream)
+        Ok((stream, payload))
     }
+
+    /// How long a worker has to ack a request.
+    pub(super) fn ack_timeout(&self) -> std::time::Duration {
+        self.config.ack_timeout
+    }
+}
+
+/// A refusing ack as the caller's error: Dynamo's texts map to their classes.
+pub(super) fn ack_result(ack: &AckFrame) -> Result<(), CallError> {
+    let Some(text) = ack.error_text() else {
+        return Ok(());
+    };
+    let kind = if text.starts_with("Server overloaded:") {
+        ErrorKind::WORKER_OVERLOADED
+    } else if text.starts_with(ACK_UNAVAILABLE_PREFIX) {
+        ErrorKind::WORKER_UNAVAILABLE
+    } else {
+        ErrorKind::UNKNOWN
+    };
+    Err(CallError::Stream(StreamError::new(kind, text)))
+}
+
+/// The nanoseconds since the epoch, for `x-frontend-send-ts-ns`.
+pub(super) fn send_ts_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
 }
 
 fn config_error(why: String) -> CallError {
     CallError::Stream(StreamError::new(ErrorKind::INVALID_ARGUMENT, why))
 }
 
-/// The request frame of one call: Dynamo's headers, the control message and the body.
-fn request_frame(
-    route: &str,
+/// The request of one call, as both planes carry it: a two-part frame of Dynamo's control
+/// message (naming where to connect back) and the body.
+fn two_part_payload(
     request_id: &str,
     codec: PayloadCodec,
     local: SocketAddr,
     subject: &str,
     body: Bytes,
-) -> Result<RequestFrame, CallError> {
-    let encode =
-        |what: String| CallError::Stream(StreamError::new(ErrorKind::INVALID_ARGUMENT, what));
+) -> Result<Bytes, CallError> {
     let control = RequestControlMessage {
         id: request_id.to_owned(),
         request_type: RequestType::SingleIn,
@@ -208,28 +240,32 @@ fn request_frame(
         frontend_send_ts_ns: None,
         request_stream_connection_info: None,
     };
-    let header = serde_json::to_vec(&control).map_err(|e| encode(e.to_string()))?;
+    let header = serde_json::to_vec(&control).map_err(|e| encode_error(e.to_string()))?;
     if header.len() > CONTROL_MESSAGE_MAX_BYTES {
-        return Err(encode(format!(
+        return Err(encode_error(format!(
             "request control message too large: {} bytes exceeds limit {CONTROL_MESSAGE_MAX_BYTES}",
             header.len()
         )));
     }
     let mut out = OutBuf::new();
     TwoPartFrame::new(header, body).encode(Default::default(), &mut out);
-    let payload = out.take_contiguous();
-    let now_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
+    Ok(out.take_contiguous())
+}
+
+fn encode_error(what: String) -> CallError {
+    CallError::Stream(StreamError::new(ErrorKind::INVALID_ARGUMENT, what))
+}
+
+/// The TCP plane's request frame of one call: Dynamo's headers and the two-part payload.
+fn request_frame(route: &str, request_id: &str, payload: Bytes) -> Result<RequestFrame, CallError> {
     let headers: BTreeMap<String, String> = HashMap::from([
         ("x-endpoint-path".to_owned(), route.to_owned()),
         ("request-id".to_owned(), request_id.to_owned()),
-        ("x-frontend-send-ts-ns".to_owned(), now_ns.to_string()),
+        ("x-frontend-send-ts-ns".to_owned(), send_ts_ns().to_string()),
     ])
     .into_iter()
     .collect();
-    RequestFrame::new(route, &headers, payload).map_err(|e| encode(e.to_string()))
+    RequestFrame::new(route, &headers, payload).map_err(|e| encode_error(e.to_string()))
 }
 
 /// The answer of one Dynamo worker: each item's data, in order. Ends after the last item;

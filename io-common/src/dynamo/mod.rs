@@ -9,10 +9,20 @@
 //!   (`response_server`), started once, on first use, at `DYN_TCP_RESPONSE_STREAM_HOST` /
 //!   `DYN_TCP_RESPONSE_STREAM_PORT`.
 //!
+//! - The NATS plane (`DYN_REQUEST_PLANE=nats`, feature `nats`): the same request travels as
+//!   one NATS request to the instance's subject and the reply is the ack ([`NatsServe`],
+//!   [`DynamoCaller::call_nats`]); the answer comes back over call-home TCP as above.
+//!
 //! The mapping between a handler's bytes and Dynamo's typed values is
 //! `dynrt_core::callhome::value` (and `docs/wire.md`).
 
 mod caller;
+#[cfg(feature = "nats")]
+mod nats_call;
+#[cfg(feature = "nats")]
+mod nats_link;
+#[cfg(feature = "nats")]
+mod nats_serve;
 mod pool;
 mod respond;
 mod response_server;
@@ -20,6 +30,10 @@ mod serve;
 mod sock;
 
 pub use caller::{DynamoCaller, DynamoStream};
+#[cfg(feature = "nats")]
+pub use nats_link::NatsLink;
+#[cfg(feature = "nats")]
+pub use nats_serve::NatsServe;
 pub use serve::DynamoServeConfig;
 pub(crate) use serve::serve_connection;
 

@@ -1,12 +1,13 @@
 //! The worker's request connection: request frames in, acks out, one call-home per accepted
 //! request.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use dynrt_core::callhome::{CallHomeConfig, RequestEvent, RequestReceiver};
 use dynrt_core::wire::dynamo::control::from_json;
 use dynrt_core::wire::dynamo::{
@@ -16,7 +17,7 @@ use dynrt_core::wire::dynamo::{
 
 use super::respond::{Accepted, respond};
 use super::sock::Sock;
-use crate::mux::Handlers;
+use crate::mux::{Handler, Handlers};
 use crate::runtime::Runtime;
 
 /// How a request-plane server serves Dynamo callers.
@@ -88,16 +89,38 @@ fn accept<R: Runtime>(
         return AckFrame::rejected(&format!("{ACK_UNAVAILABLE_PREFIX} unknown endpoint {path}"));
     };
     let headers = frame.headers().unwrap_or_default();
-    let request = match parse(frame, config.callhome.max_message_size) {
+    accept_payload(
+        rt,
+        &path,
+        handler,
+        headers,
+        frame.into_payload(),
+        config,
+        in_flight,
+    )
+}
+
+/// Starts the answer of one request for `handler` (`route` names it in logs) whose payload is
+/// the two-part frame of either plane; returns the ack (empty = accepted).
+pub(super) fn accept_payload<R: Runtime>(
+    rt: &R,
+    route: &str,
+    handler: Arc<dyn Handler>,
+    headers: BTreeMap<String, String>,
+    payload: Bytes,
+    config: &DynamoServeConfig,
+    in_flight: &Arc<AtomicUsize>,
+) -> AckFrame {
+    let request = match parse(payload, config.callhome.max_message_size) {
         Ok(request) => request,
         Err(why) => {
-            tracing::warn!(route = %path, %why, "Dynamo request refused");
+            tracing::warn!(%route, %why, "Dynamo request refused");
             return AckFrame::rejected(&format!("{ACK_UNAVAILABLE_PREFIX} {why}"));
         }
     };
     if in_flight.fetch_add(1, Ordering::AcqRel) >= config.max_in_flight {
         in_flight.fetch_sub(1, Ordering::AcqRel);
-        tracing::warn!(route = %path, "worker at capacity, refusing a Dynamo request");
+        tracing::warn!(%route, "worker at capacity, refusing a Dynamo request");
         return AckFrame::rejected("Server overloaded: worker at capacity");
     }
     let guard = InFlight(in_flight.clone());
@@ -134,8 +157,8 @@ struct Parsed {
 }
 
 /// The request's control message and body; where its answer goes.
-fn parse(frame: RequestFrame, max: usize) -> Result<Parsed, String> {
-    let mut payload = BytesMut::from(frame.into_payload());
+fn parse(payload: Bytes, max: usize) -> Result<Parsed, String> {
+    let mut payload = BytesMut::from(payload);
     let two_part = TwoPartDecoder::new(max)
         .decode(&mut payload)
         .map_err(|e| format!("invalid request payload: {e}"))?

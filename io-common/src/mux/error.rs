@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use dynrt_core::conn::{CloseReason, OpenError};
+use dynrt_core::wire::dynamo::nats::NatsFailure;
 use dynrt_core::wire::mux::{ErrorKind, StreamError};
 
 /// Why a call failed, before or during its response stream.
@@ -27,6 +28,13 @@ pub enum CallError {
     /// A wait on the peer timed out (Dynamo's protocol: an ack, the worker connecting back,
     /// the prologue).
     Timeout(String),
+    /// A NATS request-plane call failed before the worker took the request.
+    Nats {
+        /// The instance's subject.
+        subject: String,
+        /// What went wrong.
+        failure: NatsFailure,
+    },
 }
 
 impl CallError {
@@ -39,6 +47,13 @@ impl CallError {
             Self::Open(OpenError::GoingAway | OpenError::Closed) => ErrorKind::WORKER_UNAVAILABLE,
             Self::Open(_) => ErrorKind::UNAVAILABLE,
             Self::Timeout(_) => ErrorKind::CONNECTION_TIMEOUT,
+            Self::Nats { failure, .. } => match failure {
+                NatsFailure::PayloadTooLarge { .. } | NatsFailure::NoClient => {
+                    ErrorKind::INVALID_ARGUMENT
+                }
+                NatsFailure::AckTimeout(_) => ErrorKind::CONNECTION_TIMEOUT,
+                _ => ErrorKind::CANNOT_CONNECT,
+            },
         }
     }
 
@@ -48,6 +63,7 @@ impl CallError {
         match self {
             Self::Connect { .. } | Self::Disconnected(_) | Self::Open(_) | Self::Timeout(_) => true,
             Self::Stream(e) => e.kind == ErrorKind::WORKER_UNAVAILABLE,
+            Self::Nats { failure, .. } => failure.reports_down(),
         }
     }
 
@@ -74,6 +90,7 @@ impl fmt::Display for CallError {
             }
             Self::Open(e) => write!(f, "cannot open a request stream: {e}"),
             Self::Timeout(what) => write!(f, "timed out: {what}"),
+            Self::Nats { subject, failure } => write!(f, "NATS subject {subject}: {failure}"),
         }
     }
 }

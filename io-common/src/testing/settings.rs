@@ -104,7 +104,8 @@ pub async fn advertised_address_follows_the_backend<R: Runtime>(rt: &R) {
 }
 
 /// Settings a runtime cannot honour are refused at start-up, naming the setting: a host that
-/// is not an IP address, a request plane or a discovery backend dynrt does not implement.
+/// is not an IP address, a request plane or a discovery backend dynrt does not implement, a
+/// NATS server that does not answer.
 pub async fn unusable_settings_are_refused_at_start<R: Runtime>(rt: &R) {
     within(rt, LIMIT, "refused settings", async {
         let store = MemStore::new();
@@ -113,7 +114,14 @@ pub async fn unusable_settings_are_refused_at_start<R: Runtime>(rt: &R) {
                 &[("DYN_TCP_RPC_HOST", "eth0")],
                 "DYN_TCP_RPC_HOST: 'eth0' is not an IP address",
             ),
-            (&[("DYN_REQUEST_PLANE", "nats")], "DYN_REQUEST_PLANE=nats"),
+            // Nothing listens on port 1: the NATS plane cannot start, and says where it tried.
+            (
+                &[
+                    ("DYN_REQUEST_PLANE", "nats"),
+                    ("NATS_SERVER", "nats://127.0.0.1:1"),
+                ],
+                "NATS_SERVER: cannot connect to nats://127.0.0.1:1",
+            ),
             (&[("DYN_REQUEST_PLANE", "http")], "DYN_REQUEST_PLANE=http"),
         ];
         for (settings, says) in cases {

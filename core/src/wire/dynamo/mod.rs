@@ -19,6 +19,7 @@
 pub mod control;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod nats;
 pub mod request;
 pub mod two_part;
 

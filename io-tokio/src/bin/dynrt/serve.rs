@@ -61,15 +61,18 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         .serve_with_health_check(generate_handler(), health_check_payload())
         .await?;
 
-    let address = drt
-        .request_plane_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "-".into());
     println!("serving {id}");
     println!("  instance   {}", drt.instance_id());
-    println!(
-        "  address    {address} (tcp: mux v{MUX_PROTOCOL_VERSION}, and Dynamo 1.6.1's protocol, json)"
-    );
+    match drt.request_plane_addr() {
+        Some(address) => println!(
+            "  address    {address} (tcp: mux v{MUX_PROTOCOL_VERSION}, and Dynamo 1.6.1's protocol, json)"
+        ),
+        // The NATS plane: requests arrive on the instance's subject.
+        None => println!(
+            "  subject    {} (nats: Dynamo 1.6.1's protocol, json)",
+            id.nats_subject(drt.instance_id())
+        ),
+    }
     println!("  discovery  {}", describe_discovery(config));
     println!(
         "try: dynrt call {id} '{{\"prompt\":\"hello world\",\"max_tokens\":4}}'   (Ctrl-C stops)"
