@@ -163,7 +163,7 @@ impl<R: Runtime> Client<R> {
         id: InstanceId,
         payload: Bytes,
     ) -> Result<CallStream, ClientError> {
-        self.call_as(Policy::Direct(id), payload, Origin::Canary)
+        self.call_as(Policy::Direct(id), payload, Origin::Canary, Some("json"))
             .await
     }
 
@@ -174,11 +174,20 @@ impl<R: Runtime> Client<R> {
     ) -> Result<TypedStream<Resp>, ClientError> {
         let payload =
             rmp_serde::to_vec_named(request).map_err(|e| ClientError::Encode(e.to_string()))?;
-        Ok(TypedStream::new(self.round_robin(payload.into()).await?))
+        // Labelled, so a handler (or a bridge) can tell these bytes are msgpack, not JSON.
+        let stream = self
+            .call_as(
+                Policy::RoundRobin,
+                payload.into(),
+                Origin::Caller,
+                Some("msgpack"),
+            )
+            .await?;
+        Ok(TypedStream::new(stream))
     }
 
     async fn call(&self, policy: Policy, payload: Bytes) -> Result<CallStream, ClientError> {
-        self.call_as(policy, payload, Origin::Caller).await
+        self.call_as(policy, payload, Origin::Caller, None).await
     }
 
     async fn call_as(
@@ -186,12 +195,11 @@ impl<R: Runtime> Client<R> {
         policy: Policy,
         payload: Bytes,
         origin: Origin,
+        payload_codec: Option<&str>,
     ) -> Result<CallStream, ClientError> {
         let own = self.drt.instance_id();
         let mut header = RequestHeader::new(format!("{:x}-{}", own.0, next_request_number()));
-        if origin == Origin::Canary {
-            header.payload_codec = Some("json".to_owned());
-        }
+        header.payload_codec = payload_codec.map(str::to_owned);
         let header = header
             .to_msgpack()
             .map_err(|e| ClientError::Encode(e.to_string()))?;
