@@ -229,13 +229,13 @@ impl World {
         c.issued += 1;
         c.in_flight += 1;
         let ignore_removals = self.cfg.planted_bug == Some(PlantedBug::IgnoreRemovals);
-        let ids: Vec<u64> = if ignore_removals {
-            c.ever_seen.keys().map(|id| id.0).collect()
+        let ids: Vec<InstanceId> = if ignore_removals {
+            c.ever_seen.keys().copied().collect()
         } else {
-            c.set.available().map(|i| i.id.0).collect()
+            c.set.available().map(|i| i.id).collect()
         };
         let chosen = match c.router.round_robin(Candidates::new(&ids)) {
-            Ok(id) => InstanceId(id),
+            Ok(id) => id,
             Err(e) => {
                 trace!(self, format_args!("c{caller}"), "request {req}: {e}");
                 self.end_request(caller, req, ClientEnd::Error(format!("route: {e}")));
