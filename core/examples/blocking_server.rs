@@ -206,17 +206,24 @@ struct Answer {
 
 impl Answer {
     /// Moves produced items into the queue while it takes them, then sends what it can.
+    /// Stops when the connection has no room (`Writable` resumes it) or the answer is sent:
+    /// an emptied queue raises no `Writable`, so it is refilled here at once.
     fn pump(&mut self, conn: &mut Conn) -> Result<Flushed, Error> {
-        while let Some(token) = self.tokens.pop_front() {
-            if let Err(QueueFull { item, .. }) = self.queue.push(token) {
-                self.tokens.push_front(item);
-                break;
+        loop {
+            while let Some(token) = self.tokens.pop_front() {
+                if let Err(QueueFull { item, .. }) = self.queue.push(token) {
+                    self.tokens.push_front(item);
+                    break;
+                }
+            }
+            if self.tokens.is_empty() {
+                self.queue.finish_when_sent();
+            }
+            match self.queue.flush(conn)? {
+                Flushed::Empty => continue,
+                waiting_or_finished => return Ok(waiting_or_finished),
             }
         }
-        if self.tokens.is_empty() {
-            self.queue.finish_when_sent();
-        }
-        Ok(self.queue.flush(conn)?)
     }
 }
 
