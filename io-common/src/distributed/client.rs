@@ -153,7 +153,7 @@ impl<R: Runtime> Client<R> {
 
     /// Calls instance `id` (even if it was reported down, so health checks can reach it).
     pub async fn direct(&self, id: InstanceId, payload: Bytes) -> Result<CallStream, ClientError> {
-        self.call(Policy::Direct(id.0), payload).await
+        self.call(Policy::Direct(id), payload).await
     }
 
     /// A health-check canary to instance `id` (this process's own): JSON payload, not counted
@@ -163,7 +163,7 @@ impl<R: Runtime> Client<R> {
         id: InstanceId,
         payload: Bytes,
     ) -> Result<CallStream, ClientError> {
-        self.call_as(Policy::Direct(id.0), payload, Origin::Canary, Some("json"))
+        self.call_as(Policy::Direct(id), payload, Origin::Canary, Some("json"))
             .await
     }
 
@@ -267,7 +267,7 @@ impl<R: Runtime> Client<R> {
         };
         let instance = *attempts.tried().last().expect("an attempt was made");
         if refusal.reports_down() {
-            self.instances.report_down(InstanceId(instance));
+            self.instances.report_down(instance);
         }
         if retry {
             tracing::warn!(
@@ -413,14 +413,14 @@ impl<R: Runtime> Client<R> {
             Policy::Direct(_) => self.instances.instances(),
             _ => self.instances.available(),
         };
-        let ids: Vec<u64> = policy_instances.iter().map(|i| i.id.0).collect();
+        let ids: Vec<InstanceId> = policy_instances.iter().map(|i| i.id).collect();
         let chosen = {
             let mut router = self.router.lock().unwrap_or_else(|p| p.into_inner());
             attempts.choose(&mut router, Candidates::new(&ids))?
         };
         Ok(policy_instances
             .iter()
-            .find(|i| i.id.0 == chosen)
+            .find(|i| i.id == chosen)
             .expect("the router chose among these ids")
             .clone())
     }
