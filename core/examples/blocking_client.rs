@@ -64,7 +64,7 @@ fn main() -> ExitCode {
 
 /// The address and route of an instance of `endpoint` that speaks the mux, from the file
 /// store at `root` (the lowest instance id: a real client would spread its calls).
-pub fn find_instance(root: &Path, endpoint: &EndpointId) -> Result<(SocketAddr, String), Error> {
+pub(crate) fn find_instance(root: &Path, endpoint: &EndpointId) -> Result<(SocketAddr, String), Error> {
     let dir = root.join(file_store_dir(Bucket::Instances));
     let mut entries = Vec::new();
     let files = match std::fs::read_dir(&dir) {
@@ -101,7 +101,7 @@ pub fn find_instance(root: &Path, endpoint: &EndpointId) -> Result<(SocketAddr, 
 
 /// Calls `endpoint` with `request` (the payload's bytes: JSON text, unlabelled, as `dynrt
 /// call` sends it) and hands each response item to `on_item`, in order.
-pub fn call(
+pub(crate) fn call(
     root: &Path,
     endpoint: &EndpointId,
     request: &[u8],

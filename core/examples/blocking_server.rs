@@ -88,7 +88,7 @@ fn main() -> ExitCode {
 
 /// Registers `endpoint` in the file store at `root`, serves connections from `listener` (at
 /// most `connections` of them, if given), then leaves discovery. `say` gets the startup lines.
-pub fn serve(
+pub(crate) fn serve(
     listener: TcpListener,
     root: &Path,
     endpoint: EndpointId,
@@ -228,7 +228,7 @@ impl Answer {
 }
 
 /// Serves one connection until it closes.
-pub fn serve_connection(mut socket: TcpStream, route: &str) -> Result<(), Error> {
+pub(crate) fn serve_connection(mut socket: TcpStream, route: &str) -> Result<(), Error> {
     socket.set_nodelay(true)?;
     socket.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut conn = Conn::server(ConnConfig::default(), Instant::now())?;
