@@ -107,6 +107,7 @@ pub mod callhome;
 pub mod config;
 pub mod conn;
 pub mod discovery;
+pub mod events;
 pub mod health;
 pub mod kv;
 pub mod lease;
