@@ -64,7 +64,10 @@ fn main() -> ExitCode {
 
 /// The address and route of an instance of `endpoint` that speaks the mux, from the file
 /// store at `root` (the lowest instance id: a real client would spread its calls).
-pub(crate) fn find_instance(root: &Path, endpoint: &EndpointId) -> Result<(SocketAddr, String), Error> {
+pub(crate) fn find_instance(
+    root: &Path,
+    endpoint: &EndpointId,
+) -> Result<(SocketAddr, String), Error> {
     let dir = root.join(file_store_dir(Bucket::Instances));
     let mut entries = Vec::new();
     let files = match std::fs::read_dir(&dir) {
