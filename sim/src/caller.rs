@@ -219,7 +219,7 @@ impl World {
 
     fn issue(&mut self, caller: usize) {
         let items = self.rng.range(1, 8) as u32;
-        let item_size = self.rng.range(1, 6000) as u32;
+        let item_size = self.rng.range(1, crate::worker::MAX_ITEM_SIZE as u64) as u32;
         let delay_us = self.rng.range(0, 20_000) as u32;
         let req = self.ledger.issue(caller, items, item_size, delay_us);
         self.to_issue -= 1;

@@ -53,9 +53,8 @@ impl Side {
 pub(crate) struct End {
     /// The machine (`None` for the server end until the SYN arrives, and after its process died).
     pub(crate) conn: Option<Conn>,
-    out: OutBuf,
     /// What `poll_transmit` produced and the socket has not taken yet.
-    unwritten: BytesMut,
+    out: OutBuf,
     /// Bytes read from the socket, not yet consumed by the machine (a partial frame).
     rx: BytesMut,
     /// Bytes that arrived while the application was not reading.
@@ -293,7 +292,7 @@ impl World {
         }
         end.open = false;
         end.timer = None;
-        end.unwritten.clear();
+        end.out = OutBuf::new();
         end.held.clear();
         if side == Side::Server {
             self.server_socket_closed(link);
@@ -348,18 +347,14 @@ impl World {
                 return;
             };
             while conn.poll_transmit(&mut end.out) {}
-            if !end.out.is_empty() {
-                let bytes = end.out.take_contiguous();
-                end.unwritten.extend_from_slice(&bytes);
-            }
-            if end.connected && !end.unwritten.is_empty() {
+            if end.connected && !end.out.is_empty() {
                 self.write(link, side);
             }
             let end = &mut self.net.links[link as usize].ends[side.idx()];
             let Some(conn) = end.conn.as_mut() else {
                 return;
             };
-            conn.handle_written(end.unwritten.len(), now);
+            conn.handle_written(end.out.len(), now);
             let mut any = false;
             while let Some(event) = self.net.links[link as usize].ends[side.idx()]
                 .conn
@@ -390,7 +385,7 @@ impl World {
         let Some(conn) = end.conn.as_ref() else {
             return;
         };
-        if end.closing && (end.unwritten.is_empty() || conn.is_flush_abandoned()) {
+        if end.closing && (end.out.is_empty() || conn.is_flush_abandoned()) {
             self.close_socket(link, side);
             return;
         }
@@ -408,9 +403,7 @@ impl World {
     fn write(&mut self, link: u32, side: Side) {
         let partial = self.faults.partial_writes > 0 && self.rng.chance(30);
         let end = &self.net.links[link as usize].ends[side.idx()];
-        let mut n = WINDOW
-            .saturating_sub(end.in_flight)
-            .min(end.unwritten.len());
+        let mut n = WINDOW.saturating_sub(end.in_flight).min(end.out.len());
         if partial && n > 1 {
             n = self.rng.range(1, n as u64) as usize;
         }
@@ -419,8 +412,25 @@ impl World {
         }
         let at = self.arrival(link, side);
         let end = &mut self.net.links[link as usize].ends[side.idx()];
-        let data = end.unwritten.split_to(n).freeze();
-        end.in_flight += n;
+        let data = if n == end.out.len() {
+            // The whole output: no copy when it is one segment.
+            end.out.take_contiguous()
+        } else {
+            // Part of it, as a socket takes part of a write: copied, as a kernel would.
+            let mut data = BytesMut::with_capacity(n);
+            let mut slices = [std::io::IoSlice::new(&[]); 16];
+            let count = end.out.io_slices(&mut slices);
+            for slice in &slices[..count] {
+                let take = (n - data.len()).min(slice.len());
+                data.extend_from_slice(&slice[..take]);
+                if data.len() == n {
+                    break;
+                }
+            }
+            end.out.advance(data.len());
+            data.freeze()
+        };
+        end.in_flight += data.len();
         self.schedule(
             at,
             Ev::Bytes {
