@@ -70,6 +70,9 @@ pub(crate) struct End {
     /// When the last bytes (or end of stream) this end sent arrive.
     last_arrival: u64,
     timer: Option<u64>,
+    /// A pump of this end is running; `again`: someone asked for another round.
+    pumping: bool,
+    again: bool,
 }
 
 /// One connection, from a caller to a worker's address.
@@ -337,43 +340,59 @@ impl World {
     /// Drives one end: transmit into the socket, deliver events, re-arm the timer; repeated
     /// while the application's answers to events produce more output.
     pub(crate) fn pump(&mut self, link: u32, side: Side) {
-        for _ in 0..64 {
-            let now = self.now_instant();
+        // Not re-entrant: an application answer to an event may ask for a pump of the end
+        // being pumped; the outer loop goes round once more instead of recursing.
+        let end = &mut self.net.links[link as usize].ends[side.idx()];
+        if end.pumping {
+            end.again = true;
+            return;
+        }
+        end.pumping = true;
+        loop {
+            let progress = self.pump_once(link, side);
             let end = &mut self.net.links[link as usize].ends[side.idx()];
-            if !end.open {
-                return;
-            }
-            let Some(conn) = end.conn.as_mut() else {
-                return;
-            };
-            while conn.poll_transmit(&mut end.out) {}
-            if end.connected && !end.out.is_empty() {
-                self.write(link, side);
-            }
-            let end = &mut self.net.links[link as usize].ends[side.idx()];
-            let Some(conn) = end.conn.as_mut() else {
-                return;
-            };
-            conn.handle_written(end.out.len(), now);
-            let mut any = false;
-            while let Some(event) = self.net.links[link as usize].ends[side.idx()]
-                .conn
-                .as_mut()
-                .and_then(Conn::poll_event)
-            {
-                any = true;
-                self.on_conn_event(link, side, event);
-            }
-            let end = &mut self.net.links[link as usize].ends[side.idx()];
-            let Some(conn) = end.conn.as_ref() else {
-                return;
-            };
-            if !any && !conn.wants_transmit() {
+            let again = std::mem::take(&mut end.again);
+            if !progress && !again {
                 break;
             }
         }
+        self.net.links[link as usize].ends[side.idx()].pumping = false;
         self.check_memory(link, side);
         self.finish_pump(link, side);
+    }
+
+    /// One round: transmit, then deliver every event. Whether another round may be needed.
+    fn pump_once(&mut self, link: u32, side: Side) -> bool {
+        let now = self.now_instant();
+        let end = &mut self.net.links[link as usize].ends[side.idx()];
+        if !end.open {
+            return false;
+        }
+        let Some(conn) = end.conn.as_mut() else {
+            return false;
+        };
+        while conn.poll_transmit(&mut end.out) {}
+        if end.connected && !end.out.is_empty() {
+            self.write(link, side);
+        }
+        let end = &mut self.net.links[link as usize].ends[side.idx()];
+        let Some(conn) = end.conn.as_mut() else {
+            return false;
+        };
+        conn.handle_written(end.out.len(), now);
+        let mut any = false;
+        while let Some(event) = self.net.links[link as usize].ends[side.idx()]
+            .conn
+            .as_mut()
+            .and_then(Conn::poll_event)
+        {
+            any = true;
+            self.on_conn_event(link, side, event);
+        }
+        let end = &self.net.links[link as usize].ends[side.idx()];
+        end.conn
+            .as_ref()
+            .is_some_and(|conn| end.open && (any || conn.wants_transmit()))
     }
 
     /// After a pump: close a flushed socket, or arm the timer.
