@@ -64,3 +64,4 @@ pub mod router;
 pub mod shutdown;
 pub mod status;
 pub mod wire;
+pub mod zmtp;

@@ -31,7 +31,7 @@ pub struct DistributedRuntime(dynrt_io::distributed::RuntimeHost<SmolRuntime>);
 
 impl DistributedRuntime {
     /// Starts a runtime configured from the environment (`DYN_*`, `ETCD_*`, `NATS_*`).
-    pub async fn from_settings() -> Result<Self, RuntimeError> {
+    pub async fn from_env() -> Result<Self, RuntimeError> {
         dynrt_io::distributed::RuntimeHost::from_env(SmolRuntime::new())
             .await
             .map(Self)

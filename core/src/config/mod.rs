@@ -242,26 +242,9 @@ impl RequestPlaneCodec {
     }
 }
 
-/// Health status reported before any endpoint says otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum HealthStatus {
-    /// Ready.
-    Ready,
-    /// Not ready (the default).
-    #[default]
-    NotReady,
-}
-
-impl HealthStatus {
-    /// The name as written in `DYN_SYSTEM_STARTING_HEALTH_STATUS` and in `/health` bodies.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ready => "ready",
-            Self::NotReady => "notready",
-        }
-    }
-}
+/// Health status reported before any endpoint says otherwise
+/// (`DYN_SYSTEM_STARTING_HEALTH_STATUS`): the one health enum, [`crate::health::HealthStatus`].
+pub use crate::health::HealthStatus;
 
 macro_rules! display_as_str {
     ($($t:ty),*) => {$(
@@ -276,8 +259,7 @@ display_as_str!(
     DiscoveryBackend,
     RequestPlaneMode,
     EventTransportKind,
-    RequestPlaneCodec,
-    HealthStatus
+    RequestPlaneCodec
 );
 
 /// etcd client settings (used when the backend is [`DiscoveryBackend::Etcd`]).
@@ -562,10 +544,7 @@ impl DistributedConfig {
             None
         };
         Ok(crate::health::HealthConfig {
-            starting_status: match self.system.starting_health_status {
-                HealthStatus::Ready => crate::health::HealthStatus::Ready,
-                HealthStatus::NotReady => crate::health::HealthStatus::NotReady,
-            },
+            starting_status: self.system.starting_health_status,
             gated_endpoints: self.system.use_endpoint_health_status.clone(),
             canary,
         })
