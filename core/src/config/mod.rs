@@ -14,6 +14,10 @@
 //! | `DYN_DISCOVERY_BACKEND` | `etcd` | `etcd`, `file`, `mem`, `kubernetes` | empty is an error (as in Dynamo) |
 //! | `DYN_REQUEST_PLANE` | `tcp` | `tcp`, `nats`, `http` | empty is an error (as in Dynamo); `http` is ours |
 //! | `DYN_EVENT_PLANE` | `zmq` for `file`/`mem`, `nats` for `etcd`/`kubernetes` | `zmq`, `nats` | invalid: warning, the backend's default (the specification's `resolve_event_transport_kind`); not implemented: setting it warns |
+//! | `DYN_EVENT_PLANE_CODEC` | `msgpack` | `msgpack`, `json` | invalid: warning, default; `json`: warning, events stay MessagePack (1.6.1 ignores it too) |
+//! | `DYN_EVENT_PLANE_HOST` | resolved local IP | an IP address | advertised by direct ZMQ publishers; checked when one starts |
+//! | `DYN_ZMQ_BROKER_URL` | unset (direct) | `xsub=tcp://h:p[;…] , xpub=tcp://h:p[;…]` | invalid is an error (1.6.1 fails the publisher) |
+//! | `DYN_ZMQ_BROKER_ENABLED` | false | a boolean | true: brokers from discovery; ignored when `DYN_ZMQ_BROKER_URL` is set; invalid: warning, false |
 //! | `NATS_SERVER` | `nats://localhost:4222` | `nats://…`, `tls://…` | setting it turns NATS on; empty is an error; no NATS client yet: setting it warns |
 //! | `ETCD_ENDPOINTS` | `http://localhost:2379` | comma list | an empty entry is an error |
 //! | `ETCD_LEASE_TTL` | 30 s | seconds ≥ 1 | invalid or 0: warning, default (as in Dynamo) |
@@ -57,6 +61,7 @@
 //! 32767 fail there, and only `true`/`false` for the figment-read booleans); nothing Dynamo
 //! accepts is rejected here.
 
+mod events;
 mod host;
 mod limits;
 mod parse;
@@ -67,6 +72,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use events::{EventCodec, EventPlaneConfig, ZmqBrokerMode};
 pub use host::{HostSource, RoutedAddrs, ServerHost};
 pub use limits::{
     DEFAULT_SYSTEM_BODY_READ_TIMEOUT, DEFAULT_SYSTEM_HEADER_READ_TIMEOUT,
@@ -389,6 +395,8 @@ pub struct DistributedConfig {
     pub request_plane: RequestPlaneMode,
     /// How events are published.
     pub event_transport: EventTransportKind,
+    /// Event-plane codec, advertised host and brokers.
+    pub events: EventPlaneConfig,
     /// NATS client settings, present exactly when a NATS client is needed (see [`nats_needed`]).
     pub nats: Option<NatsConfig>,
     /// TCP request-plane settings.
@@ -430,6 +438,7 @@ impl Default for DistributedConfig {
             request_plane: RequestPlaneMode::Tcp,
             // etcd's default event plane is NATS, which needs a client (`nats_needed`).
             event_transport: EventTransportKind::Nats,
+            events: EventPlaneConfig::default(),
             nats: Some(NatsConfig {
                 server: DEFAULT_NATS_SERVER.to_owned(),
             }),
@@ -622,6 +631,7 @@ impl DistributedConfig {
                 }
             },
         };
+        c.events = events::parse(s, &mut warnings)?;
         let nats_server = match s.present(NATS_SERVER) {
             None => None,
             Some(v) if v.starts_with("nats://") || v.starts_with("tls://") => {
