@@ -40,7 +40,11 @@ impl NatsLink {
         servers: &str,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let tokio = rt.tokio_handle();
+        let tokio = rt.tokio_handle().ok_or_else(|| {
+            "the NATS client runs on tokio, and this executor's Runtime gives no tokio handle \
+             (Runtime::tokio_handle)"
+                .to_owned()
+        })?;
         let urls = servers.to_owned();
         let connecting = tokio.spawn(async move {
             let options = ConnectOptions::new()
