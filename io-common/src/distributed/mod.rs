@@ -29,6 +29,8 @@ mod error;
 mod health;
 mod host;
 mod lifecycle;
+#[cfg(feature = "nats")]
+mod nats;
 mod signals;
 
 use std::collections::HashMap;
@@ -110,6 +112,9 @@ pub(crate) struct Inner<R: Runtime> {
     pub(crate) checks: health::Checks<R>,
     /// Whether endpoints served from now on record request metrics.
     pub(crate) request_metrics: AtomicBool,
+    /// The NATS client and the components' NATS services.
+    #[cfg(feature = "nats")]
+    pub(crate) nats: nats::NatsState,
 }
 
 impl<R: Runtime> DistributedRuntime<R> {
@@ -153,6 +158,14 @@ impl<R: Runtime> DistributedRuntime<R> {
                 "DYN_CANARY_WAIT_TIME / DYN_HEALTH_CHECK_REQUEST_TIMEOUT: {e}"
             ))
         })?;
+        // The specification's client rule (`DistributedConfig::nats`): connected first, so a
+        // runtime that needs NATS and cannot reach it does not start.
+        #[cfg(feature = "nats")]
+        let nats = nats::NatsState::connect(&rt, &config).await?;
+        #[cfg(not(feature = "nats"))]
+        if config.needs_nats() {
+            return Err(RuntimeError::Nats(crate::nats::NatsError::NotBuilt));
+        }
         let started = Instant::now();
         let discovery = Discovery::new(backend, rt.clone());
         let metrics = MetricsRegistry::new(started, Some(discovery.instance_id().0));
@@ -236,9 +249,13 @@ impl<R: Runtime> DistributedRuntime<R> {
                 health: Arc::new(Mutex::new(health)),
                 checks: health::Checks::default(),
                 request_metrics: AtomicBool::new(true),
+                #[cfg(feature = "nats")]
+                nats,
             }),
         };
         drt.watch_lease();
+        #[cfg(feature = "nats")]
+        drt.watch_nats_health();
         Ok(drt)
     }
 
