@@ -41,8 +41,7 @@
 //! an overload answer) may be offered to another within a budget; [`Attempts`] decides, from a
 //! typed [`Outcome`] of each attempt (see its module doc for the table).
 //!
-//! Ids are plain `u64` ([`InstanceId`]); the integrator can swap in `names::InstanceId`, which
-//! prints the same way (`{:x}`).
+//! Ids are [`InstanceId`]s (the one type `names` defines); errors print them as lowercase hex.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -50,13 +49,11 @@ use std::num::NonZeroU32;
 
 use thiserror::Error;
 
+use crate::names::InstanceId;
+
 mod retry;
 
 pub use retry::{Attempts, Delivery, Outcome, Refusal, RetryConfig, Verdict};
-
-/// An instance id: the etcd lease id, or a random id for the file and memory stores.
-/// Local alias until `names::InstanceId` lands; errors print it as lowercase hex.
-pub type InstanceId = u64;
 
 /// Which instances are reported down.
 pub trait DownSet {

@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dynrt_core::config::{
-    ConfigWarning, DiscoveryBackend, DistributedConfig, EventTransportKind, HealthStatus, Problem,
-    RequestPlaneCodec, RequestPlaneMode, VARIABLES, nats_needed, vars,
+    ConfigWarning, DiscoveryBackend, DistributedConfig, EventCodec, EventTransportKind,
+    HealthStatus, Problem, RequestPlaneCodec, RequestPlaneMode, VARIABLES, ZmqBrokerMode,
+    nats_needed, vars,
 };
 
 fn parse(pairs: &[(&str, &str)]) -> DistributedConfig {
@@ -671,7 +672,7 @@ fn variables_list_names_every_setting_once() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), VARIABLES.len());
-    assert_eq!(VARIABLES.len(), 45);
+    assert_eq!(VARIABLES.len(), 49);
     // Every listed variable changes the outcome for some value (none is listed but unread).
     let probes = [
         "consul",
@@ -814,4 +815,74 @@ fn values_that_are_not_utf8_are_an_error_only_for_our_variables() {
         ])
         .is_err()
     );
+}
+
+#[test]
+fn event_plane_settings_default_to_direct_msgpack() {
+    let c = parse(&[]);
+    assert_eq!(c.events.codec, EventCodec::Msgpack);
+    assert_eq!(c.events.host, None);
+    assert_eq!(c.events.broker, ZmqBrokerMode::Direct);
+}
+
+#[test]
+fn event_plane_codec_json_warns_that_events_stay_msgpack_and_invalid_falls_back() {
+    let c = parse(&[("DYN_EVENT_PLANE_CODEC", "JSON")]);
+    assert_eq!(c.events.codec, EventCodec::Json);
+    assert_eq!(
+        c.warnings[0].to_string(),
+        "DYN_EVENT_PLANE_CODEC: 'JSON' has no effect: events are MessagePack on every \
+         transport, as in Dynamo 1.6.1"
+    );
+    let c = parse(&[("DYN_EVENT_PLANE_CODEC", "cbor")]);
+    assert_eq!(c.events.codec, EventCodec::Msgpack);
+    assert_eq!(
+        c.warnings[0].to_string(),
+        "DYN_EVENT_PLANE_CODEC: 'cbor' is not one of: json, msgpack; using the default, msgpack"
+    );
+    assert!(
+        parse(&[("DYN_EVENT_PLANE_CODEC", "msgpack")])
+            .warnings
+            .is_empty()
+    );
+}
+
+#[test]
+fn broker_url_wins_over_enabled_and_a_bad_url_is_an_error() {
+    let c = parse(&[
+        (
+            "DYN_ZMQ_BROKER_URL",
+            "xsub=tcp://a:1;tcp://b:1 , xpub=tcp://a:2",
+        ),
+        ("DYN_ZMQ_BROKER_ENABLED", "true"),
+    ]);
+    let ZmqBrokerMode::Url(b) = &c.events.broker else {
+        panic!("{:?}", c.events.broker)
+    };
+    assert_eq!(b.xsub, ["tcp://a:1", "tcp://b:1"]);
+    assert_eq!(b.xpub, ["tcp://a:2"]);
+    assert_eq!(
+        parse(&[("DYN_ZMQ_BROKER_ENABLED", "yes")]).events.broker,
+        ZmqBrokerMode::Discovered
+    );
+    let c = parse(&[("DYN_ZMQ_BROKER_ENABLED", "maybe")]);
+    assert_eq!(c.events.broker, ZmqBrokerMode::Direct);
+    assert_eq!(
+        c.warnings[0].to_string(),
+        "DYN_ZMQ_BROKER_ENABLED: 'maybe' is not a boolean (use 1/true/on/yes or 0/false/off/no); \
+         using the default, false (direct ZMQ)"
+    );
+    let err =
+        DistributedConfig::from_settings([("DYN_ZMQ_BROKER_URL", "xsub=tcp://a:1")]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "DYN_ZMQ_BROKER_URL: 'xsub=tcp://a:1' is not 'xsub=<urls> , xpub=<urls>' (two parts \
+         separated by a comma)"
+    );
+}
+
+#[test]
+fn event_plane_host_is_kept_for_the_publisher() {
+    let c = parse(&[("DYN_EVENT_PLANE_HOST", " 10.0.0.7 ")]);
+    assert_eq!(c.events.host.as_deref(), Some("10.0.0.7"));
 }

@@ -117,6 +117,24 @@ fn a_unary_request_carries_route_header_and_payload_and_gets_its_answer() {
 }
 
 #[test]
+fn releasing_nothing_is_a_no_op_even_for_a_forgotten_stream() {
+    // A driver that releases each piece as it takes it out releases 0 for an empty item, which
+    // may be the last event of a stream the connection has already forgotten.
+    let mut p = pair();
+    let id = open(&mut p, "empty", b"");
+    p.drive();
+    send_all(&mut p, id, b"");
+    p.server.finish(id).unwrap();
+    p.drive();
+    assert_eq!(ends(&p.client_events), vec![(id, Ok(()))]);
+    assert_eq!(p.client.unreleased(id), None);
+    assert_eq!(p.client.release(id, 0), Ok(()));
+    assert_eq!(p.client.release(StreamId(77), 0), Ok(()));
+    assert!(!p.client.wants_transmit());
+    p.check_invariants();
+}
+
+#[test]
 fn thousands_of_concurrent_streams_interleave_and_each_ends_once_with_its_own_data() {
     let mut p = pair();
     let n = 3000u32;

@@ -45,3 +45,8 @@ fn callhome_ops_corpus_replays_cleanly() {
         dynrt_core::callhome::fuzzing::callhome_ops(data, std::time::Instant::now())
     });
 }
+
+#[test]
+fn zmtp_frames_corpus_replays_cleanly() {
+    replay("zmtp_frames", dynrt_core::zmtp::fuzzing::zmtp_frames);
+}

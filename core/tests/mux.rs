@@ -683,6 +683,7 @@ fn error_kinds_name_dynamo_classes_both_ways() {
     );
     assert_eq!(ErrorKind(0x7777).dynamo_name(), None);
     assert_eq!(ErrorKind(0x7777).to_string(), "error kind 0x7777");
+    assert_eq!(format!("{:?}", ErrorKind(0x7777)), "error kind 0x7777");
     assert_eq!(ErrorKind::DISCONNECTED.to_string(), "Disconnected");
     assert!(GoAwayCode::NO_ERROR.is_graceful() && GoAwayCode::IDLE.is_graceful());
     assert!(!GoAwayCode(999).is_graceful());
@@ -694,4 +695,20 @@ fn wire_str_truncates_on_a_character_boundary() {
     assert_eq!(s.truncated(2).as_str(), "a");
     assert_eq!(s.truncated(3).as_str(), "aé");
     assert_eq!(s.truncated(100).as_str(), "aé€");
+}
+
+#[test]
+fn error_kind_debug_prints_its_name_and_code() {
+    assert_eq!(format!("{:?}", ErrorKind::CANCELLED), "CANCELLED (0x0006)");
+    assert_eq!(ErrorKind::NOT_FOUND.name(), Some("NOT_FOUND"));
+    assert_eq!(
+        format!("{:?}", ErrorKind::BACKEND_STREAM_INCOMPLETE),
+        "BACKEND_STREAM_INCOMPLETE (0x0108)"
+    );
+    assert_eq!(ErrorKind(0x7777).name(), None);
+    // Display stays Dynamo's class name, which is what callers show to users.
+    assert_eq!(ErrorKind::CANCELLED.to_string(), "Cancelled");
+    // A StreamError's Debug reads well too.
+    let error = StreamError::new(ErrorKind::WORKER_UNAVAILABLE, "draining");
+    assert!(format!("{error:?}").contains("WORKER_UNAVAILABLE (0x000a)"));
 }

@@ -3,10 +3,21 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU32;
 
-use dynrt_core::router::{Candidates, InstanceId, Policy, RouteError, Router};
+use dynrt_core::names::InstanceId;
+use dynrt_core::router::{Candidates, Policy, RouteError, Router};
 use proptest::prelude::*;
 
 const EP: &str = "ns/backend/generate";
+
+/// An instance id from its number.
+fn i(id: u64) -> InstanceId {
+    InstanceId(id)
+}
+
+/// Instance ids from their numbers.
+fn ids_of<const N: usize>(raw: [u64; N]) -> [InstanceId; N] {
+    raw.map(InstanceId)
+}
 
 fn router(seed: u64) -> Router {
     Router::new(EP, seed)
@@ -14,7 +25,8 @@ fn router(seed: u64) -> Router {
 
 /// A router whose round-robin position is `id` (its first choice is random, so tests of the
 /// order fix it by a choice among `[id]` alone).
-fn after(id: InstanceId) -> Router {
+fn after(id: u64) -> Router {
+    let id = i(id);
     let mut r = router(1);
     assert_eq!(r.round_robin(Candidates::new(&[id])), Ok(id));
     r
@@ -30,53 +42,56 @@ fn round_robin_n(r: &mut Router, c: Candidates<'_>, n: usize) -> Vec<InstanceId>
 
 #[test]
 fn round_robin_cycles_in_ascending_order() {
-    let ids = [0x10, 0x20, 0x30];
+    let ids = ids_of([0x10, 0x20, 0x30]);
     let mut r = after(0x30);
     assert_eq!(
         round_robin_n(&mut r, Candidates::new(&ids), 7),
-        [0x10, 0x20, 0x30, 0x10, 0x20, 0x30, 0x10]
+        ids_of([0x10, 0x20, 0x30, 0x10, 0x20, 0x30, 0x10])
     );
 }
 
 #[test]
 fn round_robin_order_does_not_depend_on_list_order() {
-    let ids = [0x30, 0x10, 0x20];
+    let ids = ids_of([0x30, 0x10, 0x20]);
     let mut r = after(0x30);
     assert_eq!(
         round_robin_n(&mut r, Candidates::new(&ids), 4),
-        [0x10, 0x20, 0x30, 0x10]
+        ids_of([0x10, 0x20, 0x30, 0x10])
     );
 }
 
 #[test]
 fn round_robin_keeps_its_place_when_instances_come_and_go() {
     let mut r = after(9);
-    assert_eq!(r.round_robin(Candidates::new(&[1, 5, 9])), Ok(1));
-    assert_eq!(r.round_robin(Candidates::new(&[1, 5, 9])), Ok(5));
+    assert_eq!(r.round_robin(Candidates::new(&ids_of([1, 5, 9]))), Ok(i(1)));
+    assert_eq!(r.round_robin(Candidates::new(&ids_of([1, 5, 9]))), Ok(i(5)));
     // 7 appears between 5 and 9: it is next, nobody is skipped.
-    assert_eq!(r.round_robin(Candidates::new(&[1, 5, 7, 9])), Ok(7));
+    assert_eq!(
+        r.round_robin(Candidates::new(&ids_of([1, 5, 7, 9]))),
+        Ok(i(7))
+    );
     // 9 disappears while it was next: wrap to the lowest.
-    assert_eq!(r.round_robin(Candidates::new(&[1, 5, 7])), Ok(1));
+    assert_eq!(r.round_robin(Candidates::new(&ids_of([1, 5, 7]))), Ok(i(1)));
     // The previous choice itself disappears: continue above it.
-    assert_eq!(r.round_robin(Candidates::new(&[5, 7])), Ok(5));
-    assert_eq!(r.round_robin(Candidates::new(&[7])), Ok(7));
-    assert_eq!(r.round_robin(Candidates::new(&[7])), Ok(7));
+    assert_eq!(r.round_robin(Candidates::new(&ids_of([5, 7]))), Ok(i(5)));
+    assert_eq!(r.round_robin(Candidates::new(&ids_of([7]))), Ok(i(7)));
+    assert_eq!(r.round_robin(Candidates::new(&ids_of([7]))), Ok(i(7)));
 }
 
 #[test]
 fn round_robin_skips_instances_reported_down_until_restored() {
-    let ids = [1, 2, 3];
-    let mut down = BTreeSet::from([2]);
+    let ids = ids_of([1, 2, 3]);
+    let mut down = BTreeSet::from(ids_of([2]));
     let mut r = after(3);
     assert_eq!(
         round_robin_n(&mut r, Candidates::new(&ids).down(&down), 4),
-        [1, 3, 1, 3]
+        ids_of([1, 3, 1, 3])
     );
-    down.remove(&2);
+    down.remove(&i(2));
     // Restored, 2 rejoins at its place in the order (after 3 comes 1, then 2).
     assert_eq!(
         round_robin_n(&mut r, Candidates::new(&ids).down(&down), 4),
-        [1, 2, 3, 1]
+        ids_of([1, 2, 3, 1])
     );
 }
 
@@ -84,7 +99,7 @@ fn round_robin_skips_instances_reported_down_until_restored() {
 fn round_robin_starts_at_a_seeded_random_instance() {
     // Issue 9 item 5: every new process called the lowest id. One router per process, each
     // with its own seed: the first choices cover every instance, about evenly.
-    let ids = [0x10, 0x20, 0x30, 0x40];
+    let ids = ids_of([0x10, 0x20, 0x30, 0x40]);
     let mut firsts = BTreeMap::new();
     for seed in 0..400 {
         let first = router(seed).round_robin(Candidates::new(&ids)).unwrap();
@@ -102,19 +117,19 @@ fn round_robin_starts_at_a_seeded_random_instance() {
 
 #[test]
 fn round_robin_first_choice_skips_down_instances() {
-    let down = BTreeSet::from([1, 3]);
+    let down = BTreeSet::from(ids_of([1, 3]));
     for seed in 0..50 {
         let mut r = router(seed);
         assert_eq!(
-            r.round_robin(Candidates::new(&[1, 2, 3]).down(&down)),
-            Ok(2)
+            r.round_robin(Candidates::new(&ids_of([1, 2, 3])).down(&down)),
+            Ok(i(2))
         );
     }
 }
 
 #[test]
 fn random_is_deterministic_by_seed() {
-    let ids = [1, 2, 3, 4, 5, 6, 7, 8];
+    let ids = ids_of([1, 2, 3, 4, 5, 6, 7, 8]);
     let draw = |seed| {
         let mut r = router(seed);
         (0..64)
@@ -127,7 +142,7 @@ fn random_is_deterministic_by_seed() {
 
 #[test]
 fn random_covers_every_instance_about_evenly() {
-    let ids: Vec<InstanceId> = (100..110).collect();
+    let ids: Vec<InstanceId> = (100..110).map(InstanceId).collect();
     let mut r = router(7);
     let mut counts = BTreeMap::new();
     let draws = 10_000;
@@ -148,84 +163,93 @@ fn random_covers_every_instance_about_evenly() {
 
 #[test]
 fn random_skips_down_and_busy_instances() {
-    let ids = [1, 2, 3, 4];
-    let down = HashSet::from([1]);
-    let load = HashMap::from([(3, 2)]);
+    let ids = ids_of([1, 2, 3, 4]);
+    let down = HashSet::from(ids_of([1]));
+    let load = HashMap::from([(i(3), 2)]);
     let mut r = router(3);
     r.set_busy_threshold(busy(2));
     let c = Candidates::new(&ids).down(&down).in_flight(&load);
     let chosen: BTreeSet<_> = (0..200).map(|_| r.random(c).unwrap()).collect();
-    assert_eq!(chosen, BTreeSet::from([2, 4]));
+    assert_eq!(chosen, BTreeSet::from(ids_of([2, 4])));
 }
 
 #[test]
 fn direct_returns_a_discovered_instance() {
     let r = router(1);
-    assert_eq!(r.direct(Candidates::new(&[1, 0xab]), 0xab), Ok(0xab));
+    assert_eq!(
+        r.direct(Candidates::new(&ids_of([1, 0xab])), i(0xab)),
+        Ok(i(0xab))
+    );
 }
 
 #[test]
 fn direct_to_a_missing_instance_names_it_in_hex() {
     let r = router(1);
-    let err = r.direct(Candidates::new(&[1, 2]), 0xdead_beef).unwrap_err();
+    let err = r
+        .direct(Candidates::new(&ids_of([1, 2])), i(0xdead_beef))
+        .unwrap_err();
     assert_eq!(
         err,
         RouteError::NotAvailable {
             endpoint: EP.to_owned(),
-            id: 0xdead_beef
+            id: i(0xdead_beef)
         }
     );
     assert_eq!(
         err.to_string(),
         "instance deadbeef is not available for endpoint ns/backend/generate"
     );
-    assert!(r.direct(Candidates::new(&[]), 1).is_err());
+    assert!(r.direct(Candidates::new(&[]), i(1)).is_err());
 }
 
 #[test]
 fn direct_reaches_an_instance_reported_down_as_dynamo_does() {
-    let down = BTreeSet::from([2]);
+    let down = BTreeSet::from(ids_of([2]));
     let r = router(1);
-    assert_eq!(r.direct(Candidates::new(&[1, 2]).down(&down), 2), Ok(2));
+    assert_eq!(
+        r.direct(Candidates::new(&ids_of([1, 2])).down(&down), i(2)),
+        Ok(i(2))
+    );
 }
 
 #[test]
 fn direct_refuses_a_busy_instance() {
-    let load = BTreeMap::from([(2, 5)]);
+    let load = BTreeMap::from([(i(2), 5)]);
     let mut r = router(1);
     r.set_busy_threshold(busy(5));
-    let c = Candidates::new(&[1, 2]).in_flight(&load);
-    let err = r.direct(c, 2).unwrap_err();
+    let ids = ids_of([1, 2]);
+    let c = Candidates::new(&ids).in_flight(&load);
+    let err = r.direct(c, i(2)).unwrap_err();
     assert_eq!(
         err.to_string(),
         "instance 2 of endpoint ns/backend/generate is busy (5 requests in flight, threshold 5)"
     );
-    assert_eq!(r.direct(c, 1), Ok(1));
+    assert_eq!(r.direct(c, i(1)), Ok(i(1)));
 }
 
 #[test]
 fn busy_threshold_skips_instances_at_or_above_it() {
-    let ids = [1, 2, 3];
-    let load = |id: InstanceId| if id == 2 { 4 } else { 3 };
+    let ids = ids_of([1, 2, 3]);
+    let load = |id: InstanceId| if id == i(2) { 4 } else { 3 };
     let mut r = after(3);
     r.set_busy_threshold(busy(4));
     assert_eq!(r.busy_threshold(), busy(4));
     assert_eq!(
         round_robin_n(&mut r, Candidates::new(&ids).in_flight(&load), 4),
-        [1, 3, 1, 3]
+        ids_of([1, 3, 1, 3])
     );
     // Without a threshold the counts are not read at all.
     r.set_busy_threshold(None);
     assert_eq!(
         round_robin_n(&mut r, Candidates::new(&ids).in_flight(&load), 3),
-        [1, 2, 3]
+        ids_of([1, 2, 3])
     );
 }
 
 #[test]
 fn all_busy_is_its_own_error() {
-    let ids = [1, 2, 3];
-    let down = BTreeSet::from([3]);
+    let ids = ids_of([1, 2, 3]);
+    let down = BTreeSet::from(ids_of([3]));
     let load = |_| 9;
     let mut r = router(1);
     r.set_busy_threshold(busy(9));
@@ -260,7 +284,7 @@ fn everything_down_is_no_instances_and_says_so() {
     r.set_busy_threshold(busy(1));
     let down = |_| true;
     let err = r
-        .round_robin(Candidates::new(&[1, 2]).down(&down))
+        .round_robin(Candidates::new(&ids_of([1, 2])).down(&down))
         .unwrap_err();
     assert_eq!(
         err,
@@ -274,7 +298,7 @@ fn everything_down_is_no_instances_and_says_so() {
         "no instances for endpoint ns/backend/generate (all 2 instances reported down)"
     );
     assert_eq!(
-        r.random(Candidates::new(&[1]).down(&down))
+        r.random(Candidates::new(&ids_of([1])).down(&down))
             .unwrap_err()
             .to_string(),
         "no instances for endpoint ns/backend/generate (1 instance reported down)"
@@ -284,20 +308,20 @@ fn everything_down_is_no_instances_and_says_so() {
 #[test]
 fn a_failed_round_robin_does_not_move_the_position() {
     let mut r = after(3);
-    assert_eq!(r.round_robin(Candidates::new(&[1, 2, 3])), Ok(1));
+    assert_eq!(r.round_robin(Candidates::new(&ids_of([1, 2, 3]))), Ok(i(1)));
     assert!(r.round_robin(Candidates::new(&[])).is_err());
-    assert_eq!(r.round_robin(Candidates::new(&[1, 2, 3])), Ok(2));
+    assert_eq!(r.round_robin(Candidates::new(&ids_of([1, 2, 3]))), Ok(i(2)));
 }
 
 #[test]
 fn choose_dispatches_on_the_policy() {
-    let ids = [4, 8];
+    let ids = ids_of([4, 8]);
     let mut a = router(9);
     let mut b = router(9);
     let c = Candidates::new(&ids);
     assert_eq!(a.choose(Policy::RoundRobin, c), b.round_robin(c));
     assert_eq!(a.choose(Policy::Random, c), b.random(c));
-    assert_eq!(a.choose(Policy::Direct(8), c), Ok(8));
+    assert_eq!(a.choose(Policy::Direct(i(8)), c), Ok(i(8)));
     assert_eq!(a.endpoint(), EP);
 }
 
@@ -313,11 +337,13 @@ proptest! {
         seed: u64,
         ops in proptest::collection::vec(0u8..3, 1..40),
     ) {
-        let ids: Vec<_> = ids.into_iter().collect();
+        let ids: Vec<_> = ids.into_iter().map(InstanceId).collect();
+        let down: BTreeSet<_> = down.into_iter().map(InstanceId).collect();
+        let loads: BTreeMap<_, _> = loads.into_iter().map(|(id, n)| (InstanceId(id), n)).collect();
         let mut r = Router::new(EP, seed);
         r.set_busy_threshold(NonZeroU32::new(threshold));
         let c = Candidates::new(&ids).down(&down).in_flight(&loads);
-        let usable = |id: &u64| {
+        let usable = |id: &InstanceId| {
             !down.contains(id) && (threshold == 0 || loads.get(id).copied().unwrap_or(0) < threshold)
         };
         let any_usable = ids.iter().any(usable);
@@ -325,7 +351,7 @@ proptest! {
             let result = match op {
                 0 => r.round_robin(c),
                 1 => r.random(c),
-                _ => r.direct(c, seed % 32),
+                _ => r.direct(c, i(seed % 32)),
             };
             match result {
                 Ok(id) if op < 2 => prop_assert!(ids.contains(&id) && usable(&id)),
@@ -339,7 +365,7 @@ proptest! {
     /// With a fixed set, k full cycles of round-robin choose every usable instance k times.
     #[test]
     fn round_robin_is_fair(ids in proptest::collection::btree_set(any::<u64>(), 1..10), k in 1usize..5) {
-        let ids: Vec<_> = ids.into_iter().collect();
+        let ids: Vec<_> = ids.into_iter().map(InstanceId).collect();
         let mut r = Router::new(EP, 0);
         let picks = round_robin_n(&mut r, Candidates::new(&ids), ids.len() * k);
         // From wherever the seeded first choice fell, the ascending cycle.

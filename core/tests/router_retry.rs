@@ -4,14 +4,24 @@
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
 
+use dynrt_core::names::InstanceId;
 use dynrt_core::router::{
-    Attempts, Candidates, Delivery, InstanceId, Outcome, Policy, Refusal, RetryConfig, Router,
-    Verdict,
+    Attempts, Candidates, Delivery, Outcome, Policy, Refusal, RetryConfig, Router, Verdict,
 };
 use dynrt_core::wire::mux::ErrorKind;
 use proptest::prelude::*;
 
 const EP: &str = "ns/backend/generate";
+
+/// An instance id from its number.
+fn i(id: u64) -> InstanceId {
+    InstanceId(id)
+}
+
+/// Instance ids from their numbers.
+fn ids_of<const N: usize>(raw: [u64; N]) -> [InstanceId; N] {
+    raw.map(InstanceId)
+}
 
 fn budget(n: u32) -> RetryConfig {
     RetryConfig::new(NonZeroU32::new(n).expect("non-zero"))
@@ -67,7 +77,7 @@ fn only_an_overloaded_instance_is_not_reported_down() {
 
 #[test]
 fn a_refused_connect_moves_the_request_to_the_other_instance() {
-    let ids = [1, 2];
+    let ids = ids_of([1, 2]);
     for seed in 0..20 {
         let mut router = Router::new(EP, seed);
         let mut attempts = Attempts::new(Policy::RoundRobin, RetryConfig::default());
@@ -88,7 +98,7 @@ fn a_refused_connect_moves_the_request_to_the_other_instance() {
 
 #[test]
 fn the_budget_bounds_the_attempts() {
-    let ids: Vec<InstanceId> = (1..=10).collect();
+    let ids: Vec<InstanceId> = (1..=10).map(InstanceId).collect();
     let mut router = Router::new(EP, 3);
     let mut attempts = Attempts::new(Policy::Random, budget(3));
     for _ in 0..2 {
@@ -111,7 +121,7 @@ fn never_retrying_gives_up_at_the_first_refusal() {
     let mut router = Router::new(EP, 3);
     let mut attempts = Attempts::new(Policy::RoundRobin, RetryConfig::never());
     attempts
-        .choose(&mut router, Candidates::new(&[1, 2]))
+        .choose(&mut router, Candidates::new(&ids_of([1, 2])))
         .unwrap();
     assert_eq!(
         attempts.handle_outcome(Outcome::EndedBeforeData(ErrorKind::WORKER_OVERLOADED)),
@@ -122,10 +132,10 @@ fn never_retrying_gives_up_at_the_first_refusal() {
 #[test]
 fn a_direct_call_is_never_moved_to_another_instance() {
     let mut router = Router::new(EP, 3);
-    let mut attempts = Attempts::new(Policy::Direct(2), RetryConfig::default());
+    let mut attempts = Attempts::new(Policy::Direct(i(2)), RetryConfig::default());
     assert_eq!(
-        attempts.choose(&mut router, Candidates::new(&[1, 2])),
-        Ok(2)
+        attempts.choose(&mut router, Candidates::new(&ids_of([1, 2]))),
+        Ok(i(2))
     );
     assert_eq!(
         attempts.handle_outcome(Outcome::ConnectFailed),
@@ -135,7 +145,7 @@ fn a_direct_call_is_never_moved_to_another_instance() {
 
 #[test]
 fn when_every_instance_refused_choosing_fails() {
-    let ids = [1, 2];
+    let ids = ids_of([1, 2]);
     let mut router = Router::new(EP, 3);
     let mut attempts = Attempts::new(Policy::RoundRobin, budget(5));
     for _ in 0..2 {
@@ -150,8 +160,8 @@ fn when_every_instance_refused_choosing_fails() {
 
 #[test]
 fn retries_respect_the_callers_down_marks() {
-    let ids = [1, 2, 3];
-    let down = BTreeSet::from([3]);
+    let ids = ids_of([1, 2, 3]);
+    let down = BTreeSet::from(ids_of([3]));
     let mut router = Router::new(EP, 11);
     let mut attempts = Attempts::new(Policy::RoundRobin, budget(5));
     let mut seen = BTreeSet::new();
@@ -162,7 +172,7 @@ fn retries_respect_the_callers_down_marks() {
             Verdict::Retry(_)
         ));
     }
-    assert_eq!(seen, BTreeSet::from([1, 2]));
+    assert_eq!(seen, BTreeSet::from(ids_of([1, 2])));
 }
 
 fn outcome() -> impl Strategy<Value = Outcome> {
@@ -189,7 +199,7 @@ proptest! {
         random in any::<bool>(),
         outcomes in proptest::collection::vec(outcome(), 1..10),
     ) {
-        let ids: Vec<_> = ids.into_iter().collect();
+        let ids: Vec<_> = ids.into_iter().map(InstanceId).collect();
         let policy = if random { Policy::Random } else { Policy::RoundRobin };
         let mut router = Router::new(EP, seed);
         let mut attempts = Attempts::new(policy, budget(max));

@@ -4,11 +4,12 @@ pub use dynrt_io::mux::*;
 
 use crate::SmolRuntime;
 
-/// A [`dynrt_io::mux::Connector`] on smol.
-pub type SmolConnector = dynrt_io::mux::Connector<SmolRuntime>;
+/// A [`dynrt_io::mux::Connector`] on smol: the same name on every executor, so switching is one
+/// import.
+pub type Connector = dynrt_io::mux::Connector<SmolRuntime>;
 
 /// A connector on smol's global executor.
-pub fn connector(config: ConnConfig) -> SmolConnector {
+pub fn connector(config: ConnConfig) -> Connector {
     Connector::new(SmolRuntime::new(), config)
 }
 

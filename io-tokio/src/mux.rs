@@ -4,11 +4,12 @@ pub use dynrt_io::mux::*;
 
 use crate::TokioRuntime;
 
-/// A [`dynrt_io::mux::Connector`] on tokio.
-pub type TokioConnector = dynrt_io::mux::Connector<TokioRuntime>;
+/// A [`dynrt_io::mux::Connector`] on tokio: the same name on every executor, so switching is one
+/// import.
+pub type Connector = dynrt_io::mux::Connector<TokioRuntime>;
 
 /// A connector on the current tokio runtime.
-pub fn connector(config: ConnConfig) -> TokioConnector {
+pub fn connector(config: ConnConfig) -> Connector {
     Connector::new(TokioRuntime::current(), config)
 }
 

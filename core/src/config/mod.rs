@@ -14,6 +14,10 @@
 //! | `DYN_DISCOVERY_BACKEND` | `etcd` | `etcd`, `file`, `mem`, `kubernetes` | empty is an error (as in Dynamo) |
 //! | `DYN_REQUEST_PLANE` | `tcp` | `tcp`, `nats`, `http` | empty is an error (as in Dynamo); `http` is ours |
 //! | `DYN_EVENT_PLANE` | `zmq` for `file`/`mem`, `nats` for `etcd`/`kubernetes` | `zmq`, `nats` | invalid: warning, the backend's default (the specification's `resolve_event_transport_kind`); not implemented: setting it warns |
+//! | `DYN_EVENT_PLANE_CODEC` | `msgpack` | `msgpack`, `json` | invalid: warning, default; `json`: warning, events stay MessagePack (1.6.1 ignores it too) |
+//! | `DYN_EVENT_PLANE_HOST` | resolved local IP | an IP address | advertised by direct ZMQ publishers; checked when one starts |
+//! | `DYN_ZMQ_BROKER_URL` | unset (direct) | `xsub=tcp://h:p[;…] , xpub=tcp://h:p[;…]` | invalid is an error (1.6.1 fails the publisher) |
+//! | `DYN_ZMQ_BROKER_ENABLED` | false | a boolean | true: brokers from discovery; ignored when `DYN_ZMQ_BROKER_URL` is set; invalid: warning, false |
 //! | `NATS_SERVER` | `nats://localhost:4222` | `nats://…`, `tls://…`, a comma list of them | setting it turns NATS on; empty is an error |
 //! | `NATS_AUTH_USERNAME`, `NATS_AUTH_PASSWORD` | user `user`, password `user` (Dynamo's) | both or neither | one without the other is an error (Dynamo ignores it) |
 //! | `NATS_AUTH_TOKEN` | — | a token | used when no user name is set |
@@ -69,6 +73,7 @@
 //! 32767 fail there, and only `true`/`false` for the figment-read booleans); nothing Dynamo
 //! accepts is rejected here.
 
+mod events;
 mod host;
 mod limits;
 mod nats;
@@ -80,6 +85,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use events::{EventCodec, EventPlaneConfig, ZmqBrokerMode};
 pub use host::{HostSource, RoutedAddrs, ServerHost};
 pub use limits::{
     DEFAULT_SYSTEM_BODY_READ_TIMEOUT, DEFAULT_SYSTEM_HEADER_READ_TIMEOUT,
@@ -256,26 +262,9 @@ impl RequestPlaneCodec {
     }
 }
 
-/// Health status reported before any endpoint says otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum HealthStatus {
-    /// Ready.
-    Ready,
-    /// Not ready (the default).
-    #[default]
-    NotReady,
-}
-
-impl HealthStatus {
-    /// The name as written in `DYN_SYSTEM_STARTING_HEALTH_STATUS` and in `/health` bodies.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ready => "ready",
-            Self::NotReady => "notready",
-        }
-    }
-}
+/// Health status reported before any endpoint says otherwise
+/// (`DYN_SYSTEM_STARTING_HEALTH_STATUS`): the one health enum, [`crate::health::HealthStatus`].
+pub use crate::health::HealthStatus;
 
 macro_rules! display_as_str {
     ($($t:ty),*) => {$(
@@ -290,8 +279,7 @@ display_as_str!(
     DiscoveryBackend,
     RequestPlaneMode,
     EventTransportKind,
-    RequestPlaneCodec,
-    HealthStatus
+    RequestPlaneCodec
 );
 
 /// etcd client settings (used when the backend is [`DiscoveryBackend::Etcd`]).
@@ -413,6 +401,8 @@ pub struct DistributedConfig {
     pub request_plane: RequestPlaneMode,
     /// How events are published.
     pub event_transport: EventTransportKind,
+    /// Event-plane codec, advertised host and brokers.
+    pub events: EventPlaneConfig,
     /// NATS client settings, present exactly when a NATS client is needed (see [`nats_needed`]).
     pub nats: Option<NatsConfig>,
     /// TCP request-plane settings.
@@ -454,6 +444,7 @@ impl Default for DistributedConfig {
             request_plane: RequestPlaneMode::Tcp,
             // etcd's default event plane is NATS, which needs a client (`nats_needed`).
             event_transport: EventTransportKind::Nats,
+            events: EventPlaneConfig::default(),
             nats: Some(NatsConfig::new(DEFAULT_NATS_SERVER)),
             tcp: TcpConfig {
                 rpc_host: None,
@@ -566,10 +557,7 @@ impl DistributedConfig {
             None
         };
         Ok(crate::health::HealthConfig {
-            starting_status: match self.system.starting_health_status {
-                HealthStatus::Ready => crate::health::HealthStatus::Ready,
-                HealthStatus::NotReady => crate::health::HealthStatus::NotReady,
-            },
+            starting_status: self.system.starting_health_status,
             gated_endpoints: self.system.use_endpoint_health_status.clone(),
             canary,
         })
@@ -647,6 +635,7 @@ impl DistributedConfig {
                 }
             },
         };
+        c.events = events::parse(s, &mut warnings)?;
         let nats_server = nats::parse_server(s)?;
         c.nats = if nats_needed(c.request_plane, nats_server.is_some(), c.event_transport) {
             let server = nats_server.as_deref().unwrap_or(DEFAULT_NATS_SERVER);

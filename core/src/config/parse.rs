@@ -100,6 +100,9 @@ pub enum Problem {
     /// names nor interface names.
     #[error("is not an IP address (host and interface names are not resolved)")]
     NotAnIpAddress,
+    /// Not `xsub=<urls> , xpub=<urls>`; says which part is wrong.
+    #[error("{0}")]
+    NotABrokerUrl(&'static str),
     /// An IP address that cannot be bound and advertised (multicast, broadcast).
     #[error("is not a unicast address")]
     NotUnicast,

@@ -12,6 +12,15 @@ pub const DYN_REQUEST_PLANE: &str = "DYN_REQUEST_PLANE";
 /// Event plane: `zmq` or `nats`; default zmq for the `file` and `mem` backends, nats for
 /// `etcd` and `kubernetes`. Not implemented yet: setting it warns.
 pub const DYN_EVENT_PLANE: &str = "DYN_EVENT_PLANE";
+/// Codec of event envelopes: `msgpack` or `json`. Dynamo 1.6.1 (and dynrt) send MessagePack
+/// on every transport whatever it says; `json` warns.
+pub const DYN_EVENT_PLANE_CODEC: &str = "DYN_EVENT_PLANE_CODEC";
+/// IP address a direct ZMQ event publisher advertises; default: the resolved local address.
+pub const DYN_EVENT_PLANE_HOST: &str = "DYN_EVENT_PLANE_HOST";
+/// ZMQ brokers, `xsub=tcp://h:p[;…] , xpub=tcp://h:p[;…]`; set, ZMQ events go through them.
+pub const DYN_ZMQ_BROKER_URL: &str = "DYN_ZMQ_BROKER_URL";
+/// Whether ZMQ events go through the brokers registered in discovery; default false.
+pub const DYN_ZMQ_BROKER_ENABLED: &str = "DYN_ZMQ_BROKER_ENABLED";
 /// NATS server URL, `nats://…` or `tls://…` (or a comma-separated list of them); default
 /// `nats://localhost:4222`. Setting it opens a NATS client.
 pub const NATS_SERVER: &str = "NATS_SERVER";
@@ -116,6 +125,10 @@ pub const VARIABLES: &[&str] = &[
     DYN_DISCOVERY_BACKEND,
     DYN_REQUEST_PLANE,
     DYN_EVENT_PLANE,
+    DYN_EVENT_PLANE_CODEC,
+    DYN_EVENT_PLANE_HOST,
+    DYN_ZMQ_BROKER_URL,
+    DYN_ZMQ_BROKER_ENABLED,
     NATS_SERVER,
     NATS_AUTH_USERNAME,
     NATS_AUTH_PASSWORD,

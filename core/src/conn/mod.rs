@@ -28,6 +28,7 @@
 //! use bytes::{Bytes, BytesMut};
 //! use dynrt_core::conn::{Conn, ConnConfig, Event};
 //! use dynrt_core::wire::OutBuf;
+//! use dynrt_core::names::{InstanceId, TcpRoute};
 //! use dynrt_core::wire::mux::WireStr;
 //!
 //! let now = Instant::now(); // a driver's clock; the core never reads one
@@ -44,7 +45,9 @@
 //! pump(&mut server, &mut client); // preface + HELLO
 //! assert!(matches!(client.poll_event(), Some(Event::HandshakeDone(_))));
 //!
-//! let id = client.open(WireStr::from_static("ns/comp/generate"), Bytes::new(), Bytes::from_static(b"hi"))?;
+//! // The route names the instance that serves the endpoint (see "Contracts" below).
+//! let route = TcpRoute::new(InstanceId(0x2a), "dyn://ns.comp.generate".parse()?);
+//! let id = client.open(WireStr::from(route.to_string()), Bytes::new(), Bytes::from_static(b"hi"))?;
 //! pump(&mut client, &mut server);
 //! assert!(matches!(server.poll_event(), Some(Event::HandshakeDone(_))));
 //! let Some(Event::StreamOpened(request)) = server.poll_event() else { unreachable!() };
@@ -61,6 +64,41 @@
 //! GOAWAY) and closes the socket, or drops it at once when [`Conn::is_flush_abandoned`] says
 //! the peer does not read. `handle_input` should be called only when bytes arrived: each
 //! call counts as a sign of life for the keep-alive.
+//!
+//! ## Contracts a driver relies on
+//!
+//! - **Route.** A REQUEST's route is the *instance route* `{instance_id:x}/{ns}/{comp}/{ep}`
+//!   ([`crate::names::TcpRoute`], printed with `Display`), the same text that follows the address
+//!   in the instance's discovery record (`transport.tcp = "host:port/route"`). dynrt's server
+//!   ends a stream whose route is not one of its own instances' with `NOT_FOUND`, so a client
+//!   takes the route from the record it dials, or builds it with `TcpRoute::new`. `Conn` itself
+//!   does not check routes: matching a route to a handler is the server driver's job.
+//! - **Payload and items are bytes.** The REQUEST payload and every DATA piece are the
+//!   application's bytes, untouched: no framing, no codec, no `Annotated` wrapper. An item is
+//!   one `Data` with `more: false`, or a run of `Data` with `more: true` ended by one without;
+//!   concatenate the pieces. An empty item is one empty `Data`.
+//! - **`payload_codec` is a label, not a transformation.** The REQUEST header
+//!   ([`crate::wire::mux::RequestHeader`]) may name `"json"` or `"msgpack"`; nothing on the mux
+//!   converts anything. Absent means *unlabelled*: the bytes are whatever the endpoint and its
+//!   callers agree on. `dynrt call` sends its JSON text unlabelled and `dynrt serve` reads the
+//!   payload as JSON; dynrt's typed client calls label `msgpack`, its health canaries `json`.
+//!   Only when a dynrt client calls a *Dynamo* worker (not over the mux) is a codec applied: the
+//!   payload must then be JSON text, and goes out in the codec the worker's record names.
+//! - **Deadlines.** [`Conn::poll_timeout`] may return an instant at or before the `now` last
+//!   given: output is waiting or a deadline is due. Do not sleep then (a blocking socket would
+//!   refuse a zero read timeout: `set_read_timeout(Some(Duration::ZERO))` is an error in std):
+//!   call [`Conn::handle_timeout`] with the current time, drain `poll_transmit` and
+//!   `poll_event`, and ask again. After `handle_timeout(now)` the next deadline is later than
+//!   `now` unless output is waiting, so this never spins. `None` means no timer: block on the
+//!   socket alone.
+//! - **Credit.** A client calls [`Conn::release`] with a piece's length once the application
+//!   has consumed it or moved it into its own bounded buffer (`release(id, 0)` is a no-op, so
+//!   release every piece, empty ones too). Releasing only at the end of an item stalls an item
+//!   larger than the stream credit (1 MiB by default) forever.
+//! - **Resuming a send.** [`Conn::send_data`] may take only part of an item (the rest stays in
+//!   the caller's `Bytes`) or refuse with [`SendError::Blocked`]; the server keeps what is left
+//!   and retries on [`Event::Writable`] for that stream. [`SendQueue`] is that bookkeeping for
+//!   one stream: push items, call `flush` after each `Writable`.
 //!
 //! ## Who does what
 //!
@@ -174,6 +212,7 @@ mod config;
 mod error;
 mod event;
 mod output;
+mod queue;
 mod recv;
 mod send;
 mod stream;
@@ -191,6 +230,7 @@ pub use config::{ConfigError, ConnConfig};
 pub use error::{CancelError, CloseReason, OpenError, ProtocolViolation, ReleaseError, SendError};
 pub use event::{Event, PeerSettings};
 pub use output::FRAME_OVERHEAD;
+pub use queue::{Flushed, QueueFull, SendQueue};
 
 use stream::Stream;
 

@@ -245,12 +245,17 @@ impl Conn {
     /// Client: the application consumed `len` bytes of stream `id`'s data (delivered in
     /// [`Event::Data`]); the credit goes back to the server (in a CREDIT once half the initial
     /// credit has been released). Works after the stream ended too; a no-op once the connection
-    /// is closed.
+    /// is closed, and for `len == 0` (whatever `id` is: an empty item needs no release).
+    ///
+    /// Call it as the application takes bytes out of [`Event::Data`] pieces, not only when an
+    /// item is complete: an item larger than the stream credit arrives only if its earlier
+    /// pieces are released. A driver that hands items to a consumer releases when the consumer
+    /// takes them, so a slow consumer slows the server (that is the memory bound).
     pub fn release(&mut self, id: StreamId, len: u64) -> Result<(), ReleaseError> {
         if self.role != Role::Client {
             return Err(ReleaseError::NotClient);
         }
-        if self.is_closed() {
+        if self.is_closed() || len == 0 {
             return Ok(());
         }
         let threshold = (u64::from(self.config.stream_credit) / 2).max(1);

@@ -7,7 +7,9 @@
 //! - [`records`]: the JSON records ([`DiscoveryRecord`] and its four kinds), byte for byte as
 //!   1.6.1 writes them, plus dynrt's optional `"dynrt"` capability field;
 //! - [`keys`]: buckets, keys ([`DiscoveryKey`]) and queries as key prefixes ([`Query`]);
-//! - [`InstanceSet`]: the state machine a client feeds with the watch of one endpoint.
+//! - [`InstanceSet`]: the state machine a client feeds with the watch of one endpoint;
+//! - [`listing`]: a one-off listing (etcd range read, file-store directory) turned into the
+//!   instances of one endpoint, for drivers without a watch.
 //!
 //! ## What a backend driver calls
 //!
@@ -48,6 +50,7 @@
 mod instance;
 mod instance_set;
 pub mod keys;
+pub mod listing;
 mod record_parser;
 pub mod records;
 

@@ -40,7 +40,8 @@
 
 use std::num::NonZeroU32;
 
-use super::{Candidates, InstanceId, Policy, RouteError, Router};
+use super::{Candidates, Policy, RouteError, Router};
+use crate::names::InstanceId;
 use crate::wire::mux::ErrorKind;
 
 /// How far a client goes to deliver one request that instances refuse.

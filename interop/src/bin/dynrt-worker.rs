@@ -92,7 +92,7 @@ fn handle(payload: Bytes, ctx: RequestContext) -> BoxItemStream {
 }
 
 async fn run(names: [String; 3]) -> anyhow::Result<()> {
-    let drt = DistributedRuntime::from_settings().await?;
+    let drt = DistributedRuntime::from_env().await?;
     let [ns, component, endpoint] = names;
     let endpoint = drt
         .namespace(&ns)

@@ -153,7 +153,7 @@ impl<R: Runtime> Client<R> {
 
     /// Calls instance `id` (even if it was reported down, so health checks can reach it).
     pub async fn direct(&self, id: InstanceId, payload: Bytes) -> Result<CallStream, ClientError> {
-        self.call(Policy::Direct(id.0), payload).await
+        self.call(Policy::Direct(id), payload).await
     }
 
     /// A health-check canary to instance `id` (this process's own): JSON payload, not counted
@@ -163,7 +163,7 @@ impl<R: Runtime> Client<R> {
         id: InstanceId,
         payload: Bytes,
     ) -> Result<CallStream, ClientError> {
-        self.call_as(Policy::Direct(id.0), payload, Origin::Canary)
+        self.call_as(Policy::Direct(id), payload, Origin::Canary, Some("json"))
             .await
     }
 
@@ -174,11 +174,20 @@ impl<R: Runtime> Client<R> {
     ) -> Result<TypedStream<Resp>, ClientError> {
         let payload =
             rmp_serde::to_vec_named(request).map_err(|e| ClientError::Encode(e.to_string()))?;
-        Ok(TypedStream::new(self.round_robin(payload.into()).await?))
+        // Labelled, so a handler (or a bridge) can tell these bytes are msgpack, not JSON.
+        let stream = self
+            .call_as(
+                Policy::RoundRobin,
+                payload.into(),
+                Origin::Caller,
+                Some("msgpack"),
+            )
+            .await?;
+        Ok(TypedStream::new(stream))
     }
 
     async fn call(&self, policy: Policy, payload: Bytes) -> Result<CallStream, ClientError> {
-        self.call_as(policy, payload, Origin::Caller).await
+        self.call_as(policy, payload, Origin::Caller, None).await
     }
 
     async fn call_as(
@@ -186,12 +195,11 @@ impl<R: Runtime> Client<R> {
         policy: Policy,
         payload: Bytes,
         origin: Origin,
+        payload_codec: Option<&str>,
     ) -> Result<CallStream, ClientError> {
         let own = self.drt.instance_id();
         let mut header = RequestHeader::new(format!("{:x}-{}", own.0, next_request_number()));
-        if origin == Origin::Canary {
-            header.payload_codec = Some("json".to_owned());
-        }
+        header.payload_codec = payload_codec.map(str::to_owned);
         let header = header
             .to_msgpack()
             .map_err(|e| ClientError::Encode(e.to_string()))?;
@@ -259,7 +267,7 @@ impl<R: Runtime> Client<R> {
         };
         let instance = *attempts.tried().last().expect("an attempt was made");
         if refusal.reports_down() {
-            self.instances.report_down(InstanceId(instance));
+            self.instances.report_down(instance);
         }
         if retry {
             tracing::warn!(
@@ -405,14 +413,14 @@ impl<R: Runtime> Client<R> {
             Policy::Direct(_) => self.instances.instances(),
             _ => self.instances.available(),
         };
-        let ids: Vec<u64> = policy_instances.iter().map(|i| i.id.0).collect();
+        let ids: Vec<InstanceId> = policy_instances.iter().map(|i| i.id).collect();
         let chosen = {
             let mut router = self.router.lock().unwrap_or_else(|p| p.into_inner());
             attempts.choose(&mut router, Candidates::new(&ids))?
         };
         Ok(policy_instances
             .iter()
-            .find(|i| i.id.0 == chosen)
+            .find(|i| i.id == chosen)
             .expect("the router chose among these ids")
             .clone())
     }

@@ -184,6 +184,16 @@ macro_rules! error_kinds {
                 }
             }
 
+            /// The constant's name (`"CANCELLED"`, `"WORKER_UNAVAILABLE"`), or `None` for a code
+            /// this version does not know. `Debug` prints it with the code:
+            /// `CANCELLED (0x0006)`.
+            pub fn name(self) -> Option<&'static str> {
+                match self.0 {
+                    $( $code => Some(stringify!($name)), )*
+                    _ => None,
+                }
+            }
+
             /// The kind for one of Dynamo's error class names (the inverse of
             /// [`ErrorKind::dynamo_name`]).
             pub fn from_dynamo_name(name: &str) -> Option<Self> {
@@ -199,7 +209,10 @@ macro_rules! error_kinds {
 /// The kind of a stream error, carried in an END frame as a `u16`. The codes name Dynamo's error
 /// classes (`dynamo_runtime::error::ErrorClass`), so a dynrt caller can hand a Dynamo-shaped
 /// error to its user. Unknown codes are kept as they are (see [`ErrorKind::dynamo_name`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// `Debug` prints the constant's name and the code (`CANCELLED (0x0006)`), `Display` the
+/// Dynamo class name (`Cancelled`); an unknown code prints as `error kind 0x0200` in both.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ErrorKind(pub u16);
 
 error_kinds! {
@@ -269,6 +282,15 @@ error_kinds! {
     BACKEND_ENGINE_SHUTDOWN = 0x0107, "BackendEngineShutdown";
     /// Backend engine ended the stream before completion.
     BACKEND_STREAM_INCOMPLETE = 0x0108, "BackendStreamIncomplete";
+}
+
+impl fmt::Debug for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "{name} ({:#06x})", self.0),
+            None => write!(f, "error kind {:#06x}", self.0),
+        }
+    }
 }
 
 impl fmt::Display for ErrorKind {

@@ -18,8 +18,10 @@ pub struct RequestHeader {
     /// The request id (Dynamo's `request-id`), for logs and tracing.
     #[serde(default)]
     pub request_id: String,
-    /// How the payload is encoded: `"msgpack"` or `"json"` (Dynamo's `payload_codec`); absent
-    /// means msgpack.
+    /// A label saying how the payload and the response items are encoded: `"json"` or
+    /// `"msgpack"` (Dynamo's `payload_codec` names). Nothing on the mux converts the bytes;
+    /// absent means unlabelled (whatever the endpoint and its callers agree on: `dynrt call`
+    /// sends JSON text unlabelled). See "Contracts" in [`crate::conn`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_codec: Option<String>,
     /// How long the caller is prepared to wait, in milliseconds, if it says.

@@ -39,7 +39,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let mut interrupt = signal(SignalKind::interrupt())
         .map_err(|e| CliError::Setup(format!("cannot listen for SIGINT: {e}")))?;
 
-    let drt = DistributedRuntime::from_settings().await?;
+    let drt = DistributedRuntime::from_env().await?;
     // The runtime logged the configuration's warnings as it started.
     let config = drt.config();
     if config.discovery_backend == DiscoveryBackend::Mem {

@@ -1,0 +1,484 @@
+//! A caller process: discovery watch, instance set, router, one connection per worker address.
+//!
+//! The caller watches the endpoint's instances through the store into a real
+//! [`InstanceSet`], routes each request round-robin with the real [`Router`] over the
+//! available instances, and sends it on its connection to that instance's address (opening
+//! one if needed; requests wait for the handshake). It consumes each response piece at once,
+//! or later under the slow-consumer fault, and releases its credit then. A connection that
+//! fails reports its instance down, as 1.6.1's client does.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use dynrt_core::conn::{CloseReason, Event, OpenError};
+use dynrt_core::discovery::{
+    DEFAULT_RECONCILE_INTERVAL, InstanceAddress, InstanceEvent, InstanceSet,
+};
+use dynrt_core::kv::WatchEvent;
+use dynrt_core::names::InstanceId;
+use dynrt_core::router::{Candidates, Router};
+use dynrt_core::wire::mux::{StreamId, WireStr};
+
+use crate::PlantedBug;
+use crate::ledger::{ClientEnd, Invariant};
+use crate::net::Side;
+use crate::store::{RPC_TIMEOUT, StoreOp, StoreReply};
+use crate::trace::trace;
+use crate::worker::{endpoint, slot_of};
+use crate::world::{Ev, NodeRef, World};
+
+/// A caller's view of one of its connections.
+#[derive(Default)]
+struct ClientLink {
+    established: bool,
+    /// Requests waiting for the handshake or for room to open.
+    pending: VecDeque<u64>,
+    streams: BTreeMap<StreamId, u64>,
+    /// Bytes received and not yet released (held by a slow consumer).
+    unreleased: u64,
+}
+
+/// One caller.
+pub(crate) struct Caller {
+    set: InstanceSet,
+    router: Router,
+    set_timer: Option<u64>,
+    watch_epoch: u32,
+    /// The connection new requests to each address use.
+    conns: BTreeMap<SocketAddr, u32>,
+    links: BTreeMap<u32, ClientLink>,
+    issued: u32,
+    in_flight: u32,
+    /// Instances whose removal this caller observed (and not re-added since).
+    removed: BTreeSet<InstanceId>,
+    /// Every instance ever seen (the planted bug routes over these).
+    ever_seen: BTreeMap<InstanceId, SocketAddr>,
+}
+
+impl Caller {
+    pub(crate) fn new(id: usize, seed: u64) -> Self {
+        let ep = endpoint();
+        let _ = id;
+        Self {
+            router: Router::new(ep.path(), seed),
+            set: InstanceSet::new(ep, DEFAULT_RECONCILE_INTERVAL),
+            set_timer: None,
+            watch_epoch: 0,
+            conns: BTreeMap::new(),
+            links: BTreeMap::new(),
+            issued: 0,
+            in_flight: 0,
+            removed: BTreeSet::new(),
+            ever_seen: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn unreleased_on(&self, link: u32) -> u64 {
+        self.links.get(&link).map_or(0, |l| l.unreleased)
+    }
+}
+
+fn tcp_addr(address: &InstanceAddress) -> Option<SocketAddr> {
+    match address {
+        InstanceAddress::Tcp(t) => Some(t.addr),
+        InstanceAddress::Nats(_) => None,
+    }
+}
+
+impl World {
+    pub(crate) fn start_caller(&mut self, caller: usize) {
+        self.watch(caller);
+        let at = self.now + self.rng.range(1_000_000, 50_000_000);
+        self.schedule(at, Ev::CallerTick { caller });
+    }
+
+    fn watch(&mut self, caller: usize) {
+        let c = &mut self.callers[caller];
+        c.watch_epoch += 1;
+        let epoch = c.watch_epoch;
+        let prefix = format!("{}/", c.set.prefix().trim_end_matches('/'));
+        self.store_rpc(
+            NodeRef::Caller(caller),
+            u64::from(epoch),
+            StoreOp::Watch { prefix, epoch },
+        );
+    }
+
+    pub(crate) fn on_caller_reply(&mut self, caller: usize, rpc: u64, reply: StoreReply) {
+        if rpc != u64::from(self.callers[caller].watch_epoch) {
+            return;
+        }
+        if let StoreReply::Failed = reply {
+            trace!(
+                self,
+                format_args!("c{caller}"),
+                "watch failed; watching again"
+            );
+            self.callers[caller].watch_epoch += 1;
+            let at = self.now + RPC_TIMEOUT.as_nanos() as u64 / 4;
+            self.schedule(
+                at,
+                Ev::Fault(crate::faults::FaultAction::Rewatch { caller }),
+            );
+        }
+    }
+
+    pub(crate) fn rewatch(&mut self, caller: usize) {
+        self.watch(caller);
+    }
+
+    pub(crate) fn on_watch(&mut self, caller: usize, epoch: u32, ev: WatchEvent) {
+        let now = self.now_instant();
+        let c = &mut self.callers[caller];
+        if epoch != c.watch_epoch {
+            return;
+        }
+        self.trace.mix(ev.revision().unwrap_or(0));
+        match ev {
+            WatchEvent::Snapshot { entries, .. } | WatchEvent::Resync { entries, .. } => {
+                let skipped = c.set.handle_snapshot(
+                    entries.iter().map(|kv| (kv.key.clone(), kv.value.clone())),
+                    now,
+                );
+                for e in skipped {
+                    trace!(self, format_args!("c{caller}"), "skipped record: {e}");
+                }
+            }
+            WatchEvent::Put(kv) => {
+                if let Err(e) = c.set.handle_put(&kv.key, &kv.value, now) {
+                    trace!(self, format_args!("c{caller}"), "skipped put: {e}");
+                }
+            }
+            WatchEvent::Delete { key, .. } => {
+                if let Err(e) = c.set.handle_delete(&key, now) {
+                    trace!(self, format_args!("c{caller}"), "skipped delete: {e}");
+                }
+            }
+            WatchEvent::Compacted { .. } => {
+                c.watch_epoch += 1;
+                self.watch(caller);
+            }
+        }
+        self.drain_set(caller);
+    }
+
+    fn drain_set(&mut self, caller: usize) {
+        while let Some(event) = self.callers[caller].set.poll_event() {
+            trace!(self, format_args!("c{caller}"), "{event:?}");
+            let c = &mut self.callers[caller];
+            match event {
+                InstanceEvent::Added(instance) => {
+                    c.removed.remove(&instance.id);
+                    if let Some(addr) = tcp_addr(&instance.address) {
+                        c.ever_seen.insert(instance.id, addr);
+                    }
+                }
+                InstanceEvent::Removed(id) => {
+                    c.removed.insert(id);
+                }
+                InstanceEvent::Down(_) | InstanceEvent::Restored(_) => {}
+            }
+        }
+        if let Some(deadline) = self.callers[caller].set.poll_timeout() {
+            let at = self.ns(deadline).max(self.now);
+            let c = &mut self.callers[caller];
+            if c.set_timer.is_none_or(|armed| at < armed) {
+                c.set_timer = Some(at);
+                self.schedule(at, Ev::SetTimer { caller, at });
+            }
+        }
+    }
+
+    pub(crate) fn on_set_timer(&mut self, caller: usize, at: u64) {
+        let now = self.now_instant();
+        let c = &mut self.callers[caller];
+        if c.set_timer != Some(at) {
+            return;
+        }
+        c.set_timer = None;
+        c.set.handle_timeout(now);
+        self.drain_set(caller);
+    }
+
+    pub(crate) fn on_caller_tick(&mut self, caller: usize) {
+        let total = self.cfg.requests_per_caller;
+        let c = &self.callers[caller];
+        if c.issued >= total {
+            return;
+        }
+        if c.in_flight < self.cfg.concurrency {
+            self.issue(caller);
+        }
+        // Spread the requests over the fault window, so that faults meet load.
+        let window = self.cfg.fault_window.as_nanos() as u64;
+        let spread = 2 * window / u64::from(total.max(1));
+        let at = self.now + self.rng.range(1_000_000, spread.max(2_000_000));
+        self.schedule(at, Ev::CallerTick { caller });
+    }
+
+    fn issue(&mut self, caller: usize) {
+        let items = self.rng.range(1, 8) as u32;
+        let item_size = self.rng.range(1, 6000) as u32;
+        let delay_us = self.rng.range(0, 20_000) as u32;
+        let req = self.ledger.issue(caller, items, item_size, delay_us);
+        self.to_issue -= 1;
+        self.open_requests += 1;
+        self.stats.requests += 1;
+        let c = &mut self.callers[caller];
+        c.issued += 1;
+        c.in_flight += 1;
+        let ignore_removals = self.cfg.planted_bug == Some(PlantedBug::IgnoreRemovals);
+        let ids: Vec<InstanceId> = if ignore_removals {
+            c.ever_seen.keys().copied().collect()
+        } else {
+            c.set.available().map(|i| i.id).collect()
+        };
+        let chosen = match c.router.round_robin(Candidates::new(&ids)) {
+            Ok(id) => id,
+            Err(e) => {
+                trace!(self, format_args!("c{caller}"), "request {req}: {e}");
+                self.end_request(caller, req, ClientEnd::Error(format!("route: {e}")));
+                return;
+            }
+        };
+        if c.removed.contains(&chosen) {
+            let detail =
+                format!("c{caller} routed request {req} to {chosen}, whose removal it observed");
+            self.fail(Invariant::NoRouteToRemoved, detail);
+            return;
+        }
+        let addr = if ignore_removals {
+            c.ever_seen.get(&chosen).copied()
+        } else {
+            c.set.get(chosen).and_then(|i| tcp_addr(&i.address))
+        };
+        let Some(addr) = addr else {
+            self.end_request(
+                caller,
+                req,
+                ClientEnd::Error("instance has no TCP address".into()),
+            );
+            return;
+        };
+        trace!(
+            self,
+            format_args!("c{caller}"),
+            "request {req} -> {chosen} at {addr} ({items} x {item_size} B)"
+        );
+        let link = match self.callers[caller].conns.get(&addr) {
+            Some(&link) => link,
+            None => {
+                let (slot, inc) = slot_of(addr);
+                let link = self.connect(caller, addr, slot, inc, chosen);
+                let c = &mut self.callers[caller];
+                c.conns.insert(addr, link);
+                c.links.insert(link, ClientLink::default());
+                link
+            }
+        };
+        self.callers[caller]
+            .links
+            .get_mut(&link)
+            .expect("a caller knows its links")
+            .pending
+            .push_back(req);
+        self.open_pending(caller, link);
+    }
+
+    /// Opens the requests waiting on a connection, as far as it allows.
+    fn open_pending(&mut self, caller: usize, link: u32) {
+        loop {
+            let Some(cl) = self.callers[caller].links.get_mut(&link) else {
+                return;
+            };
+            if !cl.established {
+                return;
+            }
+            let Some(&req) = cl.pending.front() else {
+                break;
+            };
+            let Some(conn) = self.net.links[link as usize].ends[0].conn.as_mut() else {
+                return;
+            };
+            let r = &self.ledger.requests[req as usize];
+            let payload = request_payload(req, r.items, r.item_size, r.delay_us);
+            match conn.open(
+                WireStr::from_static("dynamo/backend/generate"),
+                Bytes::new(),
+                payload,
+            ) {
+                Ok(stream) => {
+                    cl.pending.pop_front();
+                    cl.streams.insert(stream, req);
+                }
+                Err(OpenError::Blocked { .. } | OpenError::TooManyStreams { .. }) => break,
+                Err(e) => {
+                    cl.pending.pop_front();
+                    self.end_request(caller, req, ClientEnd::Error(format!("open: {e}")));
+                }
+            }
+        }
+        self.pump(link, Side::Client);
+    }
+
+    fn end_request(&mut self, caller: usize, req: u64, end: ClientEnd) {
+        let double = self.cfg.planted_bug == Some(PlantedBug::DoubleEnd) && req % 7 == 3;
+        for _ in 0..if double { 2 } else { 1 } {
+            match &end {
+                ClientEnd::Ok => self.stats.ok += 1,
+                ClientEnd::Error(_) => self.stats.errors += 1,
+            }
+            if let Err(detail) = self.ledger.client_end(req, end.clone()) {
+                self.fail(Invariant::StreamEndsOnce, detail);
+                return;
+            }
+        }
+        self.open_requests -= 1;
+        self.callers[caller].in_flight -= 1;
+    }
+
+    pub(crate) fn on_client_event(&mut self, link: u32, event: Event) {
+        let caller = self.net.links[link as usize].caller;
+        match event {
+            Event::HandshakeDone(_) => {
+                if let Some(cl) = self.callers[caller].links.get_mut(&link) {
+                    cl.established = true;
+                }
+                self.open_pending(caller, link);
+            }
+            Event::CanOpen => self.open_pending(caller, link),
+            Event::Data { id, payload, .. } => self.on_data(caller, link, id, &payload),
+            Event::End { id, result } => {
+                let Some(req) = self.callers[caller]
+                    .links
+                    .get_mut(&link)
+                    .and_then(|cl| cl.streams.remove(&id))
+                else {
+                    let detail = format!("c{caller} #{link}: End of unknown stream {id:?}");
+                    self.fail(Invariant::StreamEndsOnce, detail);
+                    return;
+                };
+                let end = match result {
+                    Ok(()) => ClientEnd::Ok,
+                    Err(e) => ClientEnd::Error(format!(
+                        "{}: {}",
+                        e.kind.dynamo_name().unwrap_or("Unknown"),
+                        e.message
+                    )),
+                };
+                trace!(
+                    self,
+                    format_args!("c{caller}"),
+                    "request {req} ended {end:?}"
+                );
+                self.end_request(caller, req, end);
+            }
+            Event::GoAway { .. } => {
+                let addr = self.net.links[link as usize].addr;
+                let c = &mut self.callers[caller];
+                if c.conns.get(&addr) == Some(&link) {
+                    c.conns.remove(&addr);
+                }
+            }
+            Event::Closed(reason) => self.client_closed(caller, link, &reason),
+            _ => {}
+        }
+    }
+
+    fn on_data(&mut self, caller: usize, link: u32, id: StreamId, payload: &[u8]) {
+        let Some(cl) = self.callers[caller].links.get_mut(&link) else {
+            return;
+        };
+        let Some(&req) = cl.streams.get(&id) else {
+            let detail = format!("c{caller} #{link}: Data for unknown stream {id:?}");
+            self.fail(Invariant::StreamEndsOnce, detail);
+            return;
+        };
+        if let Err(detail) = self.ledger.received(req, payload) {
+            self.fail(Invariant::StreamEndsOnce, detail);
+            return;
+        }
+        let len = payload.len() as u64;
+        if self.faults.caller_slow_until[caller] > self.now {
+            cl.unreleased += len;
+            let at = self.now + self.rng.range(5_000_000, 300_000_000);
+            self.schedule(
+                at,
+                Ev::Release {
+                    caller,
+                    link,
+                    stream: id,
+                    len,
+                },
+            );
+        } else if let Some(conn) = self.net.links[link as usize].ends[0].conn.as_mut()
+            && let Err(e) = conn.release(id, len)
+        {
+            let detail = format!("c{caller} #{link}: release of fresh data refused: {e}");
+            self.fail(Invariant::MemoryWithinCredit, detail);
+        }
+    }
+
+    pub(crate) fn on_release(&mut self, caller: usize, link: u32, stream: StreamId, len: u64) {
+        if let Some(cl) = self.callers[caller].links.get_mut(&link) {
+            cl.unreleased -= len;
+        }
+        let end = &mut self.net.links[link as usize].ends[0];
+        if !end.open {
+            return;
+        }
+        if let Some(conn) = end.conn.as_mut()
+            && let Err(e) = conn.release(stream, len)
+        {
+            trace!(self, format_args!("c{caller}"), "late release: {e}");
+        }
+        self.pump(link, Side::Client);
+    }
+
+    fn client_closed(&mut self, caller: usize, link: u32, reason: &CloseReason) {
+        let now = self.now_instant();
+        let addr = self.net.links[link as usize].addr;
+        let instance = self.net.links[link as usize].instance;
+        let c = &mut self.callers[caller];
+        if c.conns.get(&addr) == Some(&link) {
+            c.conns.remove(&addr);
+        }
+        let Some(cl) = c.links.get_mut(&link) else {
+            return;
+        };
+        if !cl.streams.is_empty() {
+            let detail = format!(
+                "c{caller} #{link} closed ({reason}) with streams that never ended: {:?}",
+                cl.streams
+            );
+            self.fail(Invariant::StreamEndsOnce, detail);
+            return;
+        }
+        let pending: Vec<u64> = cl.pending.drain(..).collect();
+        if !matches!(reason, CloseReason::Drained) {
+            let _ = c.set.report_down(instance, now);
+        }
+        for req in pending {
+            self.end_request(
+                caller,
+                req,
+                ClientEnd::Error(format!(
+                    "connection closed before the request was sent: {reason}"
+                )),
+            );
+        }
+        self.drain_set(caller);
+    }
+}
+
+/// The request payload: id, items, item size, delay between items (µs), little-endian.
+fn request_payload(req: u64, items: u32, item_size: u32, delay_us: u32) -> Bytes {
+    let mut p = Vec::with_capacity(20);
+    p.extend_from_slice(&(req as u32).to_le_bytes());
+    p.extend_from_slice(&((req >> 32) as u32).to_le_bytes());
+    p.extend_from_slice(&items.to_le_bytes());
+    p.extend_from_slice(&item_size.to_le_bytes());
+    p.extend_from_slice(&delay_us.to_le_bytes());
+    Bytes::from(p)
+}

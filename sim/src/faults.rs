@@ -1,0 +1,320 @@
+//! Fault schedules: which faults a run injects, when, to whom, for how long.
+//!
+//! The schedule is drawn from the seed before the run starts; each fault starts and ends as an
+//! event, so it interleaves with everything else deterministically. Every fault heals by the end
+//! of the fault window plus its duration; the run then settles.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::net::Side;
+use crate::trace::trace;
+use crate::world::{Ev, World};
+
+/// A kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FaultKind {
+    /// A worker process dies (its connections reset, its lease expires); it restarts later as a
+    /// new incarnation on a new port.
+    Kill,
+    /// The store goes down for a while (RPCs fail, watches break) and comes back with its data.
+    StoreRestart,
+    /// A worker is cut off from the store but not from its peers.
+    PartitionStore,
+    /// A worker is cut off from its peers but not from the store.
+    PartitionPeers,
+    /// A caller consumes responses slowly (releases credit late).
+    SlowConsumer,
+    /// A caller stops reading its sockets for a while (the peer's writes stall).
+    StopReading,
+    /// A worker's lease expires while it still serves: cut from the store for longer than the
+    /// TTL.
+    LeaseExpiry,
+    /// The store answers slowly (latency up to seconds) without failing.
+    SlowStore,
+    /// A worker drains under load.
+    Drain,
+    /// A connection is reset mid-stream, from either end.
+    Reset,
+    /// Sockets take partial writes.
+    PartialWrites,
+    /// One connection stalls (deliveries wait) for a while.
+    Stall,
+}
+
+/// Every fault kind.
+pub const ALL_FAULTS: [FaultKind; 12] = [
+    FaultKind::Kill,
+    FaultKind::StoreRestart,
+    FaultKind::PartitionStore,
+    FaultKind::PartitionPeers,
+    FaultKind::SlowConsumer,
+    FaultKind::StopReading,
+    FaultKind::LeaseExpiry,
+    FaultKind::SlowStore,
+    FaultKind::Drain,
+    FaultKind::Reset,
+    FaultKind::PartialWrites,
+    FaultKind::Stall,
+];
+
+impl FaultKind {
+    /// The name used on the command line and in traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kill => "kill",
+            Self::StoreRestart => "store-restart",
+            Self::PartitionStore => "partition-store",
+            Self::PartitionPeers => "partition-peers",
+            Self::SlowConsumer => "slow-consumer",
+            Self::StopReading => "stop-reading",
+            Self::LeaseExpiry => "lease-expiry",
+            Self::SlowStore => "slow-store",
+            Self::Drain => "drain",
+            Self::Reset => "reset",
+            Self::PartialWrites => "partial-writes",
+            Self::Stall => "stall",
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A fault name that is not one of [`ALL_FAULTS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownFault(pub String);
+
+impl fmt::Display for UnknownFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = ALL_FAULTS.iter().map(|k| k.name()).collect();
+        write!(f, "unknown fault '{}'; known: {}", self.0, names.join(", "))
+    }
+}
+
+impl std::error::Error for UnknownFault {}
+
+impl FromStr for FaultKind {
+    type Err = UnknownFault;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ALL_FAULTS
+            .iter()
+            .copied()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| UnknownFault(s.to_owned()))
+    }
+}
+
+/// A fault's start or end, or a follow-up it needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FaultAction {
+    Start {
+        kind: FaultKind,
+        target: usize,
+        duration: u64,
+    },
+    End {
+        kind: FaultKind,
+        target: usize,
+    },
+    /// A worker slot whose process exited starts again.
+    Restart {
+        slot: usize,
+    },
+    /// A caller watches again after its watch broke.
+    Rewatch {
+        caller: usize,
+    },
+}
+
+/// What the faults currently in force do.
+pub(crate) struct FaultState {
+    pub(crate) peers_cut_until: Vec<u64>,
+    pub(crate) store_cut_until: Vec<u64>,
+    pub(crate) caller_store_cut_until: Vec<u64>,
+    pub(crate) caller_paused_until: Vec<u64>,
+    pub(crate) caller_slow_until: Vec<u64>,
+    /// Store latency multiplier (1: normal).
+    pub(crate) store_slowness: u64,
+    pub(crate) partial_writes: u32,
+    /// Faults started and not ended.
+    pub(crate) active: u32,
+    /// Worker incarnations whose drain ended clean, with the requests they had to deliver.
+    pub(crate) clean_drains: Vec<(usize, u32, Vec<u64>)>,
+}
+
+impl FaultState {
+    pub(crate) fn new(workers: usize, callers: usize) -> Self {
+        Self {
+            peers_cut_until: vec![0; workers],
+            store_cut_until: vec![0; workers],
+            caller_store_cut_until: vec![0; callers],
+            caller_paused_until: vec![0; callers],
+            caller_slow_until: vec![0; callers],
+            store_slowness: 1,
+            partial_writes: 0,
+            active: 0,
+            clean_drains: Vec::new(),
+        }
+    }
+}
+
+const S: u64 = 1_000_000_000;
+
+impl World {
+    /// Draws the run's fault schedule from the seed.
+    pub(crate) fn schedule_faults(&mut self) {
+        if self.cfg.faults.is_empty() || self.workers.is_empty() {
+            return;
+        }
+        let window = self.cfg.fault_window.as_nanos() as u64;
+        let ttl = self.cfg.lease_ttl.as_nanos() as u64;
+        for _ in 0..self.cfg.fault_count {
+            let kind =
+                self.cfg.faults[self.rng.range(0, self.cfg.faults.len() as u64 - 1) as usize];
+            let at = self.rng.range(S / 2, window.max(S));
+            let worker = self.rng.range(0, self.workers.len() as u64 - 1) as usize;
+            let caller = self.rng.range(0, self.callers.len().max(1) as u64 - 1) as usize;
+            let (target, duration) = match kind {
+                FaultKind::Kill => (worker, self.rng.range(S, 5 * S)),
+                FaultKind::StoreRestart => (0, self.rng.range(S / 2, ttl + ttl / 2)),
+                FaultKind::PartitionStore => (worker, self.rng.range(S, ttl + ttl / 2)),
+                FaultKind::PartitionPeers => (worker, self.rng.range(S, 25 * S)),
+                FaultKind::SlowConsumer => (caller, self.rng.range(S, 10 * S)),
+                FaultKind::StopReading => (caller, self.rng.range(S, 40 * S)),
+                FaultKind::LeaseExpiry => (worker, ttl + self.rng.range(S, 3 * S)),
+                FaultKind::SlowStore => (0, self.rng.range(S, 15 * S)),
+                FaultKind::Drain => (worker, self.rng.range(S, 5 * S)),
+                FaultKind::Reset => (self.rng.next_u64() as usize, 0),
+                FaultKind::PartialWrites => (0, self.rng.range(S, 10 * S)),
+                FaultKind::Stall => (self.rng.next_u64() as usize, self.rng.range(S / 10, 15 * S)),
+            };
+            self.schedule(
+                at,
+                Ev::Fault(FaultAction::Start {
+                    kind,
+                    target,
+                    duration,
+                }),
+            );
+            self.faults.active += 1;
+        }
+    }
+
+    pub(crate) fn on_fault(&mut self, action: FaultAction) {
+        match action {
+            FaultAction::Start {
+                kind,
+                target,
+                duration,
+            } => {
+                self.stats.faults += 1;
+                trace!(
+                    self,
+                    "fault",
+                    "start {kind} on {target} for {:?}",
+                    Duration::from_nanos(duration)
+                );
+                let until = self.now + duration;
+                self.start_fault(kind, target, until);
+                self.schedule(until, Ev::Fault(FaultAction::End { kind, target }));
+            }
+            FaultAction::End { kind, target } => {
+                trace!(self, "fault", "end {kind} on {target}");
+                self.faults.active -= 1;
+                self.end_fault(kind, target);
+            }
+            FaultAction::Restart { slot } => {
+                if !self.workers[slot].alive {
+                    self.start_worker(slot);
+                }
+            }
+            FaultAction::Rewatch { caller } => self.rewatch(caller),
+        }
+    }
+
+    fn start_fault(&mut self, kind: FaultKind, target: usize, until: u64) {
+        let f = &mut self.faults;
+        match kind {
+            FaultKind::Kill => self.kill_worker(target),
+            FaultKind::StoreRestart => self.store_down(),
+            FaultKind::PartitionStore | FaultKind::LeaseExpiry => {
+                f.store_cut_until[target] = f.store_cut_until[target].max(until);
+            }
+            FaultKind::PartitionPeers => {
+                f.peers_cut_until[target] = f.peers_cut_until[target].max(until);
+            }
+            FaultKind::SlowConsumer => {
+                f.caller_slow_until[target] = f.caller_slow_until[target].max(until);
+            }
+            FaultKind::StopReading => {
+                f.caller_paused_until[target] = f.caller_paused_until[target].max(until);
+            }
+            FaultKind::SlowStore => {
+                f.store_slowness = f.store_slowness.max(200 + self.rng.range(0, 1800));
+            }
+            FaultKind::Drain => self.start_drain(target),
+            FaultKind::Reset | FaultKind::Stall => {
+                let open: Vec<u32> = (0..self.net.links.len() as u32)
+                    .filter(|&l| {
+                        let ends = &self.net.links[l as usize].ends;
+                        ends[0].open && ends[1].open
+                    })
+                    .collect();
+                if open.is_empty() {
+                    return;
+                }
+                let link = open[target % open.len()];
+                if kind == FaultKind::Reset {
+                    let side = if target.is_multiple_of(2) {
+                        Side::Client
+                    } else {
+                        Side::Server
+                    };
+                    trace!(self, "fault", "reset #{link} from the {side:?}");
+                    self.reset(link, side);
+                } else {
+                    trace!(self, "fault", "stall #{link}");
+                    let l = &mut self.net.links[link as usize];
+                    l.stalled_until = l.stalled_until.max(until);
+                }
+            }
+            FaultKind::PartialWrites => f.partial_writes += 1,
+        }
+    }
+
+    fn end_fault(&mut self, kind: FaultKind, target: usize) {
+        match kind {
+            FaultKind::Kill => self.start_worker(target),
+            FaultKind::StoreRestart => self.store.up = true,
+            FaultKind::SlowStore => self.faults.store_slowness = 1,
+            FaultKind::PartialWrites => self.faults.partial_writes -= 1,
+            FaultKind::StopReading => {
+                // The caller reads again: everything that waited in its sockets.
+                if self.faults.caller_paused_until[target] <= self.now {
+                    for link in 0..self.net.links.len() as u32 {
+                        if self.net.links[link as usize].caller == target {
+                            self.read(link, Side::Client);
+                        }
+                    }
+                }
+            }
+            FaultKind::Drain => {
+                if !self.workers[target].alive {
+                    self.start_worker(target);
+                }
+            }
+            FaultKind::PartitionStore
+            | FaultKind::LeaseExpiry
+            | FaultKind::PartitionPeers
+            | FaultKind::SlowConsumer
+            | FaultKind::Reset
+            | FaultKind::Stall => {}
+        }
+    }
+}

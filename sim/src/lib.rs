@@ -1,0 +1,199 @@
+//! # dynrt-sim: a deterministic simulation of a dynrt cluster
+//!
+//! dynrt's core is sans-IO: every machine takes bytes and time as input. This crate drives
+//! whole clusters of those real machines — mux connections ([`dynrt_core::conn`]), process
+//! leases ([`dynrt_core::lease`]), the etcd model with leases and watches ([`dynrt_core::kv`]),
+//! discovery instance sets and the router — through a simulated TCP network and a virtual
+//! clock, injects faults, and checks invariants after every step. Every random choice comes
+//! from the seed, so any run — above all a failing one — replays exactly: same seed, same
+//! trace, byte for byte.
+//!
+//! ```
+//! use dynrt_sim::{SimConfig, run};
+//!
+//! let outcome = run(&SimConfig { seed: 7, trace: true, ..SimConfig::default() });
+//! assert!(outcome.violation.is_none(), "{:?}", outcome.violation);
+//! assert_eq!(outcome.trace, run(&SimConfig { seed: 7, trace: true, ..SimConfig::default() }).trace);
+//! ```
+//!
+//! ## The model
+//!
+//! - **Network**: each connection is TCP as the application sees it — two ordered byte
+//!   streams with latency and jitter (never reordered), a bounded send window (a write takes
+//!   what fits: partial writes), resets, end of stream, stalls and partitions (bytes wait until
+//!   the partition heals, as retransmission would deliver them), and a receiver that stops
+//!   reading (the window fills and the sender's writes stall).
+//! - **Store**: [`dynrt_core::kv::Kv`] is etcd — revisions, watches, compaction, lease expiry.
+//!   Nodes reach it by RPCs with latency that fail after a timeout when the store is down or
+//!   the node is cut off from it; a watch breaks then and its owner watches again.
+//! - **Workers**: a [`dynrt_core::lease::Lease`] machine keeps the process lease; on `Granted`
+//!   the worker registers its endpoint record under it; on `Lost` it drains (1.6.1's policy).
+//!   Each accepted connection is a server [`dynrt_core::conn::Conn`]; a handler streams the
+//!   items a request asks for, at its pace, respecting credit.
+//! - **Callers**: watch the endpoint's instances into a
+//!   [`dynrt_core::discovery::InstanceSet`], route round-robin with
+//!   [`dynrt_core::router::Router`], keep one client `Conn` per worker address, and consume
+//!   responses (slowly, under the slow-consumer fault).
+//!
+//! ## Invariants
+//! See [`Invariant`]: each is checked after every step and named in the trace when it fails.
+//!
+//! ## Simplifications (said here so nobody reads more into a clean run)
+//! - A restarted store keeps its data and its lease timers run while it is down (etcd would
+//!   persist the data and extend the leases on its next leader election).
+//! - Connections carry the mux protocol only; Dynamo's TCP call-home protocol is not simulated.
+#![forbid(unsafe_code)]
+
+mod caller;
+mod faults;
+mod ledger;
+mod net;
+mod queue;
+mod rng;
+mod store;
+mod trace;
+mod worker;
+mod world;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use faults::{ALL_FAULTS, FaultKind};
+pub use ledger::{Invariant, Violation};
+
+/// A bug planted on purpose, to prove the invariants can fail (tests only; never set in a
+/// normal run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PlantedBug {
+    /// Callers ignore `Removed` events and keep routing to every instance they ever saw.
+    IgnoreRemovals,
+    /// Workers forget to finish every fifth stream: the request is lost silently.
+    ForgetStreams,
+    /// Callers report a stream's end twice.
+    DoubleEnd,
+}
+
+/// One simulation run's settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The seed: everything random in the run follows from it.
+    pub seed: u64,
+    /// Worker processes serving the endpoint.
+    pub workers: usize,
+    /// Caller processes sending requests.
+    pub callers: usize,
+    /// Requests each caller sends.
+    pub requests_per_caller: u32,
+    /// Most requests one caller has in flight.
+    pub concurrency: u32,
+    /// Faults the schedule may use (none: a fault-free run).
+    pub faults: Vec<FaultKind>,
+    /// How many faults the schedule injects.
+    pub fault_count: u32,
+    /// Virtual time during which faults are injected; the run then heals everything and lets
+    /// the cluster settle.
+    pub fault_window: Duration,
+    /// The lease TTL workers ask for.
+    pub lease_ttl: Duration,
+    /// One-way latency to the store (RPCs take twice this, plus jitter).
+    pub store_latency: Duration,
+    /// Keep the readable trace (slower).
+    pub trace: bool,
+    /// A bug planted on purpose (tests).
+    pub planted_bug: Option<PlantedBug>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            workers: 3,
+            callers: 2,
+            requests_per_caller: 60,
+            concurrency: 8,
+            faults: ALL_FAULTS.to_vec(),
+            fault_count: 4,
+            fault_window: Duration::from_secs(20),
+            lease_ttl: Duration::from_secs(10),
+            store_latency: Duration::from_millis(1),
+            trace: false,
+            planted_bug: None,
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Virtual time at the end.
+    pub virtual_time: Duration,
+    /// The first invariant that failed, if any (the run stops there).
+    pub violation: Option<Violation>,
+    /// The readable trace, when [`SimConfig::trace`] is set (empty otherwise).
+    pub trace: String,
+    /// A fingerprint of the whole run, equal across replays of the same seed.
+    pub fingerprint: u64,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// Counters of one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests issued.
+    pub requests: u64,
+    /// Requests that ended `Ok` with every byte.
+    pub ok: u64,
+    /// Requests that ended with a typed error.
+    pub errors: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// Connections opened.
+    pub connections: u64,
+    /// Leases lost by workers.
+    pub leases_lost: u64,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} requests ({} ok, {} typed errors), {} faults, {} connections, {} leases lost",
+            self.requests, self.ok, self.errors, self.faults, self.connections, self.leases_lost
+        )
+    }
+}
+
+/// Runs one simulation. Never panics on a core bug: a panic inside the run is caught and
+/// reported as [`Invariant::NoPanic`].
+pub fn run(config: &SimConfig) -> Outcome {
+    let cfg = config.clone();
+    match std::panic::catch_unwind(move || world::World::new(cfg).run()) {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            Outcome {
+                seed: config.seed,
+                events: 0,
+                virtual_time: Duration::ZERO,
+                violation: Some(Violation {
+                    invariant: Invariant::NoPanic,
+                    at: Duration::ZERO,
+                    detail,
+                }),
+                trace: String::new(),
+                fingerprint: 0,
+                stats: Stats::default(),
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The world: the clock, the event queue, and every node, store and connection of one run.
+//!
+//! [`World::run`] pops the earliest event, advances the clock to it, hands it to its owner,
+//! checks the step's invariants, and repeats until every request has ended (or the time limit,
+//! which only a bug reaches). Nodes never call each other: they schedule events.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dynrt_core::conn::ConnConfig;
+use dynrt_core::kv::{LeaseId, WatchEvent};
+use dynrt_core::wire::mux::StreamId;
+
+use crate::caller::Caller;
+use crate::faults::{FaultAction, FaultState};
+use crate::ledger::{Invariant, Ledger, Violation, at};
+use crate::net::{Net, Side};
+use crate::queue::Queue;
+use crate::rng::Rng;
+use crate::store::{Store, StoreOp, StoreReply};
+use crate::trace::{Trace, trace};
+use crate::worker::Worker;
+use crate::{Outcome, SimConfig, Stats};
+
+/// Time the cluster gets after the fault window to settle; only a stuck request reaches it.
+pub(crate) const SETTLE_LIMIT: Duration = Duration::from_secs(300);
+
+/// Who a store reply goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NodeRef {
+    Worker { slot: usize, inc: u32 },
+    Caller(usize),
+}
+
+/// Everything that can happen.
+#[derive(Debug)]
+pub(crate) enum Ev {
+    /// Bytes arrive at one end of a connection.
+    Bytes { link: u32, to: Side, data: Bytes },
+    /// A reset (or end of stream) arrives at one end.
+    Reset { link: u32, to: Side },
+    /// The client's SYN reaches the worker's address.
+    Syn { link: u32 },
+    /// The SYN-ACK reaches the client: it may write.
+    SynAck { link: u32 },
+    /// A connection end's timer.
+    ConnTimer { link: u32, side: Side, at: u64 },
+    /// A caller may issue its next request.
+    CallerTick { caller: usize },
+    /// A slow consumer finally consumed data it held.
+    Release {
+        caller: usize,
+        link: u32,
+        stream: StreamId,
+        len: u64,
+    },
+    /// A handler produces its next item.
+    HandlerTick { link: u32, stream: StreamId },
+    /// A worker's lease timer.
+    LeaseTimer { slot: usize, inc: u32, at: u64 },
+    /// A worker retries registering.
+    Register { slot: usize, inc: u32 },
+    /// An RPC reaches the store.
+    StoreReq {
+        from: NodeRef,
+        rpc: u64,
+        sent: u64,
+        op: StoreOp,
+    },
+    /// An RPC's answer (or its timeout) reaches its node.
+    StoreReply {
+        to: NodeRef,
+        rpc: u64,
+        reply: StoreReply,
+    },
+    /// The store's lease timer.
+    StoreTimer { at: u64 },
+    /// A watch event reaches a caller.
+    Watch {
+        caller: usize,
+        epoch: u32,
+        ev: WatchEvent,
+    },
+    /// A caller's instance-set timer (restoring instances reported down).
+    SetTimer { caller: usize, at: u64 },
+    /// A fault starts or ends.
+    Fault(FaultAction),
+    /// A lease was lost at this worker `ttl` ago: its keys must be gone.
+    CheckDeregistered { slot: usize, lease: LeaseId },
+}
+
+/// One run.
+pub(crate) struct World {
+    pub(crate) cfg: SimConfig,
+    pub(crate) conn_config: ConnConfig,
+    pub(crate) t0: Instant,
+    pub(crate) now: u64,
+    pub(crate) rng: Rng,
+    pub(crate) queue: Queue,
+    pub(crate) trace: Trace,
+    pub(crate) net: Net,
+    pub(crate) store: Store,
+    pub(crate) workers: Vec<Worker>,
+    pub(crate) callers: Vec<Caller>,
+    pub(crate) ledger: Ledger,
+    pub(crate) faults: FaultState,
+    pub(crate) violation: Option<Violation>,
+    pub(crate) stats: Stats,
+    pub(crate) events: u64,
+    /// Requests issued and not ended at their caller.
+    pub(crate) open_requests: u64,
+    /// Streams accepted by a worker and not ended there.
+    pub(crate) open_streams: u64,
+    /// Requests callers have still to issue.
+    pub(crate) to_issue: u64,
+    /// Largest amount by which a sender's held bytes exceeded its output limit.
+    pub(crate) max_output_overshoot: u64,
+}
+
+impl World {
+    pub(crate) fn new(cfg: SimConfig) -> Self {
+        let conn_config = sim_conn_config();
+        let mut rng = Rng::new(cfg.seed);
+        let store = Store::new(rng.next_u64());
+        let workers = (0..cfg.workers).map(Worker::new).collect();
+        let callers = (0..cfg.callers)
+            .map(|i| Caller::new(i, rng.next_u64()))
+            .collect();
+        let to_issue = cfg.callers as u64 * u64::from(cfg.requests_per_caller);
+        Self {
+            trace: Trace::new(cfg.trace),
+            faults: FaultState::new(cfg.workers, cfg.callers),
+            cfg,
+            conn_config,
+            t0: Instant::now(),
+            now: 0,
+            rng,
+            queue: Queue::default(),
+            net: Net::default(),
+            store,
+            workers,
+            callers,
+            ledger: Ledger::default(),
+            violation: None,
+            stats: Stats::default(),
+            events: 0,
+            open_requests: 0,
+            open_streams: 0,
+            to_issue,
+            max_output_overshoot: 0,
+        }
+    }
+
+    /// The virtual instant `ns` nanoseconds after the start.
+    pub(crate) fn instant(&self, ns: u64) -> Instant {
+        self.t0 + Duration::from_nanos(ns)
+    }
+
+    /// Nanoseconds since the start of a virtual instant.
+    pub(crate) fn ns(&self, instant: Instant) -> u64 {
+        instant.saturating_duration_since(self.t0).as_nanos() as u64
+    }
+
+    pub(crate) fn now_instant(&self) -> Instant {
+        self.instant(self.now)
+    }
+
+    pub(crate) fn schedule(&mut self, at: u64, ev: Ev) {
+        self.queue.push(at.max(self.now), ev);
+    }
+
+    /// Records a failed invariant; the run stops after this step.
+    pub(crate) fn fail(&mut self, invariant: Invariant, detail: String) {
+        if self.violation.is_some() {
+            return;
+        }
+        trace!(
+            self,
+            "CHECK",
+            "INVARIANT {} FAILED: {}",
+            invariant.name(),
+            detail
+        );
+        self.violation = Some(Violation {
+            invariant,
+            at: at(self.now),
+            detail,
+        });
+    }
+
+    pub(crate) fn run(mut self) -> Outcome {
+        for slot in 0..self.workers.len() {
+            self.start_worker(slot);
+        }
+        for caller in 0..self.callers.len() {
+            self.start_caller(caller);
+        }
+        self.schedule_faults();
+        let limit = (self.cfg.fault_window + SETTLE_LIMIT).as_nanos() as u64;
+        let window_end = self.cfg.fault_window.as_nanos() as u64;
+        while let Some((time, ev)) = self.queue.pop() {
+            if time > limit {
+                break;
+            }
+            self.now = time;
+            self.events += 1;
+            self.trace.mix(time);
+            self.dispatch(ev);
+            if self.violation.is_some() {
+                break;
+            }
+            if self.now >= window_end
+                && self.to_issue == 0
+                && self.open_requests == 0
+                && self.open_streams == 0
+                && self.faults.active == 0
+            {
+                break;
+            }
+        }
+        if self.violation.is_none()
+            && let Err((invariant, detail)) = self.ledger.settled()
+        {
+            self.fail(invariant, detail);
+        }
+        if self.violation.is_none() {
+            self.check_drains();
+        }
+        trace!(
+            self,
+            "END",
+            "{} events, {}; largest output-limit overshoot {} bytes",
+            self.events,
+            self.stats,
+            self.max_output_overshoot
+        );
+        Outcome {
+            seed: self.cfg.seed,
+            events: self.events,
+            virtual_time: at(self.now),
+            violation: self.violation.take(),
+            trace: self.trace.take_text(),
+            fingerprint: self.trace.fingerprint(),
+            stats: self.stats.clone(),
+        }
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        match ev {
+            Ev::Bytes { link, to, data } => self.on_bytes(link, to, data),
+            Ev::Reset { link, to } => self.on_reset(link, to),
+            Ev::Syn { link } => self.on_syn(link),
+            Ev::SynAck { link } => self.on_syn_ack(link),
+            Ev::ConnTimer { link, side, at } => self.on_conn_timer(link, side, at),
+            Ev::CallerTick { caller } => self.on_caller_tick(caller),
+            Ev::Release {
+                caller,
+                link,
+                stream,
+                len,
+            } => self.on_release(caller, link, stream, len),
+            Ev::HandlerTick { link, stream } => self.on_handler_tick(link, stream),
+            Ev::LeaseTimer { slot, inc, at } => self.on_lease_timer(slot, inc, at),
+            Ev::Register { slot, inc } => self.register(slot, inc),
+            Ev::StoreReq {
+                from,
+                rpc,
+                sent,
+                op,
+            } => self.on_store_request(from, rpc, sent, op),
+            Ev::StoreReply { to, rpc, reply } => match to {
+                NodeRef::Worker { slot, inc } => self.on_worker_reply(slot, inc, rpc, reply),
+                NodeRef::Caller(caller) => self.on_caller_reply(caller, rpc, reply),
+            },
+            Ev::StoreTimer { at } => self.on_store_timer(at),
+            Ev::Watch { caller, epoch, ev } => self.on_watch(caller, epoch, ev),
+            Ev::SetTimer { caller, at } => self.on_set_timer(caller, at),
+            Ev::Fault(action) => self.on_fault(action),
+            Ev::CheckDeregistered { slot, lease } => self.check_deregistered(slot, lease),
+        }
+    }
+}
+
+/// Connection settings for the simulation: small credits and limits so that flow control,
+/// partial writes and stalls happen within a few items; Dynamo's timers otherwise.
+pub(crate) fn sim_conn_config() -> ConnConfig {
+    ConnConfig {
+        stream_credit: 16 * 1024,
+        conn_credit: 64 * 1024,
+        max_queued_bytes: 32 * 1024,
+        ..ConnConfig::default()
+    }
+}
