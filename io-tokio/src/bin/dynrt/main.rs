@@ -5,13 +5,15 @@
 //! - `dynrt serve [dyn://ns.comp.ep]`: an example worker on the configured discovery backend;
 //! - `dynrt call dyn://ns.comp.ep '<json>'`: one request, its streamed items printed as they
 //!   arrive;
-//! - `dynrt ls [dyn://ns[.comp[.ep]]]` and `dynrt watch [...]`: the registered instances.
+//! - `dynrt ls [dyn://ns[.comp[.ep]]]` and `dynrt watch [...]`: the registered instances;
+//! - `dynrt broker [--xsub …] [--xpub …]`: a ZMQ broker for the event plane's broker mode.
 //!
 //! Exit codes: 0 success; 1 a request failed; 2 the tool could not do what was asked (a bad
 //! setting or argument, discovery unreachable, no instance to call); and for `serve`, how its
 //! shutdown went (`dynrt_core::shutdown`): 3 the drain was cut off by its time limit, 4 the
 //! discovery lease was lost, 5 a second signal cut the drain short with requests running.
 
+mod broker;
 mod call;
 mod demo;
 mod logging;
@@ -56,6 +58,8 @@ enum Command {
     Ls(ls::LsArgs),
     /// Print instances as they register and leave, until Ctrl-C
     Watch(ls::LsArgs),
+    /// Run a ZMQ event-plane broker (XSUB for publishers, XPUB for subscribers) until Ctrl-C
+    Broker(broker::BrokerArgs),
 }
 
 #[tokio::main]
@@ -68,6 +72,7 @@ async fn main() -> ExitCode {
         Command::Call(args) => call::run(args).await,
         Command::Ls(args) => ls::list(args).await,
         Command::Watch(args) => ls::watch(args).await,
+        Command::Broker(args) => broker::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
