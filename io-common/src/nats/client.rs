@@ -64,7 +64,10 @@ impl NatsClient {
     /// Connects as `config` says, retrying an unreachable server until
     /// `config.startup_connect_timeout`; a refusal (credentials, TLS) fails at once.
     pub async fn connect<R: Runtime>(rt: &R, config: &NatsConfig) -> Result<Self, NatsError> {
-        let handle = rt.tokio_handle();
+        let handle = match rt.tokio_handle() {
+            Some(handle) => handle,
+            None => own_runtime()?,
+        };
         let state = Arc::new(ConnectionState::default());
         let servers = config.servers.join(", ");
         let on_event = {
@@ -254,6 +257,25 @@ impl std::fmt::Debug for NatsClient {
             .field("connected", &self.is_connected())
             .finish()
     }
+}
+
+/// The tokio runtime of NATS clients whose executor has no tokio bridge: one per process, on
+/// two threads of its own, started on first use.
+fn own_runtime() -> Result<Handle, NatsError> {
+    static RUNTIME: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> =
+        std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("dynrt-nats")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map(|runtime| runtime.handle().clone())
+        .map_err(|e| NatsError::Runtime(e.clone()))
 }
 
 /// Awaits `future` here when this task runs on tokio, or spawned on `handle` otherwise.

@@ -84,6 +84,9 @@ pub enum NatsError {
         /// Why.
         reason: String,
     },
+    /// The executor has no tokio bridge and a tokio runtime for the client could not start.
+    #[error("could not start a tokio runtime for the NATS client: {0}")]
+    Runtime(String),
     /// The tokio runtime that drives the client is gone (the process is shutting down).
     #[error("the NATS client's tokio runtime has stopped")]
     BridgeGone,
