@@ -371,7 +371,11 @@ pub async fn component_service_shows_in_srv<R: Runtime>(rt: &R, url: &str) {
         // Not answering: no responders once the server has processed the unsubscriptions,
         // a timeout if the request raced them.
         match caller
-            .request("$SRV.PING.dynamo_backend", Bytes::new(), Duration::from_secs(1))
+            .request(
+                "$SRV.PING.dynamo_backend",
+                Bytes::new(),
+                Duration::from_secs(1),
+            )
             .await
         {
             Err(NatsError::NoResponders { .. } | NatsError::TimedOut { .. }) => {}
