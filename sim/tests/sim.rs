@@ -57,7 +57,10 @@ const REGRESSIONS: &[(u64, &str)] = &[
     // the stream was not delivered. A reset during the drain now makes it unclean in the
     // simulated worker; the core's `CloseReason::Drained` and `Shutdown` report still count
     // such a reset as finished (reported to the lead).
-    (100_285, "drain reported clean with a stream reset by the stall timeout"),
+    (
+        100_285,
+        "drain reported clean with a stream reset by the stall timeout",
+    ),
     (100_903, "same"),
     // A keep-alive the worker timed out on (slow store) still reached the store and renewed
     // the lease after the worker declared it lost: deregistration is bounded by TTL + the RPC
