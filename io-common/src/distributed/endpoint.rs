@@ -75,6 +75,17 @@ impl<R: Runtime> Component<R> {
     pub fn name(&self) -> &str {
         self.name.as_str()
     }
+
+    /// The name of its namespace.
+    pub fn namespace_name(&self) -> &str {
+        self.namespace.as_str()
+    }
+
+    /// The name of its NATS service, as Dynamo builds it: `{ns}_{component}`, slugged
+    /// ([`dynrt_core::names::nats_service_name`]).
+    pub fn service_name(&self) -> String {
+        dynrt_core::names::nats_service_name(self.namespace.as_str(), self.name.as_str())
+    }
 }
 
 /// An endpoint: serve it, or call it through a [`Client`].
@@ -145,7 +156,8 @@ impl<R: Runtime> Endpoint<R> {
         health_check: Option<serde_json::Value>,
     ) -> Result<(), RuntimeError> {
         let inner = self.drt.inner();
-        let nats_plane = inner.nats_plane.link.is_some() && inner.server.is_none();
+        let nats_plane = inner.config.request_plane == dynrt_core::config::RequestPlaneMode::Nats
+            && inner.nats_plane.link.is_some();
         let advertise = inner.server.as_ref().map(|(_, advertise)| *advertise);
         if advertise.is_none() && !nats_plane {
             return Err(RuntimeError::Unsupported(

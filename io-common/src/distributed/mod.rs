@@ -30,6 +30,8 @@ mod endpoint;
 mod error;
 mod health;
 mod lifecycle;
+#[cfg(feature = "nats")]
+mod nats;
 mod nats_plane;
 mod services;
 mod signals;
@@ -114,6 +116,9 @@ pub(crate) struct Inner<R: Runtime> {
     pub(crate) request_metrics: AtomicBool,
     /// The NATS request plane's connection and in-flight count.
     pub(crate) nats_plane: nats_plane::NatsPlane,
+    /// The NATS client and the components' NATS services.
+    #[cfg(feature = "nats")]
+    pub(crate) nats: nats::NatsState,
     /// The status server and the canary driver, stopped at the end of the shutdown.
     pub(crate) services: services::Services<R>,
 }
@@ -167,6 +172,14 @@ impl<R: Runtime> DistributedRuntime<R> {
                 "DYN_CANARY_WAIT_TIME / DYN_HEALTH_CHECK_REQUEST_TIMEOUT: {e}"
             ))
         })?;
+        // The specification's client rule (`DistributedConfig::nats`): connected first, so a
+        // runtime that needs NATS and cannot reach it does not start.
+        #[cfg(feature = "nats")]
+        let nats = nats::NatsState::connect(&rt, &config).await?;
+        #[cfg(not(feature = "nats"))]
+        if config.needs_nats() {
+            return Err(RuntimeError::Nats(crate::nats::NatsError::NotBuilt));
+        }
         let started = Instant::now();
         let discovery = Discovery::new(backend, rt.clone());
         let metrics = MetricsRegistry::new(started, Some(discovery.instance_id().0));
@@ -178,7 +191,11 @@ impl<R: Runtime> DistributedRuntime<R> {
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
-        let nats_plane = nats_plane::NatsPlane::start(&rt, &config).await?;
+        // The request plane calls (and, on the NATS plane, serves) through the runtime's client.
+        #[cfg(feature = "nats")]
+        let nats_plane = nats_plane::NatsPlane::new(nats.client.as_ref());
+        #[cfg(not(feature = "nats"))]
+        let nats_plane = nats_plane::NatsPlane::new();
         // The NATS plane has no TCP server: requests arrive on subjects.
         let server = if config.attach_lease && config.request_plane == RequestPlaneMode::Tcp {
             let (bind, advertise) = addr::server_addresses(&config)?;
@@ -253,10 +270,14 @@ impl<R: Runtime> DistributedRuntime<R> {
                 checks: health::Checks::default(),
                 request_metrics: AtomicBool::new(true),
                 nats_plane,
+                #[cfg(feature = "nats")]
+                nats,
                 services: services::Services::default(),
             }),
         };
         drt.watch_lease();
+        #[cfg(feature = "nats")]
+        drt.watch_nats_health();
         if let Err(e) = services::start_services(&drt).await {
             drt.shutdown().await;
             return Err(e);

@@ -29,6 +29,7 @@ mod local;
 pub mod mux;
 pub mod mux_bounds;
 #[cfg(feature = "nats")]
+pub mod nats;
 pub mod nats_plane;
 pub mod routing;
 pub mod runtime;

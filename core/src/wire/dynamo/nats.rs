@@ -72,7 +72,7 @@ impl fmt::Display for NatsFailure {
             Self::Request(why) => write!(f, "request failed: {why}"),
             Self::NoClient => f.write_str(
                 "the instance serves over the NATS request plane and this runtime has no NATS \
-                 client (set DYN_REQUEST_PLANE=nats to call it)",
+                 client (set NATS_SERVER or DYN_REQUEST_PLANE=nats to call it)",
             ),
         }
     }
