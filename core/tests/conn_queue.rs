@@ -44,29 +44,27 @@ fn exchange(p: &mut Pair, id: StreamId, limit: usize, items: &[Bytes]) -> Vec<Ve
     let mut current = Vec::new();
     let mut ended = false;
     let mut finished = false;
-    let mut finish_asked = false;
-    // Flush only when a driver would: after pushing, after asking to finish, on `Writable`.
-    // A queue that needed any other nudge would hang here.
-    let mut writable = true;
+    // A driver pushes and flushes on the first turn, after `Writable`, and again at once when
+    // a flush emptied the queue (no `Writable` follows that). A queue that needed any other
+    // nudge would hang here.
+    let mut wake = true;
     for _ in 0..100_000 {
-        let mut nudged = std::mem::take(&mut writable);
-        // The handler produces while the queue takes it.
-        while let Some(item) = pending.pop() {
-            match queue.push(item) {
-                Ok(()) => nudged = true,
-                Err(QueueFull { item, .. }) => {
+        while std::mem::take(&mut wake) && !finished {
+            // The handler produces while the queue takes it.
+            while let Some(item) = pending.pop() {
+                if let Err(QueueFull { item, .. }) = queue.push(item) {
                     pending.push(item);
                     break;
                 }
             }
-        }
-        if pending.is_empty() && !finish_asked {
-            queue.finish_when_sent();
-            finish_asked = true;
-            nudged = true;
-        }
-        if nudged && !finished {
-            finished = queue.flush(&mut p.server).unwrap() == Flushed::Finished;
+            if pending.is_empty() {
+                queue.finish_when_sent();
+            }
+            match queue.flush(&mut p.server).unwrap() {
+                Flushed::Empty => wake = true,
+                Flushed::Waiting => {}
+                Flushed::Finished => finished = true,
+            }
         }
         p.drive();
         for event in std::mem::take(&mut p.client_events) {
@@ -87,7 +85,7 @@ fn exchange(p: &mut Pair, id: StreamId, limit: usize, items: &[Bytes]) -> Vec<Ve
         }
         for event in std::mem::take(&mut p.server_events) {
             match event {
-                Event::Writable { id: w } if w == id => writable = true,
+                Event::Writable { id: w } if w == id => wake = true,
                 Event::EndTransmitted { .. } => {}
                 other => panic!("unexpected server event {other:?}"),
             }

@@ -23,6 +23,7 @@ pub mod system_server;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
+pub mod zmq;
 
 pub use cancel::CancellationToken;
 pub use distributed::DistributedRuntime;

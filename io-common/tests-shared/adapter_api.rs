@@ -56,6 +56,7 @@ fn every_item_exists(
     let _ = DistributedRuntime::from_env;
     let _ = DistributedRuntime::new;
     let _ = DistributedRuntime::process_local;
+    let _ = DistributedRuntime::with_backend;
     #[cfg(feature = "etcd")]
     let _: Option<(EtcdConfig, EtcdStore)> = None;
 }
@@ -119,5 +120,10 @@ pub(crate) async fn same_code_on_either_executor() {
         .expect("not an error");
     assert_eq!(item, Bytes::from_static(b"pong"));
 
+    // The runtime owns its services and has one shutdown; the generic runtime it wraps
+    // converts both ways.
+    assert_eq!(drt.system_server_addr(), None);
+    let generic: adapter::io::DistributedRuntime<_> = drt.clone().into();
+    let drt = DistributedRuntime::from(generic);
     drt.shutdown().await;
 }

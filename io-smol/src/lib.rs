@@ -12,6 +12,7 @@ pub mod distributed;
 pub mod mux;
 mod runtime;
 pub mod system_server;
+pub mod zmq;
 
 pub use runtime::SmolRuntime;
 

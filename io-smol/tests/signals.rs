@@ -1,14 +1,21 @@
-//! SIGTERM runs the graceful shutdown. (Its own test binary: a process has one handler.)
+//! SIGTERM runs the graceful shutdown, which stops the runtime's status server too. (Its own
+//! test binary: a process has one handler.)
 
 use std::time::{Duration, Instant};
 
 use dynrt_core::shutdown::Phase;
+use dynrt_io::testing::system as scenario;
 use dynrt_smol::DistributedRuntime;
 
 #[test]
-fn sigterm_runs_the_three_phase_shutdown() {
+fn sigterm_runs_the_three_phase_shutdown_and_stops_the_status_server() {
     smol::block_on(async {
-        let drt = DistributedRuntime::process_local().await.expect("runtime");
+        let drt = DistributedRuntime::new(scenario::config())
+            .await
+            .expect("runtime with a status server");
+        let addr = drt
+            .system_server_addr()
+            .expect("DYN_SYSTEM_PORT=0 starts it");
         let done = drt.shutdown_on_signals().expect("handler installs");
         assert!(
             drt.shutdown_on_signals().is_err(),
@@ -28,5 +35,10 @@ fn sigterm_runs_the_three_phase_shutdown() {
         .expect("shutdown finished after SIGTERM");
         assert!(report.is_clean(), "{report:?}");
         assert_eq!(drt.phase(), Phase::Done);
+        let live = scenario::get(addr, "/live").await;
+        assert!(
+            live.is_err(),
+            "the status server outlived the shutdown: {live:?}"
+        );
     });
 }

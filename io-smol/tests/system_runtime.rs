@@ -61,3 +61,10 @@ fn a_taken_system_port_is_an_error_naming_the_address() {
 fn request_metrics_can_be_turned_off() {
     smol::block_on(scenario::request_metrics_off(&SmolRuntime::new()));
 }
+
+#[test]
+fn a_lost_lease_stops_the_status_server() {
+    smol::block_on(scenario::lost_lease_stops_the_status_server(
+        &SmolRuntime::new(),
+    ));
+}

@@ -1,7 +1,9 @@
-//! The `DistributedRuntime` on tokio (see [`dynrt_io::distributed`]), with its system status
-//! server and health-check driver ([`dynrt_io::distributed::RuntimeHost`]).
+//! The `DistributedRuntime` on tokio (see [`dynrt_io::distributed`]): the executor-generic
+//! runtime with [`TokioRuntime`] filled in, including the services it owns (the system status server,
+//! the health-check driver) and its one shutdown.
 
 use std::ops::Deref;
+use std::sync::Arc;
 
 pub use dynrt_core::config::DistributedConfig;
 pub use dynrt_io::distributed::{
@@ -9,6 +11,7 @@ pub use dynrt_io::distributed::{
 };
 
 use crate::TokioRuntime;
+use crate::discovery::KvBackend;
 
 /// A client of one endpoint.
 pub type Client = dynrt_io::distributed::Client<TokioRuntime>;
@@ -21,25 +24,36 @@ pub type Component = dynrt_io::distributed::Component<TokioRuntime>;
 /// A graceful-task guard.
 pub type GracefulTask = dynrt_io::distributed::GracefulTask<TokioRuntime>;
 
-/// dynrt's runtime on the current tokio runtime. Derefs to
-/// [`dynrt_io::distributed::RuntimeHost`] (the system status server when `DYN_SYSTEM_PORT` is
-/// set, the canary driver when `DYN_HEALTH_CHECK_ENABLED` is on, and `shutdown` stopping them
-/// after the three phases), which derefs to the executor-generic
-/// [`dynrt_io::DistributedRuntime`] holding the API.
+/// dynrt's runtime on the current tokio runtime: [`dynrt_io::DistributedRuntime`] with the executor filled in
+/// (it derefs to it, and converts both ways with `From`). It owns the system status server
+/// (when `DYN_SYSTEM_PORT` is set) and the canary driver (when `DYN_HEALTH_CHECK_ENABLED` is
+/// on), and stops them at the end of its shutdown, whether called, signalled or forced by a
+/// lost lease.
 #[derive(Clone)]
-pub struct DistributedRuntime(dynrt_io::distributed::RuntimeHost<TokioRuntime>);
+pub struct DistributedRuntime(dynrt_io::DistributedRuntime<TokioRuntime>);
 
 impl DistributedRuntime {
     /// Starts a runtime configured from the environment (`DYN_*`, `ETCD_*`, `NATS_*`).
     pub async fn from_env() -> Result<Self, RuntimeError> {
-        dynrt_io::distributed::RuntimeHost::from_env(TokioRuntime::current())
+        dynrt_io::DistributedRuntime::from_env(TokioRuntime::current())
             .await
             .map(Self)
     }
 
     /// Starts a runtime with `config`.
     pub async fn new(config: DistributedConfig) -> Result<Self, RuntimeError> {
-        dynrt_io::distributed::RuntimeHost::new(TokioRuntime::current(), config)
+        dynrt_io::DistributedRuntime::new(TokioRuntime::current(), config)
+            .await
+            .map(Self)
+    }
+
+    /// Starts a runtime with `config` on a discovery backend you built yourself (a shared
+    /// `MemStore` session for tests, say); `config`'s backend choice is not used.
+    pub async fn with_backend(
+        config: DistributedConfig,
+        backend: Arc<dyn KvBackend>,
+    ) -> Result<Self, RuntimeError> {
+        dynrt_io::DistributedRuntime::with_backend(TokioRuntime::current(), config, backend)
             .await
             .map(Self)
     }
@@ -48,22 +62,24 @@ impl DistributedRuntime {
     pub async fn process_local() -> Result<Self, RuntimeError> {
         Self::new(DistributedConfig::process_local()).await
     }
-
-    /// Adds the system status server and health-check driver, as its configuration asks, to a
-    /// runtime started otherwise (on a backend of your own, say).
-    pub async fn attach(
-        drt: dynrt_io::DistributedRuntime<TokioRuntime>,
-    ) -> Result<Self, RuntimeError> {
-        dynrt_io::distributed::RuntimeHost::attach(drt)
-            .await
-            .map(Self)
-    }
 }
 
 impl Deref for DistributedRuntime {
-    type Target = dynrt_io::distributed::RuntimeHost<TokioRuntime>;
+    type Target = dynrt_io::DistributedRuntime<TokioRuntime>;
 
     fn deref(&self) -> &Self::Target {
         &self.0
+    }
+}
+
+impl From<dynrt_io::DistributedRuntime<TokioRuntime>> for DistributedRuntime {
+    fn from(drt: dynrt_io::DistributedRuntime<TokioRuntime>) -> Self {
+        Self(drt)
+    }
+}
+
+impl From<DistributedRuntime> for dynrt_io::DistributedRuntime<TokioRuntime> {
+    fn from(drt: DistributedRuntime) -> Self {
+        drt.0
     }
 }

@@ -55,3 +55,8 @@ async fn a_taken_system_port_is_an_error_naming_the_address() {
 async fn request_metrics_can_be_turned_off() {
     scenario::request_metrics_off(&TokioRuntime::current()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_stops_the_status_server() {
+    scenario::lost_lease_stops_the_status_server(&TokioRuntime::current()).await;
+}

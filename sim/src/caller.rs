@@ -207,7 +207,14 @@ impl World {
         if c.issued >= total {
             return;
         }
-        if c.in_flight < self.cfg.concurrency {
+        if self.cfg.burst {
+            while self.callers[caller].issued < total
+                && self.callers[caller].in_flight < self.cfg.concurrency
+                && self.violation.is_none()
+            {
+                self.issue(caller);
+            }
+        } else if c.in_flight < self.cfg.concurrency {
             self.issue(caller);
         }
         // Spread the requests over the fault window, so that faults meet load.
@@ -218,12 +225,22 @@ impl World {
     }
 
     fn issue(&mut self, caller: usize) {
-        let items = self.rng.range(1, 8) as u32;
-        let item_size = self.rng.range(1, 6000) as u32;
-        let delay_us = self.rng.range(0, 20_000) as u32;
+        let (lo, hi) = self.cfg.items;
+        let items = self.rng.range(u64::from(lo), u64::from(hi)) as u32;
+        let (lo, hi) = self.cfg.item_size;
+        let max = crate::worker::MAX_ITEM_SIZE as u64;
+        let item_size =
+            self.rng
+                .range(u64::from(lo).clamp(1, max), u64::from(hi).clamp(1, max)) as u32;
+        let (lo, hi) = self.cfg.item_delay_ms;
+        let delay_us = self
+            .rng
+            .range(lo * 1000, hi * 1000)
+            .min(u64::from(u32::MAX)) as u32;
         let req = self.ledger.issue(caller, items, item_size, delay_us);
         self.to_issue -= 1;
         self.open_requests += 1;
+        self.stats.peak_in_flight = self.stats.peak_in_flight.max(self.open_requests);
         self.stats.requests += 1;
         let c = &mut self.callers[caller];
         c.issued += 1;

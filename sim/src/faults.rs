@@ -169,7 +169,16 @@ const S: u64 = 1_000_000_000;
 impl World {
     /// Draws the run's fault schedule from the seed.
     pub(crate) fn schedule_faults(&mut self) {
-        if self.cfg.faults.is_empty() || self.workers.is_empty() {
+        for f in self.cfg.script.clone() {
+            let action = FaultAction::Start {
+                kind: f.kind,
+                target: f.target,
+                duration: f.duration.as_nanos() as u64,
+            };
+            self.schedule(f.at.as_nanos() as u64, Ev::Fault(action));
+            self.faults.active += 1;
+        }
+        if !self.cfg.script.is_empty() || self.cfg.faults.is_empty() || self.workers.is_empty() {
             return;
         }
         let window = self.cfg.fault_window.as_nanos() as u64;
@@ -256,7 +265,11 @@ impl World {
                 f.caller_paused_until[target] = f.caller_paused_until[target].max(until);
             }
             FaultKind::SlowStore => {
-                f.store_slowness = f.store_slowness.max(200 + self.rng.range(0, 1800));
+                let factor = match self.cfg.slow_store_factor {
+                    Some(factor) => factor,
+                    None => 200 + self.rng.range(0, 1800),
+                };
+                self.faults.store_slowness = self.faults.store_slowness.max(factor);
             }
             FaultKind::Drain => self.start_drain(target),
             FaultKind::Reset | FaultKind::Stall => {

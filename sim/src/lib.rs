@@ -58,7 +58,8 @@ mod world;
 use std::fmt;
 use std::time::Duration;
 
-pub use faults::{ALL_FAULTS, FaultKind};
+pub use faults::{ALL_FAULTS, FaultKind, UnknownFault};
+// (ScriptedFault is defined below.)
 pub use ledger::{Invariant, Violation};
 
 /// A bug planted on purpose, to prove the invariants can fail (tests only; never set in a
@@ -102,6 +103,33 @@ pub struct SimConfig {
     pub trace: bool,
     /// A bug planted on purpose (tests).
     pub planted_bug: Option<PlantedBug>,
+    /// Faults at fixed times instead of the seeded schedule (scenarios); when non-empty,
+    /// `faults` and `fault_count` are not used.
+    pub script: Vec<ScriptedFault>,
+    /// Items each response has, drawn from this range.
+    pub items: (u32, u32),
+    /// Size of a response's items in bytes, drawn from this range (at most 6000).
+    pub item_size: (u32, u32),
+    /// Delay between a response's items, drawn from this range (milliseconds).
+    pub item_delay_ms: (u64, u64),
+    /// Callers issue all their requests at once (up to `concurrency`), not spread over the
+    /// fault window.
+    pub burst: bool,
+    /// The slow-store fault's latency multiplier (`None`: drawn from 200..2000).
+    pub slow_store_factor: Option<u64>,
+}
+
+/// A fault at a fixed time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScriptedFault {
+    /// When it starts.
+    pub at: Duration,
+    /// What.
+    pub kind: FaultKind,
+    /// The worker (or caller) it hits; for `reset` and `stall`, picks the connection.
+    pub target: usize,
+    /// How long it lasts.
+    pub duration: Duration,
 }
 
 impl Default for SimConfig {
@@ -119,6 +147,12 @@ impl Default for SimConfig {
             store_latency: Duration::from_millis(1),
             trace: false,
             planted_bug: None,
+            script: Vec::new(),
+            items: (1, 8),
+            item_size: (1, 6000),
+            item_delay_ms: (0, 20),
+            burst: false,
+            slow_store_factor: None,
         }
     }
 }
@@ -157,6 +191,8 @@ pub struct Stats {
     pub connections: u64,
     /// Leases lost by workers.
     pub leases_lost: u64,
+    /// Most requests in flight at once (issued, not ended at their caller).
+    pub peak_in_flight: u64,
 }
 
 impl fmt::Display for Stats {

@@ -53,9 +53,8 @@ impl Side {
 pub(crate) struct End {
     /// The machine (`None` for the server end until the SYN arrives, and after its process died).
     pub(crate) conn: Option<Conn>,
-    out: OutBuf,
     /// What `poll_transmit` produced and the socket has not taken yet.
-    unwritten: BytesMut,
+    out: OutBuf,
     /// Bytes read from the socket, not yet consumed by the machine (a partial frame).
     rx: BytesMut,
     /// Bytes that arrived while the application was not reading.
@@ -71,6 +70,9 @@ pub(crate) struct End {
     /// When the last bytes (or end of stream) this end sent arrive.
     last_arrival: u64,
     timer: Option<u64>,
+    /// A pump of this end is running; `again`: someone asked for another round.
+    pumping: bool,
+    again: bool,
 }
 
 /// One connection, from a caller to a worker's address.
@@ -293,7 +295,7 @@ impl World {
         }
         end.open = false;
         end.timer = None;
-        end.unwritten.clear();
+        end.out = OutBuf::new();
         end.held.clear();
         if side == Side::Server {
             self.server_socket_closed(link);
@@ -338,47 +340,59 @@ impl World {
     /// Drives one end: transmit into the socket, deliver events, re-arm the timer; repeated
     /// while the application's answers to events produce more output.
     pub(crate) fn pump(&mut self, link: u32, side: Side) {
-        for _ in 0..64 {
-            let now = self.now_instant();
+        // Not re-entrant: an application answer to an event may ask for a pump of the end
+        // being pumped; the outer loop goes round once more instead of recursing.
+        let end = &mut self.net.links[link as usize].ends[side.idx()];
+        if end.pumping {
+            end.again = true;
+            return;
+        }
+        end.pumping = true;
+        loop {
+            let progress = self.pump_once(link, side);
             let end = &mut self.net.links[link as usize].ends[side.idx()];
-            if !end.open {
-                return;
-            }
-            let Some(conn) = end.conn.as_mut() else {
-                return;
-            };
-            while conn.poll_transmit(&mut end.out) {}
-            if !end.out.is_empty() {
-                let bytes = end.out.take_contiguous();
-                end.unwritten.extend_from_slice(&bytes);
-            }
-            if end.connected && !end.unwritten.is_empty() {
-                self.write(link, side);
-            }
-            let end = &mut self.net.links[link as usize].ends[side.idx()];
-            let Some(conn) = end.conn.as_mut() else {
-                return;
-            };
-            conn.handle_written(end.unwritten.len(), now);
-            let mut any = false;
-            while let Some(event) = self.net.links[link as usize].ends[side.idx()]
-                .conn
-                .as_mut()
-                .and_then(Conn::poll_event)
-            {
-                any = true;
-                self.on_conn_event(link, side, event);
-            }
-            let end = &mut self.net.links[link as usize].ends[side.idx()];
-            let Some(conn) = end.conn.as_ref() else {
-                return;
-            };
-            if !any && !conn.wants_transmit() {
+            let again = std::mem::take(&mut end.again);
+            if !progress && !again {
                 break;
             }
         }
+        self.net.links[link as usize].ends[side.idx()].pumping = false;
         self.check_memory(link, side);
         self.finish_pump(link, side);
+    }
+
+    /// One round: transmit, then deliver every event. Whether another round may be needed.
+    fn pump_once(&mut self, link: u32, side: Side) -> bool {
+        let now = self.now_instant();
+        let end = &mut self.net.links[link as usize].ends[side.idx()];
+        if !end.open {
+            return false;
+        }
+        let Some(conn) = end.conn.as_mut() else {
+            return false;
+        };
+        while conn.poll_transmit(&mut end.out) {}
+        if end.connected && !end.out.is_empty() {
+            self.write(link, side);
+        }
+        let end = &mut self.net.links[link as usize].ends[side.idx()];
+        let Some(conn) = end.conn.as_mut() else {
+            return false;
+        };
+        conn.handle_written(end.out.len(), now);
+        let mut any = false;
+        while let Some(event) = self.net.links[link as usize].ends[side.idx()]
+            .conn
+            .as_mut()
+            .and_then(Conn::poll_event)
+        {
+            any = true;
+            self.on_conn_event(link, side, event);
+        }
+        let end = &self.net.links[link as usize].ends[side.idx()];
+        end.conn
+            .as_ref()
+            .is_some_and(|conn| end.open && (any || conn.wants_transmit()))
     }
 
     /// After a pump: close a flushed socket, or arm the timer.
@@ -390,7 +404,7 @@ impl World {
         let Some(conn) = end.conn.as_ref() else {
             return;
         };
-        if end.closing && (end.unwritten.is_empty() || conn.is_flush_abandoned()) {
+        if end.closing && (end.out.is_empty() || conn.is_flush_abandoned()) {
             self.close_socket(link, side);
             return;
         }
@@ -408,9 +422,7 @@ impl World {
     fn write(&mut self, link: u32, side: Side) {
         let partial = self.faults.partial_writes > 0 && self.rng.chance(30);
         let end = &self.net.links[link as usize].ends[side.idx()];
-        let mut n = WINDOW
-            .saturating_sub(end.in_flight)
-            .min(end.unwritten.len());
+        let mut n = WINDOW.saturating_sub(end.in_flight).min(end.out.len());
         if partial && n > 1 {
             n = self.rng.range(1, n as u64) as usize;
         }
@@ -419,8 +431,25 @@ impl World {
         }
         let at = self.arrival(link, side);
         let end = &mut self.net.links[link as usize].ends[side.idx()];
-        let data = end.unwritten.split_to(n).freeze();
-        end.in_flight += n;
+        let data = if n == end.out.len() {
+            // The whole output: no copy when it is one segment.
+            end.out.take_contiguous()
+        } else {
+            // Part of it, as a socket takes part of a write: copied, as a kernel would.
+            let mut data = BytesMut::with_capacity(n);
+            let mut slices = [std::io::IoSlice::new(&[]); 16];
+            let count = end.out.io_slices(&mut slices);
+            for slice in &slices[..count] {
+                let take = (n - data.len()).min(slice.len());
+                data.extend_from_slice(&slice[..take]);
+                if data.len() == n {
+                    break;
+                }
+            }
+            end.out.advance(data.len());
+            data.freeze()
+        };
+        end.in_flight += data.len();
         self.schedule(
             at,
             Ev::Bytes {

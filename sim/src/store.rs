@@ -113,7 +113,7 @@ impl World {
                 Ev::StoreReply {
                     to: from,
                     rpc,
-                    reply: StoreReply::Failed,
+                    reply: Box::new(StoreReply::Failed),
                 },
             );
             return;
@@ -126,7 +126,7 @@ impl World {
                 from,
                 rpc,
                 sent,
-                op,
+                op: Box::new(op),
             },
         );
     }
@@ -139,7 +139,7 @@ impl World {
                 Ev::StoreReply {
                     to: from,
                     rpc,
-                    reply: StoreReply::Failed,
+                    reply: Box::new(StoreReply::Failed),
                 },
             );
             return;
@@ -187,7 +187,7 @@ impl World {
                 Ev::StoreReply {
                     to: from,
                     rpc,
-                    reply: StoreReply::Failed,
+                    reply: Box::new(StoreReply::Failed),
                 },
             );
         } else {
@@ -196,7 +196,7 @@ impl World {
                 Ev::StoreReply {
                     to: from,
                     rpc,
-                    reply,
+                    reply: Box::new(reply),
                 },
             );
         }
@@ -233,7 +233,7 @@ impl World {
                     Ev::StoreReply {
                         to: NodeRef::Caller(caller),
                         rpc: u64::from(epoch),
-                        reply: StoreReply::Failed,
+                        reply: Box::new(StoreReply::Failed),
                     },
                 );
                 continue;
@@ -242,7 +242,14 @@ impl World {
             let last = self.store.caller_last.entry(caller).or_insert(0);
             let at = (self.now + hop).max(*last);
             *last = at;
-            self.schedule(at, Ev::Watch { caller, epoch, ev });
+            self.schedule(
+                at,
+                Ev::Watch {
+                    caller,
+                    epoch,
+                    ev: Box::new(ev),
+                },
+            );
         }
         if let Some(deadline) = self.store.kv.poll_timeout() {
             let at = self.ns(deadline).max(self.now);
@@ -267,7 +274,7 @@ impl World {
                 Ev::StoreReply {
                     to: NodeRef::Caller(caller),
                     rpc: u64::from(epoch),
-                    reply: StoreReply::Failed,
+                    reply: Box::new(StoreReply::Failed),
                 },
             );
         }

@@ -10,9 +10,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use dynrt_core::conn::{Event, SendError};
 use dynrt_core::discovery::{
     DiscoveryRecord, DynrtCapabilities, EndpointRecord, Transport, instance_key,
@@ -51,6 +52,21 @@ pub(crate) fn slot_of(addr: SocketAddr) -> (usize, u32) {
         ),
         SocketAddr::V6(_) => (0, 0),
     }
+}
+
+/// The largest item a request asks for.
+pub(crate) const MAX_ITEM_SIZE: usize = 6000;
+
+/// An item of `size` bytes, all `byte`: a slice of one shared buffer per byte value, so
+/// producing an item allocates nothing.
+fn item(byte: u8, size: usize) -> Bytes {
+    static ITEMS: OnceLock<Vec<Bytes>> = OnceLock::new();
+    let items = ITEMS.get_or_init(|| {
+        (0..=255u8)
+            .map(|b| Bytes::from(vec![b; MAX_ITEM_SIZE]))
+            .collect()
+    });
+    items[usize::from(byte)].slice(..size.min(MAX_ITEM_SIZE))
 }
 
 /// A request a handler is answering.
@@ -442,9 +458,7 @@ impl World {
                     }
                     break;
                 }
-                let mut item = BytesMut::zeroed(s.item_size as usize);
-                item.fill(pattern(s.req, s.next_item));
-                s.partial = item.freeze();
+                s.partial = item(pattern(s.req, s.next_item), s.item_size as usize);
                 s.next_item += 1;
                 s.items_left -= 1;
             }

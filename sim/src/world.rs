@@ -65,13 +65,13 @@ pub(crate) enum Ev {
         from: NodeRef,
         rpc: u64,
         sent: u64,
-        op: StoreOp,
+        op: Box<StoreOp>,
     },
     /// An RPC's answer (or its timeout) reaches its node.
     StoreReply {
         to: NodeRef,
         rpc: u64,
-        reply: StoreReply,
+        reply: Box<StoreReply>,
     },
     /// The store's lease timer.
     StoreTimer { at: u64 },
@@ -79,7 +79,7 @@ pub(crate) enum Ev {
     Watch {
         caller: usize,
         epoch: u32,
-        ev: WatchEvent,
+        ev: Box<WatchEvent>,
     },
     /// A caller's instance-set timer (restoring instances reported down).
     SetTimer { caller: usize, at: u64 },
@@ -267,13 +267,13 @@ impl World {
                 rpc,
                 sent,
                 op,
-            } => self.on_store_request(from, rpc, sent, op),
+            } => self.on_store_request(from, rpc, sent, *op),
             Ev::StoreReply { to, rpc, reply } => match to {
-                NodeRef::Worker { slot, inc } => self.on_worker_reply(slot, inc, rpc, reply),
-                NodeRef::Caller(caller) => self.on_caller_reply(caller, rpc, reply),
+                NodeRef::Worker { slot, inc } => self.on_worker_reply(slot, inc, rpc, *reply),
+                NodeRef::Caller(caller) => self.on_caller_reply(caller, rpc, *reply),
             },
             Ev::StoreTimer { at } => self.on_store_timer(at),
-            Ev::Watch { caller, epoch, ev } => self.on_watch(caller, epoch, ev),
+            Ev::Watch { caller, epoch, ev } => self.on_watch(caller, epoch, *ev),
             Ev::SetTimer { caller, at } => self.on_set_timer(caller, at),
             Ev::Fault(action) => self.on_fault(action),
             Ev::CheckDeregistered { slot, lease } => self.check_deregistered(slot, lease),

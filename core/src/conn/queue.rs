@@ -8,7 +8,9 @@
 //!
 //! ```text
 //! on a handler item:         queue.push(item)?;  queue.flush(&mut conn)?
-//! on Event::Writable { id }: queue_of(id).flush(&mut conn)?
+//!                            (QueueFull: keep the item, stop reading the handler)
+//! on Event::Writable { id }: queue_of(id).flush(&mut conn)?, then read the handler again
+//! on Flushed::Empty:         read the handler again (no Writable follows an empty queue)
 //! on handler end:            queue.finish_when_sent(); queue.flush(&mut conn)?
 //! on Event::Cancelled(Kill): drop the queue (the stream is gone)
 //! on Flushed::Finished:      drop the queue (END is queued)
@@ -26,7 +28,8 @@ use crate::wire::mux::StreamId;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub enum Flushed {
-    /// Everything queued was handed to the connection; more items may be pushed.
+    /// Everything queued was handed to the connection; push more now if there is more: no
+    /// `Writable` follows an emptied queue (nothing was refused).
     Empty,
     /// Items are left: call `flush` again on [`Event::Writable`](super::Event::Writable) for
     /// this stream.

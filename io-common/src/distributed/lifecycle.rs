@@ -113,6 +113,8 @@ impl<R: Runtime> DistributedRuntime<R> {
                 self.execute(*command).await;
             }
             if let Some(report) = report {
+                // Last, the status server and canary driver: `/live` answers until here.
+                super::services::stop_services(self).await;
                 log_report(&report);
                 return report;
             }

@@ -13,11 +13,13 @@
 //! ## Health and metrics
 //!
 //! Each runtime owns a [`MetricsRegistry`] (worker id = its instance id) and a [`SystemHealth`]
-//! (from `DYN_SYSTEM_*` and `DYN_HEALTH_CHECK_*`); the adapters' system status server reads
-//! both. Every served endpoint records Dynamo's per-endpoint request metrics
+//! (from `DYN_SYSTEM_*` and `DYN_HEALTH_CHECK_*`), and the services its configuration asks
+//! for: the system status server (`DYN_SYSTEM_PORT`, [`DistributedRuntime::system_server_addr`])
+//! reading both, and the canary health-check driver. They start with the runtime and stop at
+//! the end of its one [`DistributedRuntime::shutdown`], whoever began it. Every served endpoint records Dynamo's per-endpoint request metrics
 //! (`dynamo_component_requests_total` and the rest, see [`Endpoint::serve`]) and reports to the
 //! health state: registered (ready unless it waits for a canary), and traffic. An endpoint
-//! served with [`Endpoint::serve_with_health_check`] is a canary target: the adapter's
+//! served with [`Endpoint::serve_with_health_check`] is a canary target: the runtime's
 //! health-check driver sends its payload through [`DistributedRuntime::canary_sender`], a
 //! direct call to this process's own instance. Shutdown phase 1 withdraws readiness; liveness
 //! ([`DistributedRuntime::is_live`]) ends with phase 3.
@@ -27,8 +29,8 @@ mod client;
 mod endpoint;
 mod error;
 mod health;
-mod host;
 mod lifecycle;
+mod services;
 mod signals;
 
 use std::collections::HashMap;
@@ -51,7 +53,6 @@ pub use client::{CallStream, Client, ClientError, TypedStream};
 pub use endpoint::{Component, Endpoint, Namespace};
 pub use error::RuntimeError;
 pub use health::CanaryStream;
-pub use host::RuntimeHost;
 pub use lifecycle::GracefulTask;
 pub use signals::SignalError;
 
@@ -110,6 +111,8 @@ pub(crate) struct Inner<R: Runtime> {
     pub(crate) checks: health::Checks<R>,
     /// Whether endpoints served from now on record request metrics.
     pub(crate) request_metrics: AtomicBool,
+    /// The status server and the canary driver, stopped at the end of the shutdown.
+    pub(crate) services: services::Services<R>,
 }
 
 impl<R: Runtime> DistributedRuntime<R> {
@@ -133,6 +136,14 @@ impl<R: Runtime> DistributedRuntime<R> {
             }
         };
         Self::with_backend(rt, config, backend).await
+    }
+
+    /// Starts a runtime on `rt` configured from the process environment (`DYN_*`, `ETCD_*`,
+    /// `NATS_*`; see [`settings_from_env`]).
+    pub async fn from_env(rt: R) -> Result<Self, RuntimeError> {
+        let config = DistributedConfig::from_settings(settings_from_env())
+            .map_err(|e| RuntimeError::Config(e.to_string()))?;
+        Self::new(rt, config).await
     }
 
     /// Starts a runtime on a discovery backend you built yourself (a shared `MemStore` for
@@ -236,9 +247,14 @@ impl<R: Runtime> DistributedRuntime<R> {
                 health: Arc::new(Mutex::new(health)),
                 checks: health::Checks::default(),
                 request_metrics: AtomicBool::new(true),
+                services: services::Services::default(),
             }),
         };
         drt.watch_lease();
+        if let Err(e) = services::start_services(&drt).await {
+            drt.shutdown().await;
+            return Err(e);
+        }
         Ok(drt)
     }
 
@@ -350,11 +366,4 @@ pub fn settings_from_env() -> Vec<(OsString, OsString)> {
                 .any(|p| key.as_encoded_bytes().starts_with(p.as_bytes()))
         })
         .collect()
-}
-
-/// Builds the configuration from the environment and starts a runtime on `rt`.
-pub async fn from_env<R: Runtime>(rt: R) -> Result<DistributedRuntime<R>, RuntimeError> {
-    let config = DistributedConfig::from_settings(settings_from_env())
-        .map_err(|e| RuntimeError::Config(e.to_string()))?;
-    DistributedRuntime::new(rt, config).await
 }

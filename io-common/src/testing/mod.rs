@@ -35,6 +35,7 @@ pub mod settings;
 pub mod status_load;
 pub mod system;
 pub mod system_server;
+pub mod zmq;
 
 pub use local::*;
 

@@ -258,9 +258,9 @@ pub fn generate_handler(control: &Arc<Control>) -> impl crate::mux::Handler {
 
 /// The scenario. `drt` was started with [`config`] by an adapter, whose status server listens
 /// on `addr`. Serves `demo/backend/generate` with a health check, loads it from a second
-/// runtime, makes it stuck and recovers it, then shuts `drt` down (the generic shutdown: the
-/// adapter's server still answers afterwards) while a slow request drains. The adapter's test
-/// then stops the server. Returns the `/metrics` exposition seen after the load, for the
+/// runtime, makes it stuck and recovers it, then shuts `drt` down while a slow request drains:
+/// not ready from phase 1, live while draining, and the status server closed once the
+/// shutdown returns. Returns the `/metrics` exposition seen after the load, for the
 /// adapter's test to check with a Prometheus parser.
 pub async fn lifecycle<R: Runtime>(drt: &DistributedRuntime<R>, addr: SocketAddr) -> String {
     let rt = drt.runtime().clone();
@@ -458,9 +458,12 @@ pub async fn lifecycle<R: Runtime>(drt: &DistributedRuntime<R>, addr: SocketAddr
         let report = done_rx.recv().await.expect("shutdown finished");
         assert!(report.is_clean(), "{report:?}");
         assert_eq!(drt.phase(), Phase::Done);
-        let live = must_get(addr, "/live").await;
-        assert_eq!(live.status, 503, "not live after phase 3: {live:?}");
-        assert_eq!(must_get(addr, "/health").await.status, 503);
+        // The runtime owns its status server: stopped before its shutdown returned.
+        let after = get(addr, "/live").await;
+        assert!(
+            after.is_err(),
+            "the status server still answers after shutdown: {after:?}"
+        );
         caller.shutdown().await;
         after_load
     })
@@ -527,4 +530,28 @@ pub fn requests_total(text: &str, requests: f64) -> prometheus_parse::Sample {
         sample.value
     );
     sample
+}
+
+/// A lost discovery lease shuts the runtime down by itself, and that shutdown, not only one
+/// the program calls, stops the status server: `/live` stops answering without anyone calling
+/// `shutdown`.
+pub async fn lost_lease_stops_the_status_server<R: Runtime>(rt: &R) {
+    within(rt, LIMIT, "lease lost stops the status server", async {
+        let store = crate::discovery::MemStore::new();
+        let drt = DistributedRuntime::with_backend(
+            rt.clone(),
+            config(),
+            std::sync::Arc::new(store.session(rt)),
+        )
+        .await
+        .expect("runtime with a status server");
+        let addr = drt
+            .system_server_addr()
+            .expect("DYN_SYSTEM_PORT=0 starts it");
+        assert_eq!(must_get(addr, "/live").await.status, 200);
+        assert!(store.revoke(drt.instance_id().0), "the lease existed");
+        wait_for_closed(rt, addr).await;
+        assert_eq!(drt.phase(), Phase::Done);
+    })
+    .await;
 }
