@@ -236,7 +236,7 @@ fn invalid_event_plane_warns_and_falls_back_to_the_backends_default() {
 fn event_plane_and_nats_server_warn_that_they_have_no_effect() {
     let c = parse(&[
         ("DYN_DISCOVERY_BACKEND", "file"),
-        ("DYN_EVENT_PLANE", "zmq"),
+        ("DYN_EVENT_PLANE", "nats"),
         ("NATS_SERVER", "nats://n:4222"),
     ]);
     let named: Vec<_> = c
@@ -250,15 +250,17 @@ fn event_plane_and_nats_server_warn_that_they_have_no_effect() {
     assert_eq!(named, ["DYN_EVENT_PLANE", "NATS_SERVER"]);
     assert_eq!(
         c.warnings[0].to_string(),
-        "DYN_EVENT_PLANE: 'zmq' has no effect: dynrt has no event plane yet; nothing is published"
+        "DYN_EVENT_PLANE: 'nats' has no effect: dynrt has no NATS client yet; event publishers \
+         and subscribers on NATS fail with a transport error"
     );
     assert!(
         c.warnings[1]
             .to_string()
             .starts_with("NATS_SERVER: 'nats://n:4222' has no effect")
     );
-    // The defaults alone say nothing.
+    // The defaults alone say nothing, nor does the zmq event plane, which is implemented.
     assert!(parse(&[]).warnings.is_empty());
+    assert!(parse(&[("DYN_EVENT_PLANE", "zmq")]).warnings.is_empty());
 }
 
 #[test]

@@ -87,7 +87,14 @@ impl EventSubscriber {
                     })?;
                 }
                 let peer = broker.xpub.join(";");
-                drt.runtime().spawn(pump(socket, subject.into_bytes(), peer, ingest, stop, false));
+                drt.runtime().spawn(pump(
+                    socket,
+                    subject.into_bytes(),
+                    peer,
+                    ingest,
+                    stop,
+                    false,
+                ));
             }
             (_, None) => {
                 let query = Query::EventChannels {

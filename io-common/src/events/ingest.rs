@@ -6,9 +6,7 @@
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use dynrt_core::events::{
-    EventEnvelope, EventWireError, SequenceTracker, decode_envelope, decode_multipart,
-};
+use dynrt_core::events::{EventEnvelope, EventWireError, SequenceTracker, decode_multipart};
 
 use super::EventError;
 use super::metrics::EventCounters;
@@ -67,21 +65,6 @@ impl Ingest {
                 self.malformed(peer, &error);
                 Err(error)
             }
-        }
-    }
-
-    /// One NATS message payload (an envelope, no frame header).
-    pub(crate) fn nats(&self, payload: &Bytes, subject: &str) {
-        if payload.len() > self.max_event_size {
-            let error = EventWireError::TooLarge {
-                size: payload.len(),
-                limit: self.max_event_size,
-            };
-            return self.malformed(subject, &error);
-        }
-        match decode_envelope(payload) {
-            Ok(envelope) => self.deliver(envelope),
-            Err(error) => self.malformed(subject, &error),
         }
     }
 

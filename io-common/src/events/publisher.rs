@@ -9,8 +9,8 @@ use dynrt_core::discovery::records::{
     DiscoveryRecord, EventChannelRecord, EventScope, EventTransport,
 };
 use dynrt_core::events::{
-    DEFAULT_MAX_EVENT_SIZE, encode_envelope, encode_multipart, event_subject,
-    event_subject_prefix, publisher_id_from_random,
+    DEFAULT_MAX_EVENT_SIZE, encode_envelope, encode_multipart, event_subject, event_subject_prefix,
+    publisher_id_from_random,
 };
 use dynrt_core::names::InstanceId;
 use serde::Serialize;
@@ -66,9 +66,12 @@ impl<R: Runtime> EventPublisher<R> {
         let (tx, transport) = match kind {
             EventTransportKind::Nats => {
                 let tx = transport::nats_publisher(drt)?;
-                (tx, Some(EventTransport::Nats {
-                    subject_prefix: event_subject_prefix(&scope),
-                }))
+                (
+                    tx,
+                    Some(EventTransport::Nats {
+                        subject_prefix: event_subject_prefix(&scope),
+                    }),
+                )
             }
             _ => match &drt.config().events.broker {
                 ZmqBrokerMode::Direct => {
@@ -104,12 +107,7 @@ impl<R: Runtime> EventPublisher<R> {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(record.clone());
         }
-        let counters = EventCounters::register(
-            drt.metrics(),
-            &scope,
-            &topic,
-            tx.kind_name(),
-        );
+        let counters = EventCounters::register(drt.metrics(), &scope, &topic, tx.kind_name());
         tracing::info!(%topic, %subject, publisher_id, transport = tx.kind_name(), "event publisher started");
         Ok(Self {
             drt: drt.clone(),
@@ -154,26 +152,26 @@ impl<R: Runtime> EventPublisher<R> {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mut buf = BytesMut::new();
         if self.tx.is_nats() {
-                encode_envelope(
-                    self.publisher_id,
-                    sequence,
-                    published_at,
-                    &self.topic,
-                    payload,
-                    &mut buf,
-                );
-                self.tx.send_nats(&self.subject, buf.freeze()).await?;
+            encode_envelope(
+                self.publisher_id,
+                sequence,
+                published_at,
+                &self.topic,
+                payload,
+                &mut buf,
+            );
+            self.tx.send_nats(&self.subject, buf.freeze()).await?;
         } else {
-                let parts = encode_multipart(
-                    self.tx.zmq_topic(),
-                    self.publisher_id,
-                    sequence,
-                    published_at,
-                    &self.topic,
-                    payload,
-                    &mut buf,
-                );
-                self.tx.send_zmq(&parts, &self.counters)?;
+            let parts = encode_multipart(
+                self.tx.zmq_topic(),
+                self.publisher_id,
+                sequence,
+                published_at,
+                &self.topic,
+                payload,
+                &mut buf,
+            );
+            self.tx.send_zmq(&parts, &self.counters)?;
         }
         self.counters.published.inc();
         Ok(())

@@ -26,6 +26,7 @@ pub struct EventSubscriber {
 }
 
 impl EventSubscriber {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         capacity: usize,
         scope: EventScope,

@@ -70,7 +70,11 @@ impl<R: Runtime> Tx<R> {
         }
     }
 
-    pub(crate) async fn send_nats(&self, _subject: &str, _envelope: Bytes) -> Result<(), EventError> {
+    pub(crate) async fn send_nats(
+        &self,
+        _subject: &str,
+        _envelope: Bytes,
+    ) -> Result<(), EventError> {
         Err(EventError::Transport("NATS is not available".into()))
     }
 }
@@ -103,9 +107,7 @@ pub(crate) fn advertised_host<R: Runtime>(
 ) -> Result<IpAddr, EventError> {
     let config = drt.config();
     if let Some(host) = &config.events.host {
-        let bad = |why: &str| {
-            EventError::Config(format!("DYN_EVENT_PLANE_HOST: '{host}' {why}"))
-        };
+        let bad = |why: &str| EventError::Config(format!("DYN_EVENT_PLANE_HOST: '{host}' {why}"));
         let trimmed = host.trim();
         let ip: IpAddr = match trimmed.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
             Some(inner) => inner.parse::<Ipv6Addr>().map(IpAddr::V6),
@@ -113,7 +115,9 @@ pub(crate) fn advertised_host<R: Runtime>(
         }
         .map_err(|_| bad("is not an IP address (host and interface names are not resolved)"))?;
         if ip.is_unspecified() {
-            return Err(bad("is unspecified; subscribers need an address they can reach"));
+            return Err(bad(
+                "is unspecified; subscribers need an address they can reach",
+            ));
         }
         if ip.is_multicast() {
             return Err(bad("is not a unicast address"));
@@ -148,7 +152,11 @@ pub(crate) async fn zmq_bind<R: Runtime>(
     topic: &str,
 ) -> Result<(Tx<R>, String), EventError> {
     let advertise = advertised_host(drt)?;
-    let bind = if advertise.is_ipv4() { "tcp://0.0.0.0:0" } else { "tcp://[::]:0" };
+    let bind = if advertise.is_ipv4() {
+        "tcp://0.0.0.0:0"
+    } else {
+        "tcp://[::]:0"
+    };
     let socket = ZmqPub::new(drt.runtime().clone(), ZmqConfig::default());
     let bound = socket.bind(bind).await.map_err(|e| {
         EventError::Transport(format!(

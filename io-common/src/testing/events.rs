@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dynrt_core::config::EventTransportKind;
-use dynrt_core::discovery::{DiscoveryRecord, EventChannelRecord, EventScope, EventTransport, Query};
+use dynrt_core::discovery::{
+    DiscoveryRecord, EventChannelRecord, EventScope, EventTransport, Query,
+};
 use dynrt_core::names::InstanceId;
 
 use super::runtime::runtime_on;
@@ -38,15 +40,22 @@ pub async fn publish_until_received<R: Runtime>(
     let deadline = Instant::now() + LIMIT;
     loop {
         publisher.publish_bytes(b"ping").await.expect("publish");
-        if let Some(item) =
-            until(rt, Instant::now() + Duration::from_millis(50), subscriber.next()).await
+        if let Some(item) = until(
+            rt,
+            Instant::now() + Duration::from_millis(50),
+            subscriber.next(),
+        )
+        .await
         {
             let envelope = item.expect("the stream is open").expect("a good event");
             if envelope.publisher_id == publisher.publisher_id() {
                 return envelope.sequence;
             }
         }
-        assert!(Instant::now() < deadline, "the subscriber never connected to the publisher");
+        assert!(
+            Instant::now() < deadline,
+            "the subscriber never connected to the publisher"
+        );
     }
 }
 
@@ -73,7 +82,12 @@ async fn channels<R: Runtime>(drt: &DistributedRuntime<R>) -> usize {
         scope: Some(scope()),
         topic: Some("kv".into()),
     };
-    drt.discovery().list(&query).await.expect("list").records.len()
+    drt.discovery()
+        .list(&query)
+        .await
+        .expect("list")
+        .records
+        .len()
 }
 
 pub async fn publishers_come_and_go<R: Runtime>(rt: &R) {
@@ -85,13 +99,21 @@ pub async fn publishers_come_and_go<R: Runtime>(rt: &R) {
     assert_eq!(subscriber.transport(), "zmq");
 
     let a_rt = runtime_on(rt, &store).await;
-    let a = EventPublisher::new(&a_rt, scope(), "kv").await.expect("publisher a");
-    assert!(a.endpoint().expect("direct").starts_with("tcp://127.0.0.1:"));
+    let a = EventPublisher::new(&a_rt, scope(), "kv")
+        .await
+        .expect("publisher a");
+    assert!(
+        a.endpoint()
+            .expect("direct")
+            .starts_with("tcp://127.0.0.1:")
+    );
     publish_until_received(rt, &a, &mut subscriber).await;
     assert_eq!(channels(&sub_rt).await, 1);
 
     let b_rt = runtime_on(rt, &store).await;
-    let b = EventPublisher::new(&b_rt, scope(), "kv").await.expect("publisher b");
+    let b = EventPublisher::new(&b_rt, scope(), "kv")
+        .await
+        .expect("publisher b");
     assert_ne!(a.publisher_id(), b.publisher_id());
     publish_until_received(rt, &b, &mut subscriber).await;
     assert_eq!(channels(&sub_rt).await, 2);
@@ -109,7 +131,9 @@ pub async fn publishers_come_and_go<R: Runtime>(rt: &R) {
     expect_payload(rt, &mut subscriber, b.publisher_id(), b"after a left").await;
 
     // A publisher of another topic in the same scope is not followed.
-    let other = EventPublisher::new(&b_rt, scope(), "other").await.expect("other topic");
+    let other = EventPublisher::new(&b_rt, scope(), "other")
+        .await
+        .expect("other topic");
     other.publish_bytes(b"x").await.expect("publish");
     b.publish_bytes(b"still b").await.expect("publish");
     expect_payload(rt, &mut subscriber, b.publisher_id(), b"still b").await;
@@ -138,7 +162,9 @@ pub async fn ten_thousand_events_in_order<R: Runtime>(rt: &R) {
         .await
         .expect("subscribe")
         .typed::<u64>();
-    let publisher = EventPublisher::new(&pub_rt, scope(), "kv").await.expect("publisher");
+    let publisher = EventPublisher::new(&pub_rt, scope(), "kv")
+        .await
+        .expect("publisher");
     let mut raw = subscriber.into_inner();
     let first = publish_until_received(rt, &publisher, &mut raw).await;
     let mut subscriber = raw.typed::<u64>();
@@ -159,7 +185,11 @@ pub async fn ten_thousand_events_in_order<R: Runtime>(rt: &R) {
             if envelope.sequence < start {
                 continue; // a ping still in flight
             }
-            assert_eq!(envelope.sequence, start + expected, "events arrive in order, none lost");
+            assert_eq!(
+                envelope.sequence,
+                start + expected,
+                "events arrive in order, none lost"
+            );
             assert_eq!(value, expected);
             assert_eq!(envelope.topic, "kv");
             expected += 1;
@@ -188,27 +218,38 @@ pub async fn slow_subscriber_drops_are_counted_and_memory_bounded<R: Runtime>(rt
     )
     .await
     .expect("subscribe");
-    let publisher = EventPublisher::new(&pub_rt, scope(), "kv").await.expect("publisher");
+    let publisher = EventPublisher::new(&pub_rt, scope(), "kv")
+        .await
+        .expect("publisher");
     publish_until_received(rt, &publisher, &mut subscriber).await;
     // Drain the pings, then stop reading.
-    while until(rt, Instant::now() + Duration::from_millis(100), subscriber.next())
-        .await
-        .is_some()
+    while until(
+        rt,
+        Instant::now() + Duration::from_millis(100),
+        subscriber.next(),
+    )
+    .await
+    .is_some()
     {}
     let received_before = subscriber.counters().received.get();
     let sent = 2_000u64;
     for i in 0..sent {
         publisher.publish(&i).await.expect("publish");
     }
-    within(rt, LIMIT, "the queue to fill and drops to be counted", async {
-        loop {
-            let c = subscriber.counters();
-            if c.received.get() - received_before == CAPACITY as u64 && c.dropped.get() > 0 {
-                return;
+    within(
+        rt,
+        LIMIT,
+        "the queue to fill and drops to be counted",
+        async {
+            loop {
+                let c = subscriber.counters();
+                if c.received.get() - received_before == CAPACITY as u64 && c.dropped.get() > 0 {
+                    return;
+                }
+                crate::runtime::sleep_until(rt, Instant::now() + Duration::from_millis(10)).await;
             }
-            crate::runtime::sleep_until(rt, Instant::now() + Duration::from_millis(10)).await;
-        }
-    })
+        },
+    )
     .await;
     // What is queued is exactly the capacity, in order; the rest was dropped and counted.
     let mut last = None;
@@ -226,8 +267,12 @@ pub async fn slow_subscriber_drops_are_counted_and_memory_bounded<R: Runtime>(rt
     within(rt, LIMIT, "a fresh event after catching up", async {
         loop {
             publisher.publish_bytes(b"fresh").await.expect("publish");
-            while let Some(item) =
-                until(rt, Instant::now() + Duration::from_millis(20), subscriber.next()).await
+            while let Some(item) = until(
+                rt,
+                Instant::now() + Duration::from_millis(20),
+                subscriber.next(),
+            )
+            .await
             {
                 let e = item.expect("open").expect("good");
                 if e.payload.as_ref() == b"fresh" {
@@ -249,7 +294,9 @@ pub async fn malformed_peer_is_dropped_and_others_unaffected<R: Runtime>(rt: &R)
     let mut subscriber = EventSubscriber::subscribe(&sub_rt, scope(), "kv")
         .await
         .expect("subscribe");
-    let good = EventPublisher::new(&pub_rt, scope(), "kv").await.expect("publisher");
+    let good = EventPublisher::new(&pub_rt, scope(), "kv")
+        .await
+        .expect("publisher");
     publish_until_received(rt, &good, &mut subscriber).await;
 
     // A peer that registers a channel and sends a frame of version 9.
@@ -263,7 +310,11 @@ pub async fn malformed_peer_is_dropped_and_others_unaffected<R: Runtime>(rt: &R)
             endpoint: format!("tcp://127.0.0.1:{}", bound.port),
         },
     });
-    pub_rt.discovery().register(&record).await.expect("register");
+    pub_rt
+        .discovery()
+        .register(&record)
+        .await
+        .expect("register");
     let malformed = [
         Bytes::from_static(b"kv"),
         Bytes::copy_from_slice(&4242u64.to_be_bytes()),
@@ -273,8 +324,12 @@ pub async fn malformed_peer_is_dropped_and_others_unaffected<R: Runtime>(rt: &R)
     let error = within(rt, LIMIT, "the malformed message to be reported", async {
         loop {
             bad.send(&malformed).expect("send");
-            if let Some(item) =
-                until(rt, Instant::now() + Duration::from_millis(50), subscriber.next()).await
+            if let Some(item) = until(
+                rt,
+                Instant::now() + Duration::from_millis(50),
+                subscriber.next(),
+            )
+            .await
             {
                 match item.expect("open") {
                     Err(e) => return e,

@@ -26,6 +26,10 @@ pub(crate) struct PublishArgs {
     /// only to subscribers already connected)
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     wait: Duration,
+    /// Publish the event again at this interval (each with the next sequence number) until
+    /// Ctrl-C, instead of once
+    #[arg(long, value_parser = parse_duration)]
+    every: Option<Duration>,
 }
 
 #[derive(Args)]
@@ -92,6 +96,24 @@ pub(crate) async fn publish(args: PublishArgs) -> Result<(), CliError> {
             .publish(&event)
             .await
             .map_err(|e| CliError::Failed(e.to_string()))?;
+        if let Some(every) = args.every {
+            eprintln!(
+                "publishing to {} topic {} as publisher {} every {every:?}; Ctrl-C stops",
+                args.scope,
+                args.topic,
+                publisher.publisher_id()
+            );
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+                publisher
+                    .publish(&event)
+                    .await
+                    .map_err(|e| CliError::Failed(e.to_string()))?;
+            }
+        }
         // Give the socket a moment to write before the process closes it.
         tokio::time::sleep(Duration::from_millis(200)).await;
         eprintln!(
@@ -165,7 +187,11 @@ fn show(payload: &[u8]) -> String {
     match std::str::from_utf8(payload) {
         Ok(text) => format!("{text:?}"),
         Err(_) => {
-            let hex: String = payload.iter().take(32).map(|b| format!("{b:02x}")).collect();
+            let hex: String = payload
+                .iter()
+                .take(32)
+                .map(|b| format!("{b:02x}"))
+                .collect();
             format!("<{} bytes> {hex}", payload.len())
         }
     }

@@ -5,7 +5,9 @@
 //! - `dynrt serve [dyn://ns.comp.ep]`: an example worker on the configured discovery backend;
 //! - `dynrt call dyn://ns.comp.ep '<json>'`: one request, its streamed items printed as they
 //!   arrive;
-//! - `dynrt ls [dyn://ns[.comp[.ep]]]` and `dynrt watch [...]`: the registered instances.
+//! - `dynrt ls [dyn://ns[.comp[.ep]]]` and `dynrt watch [...]`: the registered instances;
+//! - `dynrt publish dyn://ns[.comp[.ep]] TOPIC '<json>'` and `dynrt subscribe dyn://… TOPIC`:
+//!   the event plane, one event out, or every event in as `publisher sequence payload`.
 //!
 //! Exit codes: 0 success; 1 a request failed; 2 the tool could not do what was asked (a bad
 //! setting or argument, discovery unreachable, no instance to call); and for `serve`, how its
@@ -14,6 +16,7 @@
 
 mod call;
 mod demo;
+mod events;
 mod logging;
 mod ls;
 mod progress;
@@ -56,6 +59,10 @@ enum Command {
     Ls(ls::LsArgs),
     /// Print instances as they register and leave, until Ctrl-C
     Watch(ls::LsArgs),
+    /// Publish one JSON event on a scope's topic (MessagePack on the wire, as Dynamo's)
+    Publish(events::PublishArgs),
+    /// Print a scope's events on a topic as they arrive (publisher, sequence, payload)
+    Subscribe(events::SubscribeArgs),
 }
 
 #[tokio::main]
@@ -68,6 +75,8 @@ async fn main() -> ExitCode {
         Command::Call(args) => call::run(args).await,
         Command::Ls(args) => ls::list(args).await,
         Command::Watch(args) => ls::watch(args).await,
+        Command::Publish(args) => events::publish(args).await,
+        Command::Subscribe(args) => events::subscribe(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
