@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 
 async fn run(rt: Runtime, args: Vec<String>) -> anyhow::Result<()> {
     let drt = DistributedRuntime::from_settings(rt).await?;
-    let [mode, ns, component, topic] = <[String; 4]>::try_from(args.get(..4).unwrap_or_default().to_vec())
-        .map_err(|_| anyhow::anyhow!("usage: pub|sub <ns> <component> <topic> [count]"))?;
+    let [mode, ns, component, topic] =
+        <[String; 4]>::try_from(args.get(..4).unwrap_or_default().to_vec())
+            .map_err(|_| anyhow::anyhow!("usage: pub|sub <ns> <component> <topic> [count]"))?;
     let component = drt.namespace(ns)?.component(component)?;
     match mode.as_str() {
         "pub" => {

@@ -4,16 +4,17 @@
 
 use std::time::Duration;
 
+use dynrt_interop::event;
 use dynrt_tokio::DistributedRuntime;
 use dynrt_tokio::core::discovery::EventScope;
 use dynrt_tokio::io::events::{EventPublisher, EventSubscriber};
-use dynrt_interop::event;
 use serde_json::{Value, json};
 
 async fn run(args: Vec<String>) -> anyhow::Result<()> {
     let drt = DistributedRuntime::from_env().await?;
-    let [mode, ns, component, topic] = <[String; 4]>::try_from(args.get(..4).unwrap_or_default().to_vec())
-        .map_err(|_| anyhow::anyhow!("usage: pub|sub <ns> <component> <topic> [count]"))?;
+    let [mode, ns, component, topic] =
+        <[String; 4]>::try_from(args.get(..4).unwrap_or_default().to_vec())
+            .map_err(|_| anyhow::anyhow!("usage: pub|sub <ns> <component> <topic> [count]"))?;
     let scope = EventScope::Component {
         namespace: ns,
         component,

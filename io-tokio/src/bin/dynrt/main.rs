@@ -8,12 +8,14 @@
 //! - `dynrt ls [dyn://ns[.comp[.ep]]]` and `dynrt watch [...]`: the registered instances;
 //! - `dynrt publish dyn://ns[.comp[.ep]] TOPIC '<json>'` and `dynrt subscribe dyn://… TOPIC`:
 //!   the event plane, one event out, or every event in as `publisher sequence payload`.
+//! - `dynrt broker [--xsub …] [--xpub …]`: a ZMQ broker for the event plane's broker mode.
 //!
 //! Exit codes: 0 success; 1 a request failed; 2 the tool could not do what was asked (a bad
 //! setting or argument, discovery unreachable, no instance to call); and for `serve`, how its
 //! shutdown went (`dynrt_core::shutdown`): 3 the drain was cut off by its time limit, 4 the
 //! discovery lease was lost, 5 a second signal cut the drain short with requests running.
 
+mod broker;
 mod call;
 mod demo;
 mod events;
@@ -63,6 +65,8 @@ enum Command {
     Publish(events::PublishArgs),
     /// Print a scope's events on a topic as they arrive (publisher, sequence, payload)
     Subscribe(events::SubscribeArgs),
+    /// Run a ZMQ event-plane broker (XSUB for publishers, XPUB for subscribers) until Ctrl-C
+    Broker(broker::BrokerArgs),
 }
 
 #[tokio::main]
@@ -77,6 +81,7 @@ async fn main() -> ExitCode {
         Command::Watch(args) => ls::watch(args).await,
         Command::Publish(args) => events::publish(args).await,
         Command::Subscribe(args) => events::subscribe(args).await,
+        Command::Broker(args) => broker::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
