@@ -20,4 +20,5 @@ scenarios! {
     ten_thousand_events_in_order,
     slow_subscriber_drops_are_counted_and_memory_bounded,
     malformed_peer_is_dropped_and_others_unaffected,
+    two_brokers_deliver_each_event_once,
 }

@@ -359,3 +359,96 @@ pub async fn malformed_peer_is_dropped_and_others_unaffected<R: Runtime>(rt: &R)
     pub_rt.shutdown().await;
     sub_rt.shutdown().await;
 }
+
+/// A runtime whose ZMQ events go through the brokers `brokers` (as `DYN_ZMQ_BROKER_URL`).
+async fn broker_runtime<R: Runtime>(
+    rt: &R,
+    store: &MemStore,
+    brokers: &[&crate::zmq::BrokerHandle<R>],
+) -> DistributedRuntime<R> {
+    let mut config = dynrt_core::config::DistributedConfig::process_local();
+    config.graceful_shutdown_timeout = Duration::from_secs(5);
+    config.events.broker =
+        dynrt_core::config::ZmqBrokerMode::Url(dynrt_core::events::BrokerEndpoints {
+            xsub: brokers
+                .iter()
+                .map(|b| b.xsub_endpoint().to_string())
+                .collect(),
+            xpub: brokers
+                .iter()
+                .map(|b| b.xpub_endpoint().to_string())
+                .collect(),
+        });
+    DistributedRuntime::with_backend(rt.clone(), config, std::sync::Arc::new(store.session(rt)))
+        .await
+        .expect("a process-local runtime starts")
+}
+
+/// Two brokers between one publisher and one subscriber: every event reaches the subscriber
+/// through both, and it delivers each once, in order (dedup on publisher and sequence).
+pub async fn two_brokers_deliver_each_event_once<R: Runtime>(rt: &R) {
+    let config = || crate::zmq::BrokerConfig {
+        xsub: "tcp://127.0.0.1:0".into(),
+        xpub: "tcp://127.0.0.1:0".into(),
+        zmq: ZmqConfig::default(),
+    };
+    let b1 = crate::zmq::run_broker(rt, config())
+        .await
+        .expect("broker 1");
+    let b2 = crate::zmq::run_broker(rt, config())
+        .await
+        .expect("broker 2");
+    let store = MemStore::new();
+    let sub_rt = broker_runtime(rt, &store, &[&b1, &b2]).await;
+    let pub_rt = broker_runtime(rt, &store, &[&b1, &b2]).await;
+    let mut subscriber = EventSubscriber::subscribe(&sub_rt, scope(), "kv")
+        .await
+        .expect("subscribe");
+    let publisher = EventPublisher::new(&pub_rt, scope(), "kv")
+        .await
+        .expect("publisher");
+    assert_eq!(
+        publisher.endpoint(),
+        None,
+        "a broker-mode publisher registers no channel"
+    );
+    assert_eq!(channels(&sub_rt).await, 0);
+    // Until both brokers carry events: a duplicate was filtered.
+    within(rt, LIMIT, "events through both brokers", async {
+        while subscriber.counters().duplicates.get() == 0 {
+            publish_until_received(rt, &publisher, &mut subscriber).await;
+        }
+    })
+    .await;
+    // Drain what is in flight, then 200 events: each exactly once, in order.
+    while until(
+        rt,
+        Instant::now() + Duration::from_millis(100),
+        subscriber.next(),
+    )
+    .await
+    .is_some()
+    {}
+    let start = publisher.next_sequence();
+    let duplicates_before = subscriber.counters().duplicates.get();
+    for i in 0..200u64 {
+        publisher.publish(&i).await.expect("publish");
+    }
+    within(rt, LIMIT, "200 events once each", async {
+        for i in 0..200u64 {
+            let e = subscriber.next().await.expect("open").expect("good event");
+            assert_eq!(e.sequence, start + i, "each event once, in order");
+        }
+    })
+    .await;
+    within(rt, LIMIT, "the second copies to be filtered", async {
+        while subscriber.counters().duplicates.get() < duplicates_before + 200 {
+            crate::runtime::sleep_until(rt, Instant::now() + Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(subscriber.counters().dropped.get(), 0);
+    drop(publisher);
+    pub_rt.shutdown().await;
+    sub_rt.shutdown().await;
+}
