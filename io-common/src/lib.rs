@@ -18,6 +18,7 @@ pub mod distributed;
 pub mod dynamo;
 pub mod events;
 pub mod mux;
+pub mod nats;
 pub mod runtime;
 pub mod system_server;
 #[cfg(feature = "testing")]

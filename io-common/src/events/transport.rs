@@ -83,7 +83,8 @@ pub(crate) fn nats_publisher<R: Runtime>(
     _drt: &DistributedRuntime<R>,
 ) -> Result<Tx<R>, EventError> {
     Err(EventError::Transport(
-        "DYN_EVENT_PLANE=nats: this runtime has no NATS client".into(),
+        "DYN_EVENT_PLANE=nats: dynrt's event plane runs on zmq only yet (set DYN_EVENT_PLANE=zmq)"
+            .into(),
     ))
 }
 
@@ -95,7 +96,8 @@ pub(crate) async fn nats_subscribe<R: Runtime>(
     _stop: crate::cancel::CancellationToken,
 ) -> Result<(), EventError> {
     Err(EventError::Transport(
-        "DYN_EVENT_PLANE=nats: this runtime has no NATS client".into(),
+        "DYN_EVENT_PLANE=nats: dynrt's event plane runs on zmq only yet (set DYN_EVENT_PLANE=zmq)"
+            .into(),
     ))
 }
 

@@ -29,6 +29,8 @@ pub mod events;
 mod local;
 pub mod mux;
 pub mod mux_bounds;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod routing;
 pub mod runtime;
 pub mod settings;
