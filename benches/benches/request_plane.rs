@@ -211,7 +211,8 @@ mod raw_tcp {
     //! The baseline: the same exchanges over plain tokio sockets, length-prefixed, no framing
     //! library, no multiplexing.
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
     use tokio::net::{TcpListener, TcpStream};
 
     /// A server that answers every `u32 len | bytes` message with `reply_len` bytes.
@@ -247,42 +248,106 @@ mod raw_tcp {
         addr
     }
 
-    pub(crate) async fn connect(addr: SocketAddr) -> TcpStream {
-        let socket = TcpStream::connect(addr).await.expect("connect");
-        socket.set_nodelay(true).expect("nodelay");
-        socket
+    /// A client connection with its buffers, made once and reused by every sample, so that
+    /// no sample times a connect or the first touch of a fresh buffer.
+    pub(crate) struct Client {
+        rd: tokio::io::BufReader<OwnedReadHalf>,
+        wr: OwnedWriteHalf,
+        request: Vec<u8>,
+        batch: Vec<u8>,
+        reply: Vec<u8>,
     }
 
-    /// `n` requests of `SMALL` bytes with `window` outstanding on one connection; returns the
-    /// elapsed time.
-    pub(crate) async fn pipelined(
-        socket: &mut TcpStream,
-        n: u64,
-        window: u64,
-        reply_len: usize,
-    ) -> Duration {
-        let mut request = vec![4u8; 4 + SMALL];
-        request[..4].copy_from_slice(&(SMALL as u32).to_be_bytes());
-        let (mut rd, mut wr) = socket.split();
-        let mut rd = tokio::io::BufReader::with_capacity(256 * 1024, &mut rd);
-        let mut reply = vec![0u8; reply_len];
-        let started = Instant::now();
-        let (mut sent, mut received) = (0u64, 0u64);
-        let mut batch = Vec::with_capacity(request.len() * window as usize);
-        while received < n {
-            batch.clear();
-            while sent < n && sent - received < window {
-                batch.extend_from_slice(&request);
-                sent += 1;
+    /// What one timed iteration of a raw case does.
+    #[derive(Clone, Copy)]
+    pub(crate) enum Exchange {
+        /// `per_iter` requests through [`Client::pipelined`] with `window` outstanding.
+        Pipelined { window: u64, per_iter: u64 },
+        /// `per_iter` requests through [`Client::batched`] with `window` outstanding.
+        Batched { window: u64, per_iter: u64 },
+    }
+
+    impl Client {
+        /// Runs `iters` iterations of `exchange`; returns the elapsed time.
+        pub(crate) async fn run(&mut self, exchange: Exchange, iters: u64) -> Duration {
+            match exchange {
+                Exchange::Pipelined { window, per_iter } => {
+                    self.pipelined(iters * per_iter, window).await
+                }
+                Exchange::Batched { window, per_iter } => {
+                    self.batched(iters * per_iter, window).await
+                }
             }
-            if !batch.is_empty() {
-                wr.write_all(&batch).await.expect("write");
-            }
-            let len = rd.read_u32().await.expect("read len") as usize;
-            rd.read_exact(&mut reply[..len]).await.expect("read body");
-            received += 1;
         }
-        started.elapsed()
+
+        pub(crate) async fn connect(addr: SocketAddr, reply_len: usize) -> Self {
+            let socket = TcpStream::connect(addr).await.expect("connect");
+            socket.set_nodelay(true).expect("nodelay");
+            let (rd, wr) = socket.into_split();
+            let mut request = vec![4u8; 4 + SMALL];
+            request[..4].copy_from_slice(&(SMALL as u32).to_be_bytes());
+            let mut client = Self {
+                rd: tokio::io::BufReader::with_capacity(256 * 1024, rd),
+                wr,
+                batch: Vec::with_capacity(request.len() * IN_FLIGHT.max(STREAM_ITEMS)),
+                request,
+                reply: vec![0u8; reply_len],
+            };
+            // Touch every buffer once before anything is timed.
+            client.pipelined(256, IN_FLIGHT as u64).await;
+            client.batched(256, IN_FLIGHT as u64).await;
+            client
+        }
+
+        /// `n` requests of `SMALL` bytes with `window` outstanding: each reply read is
+        /// answered by one new request (one write per reply). Returns the elapsed time.
+        pub(crate) async fn pipelined(&mut self, n: u64, window: u64) -> Duration {
+            let started = Instant::now();
+            let (mut sent, mut received) = (0u64, 0u64);
+            while received < n {
+                self.batch.clear();
+                while sent < n && sent - received < window {
+                    self.batch.extend_from_slice(&self.request);
+                    sent += 1;
+                }
+                if !self.batch.is_empty() {
+                    self.wr.write_all(&self.batch).await.expect("write");
+                }
+                let len = self.rd.read_u32().await.expect("read len") as usize;
+                self.rd
+                    .read_exact(&mut self.reply[..len])
+                    .await
+                    .expect("read body");
+                received += 1;
+            }
+            started.elapsed()
+        }
+
+        /// The ceiling for a multiplexed protocol: like [`Client::pipelined`], but every read
+        /// takes all the replies that arrived (without copying them out) and the window is
+        /// topped up with one write for all of them.
+        pub(crate) async fn batched(&mut self, n: u64, window: u64) -> Duration {
+            let reply_len = 4 + self.reply.len() as u64;
+            let started = Instant::now();
+            let (mut sent, mut received, mut partial) = (0u64, 0u64, 0u64);
+            while received < n {
+                self.batch.clear();
+                while sent < n && sent - received < window {
+                    self.batch.extend_from_slice(&self.request);
+                    sent += 1;
+                }
+                if !self.batch.is_empty() {
+                    self.wr.write_all(&self.batch).await.expect("write");
+                }
+                let available = self.rd.fill_buf().await.expect("read").len();
+                assert!(available > 0, "raw server closed the connection");
+                self.rd.consume(available);
+                partial += available as u64;
+                received += partial / reply_len;
+                partial %= reply_len;
+            }
+            started.elapsed()
+        }
     }
 }
 
@@ -442,71 +507,119 @@ fn bench_smol(c: &mut Criterion) {
 }
 
 fn bench_raw_tcp(c: &mut Criterion) {
+    use raw_tcp::{Client, Exchange};
     let rt = tokio_rt();
     let (small_addr, bulk_addr) =
         rt.block_on(async { (raw_tcp::server(SMALL).await, raw_tcp::server(BULK).await) });
-    let run = |fut: std::pin::Pin<Box<dyn Future<Output = Duration> + Send>>| {
-        rt.block_on(async { tokio::spawn(fut).await.expect("bench task") })
+    let connect = |addr, reply_len| rt.block_on(Client::connect(addr, reply_len));
+    let (small, bulk) = (connect(small_addr, SMALL), connect(bulk_addr, BULK));
+    // Each sample runs as a task on the runtime (as the dynrt loops do) with a client made
+    // beforehand, which it hands back for the next sample.
+    let slot = std::sync::Mutex::new(Some(small));
+    let run = |exchange: Exchange, iters: u64| -> Duration {
+        let mut client = slot.lock().expect("not poisoned").take().expect("client");
+        let (client, elapsed) = rt.block_on(async move {
+            tokio::spawn(async move {
+                let elapsed = client.run(exchange, iters).await;
+                (client, elapsed)
+            })
+            .await
+            .expect("bench task")
+        });
+        *slot.lock().expect("not poisoned") = Some(client);
+        elapsed
     };
 
+    let window = IN_FLIGHT as u64;
     let mut group = c.benchmark_group("unary_64B");
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new("1_in_flight", "raw_tcp"), |b| {
         b.iter_custom(|iters| {
-            run(Box::pin(async move {
-                let mut socket = raw_tcp::connect(small_addr).await;
-                raw_tcp::pipelined(&mut socket, iters, 1, SMALL).await
-            }))
+            run(
+                Exchange::Pipelined {
+                    window: 1,
+                    per_iter: 1,
+                },
+                iters,
+            )
         })
     });
     group.bench_function(BenchmarkId::new("64_in_flight", "raw_tcp"), |b| {
         b.iter_custom(|iters| {
-            run(Box::pin(async move {
-                let mut socket = raw_tcp::connect(small_addr).await;
-                raw_tcp::pipelined(&mut socket, iters, IN_FLIGHT as u64, SMALL).await
-            }))
+            run(
+                Exchange::Pipelined {
+                    window,
+                    per_iter: 1,
+                },
+                iters,
+            )
         })
     });
-    group.finish();
-
-    let mut group = c.benchmark_group("stream_100x64B");
-    group.throughput(Throughput::Elements(STREAM_ITEMS as u64));
-    group.bench_function("raw_tcp_pipelined", |b| {
-        // 100 small messages back to back per iteration: the same bytes a stream of 100 items
-        // moves, without any framing of streams.
+    group.bench_function(BenchmarkId::new("64_in_flight", "raw_tcp_batched"), |b| {
         b.iter_custom(|iters| {
-            run(Box::pin(async move {
-                let mut socket = raw_tcp::connect(small_addr).await;
-                raw_tcp::pipelined(
-                    &mut socket,
-                    iters * STREAM_ITEMS as u64,
-                    STREAM_ITEMS as u64,
-                    SMALL,
-                )
-                .await
-            }))
+            run(
+                Exchange::Batched {
+                    window,
+                    per_iter: 1,
+                },
+                iters,
+            )
         })
     });
     group.finish();
 
+    // 100 small messages back to back per iteration: the same bytes a stream of 100 items
+    // moves, without any framing of streams.
+    let items = STREAM_ITEMS as u64;
+    let mut group = c.benchmark_group("stream_100x64B");
+    group.throughput(Throughput::Elements(items));
+    group.bench_function("raw_tcp_pipelined", |b| {
+        b.iter_custom(|iters| {
+            run(
+                Exchange::Pipelined {
+                    window: items,
+                    per_iter: items,
+                },
+                iters,
+            )
+        })
+    });
+    group.bench_function("raw_tcp_batched", |b| {
+        b.iter_custom(|iters| {
+            run(
+                Exchange::Batched {
+                    window: items,
+                    per_iter: items,
+                },
+                iters,
+            )
+        })
+    });
+    group.finish();
+
+    let small = slot.lock().expect("not poisoned").replace(bulk);
     let mut group = c.benchmark_group("bulk_1MiB");
     group.throughput(Throughput::Bytes(BULK as u64));
     group.bench_function("raw_tcp", |b| {
+        let window = BULK_IN_FLIGHT as u64;
         b.iter_custom(|iters| {
-            run(Box::pin(async move {
-                let mut socket = raw_tcp::connect(bulk_addr).await;
-                raw_tcp::pipelined(&mut socket, iters, BULK_IN_FLIGHT as u64, BULK).await
-            }))
+            run(
+                Exchange::Pipelined {
+                    window,
+                    per_iter: 1,
+                },
+                iters,
+            )
         })
     });
     group.finish();
 
-    let samples = rt.block_on(async {
+    let mut client = small.expect("client");
+    let samples = rt.block_on(async move {
         tokio::spawn(async move {
-            let mut socket = raw_tcp::connect(small_addr).await;
             let mut samples = Vec::with_capacity(20_000);
             for _ in 0..20_000 {
-                samples.push(raw_tcp::pipelined(&mut socket, 1, 1, SMALL).await);
+                samples.push(client.pipelined(1, 1).await);
             }
             samples
         })

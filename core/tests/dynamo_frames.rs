@@ -399,3 +399,93 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The hand-written headers writer produces serde_json's bytes, the borrowed reader gives the
+    /// map back, and the three ways to build a frame put the same bytes on the wire.
+    #[test]
+    fn headers_from_pairs_match_serde_json_and_read_back(
+        path in ".{0,40}",
+        headers in prop::collection::btree_map(".{0,12}", "(.|[\\x00-\\x1f\"\\\\]){0,20}", 0..5),
+        payload in prop::collection::vec(any::<u8>(), 0..100),
+    ) {
+        let payload = Bytes::from(payload);
+        let pairs: Vec<(&str, &str)> =
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let built = RequestFrame::new(&path, &headers, payload.clone()).unwrap();
+        prop_assert_eq!(built.headers_json(), &serde_json::to_vec(&headers).unwrap()[..]);
+        prop_assert_eq!(&built.headers().unwrap(), &headers);
+        let from_pairs = RequestFrame::with_headers(&path, pairs.iter().copied(), payload.clone())
+            .unwrap();
+        prop_assert_eq!(&from_pairs, &built);
+        let mut out = OutBuf::with_copy_threshold(32);
+        out.put_slice(b"x");
+        RequestFrame::encode_parts(&path, pairs.iter().copied(), payload, &mut out).unwrap();
+        prop_assert_eq!(&out.take_contiguous()[1..], &encode_request(&built)[..]);
+        for (key, value) in &headers {
+            let found = built.header(key).unwrap();
+            prop_assert_eq!(found.as_deref(), Some(value.as_str()));
+        }
+    }
+
+    #[test]
+    fn two_part_with_a_written_header_matches_a_built_frame(
+        header in prop::collection::vec(any::<u8>(), 0..100),
+        body in prop::collection::vec(any::<u8>(), 0..300),
+        sum in any::<bool>(),
+    ) {
+        let checksum = if sum { Checksum::Xxh3 } else { Checksum::None };
+        let frame = TwoPartFrame::new(header.clone(), body.clone());
+        let mut out = OutBuf::with_copy_threshold(64);
+        TwoPartFrame::encode_with_header(
+            |buf| {
+                buf.extend_from_slice(&header);
+                Ok(())
+            },
+            body.into(),
+            checksum,
+            &mut out,
+        )
+        .unwrap();
+        prop_assert_eq!(out.take_contiguous(), encode_two_part(&frame, checksum));
+    }
+}
+
+#[test]
+fn encode_parts_appends_nothing_when_the_headers_do_not_fit() {
+    let long = "v".repeat(70_000);
+    let mut out = OutBuf::new();
+    out.put_slice(b"before");
+    let err = RequestFrame::encode_parts("p", [("k", long.as_str())], Bytes::new(), &mut out)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("request headers of 70008 bytes"),
+        "{err}"
+    );
+    assert_eq!(&out.take_contiguous()[..], b"before");
+    let err = TwoPartFrame::encode_with_header(
+        |buf| {
+            buf.extend_from_slice(b"partial");
+            Err(dynrt_core::wire::EncodeError::Serialize {
+                what: "test header",
+                reason: "refused".into(),
+            })
+        },
+        Bytes::from_static(b"body"),
+        Checksum::None,
+        &mut out,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("test header"), "{err}");
+    assert!(out.is_empty());
+}
+
+#[test]
+fn control_message_written_in_place_is_its_json() {
+    use dynrt_core::wire::dynamo::control;
+    let message = dynrt_core::wire::dynamo::ResponseStreamPrologue::error("no \"such\" thing");
+    let mut buf = BytesMut::from(&b"x"[..]);
+    control::write_json("prologue", &message, &mut buf).unwrap();
+    assert_eq!(&buf[1..], &serde_json::to_vec(&message).unwrap()[..]);
+}

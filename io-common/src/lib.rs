@@ -1,8 +1,8 @@
 //! # dynrt-io
 //!
 //! The drivers that connect dynrt-core's state machines to sockets, timers and external
-//! clients, written once, generic over a four-part [`Runtime`] (spawn, timers, TCP, and a bridge
-//! to tokio for the tokio-only clients). `dynrt-tokio` and `dynrt-smol` each implement
+//! clients, written once, generic over a small [`Runtime`] (spawn, timers, TCP, and — with the
+//! `tokio-bridge` feature that etcd enables — a bridge to tokio for the tokio-only clients). `dynrt-tokio` and `dynrt-smol` each implement
 //! [`Runtime`] in about a hundred lines and re-export this crate's API with their runtime
 //! filled in, so a user switches executor by changing one import.
 //!

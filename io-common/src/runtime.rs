@@ -92,10 +92,16 @@ pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
     }
 
     /// A handle to a tokio runtime, for the clients that only run on tokio (etcd-client,
-    /// async-nats). On tokio it is the current runtime; on smol, one the adapter owns on a
-    /// background thread. Run client calls as `handle.spawn(call).await`: a tokio `JoinHandle`
-    /// is an ordinary future any executor can await.
-    fn tokio_handle(&self) -> tokio::runtime::Handle;
+    /// async-nats); only with the `tokio-bridge` feature, which those features enable. On tokio
+    /// it is the adapter's runtime; on smol, one the adapter owns on a background thread. Run
+    /// client calls as `handle.spawn(call).await`: a tokio `JoinHandle` is an ordinary future
+    /// any executor can await. The default, `None`, is for an executor with no bridge: the
+    /// etcd store then runs its client on a dedicated thread of its own
+    /// (`EtcdConfig::dedicated_thread`) or says it cannot.
+    #[cfg(feature = "tokio-bridge")]
+    fn tokio_handle(&self) -> Option<tokio::runtime::Handle> {
+        None
+    }
 }
 
 /// Accepts one connection from `listener`.

@@ -2,7 +2,6 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -11,8 +10,9 @@ use smol::{Async, Timer};
 
 /// Runs dynrt's drivers on smol's global executor.
 ///
-/// etcd-client and async-nats only run on tokio; their calls go to a small tokio runtime this
-/// adapter starts on first use (two worker threads, shared by every `SmolRuntime`).
+/// etcd-client and async-nats only run on tokio; with the `tokio-bridge` feature (which `etcd`
+/// enables) their calls go to a small tokio runtime this adapter starts on first use (two
+/// worker threads, shared by every `SmolRuntime`).
 #[derive(Debug, Clone, Default)]
 pub struct SmolRuntime {
     _private: (),
@@ -25,8 +25,9 @@ impl SmolRuntime {
     }
 }
 
+#[cfg(feature = "tokio-bridge")]
 fn tokio_bridge() -> &'static tokio::runtime::Runtime {
-    static BRIDGE: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    static BRIDGE: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     BRIDGE.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -99,7 +100,8 @@ impl Runtime for SmolRuntime {
         }
     }
 
-    fn tokio_handle(&self) -> tokio::runtime::Handle {
-        tokio_bridge().handle().clone()
+    #[cfg(feature = "tokio-bridge")]
+    fn tokio_handle(&self) -> Option<tokio::runtime::Handle> {
+        Some(tokio_bridge().handle().clone())
     }
 }

@@ -21,4 +21,5 @@ scenarios! {
     graceful_shutdown_drains_in_flight_work_then_closes => graceful_shutdown,
     a_drain_cut_off_by_the_timeout_reports_what_was_running => shutdown_timeout_report,
     serving_after_shutdown_is_refused => refuses_after_shutdown,
+    typed_calls_label_their_payload_msgpack => typed_calls_label_msgpack,
 }

@@ -95,7 +95,8 @@ impl Runtime for TokioRuntime {
         tokio_util::io::poll_read_buf(Pin::new(tcp.get_mut()), cx, buf)
     }
 
-    fn tokio_handle(&self) -> Handle {
-        self.handle.clone()
+    #[cfg(feature = "tokio-bridge")]
+    fn tokio_handle(&self) -> Option<Handle> {
+        Some(self.handle.clone())
     }
 }

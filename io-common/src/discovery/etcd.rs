@@ -335,7 +335,14 @@ impl EtcdStore {
             let (handle, guard) = start_thread()?;
             (handle, Some(guard))
         } else {
-            (rt.tokio_handle(), None)
+            let handle = rt.tokio_handle().ok_or_else(|| {
+                StoreError::Other(
+                    "etcd: dedicated_thread is off but this runtime has no tokio bridge \
+                     (Runtime::tokio_handle is None); turn dedicated_thread on"
+                        .into(),
+                )
+            })?;
+            (handle, None)
         };
         let endpoints = config.endpoints.join(", ");
         let options = ConnectOptions::new()

@@ -128,7 +128,8 @@ impl<R: Runtime> Runtime for GatedDials<R> {
         R::poll_read_buf(tcp, cx, buf)
     }
 
-    fn tokio_handle(&self) -> tokio::runtime::Handle {
+    #[cfg(feature = "tokio-bridge")]
+    fn tokio_handle(&self) -> Option<tokio::runtime::Handle> {
         self.inner.tokio_handle()
     }
 }

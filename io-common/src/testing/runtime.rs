@@ -334,3 +334,57 @@ pub async fn refuses_after_shutdown<R: Runtime>(rt: &R) {
     })
     .await;
 }
+
+/// A typed call labels its msgpack payload (`payload_codec: "msgpack"`), a bytes call leaves
+/// it unlabelled; a handler in another runtime sees the label over the mux.
+pub async fn typed_calls_label_msgpack<R: Runtime>(rt: &R) {
+    within(rt, LIMIT, "typed calls label msgpack", async {
+        let store = MemStore::new();
+        let worker = runtime_on(rt, &store).await;
+        demo_endpoint(&worker, "label")
+            .serve(handler_fn(
+                |payload: Bytes, ctx: crate::mux::RequestContext| {
+                    let label = ctx
+                        .header()
+                        .ok()
+                        .and_then(|h| h.payload_codec)
+                        .unwrap_or_else(|| "none".to_owned());
+                    let item = if label == "msgpack" {
+                        let request: String = rmp_serde::from_slice(&payload).unwrap_or_default();
+                        rmp_serde::to_vec(&format!("{label}:{request}")).unwrap_or_default()
+                    } else {
+                        format!("{label}:{}", String::from_utf8_lossy(&payload)).into_bytes()
+                    };
+                    stream::once(Ok(Bytes::from(item)))
+                },
+            ))
+            .await
+            .expect("serve registers");
+        let caller = runtime_on(rt, &store).await;
+        let client = demo_endpoint(&caller, "label").client().await.unwrap();
+        client
+            .wait_for_instances(1, Duration::from_secs(5))
+            .await
+            .expect("instance");
+        let typed = client
+            .round_robin_typed::<String, String>(&"hi".to_owned())
+            .await
+            .expect("typed call");
+        let items: Vec<String> = typed
+            .map(|item| item.expect("a typed item"))
+            .collect()
+            .await;
+        assert_eq!(items, ["msgpack:hi"]);
+        let stream = client
+            .round_robin(Bytes::from_static(b"{}"))
+            .await
+            .expect("bytes call");
+        assert!(!stream.is_local(), "the label is checked over the mux");
+        let (items, error) = stream.collect_all().await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(items, [Bytes::from_static(b"none:{}")]);
+        caller.shutdown().await;
+        worker.shutdown().await;
+    })
+    .await;
+}

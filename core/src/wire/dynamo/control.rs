@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::{BufMut, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -324,6 +325,19 @@ impl<T> StreamItem<T> {
 /// Encodes a message as the JSON header Dynamo expects, naming `what` in the error.
 pub fn to_json<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, EncodeError> {
     serde_json::to_vec(value).map_err(|e| EncodeError::Serialize {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Appends a message as JSON to `out` (no buffer of its own), naming `what` in the error. On
+/// error `out` may hold part of the message; callers truncate it back.
+pub fn write_json<T: Serialize>(
+    what: &'static str,
+    value: &T,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    serde_json::to_writer(out.writer(), value).map_err(|e| EncodeError::Serialize {
         what,
         reason: e.to_string(),
     })

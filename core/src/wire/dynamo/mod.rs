@@ -19,6 +19,7 @@
 pub mod control;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod headers;
 pub mod request;
 pub mod two_part;
 
@@ -27,6 +28,7 @@ pub use control::{
     RequestType, ResponseStreamPrologue, ResponseType, StreamItem, StreamType,
     TcpStreamConnectionInfo, TypedError,
 };
+pub use headers::HeaderIter;
 pub use request::{AckDecoder, AckFrame, RequestDecoder, RequestFrame};
 pub use two_part::{Checksum, TwoPartDecoder, TwoPartFrame};
 

@@ -9,10 +9,12 @@
 //! All integers are big-endian. The limit Dynamo applies (`DYN_TCP_MAX_MESSAGE_SIZE`, 32 MiB by
 //! default) counts the whole frame including its length fields.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::headers::{HeaderIter, write_headers};
 use crate::wire::{DecodeError, EncodeError, OutBuf};
 
 const PATH_LEN_WIDTH: usize = 2;
@@ -37,11 +39,43 @@ impl RequestFrame {
         headers: &BTreeMap<String, String>,
         payload: Bytes,
     ) -> Result<Self, EncodeError> {
-        let headers_json = serde_json::to_vec(headers).map_err(|e| EncodeError::Serialize {
-            what: "request headers",
-            reason: e.to_string(),
+        Self::with_headers(
+            path,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            payload,
+        )
+    }
+
+    /// Builds a frame from a path, header pairs (written as a JSON object in their order, as
+    /// serde_json would write them) and a payload, without building a map.
+    pub fn with_headers<'a>(
+        path: &str,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        payload: Bytes,
+    ) -> Result<Self, EncodeError> {
+        let mut head = BytesMut::with_capacity(REQUEST_FIXED_LEN + path.len() + 128);
+        write_head(path, headers, payload.len(), &mut head)?;
+        Ok(Self {
+            head: head.freeze(),
+            payload,
+        })
+    }
+
+    /// Appends a frame built from its parts to `out` without building a `RequestFrame`: the
+    /// head is written straight into the coalescing buffer and the payload queued as by
+    /// [`Self::encode`]. On error nothing is appended.
+    pub fn encode_parts<'a>(
+        path: &str,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        payload: Bytes,
+        out: &mut OutBuf,
+    ) -> Result<(), EncodeError> {
+        out.with_buf(|buf| {
+            let start = buf.len();
+            write_head(path, headers, payload.len(), buf).inspect_err(|_| buf.truncate(start))
         })?;
-        Self::with_raw_headers(path, &headers_json, payload)
+        out.put_bytes(payload);
+        Ok(())
     }
 
     /// Builds a frame whose headers field is `headers_json` verbatim. Dynamo expects a JSON object
@@ -78,16 +112,30 @@ impl RequestFrame {
         &self.head[self.path_end() + HEADERS_LEN_WIDTH..self.head.len() - PAYLOAD_LEN_WIDTH]
     }
 
-    /// The headers parsed as a map. An empty headers field is an empty map (as in Dynamo).
+    /// The headers parsed as a map. An empty headers field is an empty map (as in Dynamo); of
+    /// a name sent twice the last value counts (as in serde_json).
     pub fn headers(&self) -> Result<BTreeMap<String, String>, DecodeError> {
-        let json = self.headers_json();
-        if json.is_empty() {
-            return Ok(BTreeMap::new());
+        self.header_iter()
+            .map(|pair| pair.map(|(name, value)| (name.into_owned(), value.into_owned())))
+            .collect()
+    }
+
+    /// The header pairs in wire order, borrowed from the frame (a string is allocated only if
+    /// it contains a JSON escape). Ends with an error at the first malformed byte.
+    pub fn header_iter(&self) -> HeaderIter<'_> {
+        HeaderIter::new(self.headers_json())
+    }
+
+    /// The value of the header `name` (the last one if sent twice), or `None`.
+    pub fn header(&self, name: &str) -> Result<Option<Cow<'_, str>>, DecodeError> {
+        let mut found = None;
+        for pair in self.header_iter() {
+            let (n, v) = pair?;
+            if n == name {
+                found = Some(v);
+            }
         }
-        serde_json::from_slice(json).map_err(|e| DecodeError::Malformed {
-            what: "request headers",
-            reason: e.to_string(),
-        })
+        Ok(found)
     }
 
     /// The payload (for Dynamo, one two-part frame).
@@ -294,6 +342,29 @@ impl AckDecoder {
             data: src.split_to(len).freeze(),
         }))
     }
+}
+
+/// Writes the head of a request frame (lengths, path, headers) into `out`.
+fn write_head<'a>(
+    path: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    payload_len: usize,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let path_len = checked_len("request path", path.len(), u16::MAX as usize)?;
+    let payload_len = checked_len("request payload", payload_len, u32::MAX as usize)?;
+    out.reserve(REQUEST_FIXED_LEN + path.len() + 128);
+    out.put_u16(path_len as u16);
+    out.put_slice(path.as_bytes());
+    let headers_len_at = out.len();
+    out.put_u16(0);
+    write_headers(headers, out);
+    let headers_len = out.len() - headers_len_at - HEADERS_LEN_WIDTH;
+    let headers_len = checked_len("request headers", headers_len, u16::MAX as usize)?;
+    out[headers_len_at..headers_len_at + HEADERS_LEN_WIDTH]
+        .copy_from_slice(&(headers_len as u16).to_be_bytes());
+    out.put_u32(payload_len as u32);
+    Ok(())
 }
 
 fn checked_len(what: &'static str, len: usize, limit: usize) -> Result<usize, EncodeError> {

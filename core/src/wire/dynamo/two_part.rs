@@ -83,6 +83,38 @@ impl TwoPartFrame {
         out.put_bytes(self.body.clone());
     }
 
+    /// Appends a frame whose header `write_header` writes straight into `out`'s coalescing
+    /// buffer (a control message, without serialising it into a buffer of its own first), with
+    /// `body` after it. On error nothing is appended.
+    pub fn encode_with_header(
+        write_header: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+        body: Bytes,
+        checksum: Checksum,
+        out: &mut OutBuf,
+    ) -> Result<(), EncodeError> {
+        out.with_buf(|buf| {
+            let start = buf.len();
+            buf.reserve(PREFIX_LEN + 256);
+            buf.put_bytes(0, PREFIX_LEN);
+            if let Err(e) = write_header(buf) {
+                buf.truncate(start);
+                return Err(e);
+            }
+            let header = start + PREFIX_LEN..buf.len();
+            let sum = match checksum {
+                Checksum::None => 0,
+                Checksum::Xxh3 => xxh3_of(&buf[header.clone()], &body),
+            };
+            let prefix = &mut buf[start..start + PREFIX_LEN];
+            prefix[..8].copy_from_slice(&(header.len() as u64).to_be_bytes());
+            prefix[8..16].copy_from_slice(&(body.len() as u64).to_be_bytes());
+            prefix[16..].copy_from_slice(&sum.to_be_bytes());
+            Ok(())
+        })?;
+        out.put_bytes(body);
+        Ok(())
+    }
+
     /// Like [`TwoPartFrame::encode`], but refuses a frame longer than `max_message_size` so that
     /// the peer's decoder (with the same limit) never has to refuse it.
     pub fn encode_checked(

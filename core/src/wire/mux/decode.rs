@@ -42,6 +42,27 @@ impl MuxDecoder {
         let ty = head[4];
         let flags = head[5];
         let stream = u32::from_be_bytes([head[6], head[7], head[8], head[9]]);
+        // DATA is nearly every frame on a busy connection: its header rules are three compares,
+        // and the frame is one split of the input (the full check and the match below cost a
+        // third of a small frame's decode).
+        if ty == FrameType::Data as u8
+            && flags & !FLAG_MORE == 0
+            && stream != 0
+            && len <= self.max_frame_size
+        {
+            let total = HEADER_LEN + len as usize;
+            if buf.len() < total {
+                buf.reserve(total - buf.len());
+                return Ok(None);
+            }
+            let mut frame = buf.split_to(total);
+            frame.advance(HEADER_LEN);
+            return Ok(Some(Frame::Data(Data {
+                stream: StreamId(stream),
+                more: flags & FLAG_MORE != 0,
+                payload: frame.freeze(),
+            })));
+        }
         let frame = check_header(ty, flags, stream, len, self.max_frame_size)?;
         let total = HEADER_LEN.saturating_add(len as usize);
         if buf.len() < total {

@@ -86,6 +86,7 @@ where
 {
     let endpoint = endpoint.to_owned();
     rt.tokio_handle()
+        .expect("the adapter's runtime has a tokio bridge")
         .spawn(async move {
             let client = etcd_client::Client::connect([endpoint], None).await?;
             call(client).await
