@@ -82,3 +82,12 @@ fn a_restarted_server_is_survived() {
         move || b.lock().unwrap().restart(),
     ));
 }
+
+#[test]
+fn unreadable_files_are_named() {
+    let nats = NatsServer::start();
+    smol::block_on(scenario::unreadable_files_are_named(
+        &SmolRuntime::new(),
+        &nats.url(),
+    ));
+}

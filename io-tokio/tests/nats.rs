@@ -64,3 +64,9 @@ async fn a_restarted_server_is_survived() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_files_are_named() {
+    let nats = NatsServer::start();
+    scenario::unreadable_files_are_named(&TokioRuntime::current(), &nats.url()).await;
+}
