@@ -534,3 +534,45 @@ pub async fn unreadable_files_are_named<R: Runtime>(rt: &R, url: &str) {
     })
     .await;
 }
+
+/// A fresh nkey user: the nats-server configuration that admits it (write it to a file and
+/// start the server with `-c`), and its seed for `NATS_AUTH_NKEY`.
+pub fn nkey_user() -> (String, String) {
+    let user = nkeys::KeyPair::new_user();
+    let config = format!(
+        "authorization {{ users = [ {{ nkey: {} }} ] }}\n",
+        user.public_key()
+    );
+    (config, user.seed().expect("a new key pair has its seed"))
+}
+
+/// An nkey seed from the settings signs the server's nonce; another user's seed is refused at
+/// once.
+pub async fn nkey_from_the_settings<R: Runtime>(rt: &R, url: &str, seed: &str) {
+    within(rt, LIMIT, "an nkey", async {
+        let drt = runtime_with(rt, &[("NATS_SERVER", url), ("NATS_AUTH_NKEY", seed)])
+            .await
+            .expect("the nkey connects");
+        assert!(drt.nats().unwrap().is_connected());
+        drt.shutdown().await;
+        let (_, stranger) = nkey_user();
+        let refused = runtime_with(
+            rt,
+            &[
+                ("NATS_SERVER", url),
+                ("NATS_AUTH_NKEY", &stranger),
+                ("NATS_STARTUP_CONNECT_TIMEOUT_SECONDS", "600"),
+            ],
+        )
+        .await;
+        match refused {
+            Err(RuntimeError::Nats(NatsError::Connect {
+                attempts: 1,
+                reason,
+                ..
+            })) => assert!(!reason.contains(&stranger), "the seed leaked: {reason}"),
+            other => panic!("another user's nkey: {:?}", other.err()),
+        }
+    })
+    .await;
+}
