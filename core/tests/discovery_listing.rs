@@ -99,3 +99,45 @@ fn unreadable_entries_of_the_endpoint_are_reported_with_their_key() {
     );
     assert!(texts[2].contains("zz"), "{texts:?}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Whatever the mix of endpoints, ids and garbage values, each endpoint gets exactly its
+    /// own parseable instances, sorted, and every unreadable entry of it is reported once.
+    #[test]
+    fn each_endpoint_gets_exactly_its_own_instances(
+        entries in proptest::collection::vec(
+            (0usize..3, 1u64..50, proptest::prelude::any::<bool>(),
+             proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40))),
+            0..30,
+        ),
+    ) {
+        let endpoints = [
+            endpoint("dyn://a.b.c"),
+            endpoint("dyn://a.b.c2"),
+            endpoint("dyn://a.bb.c"),
+        ];
+        // One entry per key, as a store holds them: the last write wins.
+        let mut store = std::collections::BTreeMap::new();
+        for (which, id, mux, garbage) in &entries {
+            let (key, value) = entry(&endpoints[*which], *id, 9000, *mux);
+            store.insert(key, (garbage.clone().unwrap_or(value), *which, *id, *mux, garbage.is_some()));
+        }
+        for (which, ep) in endpoints.iter().enumerate() {
+            let listing = endpoint_instances(ep, store.iter().map(|(k, v)| (k, &v.0)));
+            let mut good: Vec<u64> = store.values()
+                .filter(|v| v.1 == which && !v.4).map(|v| v.2).collect();
+            good.sort_unstable();
+            let got: Vec<u64> = listing.instances.iter().map(|i| i.id.0).collect();
+            let bad = store.values().filter(|v| v.1 == which && v.4).count();
+            // Random bytes could, in principle, be a valid record of that instance.
+            proptest::prop_assert!(got.len() + listing.skipped.len() == good.len() + bad);
+            proptest::prop_assert!(good.iter().all(|id| got.contains(id)));
+            proptest::prop_assert!(got.windows(2).all(|w| w[0] < w[1]));
+            let mux: Vec<u64> = listing.mux_instances().map(|(i, _)| i.id.0).collect();
+            let want_mux: Vec<u64> = store.values()
+                .filter(|v| v.1 == which && !v.4 && v.3).map(|v| v.2).collect();
+            proptest::prop_assert!(want_mux.iter().all(|id| mux.contains(id)));
+        }
+    }
+}

@@ -706,6 +706,11 @@ fn error_kind_debug_prints_its_name_and_code() {
         "BACKEND_STREAM_INCOMPLETE (0x0108)"
     );
     assert_eq!(ErrorKind(0x7777).name(), None);
+    assert_eq!(
+        format!("{:?}", GoAwayCode::FRAME_ERROR),
+        "FRAME_ERROR (0x0003)"
+    );
+    assert_eq!(format!("{:?}", GoAwayCode(0x99)), "goaway code 0x0099");
     // Display stays Dynamo's class name, which is what callers show to users.
     assert_eq!(ErrorKind::CANCELLED.to_string(), "Cancelled");
     // A StreamError's Debug reads well too.

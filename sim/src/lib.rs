@@ -193,6 +193,9 @@ pub struct Stats {
     pub leases_lost: u64,
     /// Most requests in flight at once (issued, not ended at their caller).
     pub peak_in_flight: u64,
+    /// Largest amount by which a connection's held output exceeded its output limit (the
+    /// control and END frames the core queues whatever the limit).
+    pub max_output_overshoot: u64,
 }
 
 impl fmt::Display for Stats {

@@ -241,7 +241,10 @@ impl World {
             violation: self.violation.take(),
             trace: self.trace.take_text(),
             fingerprint: self.trace.fingerprint(),
-            stats: self.stats.clone(),
+            stats: Stats {
+                max_output_overshoot: self.max_output_overshoot,
+                ..self.stats.clone()
+            },
         }
     }
 

@@ -23,11 +23,12 @@
 //! a budget of `n` reaches `n` distinct instances at most.
 //!
 //! ```
+//! use dynrt_core::names::InstanceId;
 //! use dynrt_core::router::{Attempts, Candidates, Outcome, Policy, RetryConfig, Router, Verdict};
 //!
 //! let mut router = Router::new("ns/comp/ep", 7);
 //! let mut attempts = Attempts::new(Policy::RoundRobin, RetryConfig::default());
-//! let ids = [1, 2];
+//! let ids = [InstanceId(1), InstanceId(2)];
 //! let first = attempts.choose(&mut router, Candidates::new(&ids))?;
 //! // The dial was refused: report `first` down and offer the request to the other instance.
 //! let Verdict::Retry(refusal) = attempts.handle_outcome(Outcome::ConnectFailed) else { panic!() };

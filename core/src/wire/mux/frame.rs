@@ -303,8 +303,9 @@ impl fmt::Display for ErrorKind {
 }
 
 /// Why a connection is going away, carried in a GOAWAY frame as a `u16`. Unknown codes are kept
-/// as they are and treated as errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// as they are and treated as errors. `Debug` prints the name and the code
+/// (`FRAME_ERROR (0x0003)`), `Display` the name.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GoAwayCode(pub u16);
 
 impl GoAwayCode {
@@ -347,6 +348,15 @@ impl GoAwayCode {
             8 => "INTERNAL_ERROR",
             _ => return None,
         })
+    }
+}
+
+impl fmt::Debug for GoAwayCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "{name} ({:#06x})", self.0),
+            None => write!(f, "goaway code {:#06x}", self.0),
+        }
     }
 }
 
