@@ -709,3 +709,25 @@ fn handles_are_send_and_sync() {
     check::<dynrt_core::health::TrafficSignal>();
     check::<HealthCommand>();
 }
+
+/// A dependency's connection shows in the report, first and only once reported; it never
+/// changes the verdict.
+#[test]
+fn dependencies_show_in_the_report_without_changing_the_verdict() {
+    use dynrt_core::health::DependencyStatus;
+    let t0 = Instant::now();
+    let mut h = health(HealthStatus::Ready, false, t0);
+    assert!(!h.report(t0).to_json().contains("dependencies"));
+    h.set_dependency("nats", DependencyStatus::Disconnected);
+    let body: serde_json::Value = serde_json::from_str(&h.report(t0).to_json()).unwrap();
+    assert_eq!(body["dependencies"]["nats"], "disconnected", "{body}");
+    assert_eq!(body["status"], "ready", "{body}");
+    assert!(
+        h.report(t0)
+            .to_json()
+            .starts_with(r#"{"dependencies":{"nats":"disconnected"}"#)
+    );
+    h.set_dependency("nats", DependencyStatus::Connected);
+    let body: serde_json::Value = serde_json::from_str(&h.report(t0).to_json()).unwrap();
+    assert_eq!(body["dependencies"]["nats"], "connected", "{body}");
+}

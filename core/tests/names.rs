@@ -590,3 +590,13 @@ fn names_a_dynamo_worker_can_register_are_read_from_peers() {
     );
     assert!(EndpointId::parse_url_lenient("dyn://a.b").is_err());
 }
+
+/// A component's NATS service name is Dynamo's slug of `{ns}_{component}`.
+#[test]
+fn nats_service_name_is_dynamos_slug() {
+    use dynrt_core::names::nats_service_name;
+    assert_eq!(nats_service_name("dynamo", "backend"), "dynamo_backend");
+    assert_eq!(nats_service_name("My.NS", "comp-1"), "my_ns_comp-1");
+    assert_eq!(nats_service_name("_x", "y"), "x_y");
+    assert_eq!(nats_service_name("ns", "Ä"), "ns__");
+}

@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod distributed;
 pub mod dynamo;
 pub mod mux;
+pub mod nats;
 pub mod runtime;
 pub mod system_server;
 #[cfg(feature = "testing")]

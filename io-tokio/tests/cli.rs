@@ -295,9 +295,13 @@ fn serve_then_ls_and_call_through_etcd() {
         .map(|ip| ip.to_string())
         .or(routed.v6.map(|ip| format!("[{ip}]")))
         .unwrap_or_else(|| "127.0.0.1".into());
+    // etcd's default event plane is NATS, so every process opens a NATS client (the
+    // specification's client rule): a real server for them.
+    let nats = dynrt_testkit::NatsServer::start();
     serve_ls_call(&advertised, |cmd| {
         cmd.env("DYN_DISCOVERY_BACKEND", "etcd")
-            .env("ETCD_ENDPOINTS", &endpoint);
+            .env("ETCD_ENDPOINTS", &endpoint)
+            .env("NATS_SERVER", nats.url());
     });
 }
 
@@ -377,6 +381,8 @@ fn a_worker_logs_etcd_going_away_and_the_lost_lease() {
     serve
         .env("DYN_DISCOVERY_BACKEND", "etcd")
         .env("ETCD_ENDPOINTS", &endpoint)
+        // No NATS here: zmq events, so no NATS client is opened.
+        .env("DYN_EVENT_PLANE", "zmq")
         .env("ETCD_LEASE_TTL", "3");
     let (mut worker, log) = Worker::start_logged(serve);
     etcd.stop();
@@ -743,13 +749,14 @@ fn serve_reports_ready_on_health_once_its_endpoint_serves() {
 }
 
 /// Settings dynrt parses but does not implement are not ignored silently: each is a warning
-/// naming it when the runtime starts; an invalid event plane warns and falls back.
+/// naming it when the runtime starts; an invalid event plane warns and falls back. (A NATS
+/// event plane opens a NATS client, so that case has a real server.)
 #[test]
 fn settings_without_effect_are_warnings_naming_them() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let nats = dynrt_testkit::NatsServer::start();
     for (var, value, says) in [
         ("DYN_EVENT_PLANE", "nats", "has no effect"),
-        ("NATS_SERVER", "nats://127.0.0.1:4222", "has no effect"),
         (
             "DYN_EVENT_PLANE",
             "kafka",
@@ -758,7 +765,7 @@ fn settings_without_effect_are_warnings_naming_them() {
     ] {
         let mut ls = dynrt(&["ls"]);
         file_backend(&mut ls, dir.path());
-        ls.env(var, value);
+        ls.env(var, value).env("NATS_SERVER", nats.url());
         let out = run(ls, LIMIT);
         let stderr = text(&out.stderr);
         assert!(out.status.success(), "{stderr}");
@@ -768,6 +775,27 @@ fn settings_without_effect_are_warnings_naming_them() {
             .unwrap_or_else(|| panic!("no warning naming {var}: {stderr}"));
         assert!(warning.contains(says), "{warning}");
     }
+}
+
+/// A tool whose configuration needs NATS and cannot reach it stops with one line naming the
+/// server and the setting that bounds the retry (exit 2), not a hang.
+#[test]
+fn unreachable_nats_is_one_line_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dead = format!("nats://127.0.0.1:{}", dynrt_testkit::free_port());
+    let mut ls = dynrt(&["ls"]);
+    file_backend(&mut ls, dir.path());
+    ls.env("NATS_SERVER", &dead)
+        .env("NATS_STARTUP_CONNECT_TIMEOUT_SECONDS", "1");
+    let out = run(ls, LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let last = stderr.trim_end().lines().last().expect("an error line");
+    assert!(last.starts_with("dynrt: "), "{stderr}");
+    for needle in [dead.as_str(), "NATS_STARTUP_CONNECT_TIMEOUT_SECONDS"] {
+        assert!(last.contains(needle), "'{needle}' missing: {stderr}");
+    }
+    assert_no_panic(&stderr);
 }
 
 /// A connection that dies with a request on it is a warning in the log (it used to say

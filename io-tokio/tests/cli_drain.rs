@@ -417,6 +417,8 @@ fn a_worker_whose_etcd_lease_is_revoked_exits_with_its_code() {
     let mut cmd = dynrt(&["serve"]);
     cmd.env("DYN_DISCOVERY_BACKEND", "etcd")
         .env("ETCD_ENDPOINTS", etcd.endpoint())
+        // No NATS here: zmq events, so no NATS client is opened.
+        .env("DYN_EVENT_PLANE", "zmq")
         // The keep-alive notices the revoked lease within about a third of the TTL.
         .env("ETCD_LEASE_TTL", "3")
         .env("DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS", "5");

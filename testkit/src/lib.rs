@@ -233,11 +233,28 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
     port: u16,
     monitor_port: u16,
+    /// Command-line arguments added to the defaults (authorisation, say).
+    extra_args: Vec<String>,
 }
 
 impl NatsServer {
     /// Starts nats-server (≥ 2.10) with JetStream and waits until it reports healthy.
     pub fn start() -> Self {
+        Self::start_with_args(&[])
+    }
+
+    /// Starts a server that accepts only `user` with `password`.
+    pub fn start_with_user(user: &str, password: &str) -> Self {
+        Self::start_with_args(&["--user", user, "--pass", password])
+    }
+
+    /// Starts a server that accepts only clients presenting `token`.
+    pub fn start_with_token(token: &str) -> Self {
+        Self::start_with_args(&["--auth", token])
+    }
+
+    /// Starts a server with `args` added to the defaults (loopback, free ports, JetStream).
+    pub fn start_with_args(args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("dynrt-nats-")
             .tempdir()
@@ -247,6 +264,7 @@ impl NatsServer {
             dir,
             port: free_port(),
             monitor_port: free_port(),
+            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         server.spawn();
         server
@@ -263,6 +281,7 @@ impl NatsServer {
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-m", &self.monitor_port.to_string(), "-js", "-sd"])
             .arg(self.dir.path().join("jetstream"))
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -299,6 +318,11 @@ impl NatsServer {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// Whether the server process is running (not stopped).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Where the server keeps its data.
@@ -344,5 +368,13 @@ mod tests {
         assert_eq!(status, 200);
         assert!(body.contains("\"jetstream\""), "{body}");
         assert!(nats.url().starts_with("nats://127.0.0.1:"));
+    }
+
+    #[test]
+    fn nats_with_a_user_says_so_in_its_varz() {
+        let nats = NatsServer::start_with_user("alice", "s3cret");
+        let addr: SocketAddr = ([127, 0, 0, 1], nats.monitor_port).into();
+        let (_, body) = http_get(addr, "/varz").expect("monitor answers");
+        assert!(body.contains("\"auth_required\": true"), "{body}");
     }
 }

@@ -18,7 +18,19 @@
 //! | `DYN_EVENT_PLANE_HOST` | resolved local IP | an IP address | advertised by direct ZMQ publishers; checked when one starts |
 //! | `DYN_ZMQ_BROKER_URL` | unset (direct) | `xsub=tcp://h:p[;…] , xpub=tcp://h:p[;…]` | invalid is an error (1.6.1 fails the publisher) |
 //! | `DYN_ZMQ_BROKER_ENABLED` | false | a boolean | true: brokers from discovery; ignored when `DYN_ZMQ_BROKER_URL` is set; invalid: warning, false |
-//! | `NATS_SERVER` | `nats://localhost:4222` | `nats://…`, `tls://…` | setting it turns NATS on; empty is an error; no NATS client yet: setting it warns |
+//! | `NATS_SERVER` | `nats://localhost:4222` | `nats://…`, `tls://…`, a comma list of them | setting it turns NATS on; empty is an error |
+//! | `NATS_AUTH_USERNAME`, `NATS_AUTH_PASSWORD` | user `user`, password `user` (Dynamo's) | both or neither | one without the other is an error (Dynamo ignores it) |
+//! | `NATS_AUTH_TOKEN` | — | a token | used when no user name is set |
+//! | `NATS_AUTH_NKEY` | — | a user seed `SU…` | used when neither user nor token is set |
+//! | `NATS_AUTH_CREDENTIALS_FILE` | — | a path | used when no other credential is set; read at connect |
+//! | `NATS_TLS_CA_CERT_PATH` | system roots | a PEM path | needs `tls://` URLs |
+//! | `NATS_TLS_CLIENT_CERT_PATH`, `NATS_TLS_CLIENT_KEY_PATH` | — | PEM paths | both or neither; need `tls://` URLs |
+//! | `NATS_TLS_INSECURE` | false | a boolean | true is an error: dynrt always verifies the server |
+//! | `NATS_STARTUP_CONNECT_TIMEOUT_SECONDS` | 10 s | seconds ≥ 1 | Dynamo's default is 120 s; invalid or 0: warning, default |
+//! | `DYN_NATS_REQUEST_TIMEOUT_SECS` | async-nats's 10 s | seconds ≥ 1 | |
+//!
+//! The `NATS_*` settings other than `NATS_SERVER` are read only when a NATS client is needed
+//! ([`nats_needed`]).
 //! | `ETCD_ENDPOINTS` | `http://localhost:2379` | comma list | an empty entry is an error |
 //! | `ETCD_LEASE_TTL` | 30 s | seconds ≥ 1 | invalid or 0: warning, default (as in Dynamo) |
 //! | `DYN_FILE_KV` | `$TMPDIR/dynamo_store_kv` | a directory | see [`DistributedConfig::file_kv_root`] |
@@ -64,6 +76,7 @@
 mod events;
 mod host;
 mod limits;
+mod nats;
 mod parse;
 pub mod vars;
 
@@ -79,6 +92,7 @@ pub use limits::{
     DEFAULT_SYSTEM_MAX_CONNECTIONS, DEFAULT_SYSTEM_MAX_HEADER_BYTES, DEFAULT_TCP_MAX_CONNECTIONS,
     MIN_SYSTEM_MAX_HEADER_BYTES,
 };
+pub use nats::{DEFAULT_NATS_STARTUP_CONNECT_TIMEOUT, NatsAuth, NatsConfig, NatsTls};
 pub use parse::{ConfigError, ConfigWarning, Problem};
 pub use vars::VARIABLES;
 
@@ -278,14 +292,6 @@ pub struct EtcdConfig {
     pub lease_ttl: Duration,
 }
 
-/// NATS client settings; present in [`DistributedConfig::nats`] only when a client is needed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct NatsConfig {
-    /// Server URL (`nats://…` or `tls://…`).
-    pub server: String,
-}
-
 /// TCP request-plane settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -439,9 +445,7 @@ impl Default for DistributedConfig {
             // etcd's default event plane is NATS, which needs a client (`nats_needed`).
             event_transport: EventTransportKind::Nats,
             events: EventPlaneConfig::default(),
-            nats: Some(NatsConfig {
-                server: DEFAULT_NATS_SERVER.to_owned(),
-            }),
+            nats: Some(NatsConfig::new(DEFAULT_NATS_SERVER)),
             tcp: TcpConfig {
                 rpc_host: None,
                 rpc_port: 0,
@@ -632,24 +636,13 @@ impl DistributedConfig {
             },
         };
         c.events = events::parse(s, &mut warnings)?;
-        let nats_server = match s.present(NATS_SERVER) {
-            None => None,
-            Some(v) if v.starts_with("nats://") || v.starts_with("tls://") => {
-                warnings.push(ConfigWarning::NotImplemented {
-                    var: NATS_SERVER,
-                    value: v.to_owned(),
-                    what: "dynrt has no NATS client yet; nothing connects to it",
-                });
-                Some(v.to_owned())
-            }
-            Some(_) => return Err(s.error(NATS_SERVER, Problem::NotANatsUrl)),
+        let nats_server = nats::parse_server(s)?;
+        c.nats = if nats_needed(c.request_plane, nats_server.is_some(), c.event_transport) {
+            let server = nats_server.as_deref().unwrap_or(DEFAULT_NATS_SERVER);
+            Some(nats::parse_client(s, server, &mut warnings)?)
+        } else {
+            None
         };
-        c.nats =
-            nats_needed(c.request_plane, nats_server.is_some(), c.event_transport).then(|| {
-                NatsConfig {
-                    server: nats_server.unwrap_or_else(|| DEFAULT_NATS_SERVER.to_owned()),
-                }
-            });
 
         if let Some(v) = s.get(ETCD_ENDPOINTS) {
             let endpoints: Vec<String> = v.split(',').map(|e| e.trim().to_owned()).collect();

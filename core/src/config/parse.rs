@@ -48,6 +48,18 @@ pub enum Problem {
     /// A NATS URL must say which scheme it uses.
     #[error("does not start with 'nats://' or 'tls://'")]
     NotANatsUrl,
+    /// TLS files are configured, so every NATS URL must use the `tls://` scheme.
+    #[error("does not use the 'tls://' scheme, but NATS TLS files are configured")]
+    NotATlsUrl,
+    /// Set without the variable it goes with.
+    #[error("is set without {0}")]
+    Needs(&'static str),
+    /// Not a NATS user nkey seed.
+    #[error("is not a NATS user nkey seed (one starts with 'SU')")]
+    NotANKeySeed,
+    /// A valid value that asks for something dynrt does not do, and what to do instead.
+    #[error("is not supported: {0}")]
+    NotSupported(&'static str),
     /// A comma-separated list with an empty entry (`a,,b`, or a trailing comma).
     #[error("has an empty entry")]
     EmptyListEntry,

@@ -21,9 +21,32 @@ pub const DYN_EVENT_PLANE_HOST: &str = "DYN_EVENT_PLANE_HOST";
 pub const DYN_ZMQ_BROKER_URL: &str = "DYN_ZMQ_BROKER_URL";
 /// Whether ZMQ events go through the brokers registered in discovery; default false.
 pub const DYN_ZMQ_BROKER_ENABLED: &str = "DYN_ZMQ_BROKER_ENABLED";
-/// NATS server URL, `nats://…` or `tls://…`; default `nats://localhost:4222`. No NATS client
-/// yet: setting it warns.
+/// NATS server URL, `nats://…` or `tls://…` (or a comma-separated list of them); default
+/// `nats://localhost:4222`. Setting it opens a NATS client.
 pub const NATS_SERVER: &str = "NATS_SERVER";
+/// NATS user name; with `NATS_AUTH_PASSWORD` (both or neither).
+pub const NATS_AUTH_USERNAME: &str = "NATS_AUTH_USERNAME";
+/// NATS password; with `NATS_AUTH_USERNAME`.
+pub const NATS_AUTH_PASSWORD: &str = "NATS_AUTH_PASSWORD";
+/// NATS token (used when no user name is set).
+pub const NATS_AUTH_TOKEN: &str = "NATS_AUTH_TOKEN";
+/// NATS user nkey seed (used when neither user nor token is set).
+pub const NATS_AUTH_NKEY: &str = "NATS_AUTH_NKEY";
+/// Path of a NATS credentials file (used when no other credential is set).
+pub const NATS_AUTH_CREDENTIALS_FILE: &str = "NATS_AUTH_CREDENTIALS_FILE";
+/// Path of a PEM CA certificate that verifies the NATS server (needs `tls://` URLs).
+pub const NATS_TLS_CA_CERT_PATH: &str = "NATS_TLS_CA_CERT_PATH";
+/// Path of a PEM client certificate for mutual TLS with NATS (with the key).
+pub const NATS_TLS_CLIENT_CERT_PATH: &str = "NATS_TLS_CLIENT_CERT_PATH";
+/// Path of the PEM client key for mutual TLS with NATS (with the certificate).
+pub const NATS_TLS_CLIENT_KEY_PATH: &str = "NATS_TLS_CLIENT_KEY_PATH";
+/// Skip verifying the NATS server's certificate: refused when true (dynrt always verifies).
+pub const NATS_TLS_INSECURE: &str = "NATS_TLS_INSECURE";
+/// Seconds start-up keeps trying to reach NATS; default 10 (Dynamo: 120). Invalid or 0:
+/// warning, default.
+pub const NATS_STARTUP_CONNECT_TIMEOUT_SECONDS: &str = "NATS_STARTUP_CONNECT_TIMEOUT_SECONDS";
+/// Seconds a NATS request waits for its reply; default async-nats's 10.
+pub const DYN_NATS_REQUEST_TIMEOUT_SECS: &str = "DYN_NATS_REQUEST_TIMEOUT_SECS";
 /// Comma-separated etcd endpoints; default `http://localhost:2379`.
 pub const ETCD_ENDPOINTS: &str = "ETCD_ENDPOINTS";
 /// etcd lease TTL in whole seconds; default 30.
@@ -107,6 +130,17 @@ pub const VARIABLES: &[&str] = &[
     DYN_ZMQ_BROKER_URL,
     DYN_ZMQ_BROKER_ENABLED,
     NATS_SERVER,
+    NATS_AUTH_USERNAME,
+    NATS_AUTH_PASSWORD,
+    NATS_AUTH_TOKEN,
+    NATS_AUTH_NKEY,
+    NATS_AUTH_CREDENTIALS_FILE,
+    NATS_TLS_CA_CERT_PATH,
+    NATS_TLS_CLIENT_CERT_PATH,
+    NATS_TLS_CLIENT_KEY_PATH,
+    NATS_TLS_INSECURE,
+    NATS_STARTUP_CONNECT_TIMEOUT_SECONDS,
+    DYN_NATS_REQUEST_TIMEOUT_SECS,
     ETCD_ENDPOINTS,
     ETCD_LEASE_TTL,
     DYN_FILE_KV,

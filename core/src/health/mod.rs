@@ -268,15 +268,35 @@ pub enum RegisterHealthCheckError {
 
 /// What `/health` reports: serialises exactly as 1.6.1's body,
 /// `{"endpoints":{name:"ready"|"notready"},"status":"ready"|"notready","uptime":{"secs":N,"nanos":N}}`
-/// (keys in that order, as 1.6.1's `serde_json::Map` sorts them).
+/// (keys in that order, as 1.6.1's `serde_json::Map` sorts them), plus, first and only when
+/// the process uses an external service whose connection can come and go (NATS),
+/// `"dependencies":{"nats":"connected"|"disconnected"}` — a dynrt addition that 1.6.1's
+/// readers ignore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct HealthReport {
+    /// The connection state of each external service the process reports, by name. Detail
+    /// only: a disconnected dependency does not make the process not ready (it keeps serving
+    /// what does not need it).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub dependencies: BTreeMap<String, DependencyStatus>,
     /// Every endpoint with a known status, by key.
     pub endpoints: BTreeMap<String, HealthStatus>,
     /// The overall verdict.
     pub status: HealthStatus,
     /// Time since the process started.
     pub uptime: Duration,
+}
+
+/// The state of a connection to an external service, as `/health` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum DependencyStatus {
+    /// Connected.
+    Connected,
+    /// Not connected now (the client is reconnecting).
+    Disconnected,
 }
 
 impl HealthReport {
@@ -304,6 +324,7 @@ pub struct SystemHealth {
     canaries: Option<Canaries>,
     shutting_down: bool,
     last_now: Instant,
+    dependencies: BTreeMap<String, DependencyStatus>,
 }
 
 impl SystemHealth {
@@ -331,6 +352,7 @@ impl SystemHealth {
                 .map(|c| Canaries::new(c.wait, c.request_timeout)),
             shutting_down: false,
             last_now: start,
+            dependencies: BTreeMap::new(),
         }
     }
 
@@ -381,9 +403,16 @@ impl SystemHealth {
         self.status().is_ready()
     }
 
+    /// Records the connection state of the external service `name` (`nats`), shown in the
+    /// report's `dependencies`. Only a process that uses the service reports it.
+    pub fn set_dependency(&mut self, name: &str, status: DependencyStatus) {
+        self.dependencies.insert(name.to_owned(), status);
+    }
+
     /// What `/health` reports at `now`.
     pub fn report(&self, now: Instant) -> HealthReport {
         HealthReport {
+            dependencies: self.dependencies.clone(),
             endpoints: self.endpoints.clone(),
             status: self.status(),
             uptime: self.uptime(now),

@@ -408,6 +408,13 @@ impl EndpointId {
         )
     }
 
+    /// The name of the NATS service (`$SRV`) of this endpoint's component; see
+    /// [`nats_service_name`].
+    #[must_use]
+    pub fn nats_service_name(&self) -> String {
+        nats_service_name(self.namespace.as_str(), self.component.as_str())
+    }
+
     /// Parses an endpoint URL strictly: an optional `dyn://` scheme, then exactly three
     /// non-empty names separated by `.` or `/` (`dyn://ns.comp.ep`, `ns/comp/ep`, mixed
     /// separators as Dynamo allows). This is also what [`FromStr`] does.
@@ -678,4 +685,23 @@ impl From<InstanceId> for u64 {
     fn from(id: InstanceId) -> Self {
         id.0
     }
+}
+
+/// The name of a component's NATS service, as Dynamo 1.6.1 builds it (`Component::service_name`):
+/// `{namespace}_{component}` lowercased, every character other than `a-z`, `0-9`, `-` and `_`
+/// replaced by `_`, leading `_` removed. Its endpoints' subjects start with it and a dot.
+#[must_use]
+pub fn nats_service_name(namespace: &str, component: &str) -> String {
+    let slug: String = format!("{namespace}_{component}")
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    slug.trim_start_matches('_').to_owned()
 }

@@ -75,6 +75,17 @@ impl<R: Runtime> Component<R> {
     pub fn name(&self) -> &str {
         self.name.as_str()
     }
+
+    /// The name of its namespace.
+    pub fn namespace_name(&self) -> &str {
+        self.namespace.as_str()
+    }
+
+    /// The name of its NATS service, as Dynamo builds it: `{ns}_{component}`, slugged
+    /// ([`dynrt_core::names::nats_service_name`]).
+    pub fn service_name(&self) -> String {
+        dynrt_core::names::nats_service_name(self.namespace.as_str(), self.name.as_str())
+    }
 }
 
 /// An endpoint: serve it, or call it through a [`Client`].

@@ -22,6 +22,9 @@ pub enum RuntimeError {
     HealthCheck(String),
     /// The system status server could not start (the adapters start it).
     SystemServer(String),
+    /// The NATS client the configuration asks for could not connect, or a NATS operation of
+    /// the runtime failed.
+    Nats(crate::nats::NatsError),
 }
 
 impl fmt::Display for RuntimeError {
@@ -35,6 +38,7 @@ impl fmt::Display for RuntimeError {
             Self::Metrics(why) => write!(f, "metrics: {why}"),
             Self::HealthCheck(why) => write!(f, "health check: {why}"),
             Self::SystemServer(why) => f.write_str(why),
+            Self::Nats(e) => write!(f, "NATS: {e}"),
         }
     }
 }

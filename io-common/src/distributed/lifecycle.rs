@@ -168,9 +168,14 @@ impl<R: Runtime> DistributedRuntime<R> {
             ShutdownCommand::WithdrawReadiness => {
                 inner.update_health(|health, now| health.begin_shutdown(now));
             }
-            // Refusing new requests is what `Tracked` does once the phase moved on; NATS is
-            // not used.
-            ShutdownCommand::RefuseNewRequests | ShutdownCommand::CloseClients => {}
+            // The components' NATS services stop answering `$SRV`; the connection is flushed
+            // and closed.
+            ShutdownCommand::CloseClients => {
+                #[cfg(feature = "nats")]
+                inner.nats.close().await;
+            }
+            // Refusing new requests is what `Tracked` does once the phase moved on.
+            ShutdownCommand::RefuseNewRequests => {}
             _ => {}
         }
         inner.drain_changed.notify(usize::MAX);

@@ -30,6 +30,8 @@ mod endpoint;
 mod error;
 mod health;
 mod lifecycle;
+#[cfg(feature = "nats")]
+mod nats;
 mod services;
 mod signals;
 
@@ -111,6 +113,9 @@ pub(crate) struct Inner<R: Runtime> {
     pub(crate) checks: health::Checks<R>,
     /// Whether endpoints served from now on record request metrics.
     pub(crate) request_metrics: AtomicBool,
+    /// The NATS client and the components' NATS services.
+    #[cfg(feature = "nats")]
+    pub(crate) nats: nats::NatsState,
     /// The status server and the canary driver, stopped at the end of the shutdown.
     pub(crate) services: services::Services<R>,
 }
@@ -164,6 +169,14 @@ impl<R: Runtime> DistributedRuntime<R> {
                 "DYN_CANARY_WAIT_TIME / DYN_HEALTH_CHECK_REQUEST_TIMEOUT: {e}"
             ))
         })?;
+        // The specification's client rule (`DistributedConfig::nats`): connected first, so a
+        // runtime that needs NATS and cannot reach it does not start.
+        #[cfg(feature = "nats")]
+        let nats = nats::NatsState::connect(&rt, &config).await?;
+        #[cfg(not(feature = "nats"))]
+        if config.needs_nats() {
+            return Err(RuntimeError::Nats(crate::nats::NatsError::NotBuilt));
+        }
         let started = rt.now();
         let discovery = Discovery::new(backend, rt.clone());
         let metrics = MetricsRegistry::new(started, Some(discovery.instance_id().0));
@@ -247,10 +260,14 @@ impl<R: Runtime> DistributedRuntime<R> {
                 health: Arc::new(Mutex::new(health)),
                 checks: health::Checks::default(),
                 request_metrics: AtomicBool::new(true),
+                #[cfg(feature = "nats")]
+                nats,
                 services: services::Services::default(),
             }),
         };
         drt.watch_lease();
+        #[cfg(feature = "nats")]
+        drt.watch_nats_health();
         if let Err(e) = services::start_services(&drt).await {
             drt.shutdown().await;
             return Err(e);

@@ -28,6 +28,8 @@ pub mod dynamo;
 mod local;
 pub mod mux;
 pub mod mux_bounds;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod routing;
 pub mod runtime;
 pub mod settings;

@@ -26,8 +26,10 @@ async fn start<R: Runtime>(
     store: &MemStore,
     settings: &[(&str, &str)],
 ) -> Result<DistributedRuntime<R>, RuntimeError> {
-    let config =
-        DistributedConfig::from_settings(settings.iter().copied()).expect("the settings parse");
+    // zmq events unless the settings say otherwise: with etcd's default (NATS) event plane
+    // the runtime would need a NATS server, which these checks do not use.
+    let all = std::iter::once(("DYN_EVENT_PLANE", "zmq")).chain(settings.iter().copied());
+    let config = DistributedConfig::from_settings(all).expect("the settings parse");
     DistributedRuntime::with_backend(rt.clone(), config, Arc::new(store.session(rt))).await
 }
 

@@ -1,0 +1,133 @@
+//! From [`NatsConfig`] to a connected async-nats client: credentials, TLS, timeouts, and the
+//! bounded start-up retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{ConnectErrorKind, ConnectOptions, Event};
+use dynrt_core::config::{NatsAuth, NatsConfig, vars};
+
+use super::NatsError;
+
+/// Each start-up attempt, and each reconnect attempt later, gives up after this long (Dynamo's
+/// value).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Start-up retry backoff: 1 s doubling to 5 s (Dynamo's).
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The options for `config`, with `on_event` told of every connection event. Reads the
+/// credentials file (async: run on tokio).
+pub(super) async fn connect_options(
+    config: &NatsConfig,
+    on_event: Arc<dyn Fn(Event) + Send + Sync>,
+) -> Result<ConnectOptions, NatsError> {
+    let mut options = match &config.auth {
+        NatsAuth::UserPassword { user, password } => {
+            ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
+        NatsAuth::Token(token) => ConnectOptions::with_token(token.clone()),
+        NatsAuth::NKey(seed) => ConnectOptions::with_nkey(seed.clone()),
+        NatsAuth::CredentialsFile(path) => ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|e| NatsError::Setting {
+                var: vars::NATS_AUTH_CREDENTIALS_FILE,
+                reason: format!("{}: {e}", path.display()),
+            })?,
+        // The enum is non-exhaustive; a new kind of credential must be wired here.
+        #[allow(unreachable_patterns)]
+        other => {
+            return Err(NatsError::Setting {
+                var: vars::NATS_SERVER,
+                reason: format!("unsupported NATS credential {other:?}"),
+            });
+        }
+    };
+    if let Some(ca) = &config.tls.ca_cert {
+        readable(vars::NATS_TLS_CA_CERT_PATH, ca)?;
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &config.tls.client_cert {
+        readable(vars::NATS_TLS_CLIENT_CERT_PATH, cert)?;
+        readable(vars::NATS_TLS_CLIENT_KEY_PATH, key)?;
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    if config.requires_tls() {
+        options = options.require_tls(true);
+    }
+    if let Some(timeout) = config.request_timeout {
+        options = options.request_timeout(Some(timeout));
+    }
+    Ok(options
+        .connection_timeout(ATTEMPT_TIMEOUT)
+        .event_callback(move |event| {
+            let on_event = on_event.clone();
+            async move { on_event(event) }
+        }))
+}
+
+/// A file a setting names must be readable now: the TLS handshake's own error would not say
+/// which setting is wrong.
+fn readable(var: &'static str, path: &std::path::Path) -> Result<(), NatsError> {
+    std::fs::metadata(path)
+        .map(|_| ())
+        .map_err(|e| NatsError::Setting {
+            var,
+            reason: format!("{}: {e}", path.display()),
+        })
+}
+
+/// Connects, retrying while the server is unreachable (not when it refuses us) until
+/// `config.startup_connect_timeout` has passed. Runs on tokio.
+pub(super) async fn connect_with_retry(
+    config: &NatsConfig,
+    options: ConnectOptions,
+) -> Result<async_nats::Client, NatsError> {
+    let servers = config.servers.join(", ");
+    let deadline = tokio::time::Instant::now() + config.startup_connect_timeout;
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let error = match options.clone().connect(config.servers.as_slice()).await {
+            Ok(client) => {
+                if attempts > 1 {
+                    tracing::info!(attempts, %servers, "NATS reached after retrying");
+                }
+                return Ok(client);
+            }
+            Err(error) => error,
+        };
+        let failed = |reason: String| NatsError::Connect {
+            servers: servers.clone(),
+            attempts,
+            reason,
+        };
+        let retryable = matches!(
+            error.kind(),
+            ConnectErrorKind::Io | ConnectErrorKind::TimedOut | ConnectErrorKind::Dns
+        );
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !retryable || remaining.is_zero() {
+            let mut reason = error.to_string();
+            if retryable {
+                reason.push_str(&format!(
+                    "; gave up after {:?} ({} sets it)",
+                    config.startup_connect_timeout,
+                    vars::NATS_STARTUP_CONNECT_TIMEOUT_SECONDS
+                ));
+            }
+            return Err(failed(reason));
+        }
+        let delay = backoff.min(remaining);
+        tracing::warn!(
+            attempt = attempts,
+            %servers,
+            error = %error,
+            retry_in = ?delay,
+            "NATS not reachable yet; retrying"
+        );
+        tokio::time::sleep(delay).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
