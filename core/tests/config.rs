@@ -237,7 +237,7 @@ fn invalid_event_plane_warns_and_falls_back_to_the_backends_default() {
 fn event_plane_warns_that_it_has_no_effect_and_nats_server_does_not() {
     let c = parse(&[
         ("DYN_DISCOVERY_BACKEND", "file"),
-        ("DYN_EVENT_PLANE", "zmq"),
+        ("DYN_EVENT_PLANE", "nats"),
         ("NATS_SERVER", "nats://n:4222"),
     ]);
     let named: Vec<_> = c
@@ -251,10 +251,12 @@ fn event_plane_warns_that_it_has_no_effect_and_nats_server_does_not() {
     assert_eq!(named, ["DYN_EVENT_PLANE"]);
     assert_eq!(
         c.warnings[0].to_string(),
-        "DYN_EVENT_PLANE: 'zmq' has no effect: dynrt has no event plane yet; nothing is published"
+        "DYN_EVENT_PLANE: 'nats' has no effect: dynrt's event plane runs on zmq only yet; event \
+         publishers and subscribers on NATS fail with a transport error"
     );
-    // The defaults alone say nothing.
+    // The defaults alone say nothing, nor does the zmq event plane, which is implemented.
     assert!(parse(&[]).warnings.is_empty());
+    assert!(parse(&[("DYN_EVENT_PLANE", "zmq")]).warnings.is_empty());
 }
 
 #[test]

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod discovery;
 pub mod distributed;
 pub mod dynamo;
+pub mod events;
 pub mod mux;
 pub mod nats;
 pub mod runtime;

@@ -82,3 +82,26 @@ fn a_restarted_server_is_survived() {
         move || b.lock().unwrap().restart(),
     ));
 }
+
+#[test]
+fn unreadable_files_are_named() {
+    let nats = NatsServer::start();
+    smol::block_on(scenario::unreadable_files_are_named(
+        &SmolRuntime::new(),
+        &nats.url(),
+    ));
+}
+
+#[test]
+fn nkey_from_the_settings() {
+    let (config, seed) = scenario::nkey_user();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nkey.conf");
+    std::fs::write(&path, config).expect("write the server config");
+    let nats = NatsServer::start_with_args(&["-c", path.to_str().unwrap()]);
+    smol::block_on(scenario::nkey_from_the_settings(
+        &SmolRuntime::new(),
+        &nats.url(),
+        &seed,
+    ));
+}

@@ -64,3 +64,19 @@ async fn a_restarted_server_is_survived() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_files_are_named() {
+    let nats = NatsServer::start();
+    scenario::unreadable_files_are_named(&TokioRuntime::current(), &nats.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nkey_from_the_settings() {
+    let (config, seed) = scenario::nkey_user();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nkey.conf");
+    std::fs::write(&path, config).expect("write the server config");
+    let nats = NatsServer::start_with_args(&["-c", path.to_str().unwrap()]);
+    scenario::nkey_from_the_settings(&TokioRuntime::current(), &nats.url(), &seed).await;
+}

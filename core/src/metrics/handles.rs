@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
-/// A monotonically increasing integer.
-#[derive(Debug, Clone)]
+/// A monotonically increasing integer. `Counter::default()` is one no registry renders (it
+/// still counts), for a metric that could not be registered.
+#[derive(Debug, Clone, Default)]
 pub struct Counter(pub(super) Arc<AtomicU64>);
 
 impl Counter {

@@ -25,6 +25,7 @@ use crate::runtime::Runtime;
 pub mod connections;
 pub mod drain;
 pub mod dynamo;
+pub mod events;
 mod local;
 pub mod mux;
 pub mod mux_bounds;

@@ -152,6 +152,9 @@ pub async fn kv_router_calls_reach_a_peer<R: Runtime>(rt: &R, url: &str) {
 pub async fn without_nats_the_calls_say_so<R: Runtime>(rt: &R) {
     within(rt, LIMIT, "calls without NATS", async {
         let drt = runtime_with(rt, &[]).await.expect("starts");
+        // Nothing to report in `/health` either.
+        let report = drt.update_health(|health, now| health.report(now).to_json());
+        assert!(!report.contains("dependencies"), "{report}");
         drt.kv_router_nats_publish("kv.x", Bytes::from_static(b"x"))
             .await
             .expect("a no-op");
@@ -385,13 +388,13 @@ pub async fn component_service_shows_in_srv<R: Runtime>(rt: &R, url: &str) {
     .await;
 }
 
-/// Waits until the runtime's `/health` report shows NATS as `state`.
+/// Waits until the runtime's `/health` (its status server, over HTTP) shows NATS as `state`.
 async fn health_shows<R: Runtime>(rt: &R, drt: &DistributedRuntime<R>, state: &str) {
+    let addr = drt.system_server_addr().expect("the status server runs");
     let what = format!("/health to show nats {state}");
     within(rt, LIMIT, &what, async {
         loop {
-            let body = drt.update_health(|health, now| health.report(now).to_json());
-            let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            let body = super::system::must_get(addr, "/health").await.json();
             if body["dependencies"]["nats"] == state {
                 return;
             }
@@ -412,7 +415,16 @@ pub async fn a_restarted_server_is_survived<R: Runtime>(
     start: impl FnOnce(),
 ) {
     within(rt, Duration::from_secs(90), "a NATS restart", async {
-        let drt = runtime_on(rt, url).await;
+        let drt = runtime_with(
+            rt,
+            &[
+                ("NATS_SERVER", url),
+                ("DYN_SYSTEM_HOST", "127.0.0.1"),
+                ("DYN_SYSTEM_PORT", "0"),
+            ],
+        )
+        .await
+        .expect("starts");
         let worker = peer(rt, url).await;
         health_shows(rt, &drt, "connected").await;
         let mut events = drt
@@ -483,6 +495,84 @@ pub async fn a_restarted_server_is_survived<R: Runtime>(
             .expect("a new request succeeds");
         assert_eq!(&reply.payload[..], b"again:x");
         drt.shutdown().await;
+    })
+    .await;
+}
+
+/// A credentials file or TLS file that cannot be read stops the start with an error naming the
+/// setting and the path (not an opaque handshake failure).
+pub async fn unreadable_files_are_named<R: Runtime>(rt: &R, url: &str) {
+    within(rt, LIMIT, "unreadable NATS files", async {
+        let missing = "/nonexistent/dynrt-test/x.pem";
+        let tls_url = url.replacen("nats://", "tls://", 1);
+        let cases: [(&[(&str, &str)], &str); 2] = [
+            (
+                &[
+                    ("NATS_SERVER", url),
+                    ("NATS_AUTH_CREDENTIALS_FILE", missing),
+                ],
+                "NATS_AUTH_CREDENTIALS_FILE",
+            ),
+            (
+                &[
+                    ("NATS_SERVER", &tls_url),
+                    ("NATS_TLS_CA_CERT_PATH", missing),
+                ],
+                "NATS_TLS_CA_CERT_PATH",
+            ),
+        ];
+        for (settings, var) in cases {
+            match runtime_with(rt, settings).await {
+                Err(RuntimeError::Nats(NatsError::Setting { var: named, reason })) => {
+                    assert_eq!(named, var);
+                    assert!(reason.contains(missing), "{reason}");
+                }
+                Err(other) => panic!("{settings:?}: expected a setting error, got {other}"),
+                Ok(_) => panic!("{settings:?}: started"),
+            }
+        }
+    })
+    .await;
+}
+
+/// A fresh nkey user: the nats-server configuration that admits it (write it to a file and
+/// start the server with `-c`), and its seed for `NATS_AUTH_NKEY`.
+pub fn nkey_user() -> (String, String) {
+    let user = nkeys::KeyPair::new_user();
+    let config = format!(
+        "authorization {{ users = [ {{ nkey: {} }} ] }}\n",
+        user.public_key()
+    );
+    (config, user.seed().expect("a new key pair has its seed"))
+}
+
+/// An nkey seed from the settings signs the server's nonce; another user's seed is refused at
+/// once.
+pub async fn nkey_from_the_settings<R: Runtime>(rt: &R, url: &str, seed: &str) {
+    within(rt, LIMIT, "an nkey", async {
+        let drt = runtime_with(rt, &[("NATS_SERVER", url), ("NATS_AUTH_NKEY", seed)])
+            .await
+            .expect("the nkey connects");
+        assert!(drt.nats().unwrap().is_connected());
+        drt.shutdown().await;
+        let (_, stranger) = nkey_user();
+        let refused = runtime_with(
+            rt,
+            &[
+                ("NATS_SERVER", url),
+                ("NATS_AUTH_NKEY", &stranger),
+                ("NATS_STARTUP_CONNECT_TIMEOUT_SECONDS", "600"),
+            ],
+        )
+        .await;
+        match refused {
+            Err(RuntimeError::Nats(NatsError::Connect {
+                attempts: 1,
+                reason,
+                ..
+            })) => assert!(!reason.contains(&stranger), "the seed leaked: {reason}"),
+            other => panic!("another user's nkey: {:?}", other.err()),
+        }
     })
     .await;
 }

@@ -6,6 +6,8 @@
 //! - `dynrt call dyn://ns.comp.ep '<json>'`: one request, its streamed items printed as they
 //!   arrive;
 //! - `dynrt ls [dyn://ns[.comp[.ep]]]` and `dynrt watch [...]`: the registered instances;
+//! - `dynrt publish dyn://ns[.comp[.ep]] TOPIC '<json>'` and `dynrt subscribe dyn://… TOPIC`:
+//!   the event plane, one event out, or every event in as `publisher sequence payload`.
 //! - `dynrt broker [--xsub …] [--xpub …]`: a ZMQ broker for the event plane's broker mode.
 //!
 //! Exit codes: 0 success; 1 a request failed; 2 the tool could not do what was asked (a bad
@@ -16,6 +18,7 @@
 mod broker;
 mod call;
 mod demo;
+mod events;
 mod logging;
 mod ls;
 mod progress;
@@ -58,6 +61,10 @@ enum Command {
     Ls(ls::LsArgs),
     /// Print instances as they register and leave, until Ctrl-C
     Watch(ls::LsArgs),
+    /// Publish one JSON event on a scope's topic (MessagePack on the wire, as Dynamo's)
+    Publish(events::PublishArgs),
+    /// Print a scope's events on a topic as they arrive (publisher, sequence, payload)
+    Subscribe(events::SubscribeArgs),
     /// Run a ZMQ event-plane broker (XSUB for publishers, XPUB for subscribers) until Ctrl-C
     Broker(broker::BrokerArgs),
 }
@@ -72,6 +79,8 @@ async fn main() -> ExitCode {
         Command::Call(args) => call::run(args).await,
         Command::Ls(args) => ls::list(args).await,
         Command::Watch(args) => ls::watch(args).await,
+        Command::Publish(args) => events::publish(args).await,
+        Command::Subscribe(args) => events::subscribe(args).await,
         Command::Broker(args) => broker::run(args).await,
     };
     match result {
