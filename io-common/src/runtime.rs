@@ -27,6 +27,11 @@ pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
     /// Runs `future` to completion in the background.
     fn spawn(&self, future: impl Future<Output = ()> + Send + 'static);
 
+    /// The executor's clock: every deadline the drivers compute and every instant they hand the
+    /// core comes from here, so a test or a simulation that drives virtual time (tokio's paused
+    /// clock, say) drives the real drivers with it.
+    fn now(&self) -> Instant;
+
     /// A timer that fires at `deadline`.
     fn timer(&self, deadline: Instant) -> Self::Timer;
 

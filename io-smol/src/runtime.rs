@@ -47,6 +47,10 @@ impl Runtime for SmolRuntime {
         smol::spawn(future).detach();
     }
 
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
     fn timer(&self, deadline: Instant) -> Self::Timer {
         Timer::at(deadline)
     }

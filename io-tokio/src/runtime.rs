@@ -45,6 +45,11 @@ impl Runtime for TokioRuntime {
         self.handle.spawn(future);
     }
 
+    fn now(&self) -> Instant {
+        // tokio's clock: virtual when a test pauses it.
+        tokio::time::Instant::now().into_std()
+    }
+
     fn timer(&self, deadline: Instant) -> Self::Timer {
         let _guard = self.handle.enter();
         Box::pin(tokio::time::sleep_until(deadline.into()))

@@ -165,7 +165,16 @@ impl World {
 
     fn drain_set(&mut self, caller: usize) {
         while let Some(event) = self.callers[caller].set.poll_event() {
-            trace!(self, format_args!("c{caller}"), "{event:?}");
+            if self.trace.on() {
+                let text = match &event {
+                    InstanceEvent::Added(i) => match tcp_addr(&i.address) {
+                        Some(addr) => format!("Added({} at {addr})", i.id),
+                        None => format!("Added({})", i.id),
+                    },
+                    other => format!("{other:?}"),
+                };
+                trace!(self, format_args!("c{caller}"), "{text}");
+            }
             let c = &mut self.callers[caller];
             match event {
                 InstanceEvent::Added(instance) => {

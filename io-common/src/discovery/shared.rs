@@ -224,7 +224,7 @@ async fn drive<R: Runtime>(core: Arc<SharedCore>, backend: Arc<dyn KvBackend>, r
         )
         .await;
         let mut state = lock(&core.state);
-        let now = Instant::now();
+        let now = runtime.now();
         match step {
             Step::Event(None) => {
                 drop(state);

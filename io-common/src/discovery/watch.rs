@@ -212,7 +212,7 @@ impl<R: Runtime> InstanceWatch<R> {
     /// Hides `id` for the reconcile interval (a caller saw it fail); a `Down` event follows,
     /// then `Restored`.
     pub fn report_down(&mut self, id: InstanceId) -> DownReport {
-        self.set.report_down(id, Instant::now())
+        self.set.report_down(id, self.runtime.now())
     }
 
     /// Takes the watch entries skipped so far (unreadable keys or records), each with why.
@@ -253,7 +253,7 @@ impl<R: Runtime> Stream for InstanceWatch<R> {
             }
             match this.rx.as_mut().poll_next(cx) {
                 Poll::Ready(Some(event)) => {
-                    let skipped = apply_to_set(&mut this.set, event, Instant::now());
+                    let skipped = apply_to_set(&mut this.set, event, this.runtime.now());
                     this.skipped.extend(skipped);
                     continue;
                 }
@@ -264,7 +264,7 @@ impl<R: Runtime> Stream for InstanceWatch<R> {
                 return Poll::Pending;
             };
             // Check the clock before trusting the timer.
-            let now = Instant::now();
+            let now = this.runtime.now();
             if deadline <= now {
                 this.set.handle_timeout(now);
                 continue;
@@ -277,7 +277,7 @@ impl<R: Runtime> Stream for InstanceWatch<R> {
                 slot @ None => slot.insert(this.runtime.timer(deadline)),
             };
             match Pin::new(timer).poll(cx) {
-                Poll::Ready(_) => this.set.handle_timeout(Instant::now()),
+                Poll::Ready(_) => this.set.handle_timeout(this.runtime.now()),
                 Poll::Pending => return Poll::Pending,
             }
         }

@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use dynrt_core::discovery::{Instance, InstanceAddress};
@@ -135,7 +135,7 @@ impl<R: Runtime> Client<R> {
         timeout: Duration,
     ) -> Result<Arc<[Instance]>, ClientError> {
         self.instances
-            .wait_for_instances(min, Instant::now() + timeout)
+            .wait_for_instances(min, self.drt.runtime().now() + timeout)
             .await
             .map_err(ClientError::Wait)
     }

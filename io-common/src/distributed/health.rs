@@ -77,7 +77,7 @@ impl<R: Runtime> Inner<R> {
 
     /// Runs `f` on the health state with the current time, then tells the listener.
     pub(crate) fn update_health<T>(&self, f: impl FnOnce(&mut SystemHealth, Instant) -> T) -> T {
-        let result = f(&mut self.lock_health(), Instant::now());
+        let result = f(&mut self.lock_health(), self.rt.now());
         let listener = self
             .checks
             .listener

@@ -1,7 +1,7 @@
 //! Graceful tasks and the three-phase shutdown, driving `dynrt_core::shutdown`.
 
 use std::sync::{MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dynrt_core::shutdown::{
     Phase, Shutdown, ShutdownCommand, ShutdownEvent, ShutdownOutcome, ShutdownReport, TaskId,
@@ -36,7 +36,7 @@ impl<R: Runtime> Drop for GracefulTask<R> {
         if let Some(inner) = self.drt.upgrade() {
             let _ = inner
                 .lock_shutdown()
-                .graceful_task_done(self.id, Instant::now());
+                .graceful_task_done(self.id, inner.rt.now());
             inner.drain_changed.notify(usize::MAX);
         }
     }
@@ -83,7 +83,7 @@ impl<R: Runtime> DistributedRuntime<R> {
     /// or the shutdown began because the discovery lease was lost).
     pub async fn shutdown(&self) -> ShutdownReport {
         let inner = self.inner();
-        if inner.lock_shutdown().begin(Instant::now()) {
+        if inner.lock_shutdown().begin(inner.rt.now()) {
             tracing::info!("shutdown: stopping new work, then draining");
         }
         inner.drain_changed.notify(usize::MAX);
@@ -91,7 +91,7 @@ impl<R: Runtime> DistributedRuntime<R> {
             let listener = inner.drain_changed.listen();
             let (commands, events, deadline, report) = {
                 let mut shutdown = inner.lock_shutdown();
-                shutdown.handle_timeout(Instant::now());
+                shutdown.handle_timeout(inner.rt.now());
                 let commands: Vec<_> = std::iter::from_fn(|| shutdown.poll_command()).collect();
                 let events: Vec<_> = std::iter::from_fn(|| shutdown.poll_event()).collect();
                 let report = (shutdown.phase() == Phase::Done)
@@ -156,9 +156,9 @@ impl<R: Runtime> DistributedRuntime<R> {
                         .lock_shutdown()
                         .report()
                         .is_some_and(ShutdownReport::is_clean);
-                    let deadline = Instant::now() + CLOSE_GRACE;
-                    while clean && server.open_connections() > 0 && Instant::now() < deadline {
-                        runtime::sleep_until(&inner.rt, Instant::now() + CLOSE_POLL).await;
+                    let deadline = inner.rt.now() + CLOSE_GRACE;
+                    while clean && server.open_connections() > 0 && inner.rt.now() < deadline {
+                        runtime::sleep_until(&inner.rt, inner.rt.now() + CLOSE_POLL).await;
                     }
                     server.abort();
                 }
@@ -189,7 +189,7 @@ impl<R: Runtime> DistributedRuntime<R> {
         let inner = self.inner();
         let phase = {
             let mut shutdown = inner.lock_shutdown();
-            shutdown.force(Instant::now());
+            shutdown.force(inner.rt.now());
             shutdown.phase()
         };
         tracing::warn!(%phase, "shutdown forced: the drain is cut short");
@@ -208,7 +208,7 @@ impl<R: Runtime> DistributedRuntime<R> {
                 let began = drt
                     .inner()
                     .lock_shutdown()
-                    .handle_lease_lost(Instant::now());
+                    .handle_lease_lost(drt.runtime().now());
                 if began {
                     tracing::warn!(
                         instance = %drt.instance_id(),

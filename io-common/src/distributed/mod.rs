@@ -40,7 +40,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dynrt_core::config::{DiscoveryBackend, DistributedConfig, RequestPlaneMode};
 use dynrt_core::discovery::DiscoveryRecord;
@@ -177,7 +177,7 @@ impl<R: Runtime> DistributedRuntime<R> {
         if config.needs_nats() {
             return Err(RuntimeError::Nats(crate::nats::NatsError::NotBuilt));
         }
-        let started = Instant::now();
+        let started = rt.now();
         let discovery = Discovery::new(backend, rt.clone());
         let metrics = MetricsRegistry::new(started, Some(discovery.instance_id().0));
         let health = SystemHealth::new(health_config, started);

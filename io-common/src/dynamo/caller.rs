@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dynrt_core::callhome::{CallHomeConfig, Cancel};
@@ -146,7 +146,7 @@ impl<R: Runtime> DynamoCaller<R> {
         if self
             .registry
             .lock()
-            .register(subject.clone(), sink, Instant::now())
+            .register(subject.clone(), sink, self.rt.now())
             .is_err()
         {
             return Err(CallError::Stream(StreamError::new(

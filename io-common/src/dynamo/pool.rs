@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use dynrt_core::callhome::{AckEvent, CallHomeConfig, CallHomeError, RequestSender};
@@ -90,7 +90,7 @@ impl<R: Runtime> Pool<R> {
         }
         let tcp = match until(
             &self.rt,
-            Some(Instant::now() + CONNECT_TIMEOUT),
+            Some(self.rt.now() + CONNECT_TIMEOUT),
             self.rt.connect(addr),
         )
         .await
@@ -145,7 +145,7 @@ async fn drive<R: Runtime>(
     let mut sender = RequestSender::new(config);
     let mut waiting: HashMap<u64, Reply> = HashMap::new();
     loop {
-        let now = Instant::now();
+        let now = rt.now();
         let _ = sender.poll_transmit(&mut sock.out);
         if sock.flush().await.is_err() {
             sender.handle_eof(now);
@@ -174,7 +174,7 @@ async fn drive<R: Runtime>(
         let turn = until(&rt, deadline, future::or(read, submit))
             .await
             .unwrap_or(Turn::Timeout);
-        let now = Instant::now();
+        let now = rt.now();
         match turn {
             Turn::Read(true) => sender.handle_input(&mut sock.rbuf, now),
             Turn::Read(false) => sender.handle_eof(now),

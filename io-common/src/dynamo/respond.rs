@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dynrt_core::callhome::value::{
@@ -48,12 +48,7 @@ pub(super) async fn respond<R: Runtime>(rt: R, request: Accepted, config: CallHo
         caller,
         subject,
     } = request;
-    let connected = until(
-        &rt,
-        Some(Instant::now() + CONNECT_TIMEOUT),
-        rt.connect(caller),
-    )
-    .await;
+    let connected = until(&rt, Some(rt.now() + CONNECT_TIMEOUT), rt.connect(caller)).await;
     let tcp = match connected {
         Some(Ok(tcp)) => tcp,
         Some(Err(e)) => {
@@ -92,7 +87,7 @@ pub(super) async fn respond<R: Runtime>(rt: R, request: Accepted, config: CallHo
     };
     let mut prologue_sent = items.is_none();
     loop {
-        let now = Instant::now();
+        let now = rt.now();
         let _ = worker.poll_transmit(&mut sock.out, now);
         if let Err(e) = sock.flush().await {
             worker.handle_write_failed(&e.to_string());
@@ -125,7 +120,7 @@ pub(super) async fn respond<R: Runtime>(rt: R, request: Accepted, config: CallHo
             }
             .unwrap_or(Turn::Timeout)
         };
-        let now = Instant::now();
+        let now = rt.now();
         match turn {
             Turn::Read(true) => worker.handle_input(&mut sock.rbuf, now),
             Turn::Read(false) => worker.handle_eof(now),

@@ -3,7 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dynrt_core::callhome::value::{Received, received_item};
@@ -82,7 +82,7 @@ async fn expire_loop<R: Runtime>(rt: R, registry: std::sync::Weak<Registry>, sec
                 return;
             };
             let mut pending = registry.lock();
-            pending.handle_timeout(Instant::now());
+            pending.handle_timeout(rt.now());
             while let Some(PendingEvent::Expired { subject, value }) = pending.poll_event() {
                 let _ = value
                     .items
@@ -93,7 +93,7 @@ async fn expire_loop<R: Runtime>(rt: R, registry: std::sync::Weak<Registry>, sec
             pending.poll_timeout()
         };
         // Wake at the next deadline, and at least every second to notice the runtime is gone.
-        let cap = Instant::now() + Duration::from_secs(1);
+        let cap = rt.now() + Duration::from_secs(1);
         runtime::sleep_until(&rt, next.map_or(cap, |t| t.min(cap))).await;
     }
 }
@@ -109,7 +109,7 @@ async fn accept_loop<R: Runtime>(
         let accepted = future::or(
             async { Some(runtime::accept::<R>(&listener).await) },
             async {
-                runtime::sleep_until(&rt, Instant::now() + Duration::from_secs(1)).await;
+                runtime::sleep_until(&rt, rt.now() + Duration::from_secs(1)).await;
                 None
             },
         )
@@ -133,7 +133,7 @@ async fn accept_loop<R: Runtime>(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "response-stream server cannot accept");
-                runtime::sleep_until(&rt, Instant::now() + Duration::from_millis(50)).await;
+                runtime::sleep_until(&rt, rt.now() + Duration::from_millis(50)).await;
             }
         }
     }
@@ -153,12 +153,12 @@ async fn serve_stream<R: Runtime>(
     config: CallHomeConfig,
 ) {
     let mut sock = Sock::<R>::new(tcp, BytesMut::new());
-    let mut caller = CallerStream::new(config, Instant::now());
+    let mut caller = CallerStream::new(config, rt.now());
     let mut sink: Option<Sink> = None;
     // Set once the caller's stream has its end (an error item ends it before the wire does).
     let mut ended = false;
     loop {
-        let now = Instant::now();
+        let now = rt.now();
         let _ = caller.poll_transmit(&mut sock.out);
         if sock.flush().await.is_err() {
             caller.handle_eof(now);
@@ -248,7 +248,7 @@ async fn serve_stream<R: Runtime>(
             None => until(&rt, deadline, read).await,
         }
         .unwrap_or(Turn::Timeout);
-        let now = Instant::now();
+        let now = rt.now();
         match turn {
             Turn::Read(true) => caller.handle_input(&mut sock.rbuf, now),
             Turn::Read(false) => caller.handle_eof(now),

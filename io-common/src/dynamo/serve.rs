@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use bytes::BytesMut;
 use dynrt_core::callhome::{CallHomeConfig, RequestEvent, RequestReceiver};
@@ -50,7 +49,7 @@ pub(crate) async fn serve_connection<R: Runtime>(
     let mut sock = Sock::<R>::new(tcp, buf);
     let mut receiver = RequestReceiver::new(config.callhome.max_message_size);
     loop {
-        let now = Instant::now();
+        let now = rt.now();
         receiver.handle_input(&mut sock.rbuf, now);
         while let Some(event) = receiver.poll_event() {
             match event {
@@ -69,7 +68,7 @@ pub(crate) async fn serve_connection<R: Runtime>(
         }
         match sock.read().await {
             Ok(n) if n > 0 => {}
-            _ => receiver.handle_eof(Instant::now()),
+            _ => receiver.handle_eof(rt.now()),
         }
     }
 }

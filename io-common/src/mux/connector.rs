@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dynrt_core::conn::{Conn, ConnConfig, OpenError};
@@ -117,7 +117,7 @@ impl<R: Runtime> Connector<R> {
     }
 
     async fn dial(&self, addr: SocketAddr) -> Result<MuxClient, CallError> {
-        let deadline = Instant::now() + self.connect_timeout;
+        let deadline = self.rt.now() + self.connect_timeout;
         let tcp = future::or(async { Some(self.rt.connect(addr).await) }, async {
             runtime::sleep_until(&self.rt, deadline).await;
             None
@@ -134,7 +134,7 @@ impl<R: Runtime> Connector<R> {
                 return Err(CallError::connect(addr, &timeout));
             }
         };
-        let conn = Conn::client(self.config.clone(), Instant::now())
+        let conn = Conn::client(self.config.clone(), self.rt.now())
             .map_err(|e| CallError::Disconnected(format!("bad connection settings: {e}")))?;
         let shared = Shared::new(conn);
         self.rt.spawn(Driver::new(

@@ -82,9 +82,10 @@ impl<R: Runtime> Driver<R> {
     /// So keep reading, and discarding, until the peer closes (it has read everything) or
     /// `LINGER` passes.
     fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let deadline = *self.linger.get_or_insert_with(|| Instant::now() + LINGER);
+        let now = self.rt.now();
+        let deadline = *self.linger.get_or_insert_with(|| now + LINGER);
         for _ in 0..BUDGET {
-            if self.shared.abort.load(Ordering::Acquire) || Instant::now() >= deadline {
+            if self.shared.abort.load(Ordering::Acquire) || self.rt.now() >= deadline {
                 return Poll::Ready(());
             }
             self.read_buf.clear();
@@ -167,7 +168,7 @@ impl<R: Runtime> Future for Driver<R> {
             return Poll::Ready(());
         }
         for _ in 0..BUDGET {
-            let now = Instant::now();
+            let now = this.rt.now();
             if this.shared.abort.load(Ordering::Acquire) {
                 // Drop the socket without a word: the peer sees the transport vanish.
                 this.transport_failed(now);
@@ -264,7 +265,7 @@ impl<R: Runtime> Future for Driver<R> {
                 let graceful = matches!(state.closed, Some(CloseReason::Drained));
                 drop(state);
                 if graceful && !this.read_closed && !abandoned {
-                    this.linger = Some(Instant::now() + LINGER);
+                    this.linger = Some(this.rt.now() + LINGER);
                     std::task::ready!(this.poll_linger(cx));
                 }
                 this.release_held();

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dynrt_core::conn::{Conn, ConnConfig, SendError};
@@ -199,7 +199,7 @@ async fn accept_loop<R: Runtime>(
         let accepted = future::or(
             async { Some(runtime::accept::<R>(&listener).await) },
             async {
-                runtime::sleep_until(&rt, Instant::now() + Duration::from_millis(100)).await;
+                runtime::sleep_until(&rt, rt.now() + Duration::from_millis(100)).await;
                 None
             },
         )
@@ -221,9 +221,7 @@ async fn accept_loop<R: Runtime>(
                 None => drop(tcp),
             },
             // Out of file descriptors and the like: back off briefly instead of spinning.
-            Some(Err(_)) => {
-                runtime::sleep_until(&rt, Instant::now() + Duration::from_millis(50)).await
-            }
+            Some(Err(_)) => runtime::sleep_until(&rt, rt.now() + Duration::from_millis(50)).await,
             None => {}
         }
     }
@@ -240,7 +238,7 @@ async fn serve_connection<R: Runtime>(
     _permit: Permit,
 ) {
     let mut buf = BytesMut::new();
-    let deadline = Instant::now() + config.sniff_timeout;
+    let deadline = rt.now() + config.sniff_timeout;
     let sniffed = loop {
         match mux::sniff(&buf) {
             Sniff::NeedMore => {}
@@ -268,7 +266,7 @@ async fn serve_connection<R: Runtime>(
         }
         _ => return,
     }
-    let Ok(conn) = Conn::server(config.conn, Instant::now()) else {
+    let Ok(conn) = Conn::server(config.conn, rt.now()) else {
         return;
     };
     let shared = Shared::with_budget(conn, Some(config.output_budget.clone()));

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use dynrt_core::status::connections::{Admission, ConnectionId, ConnectionTable};
@@ -172,7 +172,7 @@ pub(super) async fn accept_loop<R: Runtime>(
             Ok((stream, _peer)) => stream,
             Err(error) => {
                 tracing::warn!(%error, "system status server: accept failed");
-                runtime::sleep_until(&runtime, Instant::now() + ACCEPT_ERROR_PAUSE).await;
+                runtime::sleep_until(&runtime, runtime.now() + ACCEPT_ERROR_PAUSE).await;
                 continue;
             }
         };
@@ -212,7 +212,7 @@ pub(super) async fn accept_loop<R: Runtime>(
             true
         },
         async {
-            let deadline = Instant::now() + limits.drain_timeout;
+            let deadline = runtime.now() + limits.drain_timeout;
             or(runtime::sleep_until(&runtime, deadline), signals.aborted()).await;
             false
         },
@@ -267,7 +267,7 @@ fn refuse<R: Runtime>(
             .max_header_size(head)
             .max_buf_size(head.max(MIN_READ_BUFFER))
             .serve_connection(FuturesIo::new(stream), answer);
-        let deadline = Instant::now() + 2 * REFUSE_TIMEOUT;
+        let deadline = rt.now() + 2 * REFUSE_TIMEOUT;
         or(
             async {
                 let _ = connection.await;

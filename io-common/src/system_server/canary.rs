@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
@@ -98,7 +97,7 @@ async fn run<R: Runtime>(runtime: R, state: SystemState, sender: Arc<dyn CanaryS
         // Timer, then commands, under one short lock; the sender runs after it is released.
         let (commands, deadline) = {
             let mut health = state.lock_health();
-            let now = Instant::now();
+            let now = runtime.now();
             if health
                 .poll_timeout()
                 .is_some_and(|deadline| deadline <= now)
@@ -147,7 +146,7 @@ async fn run<R: Runtime>(runtime: R, state: SystemState, sender: Arc<dyn CanaryS
         }
         // Check the clock rather than trusting that a timer fired on time (or at all).
         match deadline {
-            Some(deadline) if deadline <= Instant::now() => {
+            Some(deadline) if deadline <= runtime.now() => {
                 turns += 1;
                 if turns >= TURN_BUDGET {
                     turns = 0;

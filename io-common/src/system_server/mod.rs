@@ -417,7 +417,7 @@ pub struct RuntimeTimer<R>(pub R);
 
 impl<R: Runtime> hyper::rt::Timer for RuntimeTimer<R> {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
-        let now = Instant::now();
+        let now = self.0.now();
         // A duration too long for `Instant`: a year is as good as forever here.
         let deadline = now
             .checked_add(duration)
@@ -468,7 +468,7 @@ impl Service {
         let (parts, body) = request.into_parts();
         let read = async { Some(Limited::new(body, MAX_REQUEST_BODY).collect().await) };
         let late = async {
-            runtime::sleep_until(runtime, Instant::now() + body_timeout).await;
+            runtime::sleep_until(runtime, runtime.now() + body_timeout).await;
             None
         };
         let body = match or(read, late).await {
@@ -494,7 +494,7 @@ impl Service {
             // the health lock.
             let live = self.state.is_live();
             let metadata = self.state.metadata();
-            let now = Instant::now();
+            let now = runtime.now();
             let health = self.state.lock_health();
             let ctx = StatusContext {
                 health: &health,

@@ -70,6 +70,10 @@ impl<R: Runtime> Runtime for GatedDials<R> {
     type Listener = R::Listener;
     type Timer = R::Timer;
 
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
+
     fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         self.inner.spawn(future);
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use dynrt_core::discovery::Bucket;
@@ -75,7 +75,7 @@ enum Change {
 
 pub(super) async fn run_poller<R: Runtime>(inner: Arc<Inner>, poller: Arc<Poller>, runtime: R) {
     let mut known: BTreeMap<String, Known> = BTreeMap::new();
-    let mut timer = runtime.timer(Instant::now());
+    let mut timer = runtime.timer(runtime.now());
     loop {
         let listener = poller.wake.listen();
         let (dir, bucket) = (poller.dir.clone(), poller.bucket);
@@ -85,7 +85,7 @@ pub(super) async fn run_poller<R: Runtime>(inner: Arc<Inner>, poller: Arc<Poller
         if !dispatch(&inner, &poller, &known, &changes) {
             return;
         }
-        R::reset_timer(&mut timer, Instant::now() + inner.poll_interval);
+        R::reset_timer(&mut timer, runtime.now() + inner.poll_interval);
         futures_lite::future::or(
             async {
                 (&mut timer).await;
