@@ -1,6 +1,6 @@
 //! Calling Dynamo workers: one per runtime, started on first use.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,12 +10,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dynrt_core::callhome::{CallHomeConfig, Cancel};
-use dynrt_core::wire::OutBuf;
+use dynrt_core::wire::dynamo::control;
 use dynrt_core::wire::dynamo::{
     ACK_UNAVAILABLE_PREFIX, CONTROL_MESSAGE_MAX_BYTES, PayloadCodec, RequestControlMessage,
     RequestFrame, RequestType, ResponseType, StreamType, TcpStreamConnectionInfo, TwoPartFrame,
 };
 use dynrt_core::wire::mux::{CancelMode, ErrorKind, StreamError};
+use dynrt_core::wire::{EncodeError, OutBuf};
 use futures_lite::Stream;
 
 use super::pool::Pool;
@@ -208,28 +209,39 @@ fn request_frame(
         frontend_send_ts_ns: None,
         request_stream_connection_info: None,
     };
-    let header = serde_json::to_vec(&control).map_err(|e| encode(e.to_string()))?;
-    if header.len() > CONTROL_MESSAGE_MAX_BYTES {
-        return Err(encode(format!(
-            "request control message too large: {} bytes exceeds limit {CONTROL_MESSAGE_MAX_BYTES}",
-            header.len()
-        )));
-    }
     let mut out = OutBuf::new();
-    TwoPartFrame::new(header, body).encode(Default::default(), &mut out);
+    TwoPartFrame::encode_with_header(
+        |buf| {
+            let start = buf.len();
+            control::write_json("request control message", &control, buf)?;
+            let len = buf.len() - start;
+            if len > CONTROL_MESSAGE_MAX_BYTES {
+                return Err(EncodeError::TooLarge {
+                    what: "request control message",
+                    len: len as u64,
+                    limit: CONTROL_MESSAGE_MAX_BYTES as u64,
+                });
+            }
+            Ok(())
+        },
+        body,
+        Default::default(),
+        &mut out,
+    )
+    .map_err(|e| encode(e.to_string()))?;
     let payload = out.take_contiguous();
     let now_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let headers: BTreeMap<String, String> = HashMap::from([
-        ("x-endpoint-path".to_owned(), route.to_owned()),
-        ("request-id".to_owned(), request_id.to_owned()),
-        ("x-frontend-send-ts-ns".to_owned(), now_ns.to_string()),
-    ])
-    .into_iter()
-    .collect();
-    RequestFrame::new(route, &headers, payload).map_err(|e| encode(e.to_string()))
+        .unwrap_or_default()
+        .to_string();
+    // The headers Dynamo's caller sends, written straight into the frame (no map).
+    let headers = [
+        ("request-id", request_id),
+        ("x-endpoint-path", route),
+        ("x-frontend-send-ts-ns", now_ns.as_str()),
+    ];
+    RequestFrame::with_headers(route, headers, payload).map_err(|e| encode(e.to_string()))
 }
 
 /// The answer of one Dynamo worker: each item's data, in order. Ends after the last item;

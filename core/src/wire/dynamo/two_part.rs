@@ -85,7 +85,8 @@ impl TwoPartFrame {
 
     /// Appends a frame whose header `write_header` writes straight into `out`'s coalescing
     /// buffer (a control message, without serialising it into a buffer of its own first), with
-    /// `body` after it. On error nothing is appended.
+    /// `body` after it. `write_header` must only append: the buffer may already hold earlier
+    /// frames, so a header's length is what it added. On error nothing is appended.
     pub fn encode_with_header(
         write_header: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
         body: Bytes,
