@@ -22,3 +22,13 @@ scenarios! {
     malformed_peer_is_dropped_and_others_unaffected,
     two_brokers_deliver_each_event_once,
 }
+
+#[cfg(feature = "nats")]
+#[test]
+fn nats_events_arrive_in_order() {
+    let nats = dynrt_testkit::NatsServer::start();
+    smol::block_on(scenario::nats_events_arrive_in_order(
+        &SmolRuntime::new(),
+        &nats.url(),
+    ));
+}

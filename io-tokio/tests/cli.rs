@@ -749,14 +749,14 @@ fn serve_reports_ready_on_health_once_its_endpoint_serves() {
 }
 
 /// Settings dynrt parses but does not implement are not ignored silently: each is a warning
-/// naming it when the runtime starts; an invalid event plane warns and falls back. (A NATS
-/// event plane opens a NATS client, so that case has a real server.)
+/// naming it when the runtime starts; an invalid event plane warns and falls back. (Both event
+/// planes are implemented now; the codec setting 1.6.1 ignores is the one that has no effect.)
 #[test]
 fn settings_without_effect_are_warnings_naming_them() {
     let dir = tempfile::tempdir().expect("temp dir");
     let nats = dynrt_testkit::NatsServer::start();
     for (var, value, says) in [
-        ("DYN_EVENT_PLANE", "nats", "has no effect"),
+        ("DYN_EVENT_PLANE_CODEC", "json", "has no effect"),
         (
             "DYN_EVENT_PLANE",
             "kafka",

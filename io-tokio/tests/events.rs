@@ -22,3 +22,10 @@ scenarios! {
     malformed_peer_is_dropped_and_others_unaffected,
     two_brokers_deliver_each_event_once,
 }
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_events_arrive_in_order() {
+    let nats = dynrt_testkit::NatsServer::start();
+    scenario::nats_events_arrive_in_order(&TokioRuntime::current(), &nats.url()).await;
+}

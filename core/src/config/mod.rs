@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | `DYN_DISCOVERY_BACKEND` | `etcd` | `etcd`, `file`, `mem`, `kubernetes` | empty is an error (as in Dynamo) |
 //! | `DYN_REQUEST_PLANE` | `tcp` | `tcp`, `nats`, `http` | empty is an error (as in Dynamo); `http` is ours |
-//! | `DYN_EVENT_PLANE` | `zmq` for `file`/`mem`, `nats` for `etcd`/`kubernetes` | `zmq`, `nats` | invalid: warning, the backend's default (the specification's `resolve_event_transport_kind`); `nats` warns: the event plane runs on zmq only yet |
+//! | `DYN_EVENT_PLANE` | `zmq` for `file`/`mem`, `nats` for `etcd`/`kubernetes` | `zmq`, `nats` | invalid: warning, the backend's default (the specification's `resolve_event_transport_kind`); |
 //! | `DYN_EVENT_PLANE_CODEC` | `msgpack` | `msgpack`, `json` | invalid: warning, default; `json`: warning, events stay MessagePack (1.6.1 ignores it too) |
 //! | `DYN_EVENT_PLANE_HOST` | resolved local IP | an IP address | advertised by direct ZMQ publishers; checked when one starts |
 //! | `DYN_ZMQ_BROKER_URL` | unset (direct) | `xsub=tcp://h:p[;…] , xpub=tcp://h:p[;…]` | invalid is an error (1.6.1 fails the publisher) |
@@ -616,14 +616,6 @@ impl DistributedConfig {
         c.event_transport = match s.get(DYN_EVENT_PLANE) {
             None => default_events,
             Some(v) => match EventTransportKind::parse(v) {
-                Some(EventTransportKind::Nats) => {
-                    warnings.push(ConfigWarning::NotImplemented {
-                        var: DYN_EVENT_PLANE,
-                        value: v.to_owned(),
-                        what: "dynrt's event plane runs on zmq only yet; event publishers and subscribers on NATS fail with a transport error",
-                    });
-                    EventTransportKind::Nats
-                }
                 Some(kind) => kind,
                 None => {
                     warnings.push(ConfigWarning::FellBack {

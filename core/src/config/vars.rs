@@ -10,7 +10,7 @@ pub const DYN_DISCOVERY_BACKEND: &str = "DYN_DISCOVERY_BACKEND";
 /// Request plane: `tcp` (default), `nats` or `http` (`http` is a dynrt extension).
 pub const DYN_REQUEST_PLANE: &str = "DYN_REQUEST_PLANE";
 /// Event plane: `zmq` or `nats`; default zmq for the `file` and `mem` backends, nats for
-/// `etcd` and `kubernetes`. `nats` warns: the event plane runs on zmq only yet.
+/// `etcd` and `kubernetes`.
 pub const DYN_EVENT_PLANE: &str = "DYN_EVENT_PLANE";
 /// Codec of event envelopes: `msgpack` or `json`. Dynamo 1.6.1 (and dynrt) send MessagePack
 /// on every transport whatever it says; `json` warns.

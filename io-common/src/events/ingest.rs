@@ -6,6 +6,8 @@
 use std::sync::Mutex;
 
 use bytes::Bytes;
+#[cfg(feature = "nats")]
+use dynrt_core::events::decode_envelope;
 use dynrt_core::events::{EventEnvelope, EventWireError, SequenceTracker, decode_multipart};
 
 use super::EventError;
@@ -65,6 +67,22 @@ impl Ingest {
                 self.malformed(peer, &error);
                 Err(error)
             }
+        }
+    }
+
+    /// One NATS message payload (an envelope, no frame header).
+    #[cfg(feature = "nats")]
+    pub(crate) fn nats(&self, payload: &Bytes, subject: &str) {
+        if payload.len() > self.max_event_size {
+            let error = EventWireError::TooLarge {
+                size: payload.len(),
+                limit: self.max_event_size,
+            };
+            return self.malformed(subject, &error);
+        }
+        match decode_envelope(payload) {
+            Ok(envelope) => self.deliver(envelope),
+            Err(error) => self.malformed(subject, &error),
         }
     }
 

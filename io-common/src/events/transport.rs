@@ -26,28 +26,41 @@ pub(crate) enum Tx<R: Runtime> {
         socket: ZmqPub<R>,
         zmq_topic: String,
     },
+    /// The runtime's NATS client; events go to the scope subject.
+    #[cfg(feature = "nats")]
+    Nats { client: crate::nats::NatsClient },
 }
 
 impl<R: Runtime> Tx<R> {
     pub(crate) fn kind_name(&self) -> &'static str {
         match self {
             Self::Zmq { .. } => "zmq",
+            #[cfg(feature = "nats")]
+            Self::Nats { .. } => "nats",
         }
     }
 
     pub(crate) fn zmq_topic(&self) -> &str {
         match self {
             Self::Zmq { zmq_topic, .. } => zmq_topic,
+            #[cfg(feature = "nats")]
+            Self::Nats { .. } => "",
         }
     }
 
     pub(crate) fn ready_peers(&self) -> Option<usize> {
         match self {
             Self::Zmq { socket, .. } => Some(socket.ready_peers()),
+            #[cfg(feature = "nats")]
+            Self::Nats { .. } => None,
         }
     }
 
     pub(crate) fn is_nats(&self) -> bool {
+        #[cfg(feature = "nats")]
+        if let Self::Nats { .. } = self {
+            return true;
+        }
         false
     }
 
@@ -67,38 +80,78 @@ impl<R: Runtime> Tx<R> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "nats")]
+            Self::Nats { .. } => Err(EventError::Transport(
+                "a NATS publisher sends no ZMQ parts".into(),
+            )),
         }
     }
 
-    pub(crate) async fn send_nats(
-        &self,
-        _subject: &str,
-        _envelope: Bytes,
-    ) -> Result<(), EventError> {
-        Err(EventError::Transport("NATS is not available".into()))
+    pub(crate) async fn send_nats(&self, subject: &str, envelope: Bytes) -> Result<(), EventError> {
+        match self {
+            #[cfg(feature = "nats")]
+            Self::Nats { client } => client
+                .publish(subject.to_owned(), envelope)
+                .await
+                .map_err(|e| EventError::Transport(e.to_string())),
+            _ => {
+                let _ = (subject, envelope);
+                Err(EventError::Transport("not a NATS publisher".into()))
+            }
+        }
     }
 }
 
-pub(crate) fn nats_publisher<R: Runtime>(
-    _drt: &DistributedRuntime<R>,
-) -> Result<Tx<R>, EventError> {
-    Err(EventError::Transport(
-        "DYN_EVENT_PLANE=nats: dynrt's event plane runs on zmq only yet (set DYN_EVENT_PLANE=zmq)"
-            .into(),
-    ))
+pub(crate) fn nats_publisher<R: Runtime>(drt: &DistributedRuntime<R>) -> Result<Tx<R>, EventError> {
+    #[cfg(feature = "nats")]
+    if let Some(client) = drt.nats() {
+        return Ok(Tx::Nats {
+            client: client.clone(),
+        });
+    }
+    let _ = drt;
+    Err(no_nats())
+}
+
+fn no_nats() -> EventError {
+    EventError::Transport(
+        "DYN_EVENT_PLANE=nats: this runtime has no NATS client (built without the `nats` feature, or none configured)".into(),
+    )
 }
 
 /// Subscribes to `subject` on the runtime's NATS client, feeding `ingest` until `stop`.
 pub(crate) async fn nats_subscribe<R: Runtime>(
-    _drt: &DistributedRuntime<R>,
-    _subject: &str,
-    _ingest: std::sync::Arc<super::ingest::Ingest>,
-    _stop: crate::cancel::CancellationToken,
+    drt: &DistributedRuntime<R>,
+    subject: &str,
+    ingest: std::sync::Arc<super::ingest::Ingest>,
+    stop: crate::cancel::CancellationToken,
 ) -> Result<(), EventError> {
-    Err(EventError::Transport(
-        "DYN_EVENT_PLANE=nats: dynrt's event plane runs on zmq only yet (set DYN_EVENT_PLANE=zmq)"
-            .into(),
-    ))
+    #[cfg(feature = "nats")]
+    if let Some(client) = drt.nats() {
+        use futures_lite::StreamExt;
+        let mut subscription = client
+            .subscribe(subject.to_owned())
+            .await
+            .map_err(|e| EventError::Transport(e.to_string()))?;
+        let subject = subject.to_owned();
+        drt.runtime().spawn(async move {
+            loop {
+                let next = futures_lite::future::or(async { subscription.next().await }, async {
+                    stop.cancelled().await;
+                    None
+                })
+                .await;
+                let Some(message) = next else { break };
+                ingest.nats(&message.payload, &subject);
+                if ingest.is_closed() {
+                    break;
+                }
+            }
+        });
+        return Ok(());
+    }
+    let _ = (drt, subject, ingest, stop);
+    Err(no_nats())
 }
 
 /// The address a direct publisher advertises: `DYN_EVENT_PLANE_HOST`, else the choice the

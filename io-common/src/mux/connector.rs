@@ -97,14 +97,26 @@ impl<R: Runtime> Connector<R> {
         };
         let result = self.dial(addr).await;
         guard.armed = false;
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let previous = match &result {
-            Ok(client) => peers.insert(addr, Slot::Ready(client.clone())),
-            Err(_) => peers.remove(&addr),
-        };
-        if let Some(Slot::Connecting(done)) = previous {
-            done.notify(usize::MAX);
+        {
+            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            // Publish only into this dial's own slot: `forget` may have removed it mid-dial
+            // (the result is then this caller's alone, not pooled), and another dial may own
+            // a newer one.
+            let own = matches!(
+                peers.get(&addr),
+                Some(Slot::Connecting(done)) if Arc::ptr_eq(done, &guard.slot)
+            );
+            if own {
+                match &result {
+                    Ok(client) => peers.insert(addr, Slot::Ready(client.clone())),
+                    Err(_) => peers.remove(&addr),
+                };
+            }
         }
+        // Always wake this dial's waiters, whether or not the slot was still there: they
+        // listen on this dial's own event, and a forgotten slot would otherwise leave them
+        // waiting forever (they look again and dial themselves if nothing is pooled).
+        guard.slot.notify(usize::MAX);
         result
     }
 

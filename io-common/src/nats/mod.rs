@@ -1,8 +1,8 @@
 //! The NATS client: connection from the configuration, the runtime's KV-router calls, a NATS
 //! service (`$SRV`) per component, and subscriptions any executor can read.
 //!
-//! async-nats runs only on tokio. Every call goes through [`Runtime::tokio_handle`]
-//! (crate::runtime::Runtime::tokio_handle): awaited directly when the caller already runs on
+//! async-nats runs only on tokio. Every call goes through
+//! [`Runtime::tokio_handle`](crate::runtime::Runtime::tokio_handle): awaited directly when the caller already runs on
 //! tokio, spawned there and awaited through its `JoinHandle` otherwise (smol). A
 //! [`Subscription`] or service endpoint is read from any executor (its channel needs no
 //! runtime) and dropped inside the tokio runtime (async-nats unsubscribes with a tokio task).

@@ -202,6 +202,57 @@ pub async fn dropped_dial_does_not_wedge_the_address<R: Runtime>(rt: &R) {
     .await;
 }
 
+/// `forget` while a dial is in flight (the client layer forgets an address whose instance
+/// went away) does not leave the calls waiting for that dial hanging: they wake when it ends
+/// and dial again; the forgotten dial's connection is not pooled.
+pub async fn forget_during_dial_does_not_hang_the_waiters<R: Runtime>(rt: &R) {
+    within(rt, LIMIT, "calls after a forget during a dial", async {
+        let observed = Arc::new(Observed::default());
+        let server = MuxServer::bind(
+            rt,
+            "127.0.0.1:0".parse().expect("addr"),
+            test_handlers(rt, &observed),
+            ServerConfig::default(),
+        )
+        .await
+        .expect("bind");
+        let addr = server.local_addr();
+        let gated = GatedDials::new(rt.clone(), addr);
+        let connector = Connector::new(gated.clone(), ConnConfig::default());
+
+        // The first call dials and is held at the gate; a second waits for that dial.
+        let mut dialling = Box::pin(echo(&connector, addr));
+        let mut waiting = Box::pin(echo(&connector, addr));
+        future::poll_fn(|cx| {
+            assert!(
+                dialling.as_mut().poll(cx).is_pending(),
+                "the gate is closed"
+            );
+            assert!(waiting.as_mut().poll(cx).is_pending(), "the gate is closed");
+            Poll::Ready(())
+        })
+        .await;
+        assert_eq!(gated.held(), 1, "one dial, held at the gate");
+        // The address is forgotten mid-dial, then the peer answers.
+        connector.forget(addr);
+        gated.open();
+
+        let (first, second) = future::zip(dialling, waiting).await;
+        assert_eq!(
+            first.expect("the dialling call"),
+            Bytes::from_static(b"ping")
+        );
+        assert_eq!(
+            second.expect("the waiting call"),
+            Bytes::from_static(b"ping")
+        );
+        let later = echo(&connector, addr).await.expect("a later call");
+        assert_eq!(later, Bytes::from_static(b"ping"));
+        drop(server);
+    })
+    .await;
+}
+
 /// With a cap of two connections: an idle socket that never sent a byte and one mux
 /// connection fill it; a third connection is closed at once (the call fails fast, as a
 /// transport failure a client retries elsewhere) while the open connection keeps serving;

@@ -452,3 +452,69 @@ pub async fn two_brokers_deliver_each_event_once<R: Runtime>(rt: &R) {
     pub_rt.shutdown().await;
     sub_rt.shutdown().await;
 }
+
+/// Over NATS: the publisher registers its subject prefix, the subscriber listens on the scope
+/// subject, 1 000 events arrive in order (a real nats-server at `url`).
+#[cfg(feature = "nats")]
+pub async fn nats_events_arrive_in_order<R: Runtime>(rt: &R, url: &str) {
+    let store = MemStore::new();
+    let config = || {
+        let mut c = dynrt_core::config::DistributedConfig::from_settings([
+            ("DYN_DISCOVERY_BACKEND", "mem"),
+            ("DYN_EVENT_PLANE", "nats"),
+            ("NATS_SERVER", url),
+        ])
+        .expect("settings");
+        c.graceful_shutdown_timeout = Duration::from_secs(5);
+        c
+    };
+    let start = |config| {
+        DistributedRuntime::with_backend(rt.clone(), config, std::sync::Arc::new(store.session(rt)))
+    };
+    let sub_rt = start(config()).await.expect("subscriber runtime");
+    let pub_rt = start(config()).await.expect("publisher runtime");
+    let mut subscriber = EventSubscriber::subscribe(&sub_rt, scope(), "kv")
+        .await
+        .expect("subscribe");
+    assert_eq!(subscriber.transport(), "nats");
+    let publisher = EventPublisher::new(&pub_rt, scope(), "kv")
+        .await
+        .expect("publisher");
+    assert_eq!(publisher.transport(), "nats");
+    assert_eq!(publisher.subject(), "namespace.demo.component.backend.kv");
+    let query = Query::EventChannels {
+        scope: Some(scope()),
+        topic: Some("kv".into()),
+    };
+    let records = sub_rt.discovery().list(&query).await.expect("list").records;
+    assert!(
+        matches!(&records[..], [DiscoveryRecord::EventChannel(EventChannelRecord {
+            transport: EventTransport::Nats { subject_prefix }, ..
+        })] if subject_prefix == "namespace.demo.component.backend"),
+        "{records:?}"
+    );
+    publish_until_received(rt, &publisher, &mut subscriber).await;
+    while until(
+        rt,
+        Instant::now() + Duration::from_millis(100),
+        subscriber.next(),
+    )
+    .await
+    .is_some()
+    {}
+    let first = publisher.next_sequence();
+    for i in 0..1_000u64 {
+        publisher.publish(&i).await.expect("publish");
+    }
+    within(rt, LIMIT, "1 000 events over NATS", async {
+        for i in 0..1_000u64 {
+            let e = subscriber.next().await.expect("open").expect("good event");
+            assert_eq!(e.sequence, first + i);
+            assert_eq!(rmp_serde::from_slice::<u64>(&e.payload).expect("u64"), i);
+        }
+    })
+    .await;
+    drop(publisher);
+    pub_rt.shutdown().await;
+    sub_rt.shutdown().await;
+}
