@@ -26,6 +26,7 @@ pub(crate) struct NatsPlane {
     /// The runtime's client, when it has one.
     pub(crate) link: Option<Link>,
     /// Requests being answered over NATS (bounded by `max_in_flight`).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) in_flight: Arc<AtomicUsize>,
 }
 

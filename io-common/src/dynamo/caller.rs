@@ -184,6 +184,7 @@ impl<R: Runtime> DynamoCaller<R> {
     }
 
     /// How long a worker has to ack a request.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(super) fn ack_timeout(&self) -> std::time::Duration {
         self.config.ack_timeout
     }
