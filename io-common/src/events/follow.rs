@@ -190,12 +190,20 @@ async fn pump<R: Runtime>(
     stop: CancellationToken,
     drop_on_malformed: bool,
 ) {
+    // Messages the socket dropped at its own full queue are the subscriber's drops too: they
+    // go into the same counter, so no event is lost without being counted.
+    let mut socket_drops = 0;
     loop {
         let next = futures_lite::future::or(async { Some(socket.recv().await) }, async {
             stop.cancelled().await;
             None
         })
         .await;
+        let dropped = socket.dropped_slow_receiver();
+        if dropped > socket_drops {
+            ingest.counters.dropped.inc_by(dropped - socket_drops);
+            socket_drops = dropped;
+        }
         let Some(Ok(parts)) = next else { break };
         if ingest.zmq(&parts, &zmq_topic, &peer).is_err() && drop_on_malformed {
             tracing::warn!(%peer, "event publisher dropped after a malformed message");

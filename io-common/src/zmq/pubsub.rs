@@ -73,6 +73,12 @@ macro_rules! receiver {
             self.socket.unsubscribe(prefix)
         }
 
+        /// Messages dropped so far because the receive queue was full (the
+        /// [`ZmqStats::dropped_slow_receiver`] count, read without taking any lock).
+        pub fn dropped_slow_receiver(&self) -> u64 {
+            self.socket.dropped_slow_receiver()
+        }
+
         /// The next whole message (its frames), waiting for one.
         pub async fn recv(&self) -> Result<Vec<Bytes>, RecvError> {
             self.socket.messages.recv().await.map_err(|_| RecvError)

@@ -221,6 +221,13 @@ impl<R: Runtime> Socket<R> {
         }
     }
 
+    pub(crate) fn dropped_slow_receiver(&self) -> u64 {
+        self.inner
+            .counters
+            .dropped_slow_receiver
+            .load(Ordering::Relaxed)
+    }
+
     pub(crate) fn ready_peers(&self) -> usize {
         lock(&self.inner.peers)
             .iter()
