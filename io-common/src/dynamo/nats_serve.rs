@@ -17,6 +17,33 @@ use crate::cancel::CancellationToken;
 use crate::mux::Handler;
 use crate::runtime::Runtime;
 
+/// How long the server may take to confirm a new subscription.
+const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Returns once the server has processed every command this client sent before. async-nats'
+/// `flush` only empties the socket buffer; the server handles one connection's commands in
+/// order, so a message published to a fresh inbox after them coming back is the proof.
+async fn confirm_processed(client: &async_nats::Client) -> Result<(), String> {
+    let inbox = client.new_inbox();
+    let mut probe = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .publish(inbox, bytes::Bytes::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    let echoed = tokio::time::timeout(CONFIRM_TIMEOUT, probe.next()).await;
+    let _ = probe.unsubscribe().await;
+    match echoed {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the connection closed before the server confirmed it".into()),
+        Err(_) => Err(format!(
+            "the server did not confirm it within {CONFIRM_TIMEOUT:?}"
+        )),
+    }
+}
+
 /// What one subscription serves.
 pub struct NatsServe<R: Runtime> {
     /// Runs the handlers and the call-home connections.
@@ -45,14 +72,14 @@ impl<R: Runtime> NatsServe<R> {
             .nats
             .queue_subscribe(self.subject.clone(), QUEUE_GROUP)
             .await?;
-        // The subscription is in effect once the server has it: a caller that found the
-        // record must not get "no responders".
+        // The subscription is in effect once the server has processed it: a caller that found
+        // the record must not get "no responders" (CI saw exactly that after a mere flush).
         let client = self.nats.client().clone();
         self.nats
             .tokio()
-            .spawn(async move { client.flush().await })
+            .spawn(async move { confirm_processed(&client).await })
             .await
-            .map_err(|e| format!("flush task failed: {e}"))?
+            .map_err(|e| format!("subscription check task failed: {e}"))?
             .map_err(|e| format!("subscribing to {}: {e}", self.subject))?;
         tracing::info!(subject = %self.subject, "serving on the NATS request plane");
         let tokio = self.nats.tokio().clone();
