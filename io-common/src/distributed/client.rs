@@ -380,15 +380,7 @@ impl<R: Runtime> Client<R> {
             .call(addr, route, &request_id, codec, Bytes::from(body))
             .await
         {
-            Ok(stream) => Ok(CallStream {
-                kind: CallKind::Dynamo {
-                    stream,
-                    instances: Box::new(self.instances.clone()),
-                    instance: instance.id,
-                },
-                first_answer: None,
-                pending_cancel: None,
-            }),
+            Ok(stream) => Ok(self.dynamo_stream(instance, stream)),
             Err(error) => {
                 let outcome = match &error {
                     CallError::Connect { .. } => Outcome::ConnectFailed,
@@ -401,10 +393,7 @@ impl<R: Runtime> Client<R> {
                     }
                     _ => Outcome::ClosedAfterSent,
                 };
-                if outcome == Outcome::ClosedAfterSent && error.is_transport_failure() {
-                    self.instances.report_down(instance.id);
-                }
-                Err(AttemptError::Refused(outcome, error))
+                Err(self.dynamo_refusal(instance, outcome, error))
             }
         }
     }
@@ -446,15 +435,7 @@ impl<R: Runtime> Client<R> {
         )
         .await
         {
-            Ok(stream) => Ok(CallStream {
-                kind: CallKind::Dynamo {
-                    stream,
-                    instances: Box::new(self.instances.clone()),
-                    instance: instance.id,
-                },
-                first_answer: None,
-                pending_cancel: None,
-            }),
+            Ok(stream) => Ok(self.dynamo_stream(instance, stream)),
             Err(error) => {
                 let outcome = match &error {
                     CallError::Nats {
@@ -478,12 +459,40 @@ impl<R: Runtime> Client<R> {
                     }
                     _ => Outcome::ClosedAfterSent,
                 };
-                if outcome == Outcome::ClosedAfterSent && error.is_transport_failure() {
-                    self.instances.report_down(instance.id);
-                }
-                Err(AttemptError::Refused(outcome, error))
+                Err(self.dynamo_refusal(instance, outcome, error))
             }
         }
+    }
+
+    /// A call on Dynamo's protocol (either plane) that the instance took.
+    fn dynamo_stream(
+        &self,
+        instance: &Instance,
+        stream: crate::dynamo::DynamoStream,
+    ) -> CallStream {
+        CallStream {
+            kind: CallKind::Dynamo {
+                stream,
+                instances: Box::new(self.instances.clone()),
+                instance: instance.id,
+            },
+            first_answer: None,
+            pending_cancel: None,
+        }
+    }
+
+    /// A refused Dynamo-protocol attempt; a transport failure after the request was sent also
+    /// reports the instance down.
+    fn dynamo_refusal(
+        &self,
+        instance: &Instance,
+        outcome: Outcome,
+        error: CallError,
+    ) -> AttemptError {
+        if outcome == Outcome::ClosedAfterSent && error.is_transport_failure() {
+            self.instances.report_down(instance.id);
+        }
+        AttemptError::Refused(outcome, error)
     }
 
     fn choose(&self, attempts: &mut Attempts) -> Result<Instance, RouteError> {
