@@ -39,7 +39,7 @@ use adapter::{EtcdConfig, EtcdStore};
 
 /// Names every item an embedder uses, with the types spelled out, so a missing or renamed item
 /// in either adapter fails to compile.
-#[allow(dead_code, clippy::type_complexity)]
+#[allow(dead_code, clippy::type_complexity, clippy::too_many_arguments)]
 fn every_item_exists(
     _: Option<(
         Discovery,
