@@ -70,11 +70,13 @@ pub(crate) async fn start_services<R: Runtime>(
     let services = &drt.inner().services;
     let state = services
         .state
-        .get_or_init(|| SystemState::new(
+        .get_or_init(|| {
+            SystemState::new(
                 Clock::of(drt.runtime()),
                 drt.health().clone(),
                 drt.metrics().clone(),
-            ))
+            )
+        })
         .clone();
     state.set_live_probe(drt.live_probe());
     let waker = state.clone();

@@ -201,7 +201,11 @@ impl NatsClient {
         let s = subject.clone();
         let clock = self.inner.clock.clone();
         let reply = self
-            .run(async move { clock.bridge_timeout(timeout, client.request(s, payload)).await })
+            .run(async move {
+                clock
+                    .bridge_timeout(timeout, client.request(s, payload))
+                    .await
+            })
             .await?;
         match reply {
             None => Err(NatsError::TimedOut {

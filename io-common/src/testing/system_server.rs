@@ -672,10 +672,13 @@ fn canary_state<R: Runtime>(rt: &R, wait_ms: u64, timeout_ms: u64) -> SystemStat
         Duration::from_millis(timeout_ms),
     )
     .unwrap();
-    let state = state_with(rt, HealthConfig {
-        canary: Some(canary),
-        ..HealthConfig::default()
-    });
+    let state = state_with(
+        rt,
+        HealthConfig {
+            canary: Some(canary),
+            ..HealthConfig::default()
+        },
+    );
     state.update_health(|health, now| {
         health
             .register_health_check("generate", json!({"prompt": "ping"}), now)

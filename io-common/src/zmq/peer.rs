@@ -108,10 +108,7 @@ impl<R: Runtime, F: FnMut(&Arc<Peer>, Event) + Unpin> Driver<R, F> {
             write_buf: BytesMut::new(),
             events: Vec::new(),
             on_event,
-            handshake: Some((
-                rt.timer(rt.now() + handshake_timeout),
-                handshake_timeout,
-            )),
+            handshake: Some((rt.timer(rt.now() + handshake_timeout), handshake_timeout)),
             ready: false,
         }
     }

@@ -633,9 +633,12 @@ pub async fn lease_follows_the_runtime_clock<R: Runtime>(rt: R, endpoint: String
 
     clock.advance(TTL * 2 / 3);
     let renewed = t0 + TTL * 2 / 3 + TTL;
-    eventually(&rt, LIMIT, "a keep-alive sent at t0 + 20 s and answered", || {
-        store.lease_deadline() == Some(renewed)
-    })
+    eventually(
+        &rt,
+        LIMIT,
+        "a keep-alive sent at t0 + 20 s and answered",
+        || store.lease_deadline() == Some(renewed),
+    )
     .await;
     assert!(
         futures_lite::future::poll_once(store.lease_lost())
@@ -667,7 +670,9 @@ pub async fn lease_follows_the_runtime_clock<R: Runtime>(rt: R, endpoint: String
 
     // A lost lease is still revoked at shutdown (best effort): etcd answers at once.
     assert!(
-        until(&rt, rt.now() + LIMIT, store.shutdown()).await.is_some(),
+        until(&rt, rt.now() + LIMIT, store.shutdown())
+            .await
+            .is_some(),
         "shutdown did not finish"
     );
     let left = raw(&rt, &endpoint, move |mut client| async move {
