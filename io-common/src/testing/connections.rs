@@ -86,6 +86,10 @@ impl<R: Runtime> Runtime for GatedDials<R> {
         self.inner.now()
     }
 
+    fn system_clock(&self) -> bool {
+        self.inner.system_clock()
+    }
+
     fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         self.inner.spawn(future);
     }
