@@ -457,12 +457,10 @@ impl World {
                         .push((position, req));
                 }
             }
-            Event::Closed(reason) => {
-                // ENDs still queued in the core: written by the final flush of a graceful
-                // close (delivered at the socket's close), or never.
-                if !matches!(reason, CloseReason::Drained) {
-                    self.answers_cut(slot, link);
-                }
+            // ENDs still queued in the core: written by the final flush of a graceful close
+            // (delivered at the socket's close), or never.
+            Event::Closed(reason) if !matches!(reason, CloseReason::Drained) => {
+                self.answers_cut(slot, link);
             }
             _ => {}
         }
