@@ -209,6 +209,7 @@ impl<R: Runtime> Endpoint<R> {
             shared: Arc::new(Shared {
                 endpoint: self.id.path(),
                 drt: Arc::downgrade(inner),
+                rt: inner.rt.clone(),
                 metrics,
                 traffic,
             }),
@@ -297,6 +298,8 @@ struct Shared<R: Runtime> {
     /// The endpoint path, the drain's key.
     endpoint: String,
     drt: Weak<Inner<R>>,
+    /// The runtime, for its clock (upgrading `drt` per read would cost two atomic operations).
+    rt: R,
     /// `None` when request metrics are off.
     metrics: Option<EndpointMetrics>,
     /// Set when the endpoint has a canary schedule.
@@ -324,7 +327,7 @@ impl<R: Runtime> Tracked<R> {
         let cancel = context.cancel.clone();
         let request = match &self.shared.metrics {
             Some(metrics) if observed => {
-                Some(metrics.request_started(payload.len() as u64, Instant::now()))
+                Some(metrics.request_started(payload.len() as u64, self.shared.rt.now()))
             }
             _ => None,
         };
@@ -387,7 +390,7 @@ struct InFlight<R: Runtime> {
 impl<R: Runtime> InFlight<R> {
     /// The stream ended (its last item or an error): observe the duration.
     fn finish(&mut self) {
-        let now = Instant::now();
+        let now = self.shared.rt.now();
         self.ended = Some(now);
         if let Some(request) = self.request.take() {
             request.finish(now);
@@ -439,7 +442,7 @@ impl<R: Runtime> Stream for InFlight<R> {
 
 impl<R: Runtime> Drop for InFlight<R> {
     fn drop(&mut self) {
-        let now = self.ended.unwrap_or_else(Instant::now);
+        let now = self.ended.unwrap_or_else(|| self.shared.rt.now());
         if let Some(request) = self.request.take() {
             // Dropped before its end: the caller cancelled, or went away.
             if let Some(metrics) = &self.shared.metrics {
@@ -451,11 +454,12 @@ impl<R: Runtime> Drop for InFlight<R> {
             // Now, not when the handler's stream ended: the request was in flight until its
             // answer was delivered (the server holds the stream until then), and the drain's
             // report measures that.
+            let now = self.shared.rt.now();
             let mut shutdown = drt.lock_shutdown();
             let _ = if self.cancel.is_lost() {
-                shutdown.request_lost(&self.shared.endpoint, Instant::now())
+                shutdown.request_lost(&self.shared.endpoint, now)
             } else {
-                shutdown.request_finished(&self.shared.endpoint, Instant::now())
+                shutdown.request_finished(&self.shared.endpoint, now)
             };
             drop(shutdown);
             drt.drain_changed.notify(usize::MAX);
