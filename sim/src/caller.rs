@@ -2,7 +2,7 @@
 //!
 //! The caller watches the endpoint's instances through the store into a real
 //! [`InstanceSet`], routes each request round-robin with the real [`Router`] over the
-//! available instances through the real retry machine ([`Attempts`]), and sends it on its
+//! available instances through the real dispatch machine ([`Dispatch`]), and sends it on its
 //! connection to that instance's address (opening one if needed; requests wait for the
 //! handshake). An instance that never took the request (unreachable, its connection closed
 //! before the request was written, `WorkerUnavailable` before any data) is reported down and
@@ -21,8 +21,10 @@ use dynrt_core::discovery::{
 };
 use dynrt_core::kv::WatchEvent;
 use dynrt_core::names::InstanceId;
-use dynrt_core::router::{Attempts, Outcome, Policy, RetryConfig, Verdict};
 use dynrt_core::router::{Candidates, Router};
+use dynrt_core::router::{
+    ChooseError, Dispatch, DispatchEvent, Outcome, Policy, RetryConfig, Verdict,
+};
 use dynrt_core::wire::mux::{CancelMode, ErrorKind};
 use dynrt_core::wire::mux::{StreamId, WireStr};
 
@@ -62,8 +64,8 @@ pub(crate) struct Caller {
     removed: BTreeSet<InstanceId>,
     /// Every instance ever seen (the planted bug routes over these).
     ever_seen: BTreeMap<InstanceId, SocketAddr>,
-    /// Each open request's attempts (which instances it was offered to).
-    attempts: BTreeMap<u64, Attempts>,
+    /// Each open request's way to an instance (which instances it was offered to).
+    attempts: BTreeMap<u64, Dispatch>,
     /// Requests to cancel once this many bytes of them arrived, and how.
     cancel_at: BTreeMap<u64, (u64, CancelMode)>,
     /// Requests this caller killed (their `Cancelled` end is its own doing).
@@ -288,7 +290,7 @@ impl World {
         }
         self.callers[caller].attempts.insert(
             req,
-            Attempts::new(Policy::RoundRobin, RetryConfig::default()),
+            Dispatch::new(Policy::RoundRobin, RetryConfig::default()),
         );
         self.route(caller, req);
     }
@@ -309,6 +311,11 @@ impl World {
         };
         let chosen = match attempts.choose(&mut c.router, Candidates::new(&ids)) {
             Ok(id) => id,
+            Err(ChooseError::Misuse(e)) => {
+                let detail = format!("c{caller}: request {req}: {e}");
+                self.fail(Invariant::StreamEndsOnce, detail);
+                return;
+            }
             Err(e) => {
                 trace!(self, format_args!("c{caller}"), "request {req}: {e}");
                 self.end_request(caller, req, ClientEnd::Error(format!("route: {e}")));
@@ -390,26 +397,53 @@ impl World {
                     // Never written (a connection going away, or closed): not taken.
                     cl.pending.pop_front();
                     let reason = format!("open: {e}");
-                    self.refused(caller, link, req, Outcome::ClosedBeforeSent, reason);
+                    self.refused(caller, req, Outcome::ClosedBeforeSent, reason);
                 }
             }
         }
         self.pump(link, Side::Client);
     }
 
-    /// The instance behind `link` never took `req`: offer it to another, or give up.
-    fn refused(&mut self, caller: usize, link: u32, req: u64, outcome: Outcome, reason: String) {
-        let Some(attempts) = self.callers[caller].attempts.get_mut(&req) else {
+    /// What became of `req`'s attempt on the instance it was offered to: an answer, or a
+    /// refusal (offered to another, or given up). Returns the verdict (`None` once the
+    /// request ended or after a driver misuse).
+    fn attempt_outcome(&mut self, caller: usize, req: u64, outcome: Outcome) -> Option<Verdict> {
+        let dispatch = self.callers[caller].attempts.get_mut(&req)?;
+        let verdict = match dispatch.handle_outcome(outcome) {
+            Ok(verdict) => verdict,
+            // Already decided (an answer after the first): nothing more to learn.
+            Err(_) if matches!(outcome, Outcome::Answered) => return None,
+            Err(e) => {
+                let detail = format!("c{caller}: request {req}: {e}");
+                self.fail(Invariant::StreamEndsOnce, detail);
+                return None;
+            }
+        };
+        self.dispatch_events(caller, req);
+        Some(verdict)
+    }
+
+    /// Reports down the instances a request's dispatch says to.
+    fn dispatch_events(&mut self, caller: usize, req: u64) {
+        let now = self.now_instant();
+        let c = &mut self.callers[caller];
+        let Some(dispatch) = c.attempts.get_mut(&req) else {
             return;
         };
-        match attempts.handle_outcome(outcome) {
-            Verdict::Retry(refusal) => {
-                if refusal.reports_down() {
-                    let now = self.now_instant();
-                    let instance = self.net.links[link as usize].instance;
-                    let _ = self.callers[caller].set.report_down(instance, now);
-                    self.drain_set(caller);
-                }
+        let mut any = false;
+        while let Some(DispatchEvent::ReportDown(instance)) = dispatch.poll_event() {
+            let _ = c.set.report_down(instance, now);
+            any = true;
+        }
+        if any {
+            self.drain_set(caller);
+        }
+    }
+
+    /// The instance `req` was offered to never took it: offer it to another, or give up.
+    fn refused(&mut self, caller: usize, req: u64, outcome: Outcome, reason: String) {
+        match self.attempt_outcome(caller, req, outcome) {
+            Some(Verdict::Retry(_)) => {
                 trace!(
                     self,
                     format_args!("c{caller}"),
@@ -418,9 +452,8 @@ impl World {
                 self.stats.retries += 1;
                 self.route(caller, req);
             }
-            Verdict::GiveUp(_) | Verdict::Accepted => {
-                self.end_request(caller, req, ClientEnd::Error(reason));
-            }
+            Some(_) => self.end_request(caller, req, ClientEnd::Error(reason)),
+            None => {}
         }
     }
 
@@ -475,14 +508,31 @@ impl World {
                             e.kind.dynamo_name().unwrap_or("Unknown"),
                             e.message
                         );
-                        if !answered {
-                            // The instance's first answer: a refusal may go elsewhere.
-                            let outcome = Outcome::EndedBeforeData(e.kind);
-                            if outcome.delivery() != dynrt_core::router::Delivery::Accepted {
-                                trace!(self, format_args!("c{caller}"), "request {req}: {reason}");
-                                self.refused(caller, link, req, outcome, reason);
+                        if answered {
+                            // The accepted instance's answer failed: for a transport reason,
+                            // it is reported down.
+                            let transport = e.kind == ErrorKind::DISCONNECTED;
+                            if let Some(d) = self.callers[caller].attempts.get_mut(&req)
+                                && let Err(misuse) = d.handle_answer_failed(transport)
+                            {
+                                let detail = format!("c{caller}: request {req}: {misuse}");
+                                self.fail(Invariant::StreamEndsOnce, detail);
                                 return;
                             }
+                            self.dispatch_events(caller, req);
+                        } else {
+                            // The instance's first answer: a refusal may go elsewhere.
+                            let outcome = if e.kind == ErrorKind::DISCONNECTED {
+                                Outcome::ClosedAfterSent
+                            } else {
+                                Outcome::EndedBeforeData(e.kind)
+                            };
+                            if outcome.delivery() != dynrt_core::router::Delivery::Accepted {
+                                trace!(self, format_args!("c{caller}"), "request {req}: {reason}");
+                                self.refused(caller, req, outcome, reason);
+                                return;
+                            }
+                            let _ = self.attempt_outcome(caller, req, outcome);
                         }
                         ClientEnd::Error(reason)
                     }
@@ -515,7 +565,13 @@ impl World {
             self.fail(Invariant::StreamEndsOnce, detail);
             return;
         };
-        cl.answered.insert(id);
+        if cl.answered.insert(id) {
+            // The first answer: the instance took the request.
+            let _ = self.attempt_outcome(caller, req, Outcome::Answered);
+        }
+        let Some(cl) = self.callers[caller].links.get_mut(&link) else {
+            return;
+        };
         if let Err(detail) = self.ledger.received(req, payload) {
             self.fail(Invariant::StreamEndsOnce, detail);
             return;
@@ -624,7 +680,7 @@ impl World {
         self.drain_set(caller);
         for req in pending {
             let why = format!("connection closed before the request was sent: {reason}");
-            self.refused(caller, link, req, outcome, why);
+            self.refused(caller, req, outcome, why);
         }
     }
 }
