@@ -31,6 +31,7 @@ fn special_bytes(word: u64) -> u64 {
 
 /// How many bytes at the start of `bytes` can stand in a JSON string as they are: the index of
 /// the first `"`, `\` or control character, or `bytes.len()`. Eight bytes per step.
+#[inline]
 pub(crate) fn plain_len(bytes: &[u8]) -> usize {
     let mut words = bytes.chunks_exact(8);
     let mut at = 0;
@@ -54,17 +55,54 @@ pub(crate) fn plain_len(bytes: &[u8]) -> usize {
 pub(crate) trait Sink {
     /// Appends text.
     fn put(&mut self, text: &str);
+
+    /// Appends `"text"` (text that needs no escape).
+    fn put_quoted(&mut self, text: &str);
+
+    /// Appends a two-character escape: a backslash and `c` (ASCII).
+    fn put_escape(&mut self, c: u8);
 }
 
 impl Sink for BytesMut {
+    #[inline]
     fn put(&mut self, text: &str) {
-        self.put_slice(text.as_bytes());
+        self.extend_from_slice(text.as_bytes());
+    }
+
+    #[inline]
+    fn put_quoted(&mut self, text: &str) {
+        self.reserve(text.len() + 2);
+        self.put_u8(b'"');
+        self.extend_from_slice(text.as_bytes());
+        self.put_u8(b'"');
+    }
+
+    #[inline]
+    fn put_escape(&mut self, c: u8) {
+        self.reserve(2);
+        self.put_u8(b'\\');
+        self.put_u8(c);
     }
 }
 
 impl Sink for String {
+    #[inline]
     fn put(&mut self, text: &str) {
         self.push_str(text);
+    }
+
+    #[inline]
+    fn put_quoted(&mut self, text: &str) {
+        self.reserve(text.len() + 2);
+        self.push('"');
+        self.push_str(text);
+        self.push('"');
+    }
+
+    #[inline]
+    fn put_escape(&mut self, c: u8) {
+        self.push('\\');
+        self.push(char::from(c));
     }
 }
 
@@ -72,26 +110,29 @@ impl Sink for String {
 /// characters; nothing else).
 pub(crate) fn write_str(s: &str, out: &mut impl Sink) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut plain = plain_len(s.as_bytes());
+    if plain == s.len() {
+        // What nearly every header and id is: one copy between two quotes.
+        out.put_quoted(s);
+        return;
+    }
     let mut rest = s;
     out.put("\"");
     loop {
         // The special bytes are ASCII, so `plain` is on a character boundary.
-        let plain = plain_len(rest.as_bytes());
         out.put(&rest[..plain]);
         let Some(&b) = rest.as_bytes().get(plain) else {
             break;
         };
-        let unicode;
-        out.put(match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
+        match b {
+            b'"' | b'\\' => out.put_escape(b),
+            b'\n' => out.put_escape(b'n'),
+            b'\r' => out.put_escape(b'r'),
+            b'\t' => out.put_escape(b't'),
+            0x08 => out.put_escape(b'b'),
+            0x0c => out.put_escape(b'f'),
             _ => {
-                unicode = [
+                let unicode = [
                     b'\\',
                     b'u',
                     b'0',
@@ -99,10 +140,11 @@ pub(crate) fn write_str(s: &str, out: &mut impl Sink) {
                     HEX[usize::from(b >> 4)],
                     HEX[usize::from(b & 0xf)],
                 ];
-                std::str::from_utf8(&unicode).expect("ASCII")
+                out.put(std::str::from_utf8(&unicode).expect("ASCII"));
             }
-        });
+        }
         rest = &rest[plain + 1..];
+        plain = plain_len(rest.as_bytes());
     }
     out.put("\"");
 }
