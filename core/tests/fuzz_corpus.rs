@@ -50,3 +50,10 @@ fn callhome_ops_corpus_replays_cleanly() {
 fn zmtp_frames_corpus_replays_cleanly() {
     replay("zmtp_frames", dynrt_core::zmtp::fuzzing::zmtp_frames);
 }
+
+#[test]
+fn peer_ops_corpus_replays_cleanly() {
+    replay("peer_ops", |data| {
+        dynrt_core::peers::fuzzing::peer_ops(data, std::time::Instant::now())
+    });
+}

@@ -50,6 +50,13 @@ impl Runtime for TokioRuntime {
         tokio::time::Instant::now().into_std()
     }
 
+    fn system_clock(&self) -> bool {
+        // The bridge tasks then sleep on tokio's timer of the runtime they run on: this one
+        // with `EtcdConfig::dedicated_thread` off (paused with it, in a test that pauses it),
+        // the etcd store's own runtime otherwise.
+        true
+    }
+
     fn timer(&self, deadline: Instant) -> Self::Timer {
         let _guard = self.handle.enter();
         Box::pin(tokio::time::sleep_until(deadline.into()))
@@ -95,8 +102,13 @@ impl Runtime for TokioRuntime {
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
-        // tokio reads into uninitialised memory: no zero-fill pass.
-        buf.reserve(64 * 1024);
+        // tokio reads into uninitialised memory: no zero-fill pass. A fresh 64 KiB only once
+        // the spare room is nearly used: reserving 64 KiB before every read allocated (and
+        // page-faulted) a new buffer per read whenever decoded frames still shared the old one
+        // — once per read of a few small ZMQ messages.
+        if buf.capacity() - buf.len() < 4 * 1024 {
+            buf.reserve(64 * 1024);
+        }
         tokio_util::io::poll_read_buf(Pin::new(tcp.get_mut()), cx, buf)
     }
 

@@ -208,6 +208,7 @@ impl<R: Runtime> Endpoint<R> {
             shared: Arc::new(Shared {
                 endpoint: self.id.path(),
                 drt: Arc::downgrade(inner),
+                rt: inner.rt.clone(),
                 metrics,
                 traffic,
             }),
@@ -296,6 +297,8 @@ struct Shared<R: Runtime> {
     /// The endpoint path, the drain's key.
     endpoint: String,
     drt: Weak<Inner<R>>,
+    /// The runtime, for its clock (upgrading `drt` per read would cost two atomic operations).
+    rt: R,
     /// `None` when request metrics are off.
     metrics: Option<EndpointMetrics>,
     /// Set when the endpoint has a canary schedule.
@@ -322,7 +325,7 @@ impl<R: Runtime> Tracked<R> {
         let observed = origin == Origin::Caller;
         let request = match &self.shared.metrics {
             Some(metrics) if observed => {
-                Some(metrics.request_started(payload.len() as u64, Instant::now()))
+                Some(metrics.request_started(payload.len() as u64, self.shared.rt.now()))
             }
             _ => None,
         };
@@ -379,7 +382,7 @@ struct InFlight<R: Runtime> {
 impl<R: Runtime> InFlight<R> {
     /// The stream ended (its last item or an error): observe the duration.
     fn finish(&mut self) {
-        let now = Instant::now();
+        let now = self.shared.rt.now();
         self.ended = Some(now);
         if let Some(request) = self.request.take() {
             request.finish(now);
@@ -431,7 +434,7 @@ impl<R: Runtime> Stream for InFlight<R> {
 
 impl<R: Runtime> Drop for InFlight<R> {
     fn drop(&mut self) {
-        let now = self.ended.unwrap_or_else(Instant::now);
+        let now = self.ended.unwrap_or_else(|| self.shared.rt.now());
         if let Some(request) = self.request.take() {
             // Dropped before its end: the caller cancelled, or went away.
             if let Some(metrics) = &self.shared.metrics {
@@ -445,7 +448,7 @@ impl<R: Runtime> Drop for InFlight<R> {
             // report measures that.
             let _ = drt
                 .lock_shutdown()
-                .request_finished(&self.shared.endpoint, Instant::now());
+                .request_finished(&self.shared.endpoint, self.shared.rt.now());
             drt.drain_changed.notify(usize::MAX);
         }
     }

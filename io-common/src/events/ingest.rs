@@ -137,12 +137,11 @@ impl Ingest {
         self.count_drops(pushed.dropped);
     }
 
-    /// Queues events; those that find the queue full are dropped and counted.
+    /// Queues events; those that find the queue full are dropped and counted. (`received` is
+    /// counted where the application takes the event, the subscriber, so the counter never
+    /// lags an event already in the application's hands.)
     fn push_events(&self, envelopes: impl IntoIterator<Item = EventEnvelope>) {
         let pushed = self.queue.push_all(envelopes.into_iter().map(Ok));
-        if pushed.queued > 0 {
-            self.counters.received.inc_by(pushed.queued as u64);
-        }
         self.count_drops(pushed.dropped);
     }
 

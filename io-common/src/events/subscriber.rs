@@ -64,7 +64,7 @@ impl EventSubscriber {
     /// The next event, or an error a peer caused (the stream goes on after it); `None` once
     /// the runtime has shut down.
     pub async fn next(&mut self) -> Option<Result<EventEnvelope, EventError>> {
-        self.queue.recv().await
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
     /// The same stream with each payload decoded as `T` (MessagePack, as 1.6.1 publishes).
@@ -109,7 +109,11 @@ impl Stream for EventSubscriber {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        this.queue.poll_recv(cx, &mut this.listener)
+        let item = this.queue.poll_recv(cx, &mut this.listener);
+        if let Poll::Ready(Some(Ok(_))) = &item {
+            this.counters.received.inc();
+        }
+        item
     }
 }
 

@@ -208,7 +208,7 @@ async fn accept_loop<R: Runtime>(
             return;
         }
         match accepted {
-            Some(Ok((tcp, peer))) => match limit.try_acquire(peer) {
+            Some(Ok((tcp, peer))) => match limit.try_acquire(peer, || rt.now()) {
                 Some(permit) => rt.spawn(serve_connection(
                     rt.clone(),
                     tcp,
