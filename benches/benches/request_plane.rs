@@ -33,6 +33,7 @@ const IN_FLIGHT: usize = 64;
 const BULK_IN_FLIGHT: usize = 4;
 const STREAM_ITEMS: usize = 100;
 
+#[path = "request_plane/planes.rs"]
 mod planes;
 
 /// Run by `cargo test --benches` (criterion's test mode: no `--bench` argument), where only

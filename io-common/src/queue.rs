@@ -80,11 +80,6 @@ impl<T> BatchQueue<T> {
         pushed
     }
 
-    /// Queues one item; false if it was dropped (full) or the queue is closed.
-    pub(crate) fn push(&self, item: T) -> bool {
-        self.push_all(std::iter::once(item)).queued == 1
-    }
-
     /// Refuses new items and wakes every receiver; what is queued can still be taken.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
@@ -189,7 +184,7 @@ mod tests {
             }
         );
         assert_eq!(q.try_recv(), Some(1));
-        assert!(q.push(6));
+        assert_eq!(q.push_all([6]).queued, 1);
         let mut all = Vec::new();
         assert_eq!(
             futures_lite::future::block_on(q.recv_all(&mut all)),
@@ -204,7 +199,11 @@ mod tests {
         q.push_all([1, 2]);
         q.close();
         assert!(q.is_closed());
-        assert!(!q.push(3), "a closed queue takes nothing");
+        assert_eq!(
+            q.push_all([3]),
+            Pushed::default(),
+            "a closed queue takes nothing"
+        );
         assert_eq!(futures_lite::future::block_on(q.recv()), Some(1));
         assert_eq!(futures_lite::future::block_on(q.recv()), Some(2));
         assert_eq!(futures_lite::future::block_on(q.recv()), None);

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use dynrt_tokio::core::config::DistributedConfig;
 use dynrt_tokio::io::Runtime;
 use dynrt_tokio::io::discovery::MemStore;
-use dynrt_tokio::io::distributed::{Client, DistributedRuntime};
+use dynrt_tokio::io::distributed::{Client, DistributedRuntime, Endpoint};
 use dynrt_tokio::io::mux::handler_fn;
 use futures_lite::{StreamExt, stream};
 
@@ -73,18 +73,29 @@ async fn runtime<R: Runtime>(rt: &R, store: &MemStore, plane: &Plane) -> Distrib
         .unwrap_or_else(|e| panic!("a {}-plane runtime: {e}", plane.name()))
 }
 
+fn endpoint<R: Runtime>(drt: &DistributedRuntime<R>, name: &str) -> Endpoint<R> {
+    drt.namespace("bench")
+        .and_then(|ns| ns.component("backend"))
+        .and_then(|c| c.endpoint(name))
+        .expect("names")
+}
+
+/// A client of `bench/backend/<name>` that sees the worker.
+async fn client<R: Runtime>(caller: &DistributedRuntime<R>, name: &str) -> Client<R> {
+    let client = endpoint(caller, name).client().await.expect("client");
+    client
+        .wait_for_instances(1, Duration::from_secs(10))
+        .await
+        .expect("the worker appears");
+    client
+}
+
 /// Starts the worker (echo, and a stream of `STREAM_ITEMS` items of 64 bytes) and the
 /// caller, and waits until the caller sees the worker.
 pub(crate) async fn start<R: Runtime>(rt: &R, plane: Plane) -> Pair<R> {
     let store = MemStore::new();
     let worker = runtime(rt, &store, &plane).await;
     let caller = runtime(rt, &store, &plane).await;
-    let endpoint = |drt: &DistributedRuntime<R>, name: &str| {
-        drt.namespace("bench")
-            .and_then(|ns| ns.component("backend"))
-            .and_then(|c| c.endpoint(name))
-            .expect("names")
-    };
     endpoint(&worker, "echo")
         .serve(handler_fn(|p: Bytes, _| stream::once(Ok(p))))
         .await
@@ -95,20 +106,15 @@ pub(crate) async fn start<R: Runtime>(rt: &R, plane: Plane) -> Pair<R> {
         }))
         .await
         .expect("serve stream");
-    let client = |name| async move {
-        let client = endpoint(&caller, name).client().await.expect("client");
-        client
-            .wait_for_instances(1, Duration::from_secs(10))
-            .await
-            .expect("the worker appears");
-        client
-    };
-    let (echo, stream) = (client("echo").await, client("stream").await);
+    let (echo, stream) = (
+        client(&caller, "echo").await,
+        client(&caller, "stream").await,
+    );
     let pair = Pair {
         plane,
         echo,
         stream,
-        runtimes: [worker, caller.clone()],
+        runtimes: [worker, caller],
     };
     // One call each before anything is timed: connections, pools and subscriptions are made.
     call(&pair.echo, payload()).await;

@@ -59,6 +59,7 @@ pub(crate) struct Socket<R: Runtime> {
 
 impl<R: Runtime> Socket<R> {
     pub(crate) fn new(rt: R, kind: SocketType, config: ZmqConfig) -> Self {
+        let messages = BatchQueue::new(config.recv_capacity);
         let inner = Arc::new(Inner {
             rt,
             kind,
@@ -67,7 +68,7 @@ impl<R: Runtime> Socket<R> {
             subscriptions: Mutex::new(TopicFilter::new()),
             aggregate: Mutex::new(TopicFilter::new()),
             hook: Mutex::new(None),
-            messages: BatchQueue::new(config.recv_capacity),
+            messages,
             counters: Counters::default(),
             cancel: CancellationToken::new(),
             connectors: Mutex::new(HashMap::new()),
