@@ -49,13 +49,28 @@ impl<R: Runtime> Connector<R> {
         header: Bytes,
         payload: Bytes,
     ) -> Result<ResponseStream, CallError> {
-        let client = self.client(addr).await?;
+        // The pooled connection as it is: one that went away refuses the call, and the retry
+        // below looks again (and dials). Checking it first would cost a lock on the
+        // connection per call.
+        let client = match self.pooled(addr) {
+            Some(client) => client,
+            None => self.client(addr).await?,
+        };
         match client.call(route, header.clone(), payload.clone()).await {
             Err(CallError::Open(OpenError::GoingAway | OpenError::Closed))
             | Err(CallError::Disconnected(_)) => {
                 self.client(addr).await?.call(route, header, payload).await
             }
             other => other,
+        }
+    }
+
+    /// The pooled connection to `addr`, usable or not.
+    fn pooled(&self, addr: SocketAddr) -> Option<MuxClient> {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        match peers.get(&addr) {
+            Some(Slot::Ready(client)) => Some(client.clone()),
+            _ => None,
         }
     }
 

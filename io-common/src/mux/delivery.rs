@@ -24,18 +24,19 @@
 //! then at or past the END's last byte. A driver that wrote some frames ahead of others would
 //! have to take positions per frame instead.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use dynrt_core::wire::mux::StreamId;
 
 use super::handler::BoxItemStream;
+use super::state::IdMap;
 
 /// The held answers of one connection. Positions count bytes handed to the driver's output
 /// since the connection started.
 #[derive(Default)]
 pub(crate) struct Delivery {
     /// END queued in the core, not yet written into the output.
-    queued: HashMap<StreamId, BoxItemStream>,
+    queued: IdMap<BoxItemStream>,
     /// END in the output, ending at or before the position: released once it is written.
     unflushed: VecDeque<(u64, BoxItemStream)>,
     /// The output position the driver reported last (everything transmitted so far ends
