@@ -7,7 +7,9 @@
 //! bytes back until it heals (retransmission delivers them then), so a long one ends by the
 //! connection's own timers. A receiver that stops reading leaves the bytes in the window; the
 //! sender's writes then take nothing and its stall timer decides. A process that dies resets
-//! its connections; a closed connection sends end of stream after its last bytes.
+//! its connections (a reset discards what the peer has not read yet); a connection closed
+//! gracefully sends end of stream after its last bytes, which the peer reads after them, even
+//! if it is not reading at the moment (the kernel keeps both).
 //!
 //! Each end owns its real [`dynrt_core::conn::Conn`] and is pumped like the io drivers pump
 //! theirs: inputs, then every `poll_transmit` into the socket, then every event, then the timer.
@@ -67,6 +69,13 @@ pub(crate) struct End {
     closing: bool,
     /// Bytes this end wrote that the peer has not read yet.
     in_flight: usize,
+    /// Bytes the socket has taken from this end since the connection started (the output
+    /// position answers are delivered at).
+    pub(crate) written: u64,
+    /// The machine closed `Drained` (a graceful close): the socket's close is end of stream.
+    drained: bool,
+    /// End of stream arrived while the application was not reading: read after `held`.
+    fin_pending: bool,
     /// When the last bytes (or end of stream) this end sent arrive.
     last_arrival: u64,
     timer: Option<u64>,
@@ -167,6 +176,7 @@ impl World {
                 Ev::Reset {
                     link,
                     to: Side::Client,
+                    fin: false,
                 },
             );
             return;
@@ -207,6 +217,7 @@ impl World {
                     Ev::Reset {
                         link,
                         to: to.peer(),
+                        fin: false,
                     },
                 );
             }
@@ -253,12 +264,23 @@ impl World {
         self.pump(link, side);
         // The window opened: the peer may write what it holds.
         self.pump(link, side.peer());
+        if std::mem::take(&mut self.net.links[link as usize].ends[side.idx()].fin_pending) {
+            self.on_reset(link, side, true);
+        }
     }
 
-    pub(crate) fn on_reset(&mut self, link: u32, to: Side) {
+    /// End of stream (`fin`) or a reset arrives at one end.
+    pub(crate) fn on_reset(&mut self, link: u32, to: Side, fin: bool) {
         let now = self.now_instant();
         if self.is_reading(link, to) {
             self.read(link, to);
+        } else if fin {
+            // Read after what arrived before it, once the application reads again.
+            let end = &mut self.net.links[link as usize].ends[to.idx()];
+            if end.open && !end.held.is_empty() {
+                end.fin_pending = true;
+                return;
+            }
         }
         let end = &mut self.net.links[link as usize].ends[to.idx()];
         if !end.open {
@@ -269,7 +291,7 @@ impl World {
         };
         conn.handle_transport_closed(now);
         self.pump(link, to);
-        self.close_socket(link, to);
+        self.close_socket(link, to, false);
     }
 
     /// Resets a connection from one end (a fault, or a process that died).
@@ -284,11 +306,14 @@ impl World {
             Ev::Reset {
                 link,
                 to: from.peer(),
+                fin: false,
             },
         );
     }
 
-    fn close_socket(&mut self, link: u32, side: Side) {
+    /// Closes this end's socket: end of stream after its last bytes when `fin` (a graceful
+    /// close with everything written), a reset otherwise.
+    fn close_socket(&mut self, link: u32, side: Side, fin: bool) {
         let end = &mut self.net.links[link as usize].ends[side.idx()];
         if !end.open {
             return;
@@ -297,8 +322,9 @@ impl World {
         end.timer = None;
         end.out = OutBuf::new();
         end.held.clear();
+        end.fin_pending = false;
         if side == Side::Server {
-            self.server_socket_closed(link);
+            self.server_socket_closed(link, fin);
         }
         let peer_open = self.net.links[link as usize].ends[side.peer().idx()].open;
         if peer_open {
@@ -308,9 +334,15 @@ impl World {
                 Ev::Reset {
                     link,
                     to: side.peer(),
+                    fin,
                 },
             );
         }
+    }
+
+    /// The worker's process cuts a connection (phase 3 of its shutdown): a reset.
+    pub(crate) fn abort_end(&mut self, link: u32, side: Side) {
+        self.close_socket(link, side, false);
     }
 
     /// A process died: its end of the connection vanishes and the peer gets a reset.
@@ -320,7 +352,7 @@ impl World {
             end.conn = None;
             return;
         }
-        self.close_socket(link, side);
+        self.close_socket(link, side, false);
         self.net.links[link as usize].ends[side.idx()].conn = None;
     }
 
@@ -357,6 +389,9 @@ impl World {
             }
         }
         self.net.links[link as usize].ends[side.idx()].pumping = false;
+        if side == Side::Server {
+            self.delivery_progress(link);
+        }
         self.check_memory(link, side);
         self.finish_pump(link, side);
     }
@@ -405,7 +440,8 @@ impl World {
             return;
         };
         if end.closing && (end.out.is_empty() || conn.is_flush_abandoned()) {
-            self.close_socket(link, side);
+            let fin = end.drained && end.out.is_empty();
+            self.close_socket(link, side, fin);
             return;
         }
         if let Some(deadline) = conn.poll_timeout() {
@@ -450,6 +486,7 @@ impl World {
             data.freeze()
         };
         end.in_flight += data.len();
+        end.written += data.len() as u64;
         self.schedule(
             at,
             Ev::Bytes {
@@ -464,12 +501,20 @@ impl World {
         if let Event::Closed(reason) = &event {
             let end = &mut self.net.links[link as usize].ends[side.idx()];
             end.closing = true;
+            end.drained = matches!(reason, dynrt_core::conn::CloseReason::Drained);
             trace!(self, self.node_name(link, side), "#{link} closed: {reason}");
         }
         match side {
             Side::Client => self.on_client_event(link, event),
             Side::Server => self.on_server_event(link, event),
         }
+    }
+
+    /// The output position this end has reached: bytes written plus bytes waiting in its
+    /// output (everything `poll_transmit` produced so far).
+    pub(crate) fn output_end(&self, link: u32, side: Side) -> u64 {
+        let end = &self.net.links[link as usize].ends[side.idx()];
+        end.written + end.out.len() as u64
     }
 
     pub(crate) fn node_name(&self, link: u32, side: Side) -> String {

@@ -232,6 +232,7 @@ fn log_report(report: &ShutdownReport) {
             cause = %report.cause,
             ?drain,
             in_flight = ?report.in_flight,
+            lost = ?report.lost,
             graceful_tasks = report.graceful_tasks.len(),
             "shutdown: not clean"
         ),

@@ -121,11 +121,11 @@ impl<R: Runtime> Driver<R> {
     }
 
     /// The driver stops: answers still held will not be written by it; release them (outside
-    /// the lock).
-    fn release_held(&mut self) {
+    /// the lock), as delivered only after a graceful close that wrote everything.
+    fn release_held(&mut self, delivered: bool) {
         let released = {
             let mut state = self.shared.lock();
-            state.delivery.release_all();
+            state.delivery.release_all(delivered);
             state.delivery.take_released()
         };
         drop(released);
@@ -169,7 +169,10 @@ impl<R: Runtime> Future for Driver<R> {
         let this = self.get_mut();
         if this.linger.is_some() {
             std::task::ready!(this.poll_linger(cx));
-            this.release_held();
+            // Everything was written before the linger began; an abort during it drops the
+            // socket with a reset, which may discard the tails still in flight.
+            let delivered = !this.shared.abort.load(Ordering::Acquire);
+            this.release_held(delivered);
             return Poll::Ready(());
         }
         for _ in 0..BUDGET {
@@ -181,7 +184,7 @@ impl<R: Runtime> Future for Driver<R> {
                 state.dispatch_events(&this.shared.can_open, &mut Vec::new());
                 state.release_budget();
                 drop(state);
-                this.release_held();
+                this.release_held(false);
                 return Poll::Ready(());
             }
             let mut progress = false;
@@ -283,11 +286,15 @@ impl<R: Runtime> Future for Driver<R> {
                 state.release_budget();
                 let graceful = matches!(state.closed, Some(CloseReason::Drained));
                 drop(state);
+                // Held answers count as delivered after a graceful close that wrote every
+                // byte; any other end (a stall, output left unwritten) cut them off.
+                let delivered = graceful && !abandoned && this.out.is_empty();
                 if graceful && !this.read_closed && !abandoned {
                     this.linger = Some(this.rt.now() + LINGER);
                     std::task::ready!(this.poll_linger(cx));
                 }
-                this.release_held();
+                let aborted = this.shared.abort.load(Ordering::Acquire);
+                this.release_held(delivered && !aborted);
                 return Poll::Ready(());
             }
             if let Some(deadline) = deadline {
