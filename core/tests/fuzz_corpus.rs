@@ -52,6 +52,14 @@ fn zmtp_frames_corpus_replays_cleanly() {
 }
 
 #[test]
+fn control_message_corpus_replays_cleanly() {
+    replay(
+        "control_message",
+        dynrt_core::wire::dynamo::fuzzing::control_message,
+    );
+}
+
+#[test]
 fn peer_ops_corpus_replays_cleanly() {
     replay("peer_ops", |data| {
         dynrt_core::peers::fuzzing::peer_ops(data, std::time::Instant::now())

@@ -390,3 +390,23 @@ proptest! {
         dynrt_core::peers::fuzzing::peer_ops(&ops, Instant::now());
     }
 }
+
+/// With no backoff configured, a failed or timed-out dial is followed at once by a new one.
+#[test]
+fn without_a_backoff_the_next_call_dials_at_once() {
+    let t0 = Instant::now();
+    let mut peers = PeerTable::<Link>::new(
+        PeerConfig::new(TIMEOUT).with_backoff(Duration::ZERO, Duration::ZERO),
+    );
+    let ticket = dial(&mut peers, t0);
+    assert!(peers.handle_failed(ticket, "refused", t0));
+    let stuck = dial(&mut peers, t0);
+    let next = dial(&mut peers, t0 + TIMEOUT);
+    assert_ne!(
+        stuck.dial(),
+        next.dial(),
+        "the stuck dial timed out and a new one went out"
+    );
+    assert!(!peers.handle_abandoned(stuck, t0 + TIMEOUT));
+    assert!(peers.handle_connected(next, Link::new(), t0 + TIMEOUT));
+}

@@ -294,17 +294,22 @@ impl<C: PooledConn> PeerTable<C> {
 
     /// What a call to `addr` at `now` does (see the table in the module doc).
     pub fn acquire(&mut self, addr: SocketAddr, now: Instant) -> Acquire<'_, C> {
-        self.expire_dial(addr, now);
+        // One lookup on the hot path (a usable connection), plus the one that lends it.
         let failures = match self.peers.get(&addr) {
             None => 0,
-            Some(PeerState::Dialing { dial, deadline, .. }) => {
+            Some(PeerState::Connected { conn, .. }) if conn.is_usable() => return self.lend(addr),
+            Some(PeerState::Connected { .. }) => 0,
+            Some(PeerState::Dialing { dial, deadline, .. }) if now < *deadline => {
                 return Acquire::Wait {
                     dial: *dial,
                     until: *deadline,
                 };
             }
-            Some(PeerState::Connected { conn, .. }) if conn.is_usable() => return self.lend(addr),
-            Some(PeerState::Connected { .. }) => 0,
+            Some(PeerState::Dialing { .. }) => {
+                // Past its deadline: the dial failed; answer from the failure it became.
+                self.expire_dial(addr, now);
+                return self.acquire(addr, now);
+            }
             Some(PeerState::Failed(failure)) if now < failure.retry_at => return self.lend(addr),
             Some(PeerState::Failed(failure)) => failure.failures,
         };

@@ -186,3 +186,35 @@ impl<R: Runtime> Runtime for ManualClock<R> {
         self.inner.tokio_handle()
     }
 }
+
+/// The shared instance view restores an instance reported down when the runtime's clock passes
+/// the reconcile interval, not the wall clock: with a 60 s interval on a [`ManualClock`], the
+/// instance comes back within moments of the clock being moved 60 s.
+pub async fn shared_restore_follows_the_runtime_clock<R: Runtime>(rt: &R) {
+    const RECONCILE: Duration = Duration::from_secs(60);
+    let clock = ManualClock::new(rt.clone());
+    let (_store, a, _b) = super::mem_pair(&clock, RECONCILE);
+    let ep = super::endpoint(&super::unique_namespace());
+    let view = a.instances(&ep);
+    a.register(&super::endpoint_record(&ep, a.instance_id(), 4001))
+        .await
+        .expect("register");
+    super::eventually(rt, super::EVENT_TIMEOUT, "the instance", || {
+        view.available().len() == 1
+    })
+    .await;
+    assert_eq!(
+        view.report_down(a.instance_id()),
+        dynrt_core::discovery::DownReport::MarkedDown
+    );
+    assert!(view.available().is_empty(), "hidden once reported down");
+
+    clock.advance(RECONCILE);
+    super::eventually(
+        rt,
+        super::EVENT_TIMEOUT,
+        "the instance restored by the runtime's clock",
+        || view.available().len() == 1,
+    )
+    .await;
+}
