@@ -575,7 +575,7 @@ enum Case {
 }
 
 impl Case {
-    const ALL: [Case; 3] = [Case::Unary1, Case::Unary64, Case::Stream];
+    const ALL: [Self; 3] = [Self::Unary1, Self::Unary64, Self::Stream];
 
     fn group(self) -> &'static str {
         match self {
