@@ -30,7 +30,7 @@ use dynrt_benches::{FRAME_SIZES, Recycler, size_label};
 use dynrt_core::wire::OutBuf;
 use dynrt_core::wire::dynamo::{
     Checksum, PayloadCodec, RequestControlMessage, RequestDecoder, RequestFrame, RequestType,
-    ResponseType, StreamType, TcpStreamConnectionInfo, TwoPartDecoder, TwoPartFrame, control,
+    ResponseType, StreamType, TcpStreamConnectionInfo, TwoPartDecoder, TwoPartFrame,
 };
 use dynrt_core::wire::mux::{Data, Frame, MuxDecoder, Request, RequestHeader, StreamId};
 use serde::{Deserialize, Serialize};
@@ -188,7 +188,10 @@ fn bench_dynamo_request(c: &mut Criterion, size: usize) {
 /// the body.
 fn two_part_from_parts(message: &RequestControlMessage, body: &Bytes, out: &mut OutBuf) {
     TwoPartFrame::encode_with_header(
-        |json| control::write_json("request control message", message, json),
+        |json| {
+            message.write_json(json);
+            Ok(())
+        },
         body.clone(),
         Checksum::None,
         out,
@@ -198,8 +201,7 @@ fn two_part_from_parts(message: &RequestControlMessage, body: &Bytes, out: &mut 
 
 fn two_part_parsed(decoder: &mut TwoPartDecoder, src: &mut BytesMut) -> (usize, Bytes) {
     let frame = decoder.decode(src).expect("valid").expect("whole");
-    let control: RequestControlMessage =
-        control::from_json("request control message", &frame.header).expect("valid control");
+    let control = RequestControlMessage::from_json(&frame.header).expect("valid control");
     (control.id.len(), frame.body)
 }
 
@@ -218,10 +220,7 @@ fn bench_two_part(c: &mut Criterion, size: usize) {
             })
         },
     );
-    let frame = TwoPartFrame::new(
-        control::to_json("request control message", &control).expect("serialisable"),
-        body.clone(),
-    );
+    let frame = TwoPartFrame::new(control.to_json(), body.clone());
     for (name, checksum) in [
         ("encode_prebuilt", Checksum::None),
         ("encode_prebuilt_xxh3", Checksum::Xxh3),

@@ -267,7 +267,7 @@ pub(crate) fn serve_connection(mut socket: TcpStream, route: &str) -> Result<(),
                     }
                 }
                 // Stop: end after what is queued. Kill: the stream is gone.
-                Event::Cancelled { id, mode } => {
+                Event::Cancelled { id, mode, .. } => {
                     if let Some(answer) = answers.get_mut(&id) {
                         answer.tokens.clear();
                         if mode == CancelMode::Kill || answer.pump(&mut conn)? == Flushed::Finished

@@ -98,7 +98,9 @@
 //!
 //! The machines: [`conn`] (dynrt's mux connection), [`callhome`] (Dynamo's request connection and
 //! call-home response streams, both sides), [`lease`], [`health`], [`shutdown`], the discovery
-//! instance sets in [`discovery`].
+//! instance sets in [`discovery`], the dial state of every peer address in [`peers`], and one
+//! request's way to an instance in [`router`] ([`router::Router`] chooses,
+//! [`router::Placement`] retries a refused request and says whom to report down).
 //!
 //! The design decisions behind all this are written down in [`manual`].
 #![forbid(unsafe_code)]
@@ -114,6 +116,7 @@ pub mod lease;
 pub mod manual;
 pub mod metrics;
 pub mod names;
+pub mod peers;
 pub mod router;
 pub mod shutdown;
 pub mod status;

@@ -53,6 +53,7 @@
 //! [`crate::shutdown::ShutdownReport::exit_code`] is 0 for a clean drain,
 //! [`crate::shutdown::EXIT_DRAIN_TIMED_OUT`] (3) when the time limit cut it off,
 //! [`crate::shutdown::EXIT_LEASE_LOST`] (4) when the runtime stopped because its discovery
-//! lease was lost, and [`crate::shutdown::EXIT_DRAIN_FORCED`] (5) when a second signal cut it
-//! short with work running. A supervisor can tell a worker that was killed by its environment
+//! lease was lost, [`crate::shutdown::EXIT_DRAIN_FORCED`] (5) when a second signal cut it
+//! short with work running, and [`crate::shutdown::EXIT_REQUESTS_LOST`] (6) when the drain
+//! finished but requests were reset during it (their answers never reached their callers). A supervisor can tell a worker that was killed by its environment
 //! from one that finished its work.

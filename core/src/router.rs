@@ -38,8 +38,9 @@
 //! those are busy (Dynamo's "all workers are busy, please retry later").
 //!
 //! A request that an instance never took (unreachable, closed before the request was written,
-//! an overload answer) may be offered to another within a budget; [`Attempts`] decides, from a
-//! typed [`Outcome`] of each attempt (see its module doc for the table).
+//! an overload answer) may be offered to another within a budget; a [`Placement`] (one per
+//! request) decides, from a typed [`Outcome`] of each attempt, and says which instances to
+//! report down (see its module doc for the table).
 //!
 //! Ids are [`InstanceId`]s (the one type `names` defines); errors print them as lowercase hex.
 
@@ -51,9 +52,11 @@ use thiserror::Error;
 
 use crate::names::InstanceId;
 
+mod placement;
 mod retry;
 
-pub use retry::{Attempts, Delivery, Outcome, Refusal, RetryConfig, Verdict};
+pub use placement::{ChooseError, Misuse, Placement, PlacementEvent, PlacementState};
+pub use retry::{Delivery, Outcome, Refusal, RetryConfig, Verdict};
 
 /// Which instances are reported down.
 pub trait DownSet {

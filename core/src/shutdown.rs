@@ -2,8 +2,11 @@
 //!
 //! [`Shutdown`] also does the bookkeeping the drain needs all along: the request plane reports
 //! every request it accepts ([`Shutdown::request_started`], which is also the admission check)
-//! and every request that ends ([`Shutdown::request_finished`]); long-running work registers as a
-//! graceful task ([`Shutdown::register_graceful_task`], [`Shutdown::graceful_task_done`]).
+//! and every request that ends: delivered or given up by its caller
+//! ([`Shutdown::request_finished`]), or cut off under its caller — reset because the caller
+//! stopped reading, or its connection failed ([`Shutdown::request_lost`]); long-running work
+//! registers as a graceful task ([`Shutdown::register_graceful_task`],
+//! [`Shutdown::graceful_task_done`]).
 //!
 //! # Phases and transitions
 //!
@@ -13,7 +16,7 @@
 //! | `Running` | [`force`](Shutdown::force)`(now)` | as `begin`, then as `force` from `StopAccepting` |
 //! | `Running` | [`handle_lease_lost`](Shutdown::handle_lease_lost)`(now)` | as `begin`, the report's cause is [`ShutdownCause::LeaseLost`] |
 //! | `StopAccepting` | the driver takes the last phase-1 command | `Draining`, or `Closing` at once if nothing runs or the deadline has passed |
-//! | `Draining` | the last request finishes / the last graceful task is done | `Closing` (clean) |
+//! | `Draining` | the last request finishes / the last graceful task is done | `Closing` (clean unless a request was lost) |
 //! | `Draining` | `handle_timeout(now)`, `now` ≥ deadline | `Closing`, report lists what still runs |
 //! | `StopAccepting`, `Draining` | `force(now)` | `Closing`, report marked forced |
 //! | `Closing` | — | commands `RevokeLease`, `CloseConnections`, `CloseClients` |
@@ -32,10 +35,16 @@
 //! A request is in flight from [`Shutdown::request_started`] until its answer has left the
 //! process: the request plane reports [`Shutdown::request_finished`] once the last frame of
 //! the answer (its END) is written to the socket — on a connection that is going away (a
-//! drain's GOAWAY), once the peer has closed its side after reading it — or once the stream is
-//! reset (the caller killed it, the connection failed). A handler that has produced its last
+//! drain's GOAWAY), once the peer has closed its side after reading it — or once its caller
+//! killed it; and [`Shutdown::request_lost`] once the stream is reset under its caller (no room
+//! to send for the stall timeout, the connection failed). A handler that has produced its last
 //! item is not enough: its tail may still wait behind a slow reader, and phase 3 would cut it
 //! off.
+//!
+//! A lost request is no longer in flight, so it does not hold the drain up; but a drain that
+//! lost one did not deliver everything it accepted, and its report says so
+//! ([`ShutdownReport::lost`], [`ShutdownOutcome::RequestsLost`]). Requests lost before the
+//! shutdown began are not the drain's: only those lost from `begin` until phase 3 count.
 //!
 //! # Outcome and exit codes
 //!
@@ -44,10 +53,11 @@
 //!
 //! | outcome | exit code |
 //! |---|---|
-//! | [`ShutdownOutcome::Clean`]: everything finished before phase 3 | 0 |
+//! | [`ShutdownOutcome::Clean`]: everything finished before phase 3, nothing lost | 0 |
 //! | [`ShutdownOutcome::DeadlineHit`]: the drain was cut off by its time limit | [`EXIT_DRAIN_TIMED_OUT`] (3) |
 //! | [`ShutdownOutcome::LeaseLost`]: the discovery lease was lost, so the runtime stopped | [`EXIT_LEASE_LOST`] (4) |
 //! | [`ShutdownOutcome::Forced`]: a second signal cut the drain short with work running | [`EXIT_DRAIN_FORCED`] (5) |
+//! | [`ShutdownOutcome::RequestsLost`]: the drain ended, but requests were reset during it | [`EXIT_REQUESTS_LOST`] (6) |
 //!
 //! A lost lease wins over the others: the process lost its registrations, whatever the drain
 //! did. (1 and 2 are the tool's "a request failed" and "could not run".)
@@ -162,6 +172,10 @@ pub const EXIT_DRAIN_TIMED_OUT: u8 = 3;
 pub const EXIT_LEASE_LOST: u8 = 4;
 /// Exit code of a process whose drain a second signal cut short while work was running.
 pub const EXIT_DRAIN_FORCED: u8 = 5;
+/// Exit code of a process whose drain ended with nothing running, but whose requests were
+/// reset during it (a caller stopped reading, a connection failed): not every accepted request
+/// was delivered.
+pub const EXIT_REQUESTS_LOST: u8 = 6;
 
 /// Why the shutdown began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -187,7 +201,7 @@ impl fmt::Display for ShutdownCause {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ShutdownOutcome {
-    /// Asked for, and everything finished before phase 3.
+    /// Asked for, and everything finished before phase 3, delivered or given up by its caller.
     Clean,
     /// The drain was cut off by its time limit with work running.
     DeadlineHit,
@@ -195,6 +209,9 @@ pub enum ShutdownOutcome {
     Forced,
     /// The discovery lease was lost (whatever the drain did).
     LeaseLost,
+    /// Nothing was running when the drain ended, but requests were reset during it
+    /// ([`Shutdown::request_lost`]): their callers got an error, not the answer.
+    RequestsLost,
 }
 
 /// Handle of a registered graceful task.
@@ -223,14 +240,22 @@ pub struct ShutdownReport {
     pub forced: bool,
     /// Requests still in flight, per endpoint (endpoints with none are left out).
     pub in_flight: BTreeMap<String, u64>,
+    /// Requests lost during the drain (reset under their callers between `begin` and phase 3),
+    /// per endpoint (endpoints with none are left out).
+    pub lost: BTreeMap<String, u64>,
     /// Graceful tasks still running, in registration order.
     pub graceful_tasks: Vec<(TaskId, String)>,
 }
 
 impl ShutdownReport {
-    /// Whether everything finished before phase 3.
+    /// Whether everything finished before phase 3 and no request was lost during the drain.
     pub fn is_clean(&self) -> bool {
-        self.in_flight.is_empty() && self.graceful_tasks.is_empty()
+        !self.is_running() && self.lost.is_empty()
+    }
+
+    /// Whether requests or graceful tasks were still running when phase 3 began.
+    pub fn is_running(&self) -> bool {
+        !self.in_flight.is_empty() || !self.graceful_tasks.is_empty()
     }
 
     /// How long the drain took.
@@ -242,23 +267,29 @@ impl ShutdownReport {
     pub fn outcome(&self) -> ShutdownOutcome {
         if self.cause == ShutdownCause::LeaseLost {
             ShutdownOutcome::LeaseLost
-        } else if self.is_clean() {
-            ShutdownOutcome::Clean
-        } else if self.forced {
-            ShutdownOutcome::Forced
+        } else if self.is_running() {
+            if self.forced {
+                ShutdownOutcome::Forced
+            } else {
+                ShutdownOutcome::DeadlineHit
+            }
+        } else if !self.lost.is_empty() {
+            ShutdownOutcome::RequestsLost
         } else {
-            ShutdownOutcome::DeadlineHit
+            ShutdownOutcome::Clean
         }
     }
 
     /// The exit code a process ends with after this shutdown: 0 when clean,
-    /// [`EXIT_DRAIN_TIMED_OUT`], [`EXIT_LEASE_LOST`] or [`EXIT_DRAIN_FORCED`] otherwise.
+    /// [`EXIT_DRAIN_TIMED_OUT`], [`EXIT_LEASE_LOST`], [`EXIT_DRAIN_FORCED`] or
+    /// [`EXIT_REQUESTS_LOST`] otherwise.
     pub fn exit_code(&self) -> u8 {
         match self.outcome() {
             ShutdownOutcome::Clean => 0,
             ShutdownOutcome::DeadlineHit => EXIT_DRAIN_TIMED_OUT,
             ShutdownOutcome::LeaseLost => EXIT_LEASE_LOST,
             ShutdownOutcome::Forced => EXIT_DRAIN_FORCED,
+            ShutdownOutcome::RequestsLost => EXIT_REQUESTS_LOST,
         }
     }
 }
@@ -322,6 +353,8 @@ pub struct Shutdown {
     timeout: Duration,
     in_flight: BTreeMap<String, u64>,
     total_in_flight: u64,
+    /// Requests lost since the shutdown began, per endpoint.
+    lost: BTreeMap<String, u64>,
     tasks: BTreeMap<TaskId, String>,
     next_task: u64,
     commands: VecDeque<ShutdownCommand>,
@@ -339,6 +372,7 @@ impl Shutdown {
             timeout,
             in_flight: BTreeMap::new(),
             total_in_flight: 0,
+            lost: BTreeMap::new(),
             tasks: BTreeMap::new(),
             next_task: 0,
             commands: VecDeque::new(),
@@ -490,8 +524,37 @@ impl Shutdown {
         Ok(())
     }
 
-    /// A request counted by [`Self::request_started`] ended (completed, failed or cancelled).
+    /// A request counted by [`Self::request_started`] ended: its answer (items, or the
+    /// handler's error) was delivered, or its caller cancelled it.
     pub fn request_finished(&mut self, endpoint: &str, now: Instant) -> Result<(), ShutdownError> {
+        self.end_request(endpoint, now)
+    }
+
+    /// A request counted by [`Self::request_started`] ended without its answer delivered and
+    /// not by its caller's choice: its stream was reset (no room to send for the stall
+    /// timeout) or its connection failed. It is no longer in flight; if the shutdown has begun
+    /// (and phase 3 has not), the drain lost it and its report is not clean.
+    pub fn request_lost(&mut self, endpoint: &str, now: Instant) -> Result<(), ShutdownError> {
+        let in_flight = self.in_flight.get(endpoint).is_some_and(|n| *n > 0);
+        // Counted before the request ends: its end may close the drain, whose report must
+        // include it.
+        if in_flight
+            && matches!(
+                self.state,
+                State::StopAccepting { .. } | State::Draining { .. }
+            )
+        {
+            *self.lost.entry(endpoint.to_owned()).or_insert(0) += 1;
+        }
+        self.end_request(endpoint, now)
+    }
+
+    /// Requests lost during the drain so far, on all endpoints (see [`Self::request_lost`]).
+    pub fn total_lost(&self) -> u64 {
+        self.lost.values().sum()
+    }
+
+    fn end_request(&mut self, endpoint: &str, now: Instant) -> Result<(), ShutdownError> {
         self.observe(now);
         match self.in_flight.get_mut(endpoint) {
             Some(n) if *n > 0 => *n -= 1,
@@ -595,6 +658,7 @@ impl Shutdown {
                 .filter(|(_, n)| **n > 0)
                 .map(|(e, n)| (e.clone(), *n))
                 .collect(),
+            lost: self.lost.clone(),
             graceful_tasks: self
                 .tasks
                 .iter()

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use dynrt_core::conn::fuzzing::Pair;
-use dynrt_core::conn::{CancelError, ConnConfig, Event, OpenError, ReleaseError, SendError};
+use dynrt_core::conn::{
+    CancelCause, CancelError, ConnConfig, Event, OpenError, ReleaseError, SendError,
+};
 use dynrt_core::wire::mux::{CancelMode, ErrorKind, RequestHeader, StreamError, StreamId, WireStr};
 
 fn pair() -> Pair {
@@ -340,7 +342,8 @@ fn client_stop_is_delivered_once_and_the_server_finishes_gracefully() {
         p.server_events[1..],
         [Event::Cancelled {
             id,
-            mode: CancelMode::Stop
+            mode: CancelMode::Stop,
+            cause: CancelCause::Client,
         }]
     );
     send_all(&mut p, id, b"last words");
@@ -378,7 +381,8 @@ fn client_kill_before_the_server_saw_the_request() {
         [
             Event::Cancelled {
                 id,
-                mode: CancelMode::Kill
+                mode: CancelMode::Kill,
+                cause: CancelCause::Client,
             },
             Event::EndTransmitted { id }
         ]
@@ -421,7 +425,8 @@ fn client_kill_mid_stream_drops_later_data_and_returns_its_credit() {
     assert_eq!(ended[0].1.as_ref().unwrap_err().kind, ErrorKind::CANCELLED);
     assert!(p.server_events.contains(&Event::Cancelled {
         id,
-        mode: CancelMode::Kill
+        mode: CancelMode::Kill,
+        cause: CancelCause::Client,
     }));
     // The 5 delivered bytes are still the application's; the 30 000 dropped ones came back.
     assert_eq!(p.client.unreleased(id), Some(5));

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use dynrt_core::conn::fuzzing::Pair;
-use dynrt_core::conn::{CloseReason, Conn, ConnConfig, Event, FRAME_OVERHEAD, SendError};
+use dynrt_core::conn::{
+    CancelCause, CloseReason, Conn, ConnConfig, Event, FRAME_OVERHEAD, SendError,
+};
 use dynrt_core::wire::OutBuf;
 use dynrt_core::wire::mux::{
     CancelMode, ErrorKind, Frame, FrameType, HEADER_LEN, MuxDecodeError, MuxDecoder, PREFACE,
@@ -184,7 +186,8 @@ fn output_the_peer_does_not_read_closes_the_connection_after_the_stall_timeout()
         [
             Event::Cancelled {
                 id,
-                mode: CancelMode::Kill
+                mode: CancelMode::Kill,
+                cause: CancelCause::ConnectionClosed,
             },
             Event::Closed(CloseReason::Stalled(Duration::from_secs(30)))
         ]
@@ -237,7 +240,8 @@ fn a_stream_without_room_for_the_stall_timeout_is_reset_with_a_typed_error() {
         [
             Event::Cancelled {
                 id,
-                mode: CancelMode::Kill
+                mode: CancelMode::Kill,
+                cause: CancelCause::Stalled,
             },
             Event::EndTransmitted { id }
         ]

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use dynrt_core::conn::fuzzing::Pair;
-use dynrt_core::conn::{CloseReason, Conn, ConnConfig, Event, OpenError, ProtocolViolation};
+use dynrt_core::conn::{
+    CancelCause, CloseReason, Conn, ConnConfig, Event, OpenError, ProtocolViolation,
+};
 use dynrt_core::wire::OutBuf;
 use dynrt_core::wire::mux::{
     Cancel, CancelMode, Credit, Data, End, ErrorKind, Frame, GoAway, GoAwayCode, Hello,
@@ -952,7 +954,8 @@ fn a_local_close_tells_the_peer_and_ends_every_stream() {
         [
             Event::Cancelled {
                 id,
-                mode: CancelMode::Kill
+                mode: CancelMode::Kill,
+                cause: CancelCause::ConnectionClosed,
             },
             Event::Closed(CloseReason::PeerGoAway {
                 code: GoAwayCode::CLOSED,

@@ -369,6 +369,35 @@ proptest! {
     }
 
     #[test]
+    fn two_part_frames_decode_from_bytes_as_from_a_buffer_without_copying(
+        frames in prop::collection::vec(arb_two_part(), 1..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut out = OutBuf::with_copy_threshold(64);
+        for (frame, sum) in &frames {
+            frame.encode(if *sum { Checksum::Xxh3 } else { Checksum::None }, &mut out);
+        }
+        let wire = out.take_contiguous();
+        let mut decoder = TwoPartDecoder::new(DEFAULT_MAX_MESSAGE_SIZE);
+        let mut src = wire.clone();
+        for (frame, _) in &frames {
+            let decoded = decoder.decode_bytes(&mut src).unwrap().expect("whole");
+            prop_assert_eq!(&decoded, frame);
+            if !decoded.body.is_empty() {
+                let at = decoded.body.as_ptr() as usize - wire.as_ptr() as usize;
+                prop_assert!(at < wire.len(), "the body must be a slice of the input");
+            }
+        }
+        prop_assert!(src.is_empty());
+        // A frame cut short is not whole yet, and nothing is consumed.
+        let mut short = wire.slice(..cut.index(wire.len()));
+        let before = short.len();
+        if let Ok(None) = decoder.decode_bytes(&mut short) {
+            prop_assert_eq!(short.len(), before);
+        }
+    }
+
+    #[test]
     fn ack_frames_round_trip_at_every_split(
         texts in prop::collection::vec(".{0,40}", 1..20),
         chunks in prop::collection::vec(1usize..16, 1..8),

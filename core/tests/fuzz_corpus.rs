@@ -50,3 +50,18 @@ fn callhome_ops_corpus_replays_cleanly() {
 fn zmtp_frames_corpus_replays_cleanly() {
     replay("zmtp_frames", dynrt_core::zmtp::fuzzing::zmtp_frames);
 }
+
+#[test]
+fn control_message_corpus_replays_cleanly() {
+    replay(
+        "control_message",
+        dynrt_core::wire::dynamo::fuzzing::control_message,
+    );
+}
+
+#[test]
+fn peer_ops_corpus_replays_cleanly() {
+    replay("peer_ops", |data| {
+        dynrt_core::peers::fuzzing::peer_ops(data, std::time::Instant::now())
+    });
+}

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use dynrt_core::shutdown::{
-    EXIT_DRAIN_FORCED, EXIT_DRAIN_TIMED_OUT, EXIT_LEASE_LOST, Phase, RequestRefused, Shutdown,
-    ShutdownCause, ShutdownCommand as C, ShutdownError, ShutdownEvent, ShutdownOutcome,
+    EXIT_DRAIN_FORCED, EXIT_DRAIN_TIMED_OUT, EXIT_LEASE_LOST, EXIT_REQUESTS_LOST, Phase,
+    RequestRefused, Shutdown, ShutdownCause, ShutdownCommand as C, ShutdownError, ShutdownEvent,
+    ShutdownOutcome,
 };
 use proptest::prelude::*;
 
@@ -580,6 +581,7 @@ enum Op {
     Force,
     Start(u8),
     Finish(u8),
+    Lose(u8),
     Register,
     Done(u8),
     Advance(u16),
@@ -593,6 +595,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Force),
         4 => (0u8..3).prop_map(Op::Start),
         4 => (0u8..3).prop_map(Op::Finish),
+        2 => (0u8..3).prop_map(Op::Lose),
         2 => Just(Op::Register),
         2 => (0u8..4).prop_map(Op::Done),
         3 => (0u16..20_000).prop_map(Op::Advance),
@@ -613,6 +616,7 @@ proptest! {
         let mut now = t0;
         let mut tasks = Vec::new();
         let mut model: BTreeMap<String, u64> = BTreeMap::new();
+        let mut lost_in_drain = 0u64;
         let mut taken = Vec::new();
         let mut last_phase = m.phase();
         let expected_order = [PHASE_1.as_slice(), PHASE_3.as_slice()].concat();
@@ -631,6 +635,16 @@ proptest! {
                     let had = model.get(&ep).copied().unwrap_or(0) > 0;
                     prop_assert_eq!(m.request_finished(&ep, now).is_ok(), had);
                     if had { *model.get_mut(&ep).unwrap() -= 1; }
+                }
+                Op::Lose(e) => {
+                    let ep = format!("ns/c/e{e}");
+                    let had = model.get(&ep).copied().unwrap_or(0) > 0;
+                    let draining = matches!(m.phase(), Phase::StopAccepting | Phase::Draining);
+                    prop_assert_eq!(m.request_lost(&ep, now).is_ok(), had);
+                    if had {
+                        *model.get_mut(&ep).unwrap() -= 1;
+                        lost_in_drain += u64::from(draining);
+                    }
                 }
                 Op::Register => {
                     let live = m.is_live();
@@ -670,6 +684,14 @@ proptest! {
         taken.extend(commands(&mut m));
         if m.phase() == Phase::Done {
             prop_assert_eq!(taken, expected_order);
+            // Losses before the shutdown began are not the drain's; after phase 3 began the
+            // report is a snapshot. A clean report lost nothing.
+            let report = m.report().unwrap();
+            prop_assert!(report.lost.values().sum::<u64>() <= lost_in_drain);
+            if report.is_clean() {
+                prop_assert_eq!(report.outcome(), ShutdownOutcome::Clean);
+                prop_assert!(report.lost.is_empty());
+            }
         }
     }
 }
@@ -705,7 +727,7 @@ fn a_lease_lost_during_a_requested_drain_keeps_the_first_cause() {
 }
 
 #[test]
-fn exit_codes_are_distinct_for_clean_timed_out_forced_and_lease_lost() {
+fn exit_codes_are_distinct_for_clean_timed_out_forced_lease_lost_and_requests_lost() {
     let t0 = Instant::now();
     // Clean.
     let mut clean = Shutdown::new(TIMEOUT);
@@ -741,6 +763,17 @@ fn exit_codes_are_distinct_for_clean_timed_out_forced_and_lease_lost() {
     let mut idle = Shutdown::new(TIMEOUT);
     idle.force(t0);
     assert_eq!(idle.report().unwrap().exit_code(), 0);
+    // Drained, but a request was reset during the drain.
+    let mut cut = Shutdown::new(TIMEOUT);
+    cut.request_started(EP).unwrap();
+    cut.begin(t0);
+    commands(&mut cut);
+    cut.request_lost(EP, t0 + Duration::from_secs(1)).unwrap();
+    let cut = cut.report().unwrap().clone();
+    assert_eq!(
+        (cut.outcome(), cut.exit_code()),
+        (ShutdownOutcome::RequestsLost, EXIT_REQUESTS_LOST)
+    );
     // Lost lease and a drain cut off: the lease wins.
     let mut lost = Shutdown::new(TIMEOUT);
     lost.request_started(EP).unwrap();
@@ -755,6 +788,7 @@ fn exit_codes_are_distinct_for_clean_timed_out_forced_and_lease_lost() {
         EXIT_DRAIN_TIMED_OUT,
         EXIT_DRAIN_FORCED,
         EXIT_LEASE_LOST,
+        EXIT_REQUESTS_LOST,
         1, // the tool's "a request failed"
         2, // the tool's "could not run"
     ];
@@ -788,4 +822,84 @@ fn the_default_drain_limit_fits_a_kubernetes_grace_period() {
     // Kubernetes kills a pod 30 s after SIGTERM by default: the drain and phase 3 fit inside.
     assert!(DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT < Duration::from_secs(30));
     assert!(DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT >= Duration::from_secs(10));
+}
+
+/// Found by the deterministic simulation (dynrt-sim seeds 100285 and 100903): a stream reset
+/// during the drain (its caller stopped reading, so the stall timeout ended it) was counted as
+/// finished, and the drain reported clean though that answer never reached its caller.
+#[test]
+fn a_request_reset_during_the_drain_makes_it_unclean() {
+    let t0 = Instant::now();
+    let mut m = Shutdown::new(TIMEOUT);
+    m.request_started(EP).unwrap();
+    m.request_started(EP).unwrap();
+    m.begin(t0);
+    commands(&mut m);
+    m.request_finished(EP, t0 + Duration::from_secs(1)).unwrap();
+    assert_eq!(m.phase(), Phase::Draining);
+    m.request_lost(EP, t0 + Duration::from_secs(2)).unwrap();
+    assert_eq!(m.total_lost(), 1);
+    // Nothing runs any more: the drain ends at once, not at its deadline.
+    assert_eq!(m.phase(), Phase::Closing);
+    let report = m.report().unwrap();
+    assert!(!report.is_clean() && !report.is_running(), "{report:?}");
+    assert!(!report.deadline_hit && !report.forced);
+    assert_eq!(report.lost, BTreeMap::from([(EP.to_owned(), 1)]));
+    assert_eq!(report.outcome(), ShutdownOutcome::RequestsLost);
+    assert_eq!(report.exit_code(), EXIT_REQUESTS_LOST);
+    assert_eq!(report.drain_time(), Duration::from_secs(2));
+}
+
+#[test]
+fn a_request_lost_before_the_shutdown_is_not_the_drains() {
+    let t0 = Instant::now();
+    let mut m = Shutdown::new(TIMEOUT);
+    m.request_started(EP).unwrap();
+    m.request_lost(EP, t0).unwrap();
+    assert_eq!(m.total_in_flight(), 0);
+    assert_eq!(m.total_lost(), 0);
+    m.begin(t0 + Duration::from_secs(1));
+    commands(&mut m);
+    let report = m.report().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.exit_code(), 0);
+}
+
+#[test]
+fn a_request_lost_after_the_deadline_leaves_the_report_alone() {
+    let t0 = Instant::now();
+    let mut m = Shutdown::new(TIMEOUT);
+    m.request_started(EP).unwrap();
+    m.begin(t0);
+    commands(&mut m);
+    m.handle_timeout(t0 + TIMEOUT);
+    let before = m.report().unwrap().clone();
+    m.request_lost(EP, t0 + TIMEOUT + Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(m.total_in_flight(), 0, "the count stays right");
+    assert_eq!(m.report().unwrap(), &before);
+    assert_eq!(before.outcome(), ShutdownOutcome::DeadlineHit);
+    // A loss with nothing in flight is a driver bug, told as such.
+    assert_eq!(
+        m.request_lost(EP, t0 + TIMEOUT),
+        Err(ShutdownError::NoRequestInFlight {
+            endpoint: EP.to_owned()
+        })
+    );
+}
+
+#[test]
+fn a_drain_cut_off_with_work_running_reports_that_before_any_loss() {
+    let t0 = Instant::now();
+    let mut m = Shutdown::new(TIMEOUT);
+    m.request_started(EP).unwrap();
+    m.request_started(EP).unwrap();
+    m.begin(t0);
+    commands(&mut m);
+    m.request_lost(EP, t0 + Duration::from_secs(1)).unwrap();
+    m.handle_timeout(t0 + TIMEOUT);
+    let report = m.report().unwrap();
+    assert_eq!(report.outcome(), ShutdownOutcome::DeadlineHit);
+    assert_eq!(report.in_flight.get(EP), Some(&1));
+    assert_eq!(report.lost.get(EP), Some(&1));
 }

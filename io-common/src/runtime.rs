@@ -4,6 +4,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -31,6 +32,17 @@ pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
     /// core comes from here, so a test or a simulation that drives virtual time (tokio's paused
     /// clock, say) drives the real drivers with it.
     fn now(&self) -> Instant;
+
+    /// Whether [`Self::now`] reads the system's monotonic clock (the one `Instant::now` reads),
+    /// as tokio's and smol's do. The tasks on the tokio bridge (etcd's lease driver and
+    /// watches, the NATS client's connect retries), which hold a [`Clock`] rather than the
+    /// runtime, then sleep on the bridge's own timer: an application executor too busy to turn
+    /// its timers cannot delay a lease keep-alive. The default, `false`, makes them sleep on
+    /// this runtime's timers, which a virtual clock needs (and which is correct, only less
+    /// isolated, for any other clock).
+    fn system_clock(&self) -> bool {
+        false
+    }
 
     /// A timer that fires at `deadline`.
     fn timer(&self, deadline: Instant) -> Self::Timer;
@@ -106,6 +118,96 @@ pub trait Runtime: Clone + Send + Sync + Unpin + 'static {
     #[cfg(feature = "tokio-bridge")]
     fn tokio_handle(&self) -> Option<tokio::runtime::Handle> {
         None
+    }
+}
+
+/// The runtime's clock as a value, for code that holds no `R`: the tasks on the tokio bridge
+/// (the etcd and NATS clients run only on tokio) and the types that are not generic over the
+/// runtime. It reads [`Runtime::now`] and sleeps on [`Runtime::timer`], so virtual time drives
+/// these too. Cheap to clone.
+#[derive(Clone)]
+pub struct Clock {
+    source: Arc<dyn ClockSource>,
+    system: bool,
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clock")
+            .field("system", &self.system)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a [`Clock`] needs of a runtime, object-safe.
+trait ClockSource: Send + Sync + 'static {
+    fn now(&self) -> Instant;
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()>;
+}
+
+impl<R: Runtime> ClockSource for R {
+    fn now(&self) -> Instant {
+        Runtime::now(self)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        let timer = self.timer(deadline);
+        Box::pin(async move {
+            timer.await;
+        })
+    }
+}
+
+impl Clock {
+    /// The clock of `rt`.
+    pub fn of<R: Runtime>(rt: &R) -> Self {
+        Self {
+            source: Arc::new(rt.clone()),
+            system: rt.system_clock(),
+        }
+    }
+
+    /// The runtime's current time.
+    pub fn now(&self) -> Instant {
+        self.source.now()
+    }
+
+    /// Completes at `deadline` by the runtime's timer.
+    pub fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        self.source.sleep_until(deadline)
+    }
+
+    /// Whether this is the system's monotonic clock (see [`Runtime::system_clock`]).
+    pub fn is_system(&self) -> bool {
+        self.system
+    }
+
+    /// Completes at `deadline`, for a task on the tokio bridge: on the bridge's own timer when
+    /// the runtime's clock is the system's (a starved application executor cannot delay it),
+    /// on the runtime's timer otherwise (virtual time drives it).
+    #[cfg(feature = "tokio-bridge")]
+    pub(crate) async fn bridge_sleep_until(&self, deadline: Instant) {
+        if self.system {
+            tokio::time::sleep_until(deadline.into()).await;
+        } else {
+            self.sleep_until(deadline).await;
+        }
+    }
+
+    /// Runs `future` on the tokio bridge for at most `timeout` by this clock (timed as
+    /// [`Self::bridge_sleep_until`] is); `None` when the time ran out first.
+    #[cfg(feature = "tokio-bridge")]
+    pub(crate) async fn bridge_timeout<T>(
+        &self,
+        timeout: std::time::Duration,
+        future: impl Future<Output = T>,
+    ) -> Option<T> {
+        let deadline = self.now() + timeout;
+        futures_lite::future::or(async { Some(future.await) }, async {
+            self.bridge_sleep_until(deadline).await;
+            None
+        })
+        .await
     }
 }
 

@@ -51,6 +51,10 @@ impl Runtime for SmolRuntime {
         Instant::now()
     }
 
+    fn system_clock(&self) -> bool {
+        true
+    }
+
     fn timer(&self, deadline: Instant) -> Self::Timer {
         Timer::at(deadline)
     }

@@ -3,15 +3,17 @@
 //!
 //! ```no_run
 //! use std::sync::{Arc, Mutex};
-//! use std::time::Instant;
 //! use dynrt_core::health::{HealthConfig, SystemHealth};
 //! use dynrt_core::metrics::MetricsRegistry;
+//! use dynrt_smol::io::Runtime;
+//! use dynrt_smol::io::runtime::Clock;
 //! use dynrt_smol::SmolRuntime;
 //! use dynrt_smol::system_server::{SystemServer, SystemServerConfig, SystemState};
 //!
 //! # async fn demo(runtime: SmolRuntime) -> Result<(), Box<dyn std::error::Error>> {
-//! let now = Instant::now();
+//! let now = runtime.now();
 //! let state = SystemState::new(
+//!     Clock::of(&runtime),
 //!     Arc::new(Mutex::new(SystemHealth::new(HealthConfig::default(), now))),
 //!     Arc::new(Mutex::new(MetricsRegistry::new(now, None))),
 //! );

@@ -10,3 +10,8 @@ mod api;
 fn the_shared_embedder_code_runs_on_smol() {
     smol::block_on(api::same_code_on_either_executor());
 }
+
+#[test]
+fn the_adapters_public_items_are_the_same_and_all_compiled_here() {
+    api::public_items_match_and_are_all_named();
+}

@@ -17,5 +17,6 @@ macro_rules! scenarios {
 scenarios! {
     a_call_dropped_mid_dial_does_not_wedge_the_address => dropped_dial_does_not_wedge_the_address,
     a_forget_during_a_dial_does_not_hang_its_waiters => forget_during_dial_does_not_hang_the_waiters,
+    the_waiters_of_a_failed_dial_share_its_failure_and_the_address_is_dialled_after_the_backoff => a_failed_dial_is_shared_and_retried_after_the_backoff,
     the_connection_cap_closes_new_connections_and_spares_open_ones => connection_cap_closes_new_connections_and_spares_open_ones,
 }

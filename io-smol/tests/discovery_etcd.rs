@@ -115,3 +115,12 @@ fn discovery_register_list_watch_idempotent_and_names_checked() {
         etcd.endpoint(),
     ));
 }
+
+#[test]
+fn the_lease_is_kept_by_the_runtime_clock_not_the_wall_clock() {
+    let etcd = EtcdServer::start();
+    smol::block_on(testing::lease_follows_the_runtime_clock(
+        SmolRuntime::new(),
+        etcd.endpoint(),
+    ));
+}

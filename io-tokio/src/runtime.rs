@@ -50,6 +50,13 @@ impl Runtime for TokioRuntime {
         tokio::time::Instant::now().into_std()
     }
 
+    fn system_clock(&self) -> bool {
+        // The bridge tasks then sleep on tokio's timer of the runtime they run on: this one
+        // with `EtcdConfig::dedicated_thread` off (paused with it, in a test that pauses it),
+        // the etcd store's own runtime otherwise.
+        true
+    }
+
     fn timer(&self, deadline: Instant) -> Self::Timer {
         let _guard = self.handle.enter();
         Box::pin(tokio::time::sleep_until(deadline.into()))

@@ -3,15 +3,17 @@
 //!
 //! ```no_run
 //! use std::sync::{Arc, Mutex};
-//! use std::time::Instant;
 //! use dynrt_core::health::{HealthConfig, SystemHealth};
 //! use dynrt_core::metrics::MetricsRegistry;
+//! use dynrt_tokio::io::Runtime;
+//! use dynrt_tokio::io::runtime::Clock;
 //! use dynrt_tokio::TokioRuntime;
 //! use dynrt_tokio::system_server::{SystemServer, SystemServerConfig, SystemState};
 //!
 //! # async fn demo(runtime: TokioRuntime) -> Result<(), Box<dyn std::error::Error>> {
-//! let now = Instant::now();
+//! let now = runtime.now();
 //! let state = SystemState::new(
+//!     Clock::of(&runtime),
 //!     Arc::new(Mutex::new(SystemHealth::new(HealthConfig::default(), now))),
 //!     Arc::new(Mutex::new(MetricsRegistry::new(now, None))),
 //! );

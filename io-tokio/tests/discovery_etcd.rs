@@ -91,3 +91,9 @@ async fn discovery_register_list_watch_idempotent_and_names_checked() {
     let etcd = EtcdServer::start();
     testing::discovery_scenarios(TokioRuntime::current(), etcd.endpoint()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_kept_by_the_runtime_clock_not_the_wall_clock() {
+    let etcd = EtcdServer::start();
+    testing::lease_follows_the_runtime_clock(TokioRuntime::current(), etcd.endpoint()).await;
+}

@@ -63,6 +63,10 @@ local_test!(mem_shared_report_down_and_restore, |rt| async {
     t::shared_report_down_and_restore(&a).await;
 });
 
+local_test!(mem_shared_restore_follows_the_runtime_clock, |rt| async {
+    t::manual_clock::shared_restore_follows_the_runtime_clock(&rt).await;
+});
+
 local_test!(mem_malformed_entries_are_skipped, |rt| async {
     let (_store, a, _b) = t::mem_pair(&rt, RECONCILE);
     t::malformed_entries_are_skipped(&rt, &a).await;

@@ -18,4 +18,5 @@ scenarios! {
     an_undelivered_answer_is_in_flight_when_the_drain_times_out => undelivered_answer_is_reported_when_the_drain_times_out,
     a_lost_lease_shuts_down_with_its_own_exit_code => lost_lease_shuts_down_with_its_own_exit_code,
     force_ends_a_drain_at_once => force_ends_a_drain_at_once,
+    a_stream_reset_during_the_drain_is_reported_lost => a_stream_reset_during_the_drain_is_reported_lost,
 }

@@ -2,22 +2,30 @@
 //!
 //! The caller watches the endpoint's instances through the store into a real
 //! [`InstanceSet`], routes each request round-robin with the real [`Router`] over the
-//! available instances, and sends it on its connection to that instance's address (opening
-//! one if needed; requests wait for the handshake). It consumes each response piece at once,
-//! or later under the slow-consumer fault, and releases its credit then. A connection that
-//! fails reports its instance down, as 1.6.1's client does.
+//! available instances through the real placement machine ([`Placement`]), and sends it on its
+//! connection to that instance's address (opening one if needed; requests wait for the
+//! handshake). An instance that never took the request (unreachable, its connection closed
+//! before the request was written, `WorkerUnavailable` before any data) is reported down and
+//! the request offered to another, within the retry budget, as dynrt's client does. It
+//! consumes each response piece at once, or later under the slow-consumer fault, and releases
+//! its credit then; some requests it cancels midway (kill, or stop). A connection that fails
+//! reports its instance down, as 1.6.1's client does.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use dynrt_core::conn::{CloseReason, Event, OpenError};
+use dynrt_core::conn::{CancelError, CloseReason, Event, OpenError};
 use dynrt_core::discovery::{
     DEFAULT_RECONCILE_INTERVAL, InstanceAddress, InstanceEvent, InstanceSet,
 };
 use dynrt_core::kv::WatchEvent;
 use dynrt_core::names::InstanceId;
 use dynrt_core::router::{Candidates, Router};
+use dynrt_core::router::{
+    ChooseError, Outcome, Placement, PlacementEvent, Policy, RetryConfig, Verdict,
+};
+use dynrt_core::wire::mux::{CancelMode, ErrorKind};
 use dynrt_core::wire::mux::{StreamId, WireStr};
 
 use crate::PlantedBug;
@@ -35,6 +43,8 @@ struct ClientLink {
     /// Requests waiting for the handshake or for room to open.
     pending: VecDeque<u64>,
     streams: BTreeMap<StreamId, u64>,
+    /// Streams that have had data (their request was taken).
+    answered: BTreeSet<StreamId>,
     /// Bytes received and not yet released (held by a slow consumer).
     unreleased: u64,
 }
@@ -54,6 +64,12 @@ pub(crate) struct Caller {
     removed: BTreeSet<InstanceId>,
     /// Every instance ever seen (the planted bug routes over these).
     ever_seen: BTreeMap<InstanceId, SocketAddr>,
+    /// Each open request's way to an instance (which instances it was offered to).
+    attempts: BTreeMap<u64, Placement>,
+    /// Requests to cancel once this many bytes of them arrived, and how.
+    cancel_at: BTreeMap<u64, (u64, CancelMode)>,
+    /// Requests this caller killed (their `Cancelled` end is its own doing).
+    killed: BTreeSet<u64>,
 }
 
 impl Caller {
@@ -71,6 +87,9 @@ impl Caller {
             in_flight: 0,
             removed: BTreeSet::new(),
             ever_seen: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            cancel_at: BTreeMap::new(),
+            killed: BTreeSet::new(),
         }
     }
 
@@ -251,17 +270,52 @@ impl World {
         self.open_requests += 1;
         self.stats.peak_in_flight = self.stats.peak_in_flight.max(self.open_requests);
         self.stats.requests += 1;
+        // Some requests are cancelled midway by their caller: killed, or asked to stop.
+        let total = u64::from(items) * u64::from(item_size);
+        let cancel = match self.rng.range(0, 99) {
+            n if n < self.cfg.cancel_percent.0 => Some(CancelMode::Kill),
+            n if n < self.cfg.cancel_percent.0 + self.cfg.cancel_percent.1 => {
+                Some(CancelMode::Stop)
+            }
+            _ => None,
+        };
         let c = &mut self.callers[caller];
         c.issued += 1;
         c.in_flight += 1;
+        if let Some(mode) = cancel
+            && total > 1
+        {
+            let at = self.rng.range(1, total - 1);
+            self.callers[caller].cancel_at.insert(req, (at, mode));
+        }
+        self.callers[caller].attempts.insert(
+            req,
+            Placement::new(Policy::RoundRobin, RetryConfig::default()),
+        );
+        self.route(caller, req);
+    }
+
+    /// Offers a request to the next instance its attempts choose.
+    fn route(&mut self, caller: usize, req: u64) {
+        let r = &self.ledger.requests[req as usize];
+        let (items, item_size) = (r.items, r.item_size);
+        let c = &mut self.callers[caller];
         let ignore_removals = self.cfg.planted_bug == Some(PlantedBug::IgnoreRemovals);
         let ids: Vec<InstanceId> = if ignore_removals {
             c.ever_seen.keys().copied().collect()
         } else {
             c.set.available().map(|i| i.id).collect()
         };
-        let chosen = match c.router.round_robin(Candidates::new(&ids)) {
+        let Some(attempts) = c.attempts.get_mut(&req) else {
+            return;
+        };
+        let chosen = match attempts.choose(&mut c.router, Candidates::new(&ids)) {
             Ok(id) => id,
+            Err(ChooseError::Misuse(e)) => {
+                let detail = format!("c{caller}: request {req}: {e}");
+                self.fail(Invariant::StreamEndsOnce, detail);
+                return;
+            }
             Err(e) => {
                 trace!(self, format_args!("c{caller}"), "request {req}: {e}");
                 self.end_request(caller, req, ClientEnd::Error(format!("route: {e}")));
@@ -340,20 +394,78 @@ impl World {
                 }
                 Err(OpenError::Blocked { .. } | OpenError::TooManyStreams { .. }) => break,
                 Err(e) => {
+                    // Never written (a connection going away, or closed): not taken.
                     cl.pending.pop_front();
-                    self.end_request(caller, req, ClientEnd::Error(format!("open: {e}")));
+                    let reason = format!("open: {e}");
+                    self.refused(caller, req, Outcome::ClosedBeforeSent, reason);
                 }
             }
         }
         self.pump(link, Side::Client);
     }
 
+    /// What became of `req`'s attempt on the instance it was offered to: an answer, or a
+    /// refusal (offered to another, or given up). Returns the verdict (`None` once the
+    /// request ended or after a driver misuse).
+    fn attempt_outcome(&mut self, caller: usize, req: u64, outcome: Outcome) -> Option<Verdict> {
+        let placement = self.callers[caller].attempts.get_mut(&req)?;
+        let verdict = match placement.handle_outcome(outcome) {
+            Ok(verdict) => verdict,
+            // Already decided (an answer after the first): nothing more to learn.
+            Err(_) if matches!(outcome, Outcome::Answered) => return None,
+            Err(e) => {
+                let detail = format!("c{caller}: request {req}: {e}");
+                self.fail(Invariant::StreamEndsOnce, detail);
+                return None;
+            }
+        };
+        self.placement_events(caller, req);
+        Some(verdict)
+    }
+
+    /// Reports down the instances a request's placement says to.
+    fn placement_events(&mut self, caller: usize, req: u64) {
+        let now = self.now_instant();
+        let c = &mut self.callers[caller];
+        let Some(placement) = c.attempts.get_mut(&req) else {
+            return;
+        };
+        let mut any = false;
+        while let Some(PlacementEvent::ReportDown(instance)) = placement.poll_event() {
+            let _ = c.set.report_down(instance, now);
+            any = true;
+        }
+        if any {
+            self.drain_set(caller);
+        }
+    }
+
+    /// The instance `req` was offered to never took it: offer it to another, or give up.
+    fn refused(&mut self, caller: usize, req: u64, outcome: Outcome, reason: String) {
+        match self.attempt_outcome(caller, req, outcome) {
+            Some(Verdict::Retry(_)) => {
+                trace!(
+                    self,
+                    format_args!("c{caller}"),
+                    "request {req} refused ({reason}): retry elsewhere"
+                );
+                self.stats.retries += 1;
+                self.route(caller, req);
+            }
+            Some(_) => self.end_request(caller, req, ClientEnd::Error(reason)),
+            None => {}
+        }
+    }
+
     fn end_request(&mut self, caller: usize, req: u64, end: ClientEnd) {
         let double = self.cfg.planted_bug == Some(PlantedBug::DoubleEnd) && req % 7 == 3;
+        self.callers[caller].attempts.remove(&req);
+        self.callers[caller].cancel_at.remove(&req);
         for _ in 0..if double { 2 } else { 1 } {
             match &end {
                 ClientEnd::Ok => self.stats.ok += 1,
                 ClientEnd::Error(_) => self.stats.errors += 1,
+                ClientEnd::Cancelled => self.stats.cancelled += 1,
             }
             if let Err(detail) = self.ledger.client_end(req, end.clone()) {
                 self.fail(Invariant::StreamEndsOnce, detail);
@@ -376,22 +488,54 @@ impl World {
             Event::CanOpen => self.open_pending(caller, link),
             Event::Data { id, payload, .. } => self.on_data(caller, link, id, &payload),
             Event::End { id, result } => {
-                let Some(req) = self.callers[caller]
-                    .links
-                    .get_mut(&link)
-                    .and_then(|cl| cl.streams.remove(&id))
+                let Some((req, answered)) =
+                    self.callers[caller].links.get_mut(&link).and_then(|cl| {
+                        let req = cl.streams.remove(&id)?;
+                        Some((req, cl.answered.remove(&id)))
+                    })
                 else {
                     let detail = format!("c{caller} #{link}: End of unknown stream {id:?}");
                     self.fail(Invariant::StreamEndsOnce, detail);
                     return;
                 };
+                let killed = self.callers[caller].killed.remove(&req);
                 let end = match result {
                     Ok(()) => ClientEnd::Ok,
-                    Err(e) => ClientEnd::Error(format!(
-                        "{}: {}",
-                        e.kind.dynamo_name().unwrap_or("Unknown"),
-                        e.message
-                    )),
+                    Err(e) if killed && e.kind == ErrorKind::CANCELLED => ClientEnd::Cancelled,
+                    Err(e) => {
+                        let reason = format!(
+                            "{}: {}",
+                            e.kind.dynamo_name().unwrap_or("Unknown"),
+                            e.message
+                        );
+                        if answered {
+                            // The accepted instance's answer failed: for a transport reason,
+                            // it is reported down.
+                            let transport = e.kind == ErrorKind::DISCONNECTED;
+                            if let Some(d) = self.callers[caller].attempts.get_mut(&req)
+                                && let Err(misuse) = d.handle_answer_failed(transport)
+                            {
+                                let detail = format!("c{caller}: request {req}: {misuse}");
+                                self.fail(Invariant::StreamEndsOnce, detail);
+                                return;
+                            }
+                            self.placement_events(caller, req);
+                        } else {
+                            // The instance's first answer: a refusal may go elsewhere.
+                            let outcome = if e.kind == ErrorKind::DISCONNECTED {
+                                Outcome::ClosedAfterSent
+                            } else {
+                                Outcome::EndedBeforeData(e.kind)
+                            };
+                            if outcome.delivery() != dynrt_core::router::Delivery::Accepted {
+                                trace!(self, format_args!("c{caller}"), "request {req}: {reason}");
+                                self.refused(caller, req, outcome, reason);
+                                return;
+                            }
+                            let _ = self.attempt_outcome(caller, req, outcome);
+                        }
+                        ClientEnd::Error(reason)
+                    }
                 };
                 trace!(
                     self,
@@ -421,6 +565,13 @@ impl World {
             self.fail(Invariant::StreamEndsOnce, detail);
             return;
         };
+        if cl.answered.insert(id) {
+            // The first answer: the instance took the request.
+            let _ = self.attempt_outcome(caller, req, Outcome::Answered);
+        }
+        let Some(cl) = self.callers[caller].links.get_mut(&link) else {
+            return;
+        };
         if let Err(detail) = self.ledger.received(req, payload) {
             self.fail(Invariant::StreamEndsOnce, detail);
             return;
@@ -443,6 +594,42 @@ impl World {
         {
             let detail = format!("c{caller} #{link}: release of fresh data refused: {e}");
             self.fail(Invariant::MemoryWithinCredit, detail);
+        }
+        // After the release: a killed stream's data must have been taken first.
+        self.maybe_cancel(caller, link, id, req);
+    }
+
+    /// Cancels the request once as much of it arrived as was drawn for it.
+    fn maybe_cancel(&mut self, caller: usize, link: u32, id: StreamId, req: u64) {
+        let c = &mut self.callers[caller];
+        let Some(&(at, mode)) = c.cancel_at.get(&req) else {
+            return;
+        };
+        if self.ledger.requests[req as usize].received < at {
+            return;
+        }
+        c.cancel_at.remove(&req);
+        let Some(conn) = self.net.links[link as usize].ends[0].conn.as_mut() else {
+            return;
+        };
+        trace!(
+            self,
+            format_args!("c{caller}"),
+            "request {req}: cancel ({mode:?})"
+        );
+        match conn.cancel(id, mode) {
+            Ok(()) => match mode {
+                CancelMode::Kill => {
+                    self.callers[caller].killed.insert(req);
+                }
+                CancelMode::Stop => self.ledger.requests[req as usize].stopped = true,
+            },
+            // Its END was already read with this data (its `End` event follows): too late.
+            Err(CancelError::NotOpen(_)) => {}
+            Err(e) => {
+                let detail = format!("c{caller}: cancel of a receiving stream refused: {e}");
+                self.fail(Invariant::StreamEndsOnce, detail);
+            }
         }
     }
 
@@ -482,19 +669,19 @@ impl World {
             return;
         }
         let pending: Vec<u64> = cl.pending.drain(..).collect();
+        let outcome = if cl.established {
+            Outcome::ClosedBeforeSent
+        } else {
+            Outcome::ConnectFailed
+        };
         if !matches!(reason, CloseReason::Drained) {
             let _ = c.set.report_down(instance, now);
         }
-        for req in pending {
-            self.end_request(
-                caller,
-                req,
-                ClientEnd::Error(format!(
-                    "connection closed before the request was sent: {reason}"
-                )),
-            );
-        }
         self.drain_set(caller);
+        for req in pending {
+            let why = format!("connection closed before the request was sent: {reason}");
+            self.refused(caller, req, outcome, why);
+        }
     }
 }
 

@@ -20,8 +20,8 @@ pub enum Invariant {
     NoSilentLoss,
     /// After a caller observed an instance's removal, it routes no new request to it.
     NoRouteToRemoved,
-    /// A worker whose drain ended clean (every connection closed `Drained`) delivered every
-    /// stream it accepted to the end.
+    /// A worker whose drain the core's `Shutdown` reported clean delivered every stream it had
+    /// accepted to the end, or its caller cancelled it.
     CleanDrainDelivers,
     /// A lost lease leads to deregistration within its TTL, and a worker never believes it
     /// holds a lease the store has already expired.
@@ -29,6 +29,9 @@ pub enum Invariant {
     /// The bytes held for one connection stay within the credit it granted (receiver) and the
     /// output limit (sender).
     MemoryWithinCredit,
+    /// A worker's health tells the truth: never ready once its shutdown withdrew readiness,
+    /// and ready once it has served a canary round without shutting down.
+    ReadinessTruthful,
     /// No node panics.
     NoPanic,
 }
@@ -43,6 +46,7 @@ impl Invariant {
             Self::CleanDrainDelivers => "clean-drain-delivers",
             Self::LeaseDeregisters => "lease-deregisters",
             Self::MemoryWithinCredit => "memory-within-credit",
+            Self::ReadinessTruthful => "readiness-truthful",
             Self::NoPanic => "no-panic",
         }
     }
@@ -79,6 +83,8 @@ impl fmt::Display for Violation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ClientEnd {
     Ok,
+    /// The caller killed the stream itself (it no longer wanted the answer).
+    Cancelled,
     /// A typed error: the mux error kind's Dynamo name, or the caller's own reason.
     Error(String),
 }
@@ -104,6 +110,8 @@ pub(crate) struct Request {
     /// The worker slot it was sent to, once routed.
     pub(crate) worker: Option<(usize, u32)>,
     pub(crate) received: u64,
+    /// The caller asked the worker to stop early: `Ok` may come before every item.
+    pub(crate) stopped: bool,
     pub(crate) client_end: Option<ClientEnd>,
     pub(crate) server_accepted: bool,
     pub(crate) server_end: Option<ServerEnd>,
@@ -137,6 +145,7 @@ impl Ledger {
             delay_us,
             worker: None,
             received: 0,
+            stopped: false,
             client_end: None,
             server_accepted: false,
             server_end: None,
@@ -154,7 +163,7 @@ impl Ledger {
             ));
         }
         if end == ClientEnd::Ok {
-            if r.received != r.total_bytes() {
+            if r.received != r.total_bytes() && !r.stopped {
                 return Err(format!(
                     "request {req}: caller got Ok after {} of {} bytes",
                     r.received,

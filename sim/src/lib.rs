@@ -27,13 +27,20 @@
 //!   Nodes reach it by RPCs with latency that fail after a timeout when the store is down or
 //!   the node is cut off from it; a watch breaks then and its owner watches again.
 //! - **Workers**: a [`dynrt_core::lease::Lease`] machine keeps the process lease; on `Granted`
-//!   the worker registers its endpoint record under it; on `Lost` it drains (1.6.1's policy).
-//!   Each accepted connection is a server [`dynrt_core::conn::Conn`]; a handler streams the
-//!   items a request asks for, at its pace, respecting credit.
+//!   the worker registers its endpoint record under it; on `Lost` it shuts down (1.6.1's
+//!   policy). Shutdown runs the runtime's [`dynrt_core::shutdown::Shutdown`] machine in its
+//!   three phases (leave discovery and GOAWAY; drain, bounded; revoke and close), with every
+//!   request reported to it as the runtime's request plane reports it (finished once
+//!   delivered or cancelled by its caller, lost when cut off under it). A
+//!   [`dynrt_core::health::SystemHealth`] machine with canaries says whether the worker is
+//!   ready. Each accepted connection is a server [`dynrt_core::conn::Conn`]; a handler streams
+//!   the items a request asks for, at its pace, respecting credit.
 //! - **Callers**: watch the endpoint's instances into a
 //!   [`dynrt_core::discovery::InstanceSet`], route round-robin with
-//!   [`dynrt_core::router::Router`], keep one client `Conn` per worker address, and consume
-//!   responses (slowly, under the slow-consumer fault).
+//!   [`dynrt_core::router::Router`] through the retry machine
+//!   ([`dynrt_core::router::Attempts`]: a request an instance never took goes to another),
+//!   keep one client `Conn` per worker address, consume responses (slowly, under the
+//!   slow-consumer fault), and cancel some requests midway (kill or stop).
 //!
 //! ## Invariants
 //! See [`Invariant`]: each is checked after every step and named in the trace when it fails.
@@ -46,6 +53,7 @@
 
 mod caller;
 mod faults;
+mod health;
 mod ledger;
 mod net;
 mod queue;
@@ -73,6 +81,10 @@ pub enum PlantedBug {
     ForgetStreams,
     /// Callers report a stream's end twice.
     DoubleEnd,
+    /// Workers report a stream cut off under its caller (a stall reset, a failed connection)
+    /// to the shutdown as finished, not lost: the core's behaviour before seeds 100285 and
+    /// 100903 found it.
+    LossCountedFinished,
 }
 
 /// One simulation run's settings.
@@ -97,6 +109,9 @@ pub struct SimConfig {
     pub fault_window: Duration,
     /// The lease TTL workers ask for.
     pub lease_ttl: Duration,
+    /// How long a worker's drain (shutdown phase 2) may last
+    /// (`DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS`).
+    pub drain_limit: Duration,
     /// One-way latency to the store (RPCs take twice this, plus jitter).
     pub store_latency: Duration,
     /// Keep the readable trace (slower).
@@ -117,6 +132,8 @@ pub struct SimConfig {
     pub burst: bool,
     /// The slow-store fault's latency multiplier (`None`: drawn from 200..2000).
     pub slow_store_factor: Option<u64>,
+    /// Percent of requests their caller kills midway, and percent it asks to stop midway.
+    pub cancel_percent: (u64, u64),
 }
 
 /// A fault at a fixed time.
@@ -144,6 +161,7 @@ impl Default for SimConfig {
             fault_count: 4,
             fault_window: Duration::from_secs(20),
             lease_ttl: Duration::from_secs(10),
+            drain_limit: Duration::from_secs(25),
             store_latency: Duration::from_millis(1),
             trace: false,
             planted_bug: None,
@@ -153,6 +171,7 @@ impl Default for SimConfig {
             item_delay_ms: (0, 20),
             burst: false,
             slow_store_factor: None,
+            cancel_percent: (4, 2),
         }
     }
 }
@@ -185,6 +204,10 @@ pub struct Stats {
     pub ok: u64,
     /// Requests that ended with a typed error.
     pub errors: u64,
+    /// Requests their caller cancelled (killed) midway.
+    pub cancelled: u64,
+    /// Requests offered to another instance after one refused them.
+    pub retries: u64,
     /// Faults injected.
     pub faults: u64,
     /// Connections opened.
@@ -196,14 +219,23 @@ pub struct Stats {
     /// Largest amount by which a connection's held output exceeded its output limit (the
     /// control and END frames the core queues whatever the limit).
     pub max_output_overshoot: u64,
+    /// Canary requests workers sent to themselves.
+    pub canaries: u64,
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} requests ({} ok, {} typed errors), {} faults, {} connections, {} leases lost",
-            self.requests, self.ok, self.errors, self.faults, self.connections, self.leases_lost
+            "{} requests ({} ok, {} typed errors, {} cancelled by their callers, {} retried), {} faults, {} connections, {} leases lost",
+            self.requests,
+            self.ok,
+            self.errors,
+            self.cancelled,
+            self.retries,
+            self.faults,
+            self.connections,
+            self.leases_lost
         )
     }
 }

@@ -37,6 +37,9 @@ pub(crate) enum StoreOp {
         value: Bytes,
         lease: LeaseId,
     },
+    Delete {
+        key: String,
+    },
     Watch {
         prefix: String,
         epoch: u32,
@@ -56,6 +59,7 @@ pub(crate) enum StoreReply {
     },
     Revoked,
     Created,
+    Deleted,
     /// The store refused (the key exists, the lease is gone).
     Refused(String),
     Watching,
@@ -168,6 +172,10 @@ impl World {
                     Ok(_) => StoreReply::Created,
                     Err(e) => StoreReply::Refused(e.to_string()),
                 }
+            }
+            StoreOp::Delete { key } => {
+                self.store.kv.delete(&key);
+                StoreReply::Deleted
             }
             StoreOp::Watch { prefix, epoch } => {
                 let NodeRef::Caller(caller) = from else {

@@ -3,25 +3,39 @@
 //! The worker asks the store for a lease through the real [`Lease`] machine, registers its
 //! endpoint record under it once granted, accepts connections (each a server
 //! [`dynrt_core::conn::Conn`] in [`crate::net`]), and answers each request with the items it
-//! asks for, one every `delay`, as credit allows. On `Lost` it drains, as 1.6.1 shuts down:
-//! GOAWAY on every connection, revoke, exit once every connection closed. A killed worker
-//! vanishes at once (its connections reset, its lease left to expire). An exited worker comes
-//! back as a new incarnation: a new lease, so a new instance id, on a new port.
+//! asks for, one every `delay`, as credit allows.
+//!
+//! It shuts down through the real [`Shutdown`] machine, in its three phases, as the runtime
+//! does (on a drain fault, or when its lease is lost — 1.6.1's policy): phase 1 leaves
+//! discovery (deletes its record) and sends GOAWAY on every connection; phase 2 waits for the
+//! requests in flight, bounded by the drain limit; phase 3 revokes the lease and closes the
+//! connections (after a grace for them to close by themselves when the drain ended with
+//! nothing running). The worker exits once the lease is settled and every connection closed.
+//!
+//! Every request is reported to the `Shutdown` as the runtime's request plane reports it:
+//! started when accepted; finished once its answer is delivered (its END written to the
+//! socket — while the connection goes away, at the connection's graceful close, as
+//! `mux::delivery` does) or its caller cancelled it; lost when it was cut off under its caller
+//! (a stall reset, a failed connection). A killed worker vanishes at once (its connections
+//! reset, its lease left to expire). An exited worker comes back as a new incarnation: a new
+//! lease, so a new instance id, on a new port.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dynrt_core::conn::{Event, SendError};
+use dynrt_core::conn::{CloseReason, Event, SendError};
 use dynrt_core::discovery::{
     DiscoveryRecord, DynrtCapabilities, EndpointRecord, Transport, instance_key,
 };
+use dynrt_core::health::{CanaryId, HealthConfig, SystemHealth};
 use dynrt_core::kv::LeaseId;
 use dynrt_core::lease::{Lease, LeaseCommand, LeaseConfig, LeaseEvent};
 use dynrt_core::names::{EndpointId, InstanceId};
-use dynrt_core::wire::mux::{CancelMode, StreamId};
+use dynrt_core::shutdown::{Phase, Shutdown, ShutdownCommand, ShutdownEvent};
+use dynrt_core::wire::mux::{CancelMode, ErrorKind, StreamError, StreamId};
 
 use crate::PlantedBug;
 use crate::ledger::{Invariant, ServerEnd, pattern};
@@ -57,6 +71,14 @@ pub(crate) fn slot_of(addr: SocketAddr) -> (usize, u32) {
 /// The largest item a request asks for.
 pub(crate) const MAX_ITEM_SIZE: usize = 6000;
 
+/// The endpoint's key in the drain's bookkeeping.
+pub(crate) const ENDPOINT_PATH: &str = "dynamo/backend/generate";
+
+/// Phase 3 after a drain that ended with nothing running: how long the connections get to
+/// close by themselves (their peers answering the GOAWAY) before they are cut, as the
+/// runtime's `CLOSE_GRACE`.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// An item of `size` bytes, all `byte`: a slice of one shared buffer per byte value, so
 /// producing an item allocates nothing.
 fn item(byte: u8, size: usize) -> Bytes {
@@ -86,6 +108,7 @@ enum Rpc {
     KeepAlive,
     Revoke,
     Create,
+    Delete,
 }
 
 /// One worker slot (successive incarnations reuse it).
@@ -98,16 +121,40 @@ pub(crate) struct Worker {
     lease_timer: Option<u64>,
     /// A revoke was asked for: the store deleting the keys is expected.
     pub(crate) revoking: bool,
+    /// The shutdown has begun.
     pub(crate) draining: bool,
     pub(crate) links: Vec<u32>,
     serving: BTreeMap<(u32, StreamId), Serving>,
+    /// Streams finished (END queued) whose END the core has not transmitted yet.
+    finished: BTreeMap<(u32, StreamId), u64>,
+    /// Answers whose END is in a connection's output, with the output position it ends at:
+    /// delivered once the socket took that much (at the graceful close while the connection
+    /// goes away).
+    delivering: BTreeMap<u32, Vec<(u64, u64)>>,
     rpcs: BTreeMap<u64, Rpc>,
     keepalives: VecDeque<u64>,
     next_rpc: u64,
     registered: Option<InstanceId>,
-    /// While draining: the requests that must be delivered if the drain ends clean.
+    /// The runtime's shutdown machine (a new one per incarnation).
+    pub(crate) shutdown: Shutdown,
+    shutdown_timer: Option<u64>,
+    /// Requests the shutdown counts in flight.
+    counted: BTreeSet<u64>,
+    /// When the shutdown began: the requests in flight, which a clean drain must deliver.
     drain_reqs: Vec<u64>,
-    drain_clean: bool,
+    /// Phase 3: connections still open at this time are cut.
+    close_by: Option<u64>,
+    /// The runtime's health machine, with canaries (a new one per incarnation).
+    pub(crate) health: SystemHealth,
+    pub(crate) health_timer: Option<u64>,
+    /// Canaries in flight (each a local request the shutdown counts).
+    pub(crate) canaries: BTreeSet<CanaryId>,
+    /// The shutdown's `WithdrawReadiness` ran.
+    pub(crate) readiness_withdrawn: bool,
+    /// Since when the request plane listens (and the endpoint is registered with health).
+    pub(crate) serving_since: Option<u64>,
+    /// The readiness last traced.
+    pub(crate) last_ready: Option<bool>,
     /// Restart after an exit (not after a kill: the kill fault restarts it).
     restart_pending: bool,
 }
@@ -125,12 +172,23 @@ impl Worker {
             draining: false,
             links: Vec::new(),
             serving: BTreeMap::new(),
+            finished: BTreeMap::new(),
+            delivering: BTreeMap::new(),
             rpcs: BTreeMap::new(),
             keepalives: VecDeque::new(),
             next_rpc: 0,
             registered: None,
+            shutdown: Shutdown::new(Duration::ZERO),
+            shutdown_timer: None,
+            counted: BTreeSet::new(),
             drain_reqs: Vec::new(),
-            drain_clean: true,
+            close_by: None,
+            health: SystemHealth::new(HealthConfig::default(), Instant::now()),
+            health_timer: None,
+            canaries: BTreeSet::new(),
+            readiness_withdrawn: false,
+            serving_since: None,
+            last_ready: None,
             restart_pending: false,
         }
     }
@@ -154,6 +212,8 @@ impl World {
         let seed = self.rng.next_u64();
         let now = self.now_instant();
         let ttl = self.cfg.lease_ttl;
+        let drain_limit = self.cfg.drain_limit;
+        let now_ns = self.now;
         let w = &mut self.workers[slot];
         if w.alive {
             return;
@@ -166,12 +226,24 @@ impl World {
         w.registered = None;
         w.links.clear();
         w.serving.clear();
+        w.finished.clear();
+        w.delivering.clear();
         w.rpcs.clear();
         w.keepalives.clear();
+        w.shutdown = Shutdown::new(drain_limit);
+        w.shutdown_timer = None;
+        w.counted.clear();
         w.drain_reqs.clear();
-        w.drain_clean = true;
+        w.close_by = None;
         w.restart_pending = false;
         w.lease_timer = None;
+        w.health = crate::health::new_health(now);
+        w.health.endpoint_registered(crate::health::HEALTH_KEY, now);
+        w.health_timer = None;
+        w.canaries.clear();
+        w.readiness_withdrawn = false;
+        w.serving_since = Some(now_ns);
+        w.last_ready = None;
         let config = LeaseConfig {
             ttl,
             ..LeaseConfig::default()
@@ -185,6 +257,7 @@ impl World {
             address(slot, w.inc)
         );
         self.drive_lease(slot);
+        self.drive_health(slot);
     }
 
     fn rpc(&mut self, slot: usize, kind: Rpc, op: StoreOp) -> u64 {
@@ -238,7 +311,11 @@ impl World {
                         let at = self.now + bound.as_nanos() as u64;
                         self.schedule(at, Ev::CheckDeregistered { slot, lease: id });
                     }
-                    self.start_drain(slot);
+                    let now = self.now_instant();
+                    let w = &mut self.workers[slot];
+                    if w.shutdown.handle_lease_lost(now) {
+                        self.begin_shutdown(slot);
+                    }
                 }
                 LeaseEvent::Revoked { .. } => self.maybe_exit(slot),
             }
@@ -335,6 +412,9 @@ impl World {
                 self.schedule(at, Ev::Register { slot, inc });
                 Ok(())
             }
+            // Leaving discovery is best effort: the lease revocation (or expiry) removes the
+            // record anyway.
+            (Rpc::Delete, _) => Ok(()),
         };
         if let Err(e) = result {
             trace!(self, format_args!("w{slot}"), "lease input refused: {e}");
@@ -348,21 +428,16 @@ impl World {
             Event::StreamOpened(request) => {
                 self.accept(link, slot, request.stream, &request.payload)
             }
-            Event::Cancelled { id, mode } => {
+            Event::Cancelled { id, mode, cause } => {
                 let key = (link, id);
                 match mode {
                     CancelMode::Kill => {
-                        let w = &mut self.workers[slot];
-                        if let Some(s) = w.serving.remove(&key) {
-                            // A stream reset during the drain (the stall timeout when the
-                            // caller stopped reading, a kill) was not delivered: the drain is
-                            // not clean, though the connection still closes `Drained` and
-                            // the core's `Shutdown` counts the reset as a finished request
-                            // (found by seeds 100285 and 100903; see the regression list).
-                            if w.draining {
-                                w.drain_clean = false;
-                            }
+                        if let Some(s) = self.workers[slot].serving.remove(&key) {
                             self.server_end(s.req, ServerEnd::Killed);
+                            // A stall reset or a failed connection cut the answer off under its
+                            // caller: the drain must not count it delivered (seeds 100285 and
+                            // 100903 found a drain reporting clean after such a reset).
+                            self.request_done(slot, s.req, cause.is_lost_answer());
                         }
                     }
                     CancelMode::Stop => {
@@ -373,11 +448,20 @@ impl World {
                 }
             }
             Event::Writable { id } => self.produce(link, id),
-            Event::Closed(reason) => {
-                let w = &mut self.workers[slot];
-                if w.draining && !matches!(reason, dynrt_core::conn::CloseReason::Drained) {
-                    w.drain_clean = false;
+            Event::EndTransmitted { id } => {
+                if let Some(req) = self.workers[slot].finished.remove(&(link, id)) {
+                    let position = self.output_end(link, Side::Server);
+                    self.workers[slot]
+                        .delivering
+                        .entry(link)
+                        .or_default()
+                        .push((position, req));
                 }
+            }
+            // ENDs still queued in the core: written by the final flush of a graceful close
+            // (delivered at the socket's close), or never.
+            Event::Closed(reason) if !matches!(reason, CloseReason::Drained) => {
+                self.answers_cut(slot, link);
             }
             _ => {}
         }
@@ -392,6 +476,24 @@ impl World {
         let word = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().expect("4 bytes"));
         let req = u64::from(word(0)) | (u64::from(word(4)) << 32);
         let (items, item_size, delay_us) = (word(8), word(12), word(16));
+        if let Err(refused) = self.workers[slot].shutdown.request_started(ENDPOINT_PATH) {
+            // Shutting down: refused as the runtime refuses ("Server unavailable"), which the
+            // caller may offer to another instance.
+            trace!(
+                self,
+                format_args!("w{slot}"),
+                "#{link} refuse request {req}: {refused}"
+            );
+            if let Some(conn) = self.net.links[link as usize].ends[1].conn.as_mut() {
+                let error = StreamError::new(ErrorKind::WORKER_UNAVAILABLE, refused.to_string());
+                if let Err(e) = conn.send_error(stream, error) {
+                    let detail = format!("request {req}: refusal not sent: {e}");
+                    self.fail(Invariant::StreamEndsOnce, detail);
+                }
+            }
+            self.pump(link, Side::Server);
+            return;
+        }
         let inc = self.workers[slot].inc;
         let r = &mut self.ledger.requests[req as usize];
         if r.server_accepted {
@@ -405,9 +507,7 @@ impl World {
         r.worker = Some((slot, inc));
         self.open_streams += 1;
         let w = &mut self.workers[slot];
-        if w.draining {
-            w.drain_reqs.push(req);
-        }
+        w.counted.insert(req);
         w.serving.insert(
             (link, stream),
             Serving {
@@ -435,6 +535,84 @@ impl World {
         }
     }
 
+    /// A request the shutdown counts ended: delivered (or given up by its caller), or lost.
+    fn request_done(&mut self, slot: usize, req: u64, lost: bool) {
+        let lost = lost && self.cfg.planted_bug != Some(PlantedBug::LossCountedFinished);
+        let now = self.now_instant();
+        let w = &mut self.workers[slot];
+        if !w.counted.remove(&req) {
+            return;
+        }
+        let result = if lost {
+            w.shutdown.request_lost(ENDPOINT_PATH, now)
+        } else {
+            w.shutdown.request_finished(ENDPOINT_PATH, now)
+        };
+        if let Err(e) = result {
+            let detail = format!("w{slot}: request {req}: the shutdown's bookkeeping refused: {e}");
+            self.fail(Invariant::CleanDrainDelivers, detail);
+            return;
+        }
+        if lost {
+            trace!(self, format_args!("w{slot}"), "request {req} lost");
+        }
+        self.drive_shutdown(slot);
+    }
+
+    /// After a write on a server connection: answers whose END the socket has taken are
+    /// delivered, unless the connection is going away (then they wait for its graceful close,
+    /// as the runtime waits for its peer to close).
+    pub(crate) fn delivery_progress(&mut self, link: u32) {
+        let l = &self.net.links[link as usize];
+        let slot = l.slot;
+        let end = &l.ends[1];
+        let going_away = end.conn.as_ref().is_none_or(|c| c.is_going_away());
+        if going_away || !end.open {
+            return;
+        }
+        let written = end.written;
+        let w = &mut self.workers[slot];
+        if w.inc != l.inc {
+            return;
+        }
+        let Some(pending) = w.delivering.get_mut(&link) else {
+            return;
+        };
+        let done: Vec<u64> = pending
+            .iter()
+            .filter(|(position, _)| *position <= written)
+            .map(|(_, req)| *req)
+            .collect();
+        pending.retain(|(position, _)| *position > written);
+        for req in done {
+            self.request_done(slot, req, false);
+        }
+    }
+
+    /// Answers of `link` not delivered yet will never be: the connection failed.
+    fn answers_cut(&mut self, slot: usize, link: u32) {
+        for req in self.take_answers(slot, link) {
+            self.request_done(slot, req, true);
+        }
+    }
+
+    /// The finished answers of `link` not yet known delivered.
+    fn take_answers(&mut self, slot: usize, link: u32) -> Vec<u64> {
+        let w = &mut self.workers[slot];
+        let mut reqs: Vec<u64> = w
+            .delivering
+            .remove(&link)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, req)| req)
+            .collect();
+        let keys: Vec<_> = w.finished.keys().filter(|k| k.0 == link).copied().collect();
+        for key in keys {
+            reqs.extend(w.finished.remove(&key));
+        }
+        reqs
+    }
+
     pub(crate) fn on_handler_tick(&mut self, link: u32, stream: StreamId) {
         self.produce(link, stream);
     }
@@ -457,9 +635,16 @@ impl World {
                         return;
                     }
                     let req = s.req;
-                    self.workers[slot].serving.remove(&key);
                     match conn.finish(stream) {
-                        Ok(()) => self.server_end(req, ServerEnd::Finished),
+                        Ok(()) => {
+                            self.workers[slot].serving.remove(&key);
+                            self.workers[slot].finished.insert(key, req);
+                            self.server_end(req, ServerEnd::Finished);
+                        }
+                        // Killed, or its connection closed, in input the core has read and
+                        // whose `Cancelled` event this worker has not handled yet: that event
+                        // ends it.
+                        Err(SendError::NotOpen(_) | SendError::Closed) => return,
                         Err(e) => {
                             let detail = format!("request {req}: finish refused: {e}");
                             self.fail(Invariant::StreamEndsOnce, detail);
@@ -477,6 +662,16 @@ impl World {
                 Ok(_) => {
                     let sent = before - s.partial.len() as u64;
                     self.ledger.requests[req as usize].server_sent += sent;
+                    if s.partial.is_empty() {
+                        // A whole good item: real traffic, for the health machine.
+                        let now = self.now_instant();
+                        self.workers[slot]
+                            .health
+                            .record_traffic(crate::health::HEALTH_KEY, now);
+                    }
+                    let Some(s) = self.workers[slot].serving.get_mut(&key) else {
+                        return;
+                    };
                     if !s.partial.is_empty() {
                         break; // cut by credit: Writable says when to go on
                     }
@@ -487,8 +682,11 @@ impl World {
                     }
                 }
                 Err(SendError::Blocked { .. }) => break,
+                // Gone in input the core has read; its `Cancelled` event (not handled yet)
+                // ends it. Were that event never to come, the stream would never end here,
+                // which the final check catches.
+                Err(SendError::NotOpen(_) | SendError::Closed) => return,
                 Err(e) => {
-                    // The stream is gone (a kill we have not seen yet would be a core bug).
                     let detail = format!("request {req}: send refused on an open stream: {e}");
                     self.fail(Invariant::StreamEndsOnce, detail);
                     return;
@@ -498,37 +696,164 @@ impl World {
         self.pump(link, Side::Server);
     }
 
-    /// Starts the drain: GOAWAY everywhere, revoke the lease, exit once every connection closed.
+    /// A drain fault: the shutdown begins, as on a signal.
     pub(crate) fn start_drain(&mut self, slot: usize) {
+        let now = self.now_instant();
         let w = &mut self.workers[slot];
-        if !w.alive || w.draining {
+        if !w.alive || !w.shutdown.begin(now) {
             return;
         }
+        self.begin_shutdown(slot);
+    }
+
+    /// The shutdown has begun (phase 1): note what the drain must deliver, then run it.
+    fn begin_shutdown(&mut self, slot: usize) {
+        let w = &mut self.workers[slot];
         w.draining = true;
-        w.drain_reqs = w.serving.values().map(|s| s.req).collect();
+        w.drain_reqs = w.counted.iter().copied().collect();
         trace!(
             self,
             format_args!("w{slot}"),
-            "drain ({} streams in flight)",
+            "shutdown begins ({:?}; {} requests in flight)",
+            self.workers[slot].shutdown.cause(),
             self.workers[slot].drain_reqs.len()
         );
-        if let Some(lease) = self.workers[slot].lease.as_mut() {
-            lease.shutdown();
+        self.drive_shutdown(slot);
+    }
+
+    /// Runs the shutdown machine's commands and events, then arms its timer.
+    pub(crate) fn drive_shutdown(&mut self, slot: usize) {
+        if !self.workers[slot].alive {
+            return;
         }
-        self.drive_lease(slot);
-        for link in self.workers[slot].links.clone() {
-            if let Some(conn) = self.net.links[link as usize].ends[1].conn.as_mut() {
-                conn.start_goaway();
+        loop {
+            if let Some(command) = self.workers[slot].shutdown.poll_command() {
+                self.shutdown_command(slot, command);
+                continue;
             }
-            self.pump(link, Side::Server);
+            let Some(ShutdownEvent::Entered(phase)) = self.workers[slot].shutdown.poll_event()
+            else {
+                break;
+            };
+            trace!(self, format_args!("w{slot}"), "shutdown: {phase}");
+            if phase == Phase::Closing
+                && let Some(report) = self.workers[slot].shutdown.report()
+            {
+                let outcome = report.outcome();
+                let lost = report.lost.clone();
+                trace!(
+                    self,
+                    format_args!("w{slot}"),
+                    "drain report: {outcome:?}, lost {lost:?}"
+                );
+            }
+        }
+        let w = &mut self.workers[slot];
+        if let Some(deadline) = w.shutdown.poll_timeout() {
+            let at = self.ns(deadline).max(self.now);
+            let w = &mut self.workers[slot];
+            if w.shutdown_timer.is_none_or(|armed| at < armed) {
+                w.shutdown_timer = Some(at);
+                let inc = w.inc;
+                self.schedule(at, Ev::ShutdownTimer { slot, inc, at });
+            }
         }
         self.maybe_exit(slot);
     }
 
-    /// A draining worker exits once every connection closed and the lease is settled.
+    pub(crate) fn on_shutdown_timer(&mut self, slot: usize, inc: u32, at: u64) {
+        let now = self.now_instant();
+        let w = &mut self.workers[slot];
+        if !w.alive || w.inc != inc {
+            return;
+        }
+        if w.close_by == Some(at) {
+            self.close_connections(slot);
+        }
+        let w = &mut self.workers[slot];
+        if w.shutdown_timer != Some(at) {
+            return;
+        }
+        w.shutdown_timer = None;
+        w.shutdown.handle_timeout(now);
+        self.drive_shutdown(slot);
+    }
+
+    fn shutdown_command(&mut self, slot: usize, command: ShutdownCommand) {
+        match command {
+            ShutdownCommand::LeaveDiscovery => {
+                if let Some(instance) = self.workers[slot].registered {
+                    let key = instance_key(&endpoint(), instance);
+                    self.rpc(slot, Rpc::Delete, StoreOp::Delete { key });
+                }
+            }
+            ShutdownCommand::GoAwayConnections => {
+                for link in self.workers[slot].links.clone() {
+                    if let Some(conn) = self.net.links[link as usize].ends[1].conn.as_mut() {
+                        conn.start_goaway();
+                    }
+                    self.pump(link, Side::Server);
+                }
+            }
+            ShutdownCommand::WithdrawReadiness => {
+                let now = self.now_instant();
+                let w = &mut self.workers[slot];
+                w.health.begin_shutdown(now);
+                w.readiness_withdrawn = true;
+                self.drive_health(slot);
+            }
+            ShutdownCommand::RevokeLease => {
+                if let Some(lease) = self.workers[slot].lease.as_mut() {
+                    lease.shutdown();
+                }
+                self.drive_lease(slot);
+            }
+            ShutdownCommand::CloseConnections => {
+                let drained = self.workers[slot]
+                    .shutdown
+                    .report()
+                    .is_some_and(|report| !report.is_running());
+                if drained {
+                    let at = self.now + CLOSE_GRACE.as_nanos() as u64;
+                    let w = &mut self.workers[slot];
+                    w.close_by = Some(at);
+                    let inc = w.inc;
+                    self.schedule(at, Ev::ShutdownTimer { slot, inc, at });
+                } else {
+                    self.close_connections(slot);
+                }
+            }
+            // Readiness, refusing new requests (`request_started` does), closing the store and
+            // NATS clients: nothing more to simulate.
+            _ => {}
+        }
+    }
+
+    /// Phase 3: cuts every connection still open.
+    fn close_connections(&mut self, slot: usize) {
+        self.workers[slot].close_by = None;
+        for link in self.workers[slot].links.clone() {
+            if self.net.links[link as usize].ends[1].open {
+                trace!(self, format_args!("w{slot}"), "#{link} cut (phase 3)");
+                // As the runtime's abort: the machine learns the transport is gone (its open
+                // streams end, `Cancelled`), then the socket is dropped.
+                let now = self.now_instant();
+                if let Some(conn) = self.net.links[link as usize].ends[1].conn.as_mut() {
+                    conn.handle_transport_closed(now);
+                }
+                self.pump(link, Side::Server);
+                self.answers_cut(slot, link);
+                self.abort_end(link, Side::Server);
+            }
+        }
+        self.maybe_exit(slot);
+    }
+
+    /// A worker whose shutdown is done exits once its lease is settled and every connection
+    /// closed.
     pub(crate) fn maybe_exit(&mut self, slot: usize) {
         let w = &self.workers[slot];
-        if !w.alive || !w.draining {
+        if !w.alive || w.shutdown.phase() != Phase::Done {
             return;
         }
         let open = w
@@ -543,16 +868,21 @@ impl World {
             return;
         }
         let w = &mut self.workers[slot];
+        let report = w.shutdown.report().cloned();
         w.alive = false;
         w.addr = None;
+        w.serving_since = None;
+        w.health_timer = None;
         w.restart_pending = true;
-        if w.drain_clean {
-            let inc = w.inc;
+        let inc = w.inc;
+        if let Some(report) = report
+            && report.is_clean()
+        {
             self.faults
                 .clean_drains
                 .push((slot, inc, std::mem::take(&mut w.drain_reqs)));
         }
-        trace!(self, format_args!("w{slot}"), "exit after drain");
+        trace!(self, format_args!("w{slot}"), "exit after shutdown");
         let at = self.now + Duration::from_secs(2).as_nanos() as u64;
         self.schedule(at, Ev::Fault(crate::faults::FaultAction::Restart { slot }));
     }
@@ -568,6 +898,12 @@ impl World {
         w.lease = None;
         w.lease_timer = None;
         w.draining = false;
+        w.finished.clear();
+        w.delivering.clear();
+        w.counted.clear();
+        w.canaries.clear();
+        w.health_timer = None;
+        w.serving_since = None;
         trace!(self, format_args!("w{slot}"), "killed");
         let serving = std::mem::take(&mut self.workers[slot].serving);
         for s in serving.values() {
@@ -578,18 +914,36 @@ impl World {
         }
     }
 
-    /// Called when a server end's socket closes: a draining worker may exit now.
-    pub(crate) fn server_socket_closed(&mut self, link: u32) {
+    /// A server end's socket closed: after a graceful close whose linger ended well
+    /// (`delivered`), everything it held was written and read; otherwise it is lost. A worker
+    /// in phase 3 may exit now.
+    pub(crate) fn server_socket_closed(&mut self, link: u32, delivered: bool) {
         let slot = self.net.links[link as usize].slot;
+        let inc = self.net.links[link as usize].inc;
+        let w = &mut self.workers[slot];
+        if !w.alive || w.inc != inc {
+            return;
+        }
+        if delivered {
+            for req in self.take_answers(slot, link) {
+                self.request_done(slot, req, false);
+            }
+        } else {
+            self.answers_cut(slot, link);
+        }
         self.maybe_exit(slot);
     }
 
-    /// After the run: every worker whose drain ended clean delivered what it had accepted.
+    /// After the run: every worker whose drain ended clean delivered what it had accepted, or
+    /// its caller gave it up.
     pub(crate) fn check_drains(&mut self) {
         for (slot, inc, reqs) in std::mem::take(&mut self.faults.clean_drains) {
             for req in reqs {
                 let r = &self.ledger.requests[req as usize];
-                if r.client_end != Some(crate::ledger::ClientEnd::Ok) {
+                if !matches!(
+                    r.client_end,
+                    Some(crate::ledger::ClientEnd::Ok | crate::ledger::ClientEnd::Cancelled)
+                ) {
                     let detail = format!(
                         "w{slot}.{inc} drained clean but request {req} ended {:?} at its caller",
                         r.client_end

@@ -37,8 +37,10 @@ pub(crate) enum NodeRef {
 pub(crate) enum Ev {
     /// Bytes arrive at one end of a connection.
     Bytes { link: u32, to: Side, data: Bytes },
-    /// A reset (or end of stream) arrives at one end.
-    Reset { link: u32, to: Side },
+    /// A reset, or end of stream (`fin`), arrives at one end.
+    Reset { link: u32, to: Side, fin: bool },
+    /// A server end's linger after a graceful close runs out.
+    LingerEnd { link: u32 },
     /// The client's SYN reaches the worker's address.
     Syn { link: u32 },
     /// The SYN-ACK reaches the client: it may write.
@@ -60,6 +62,16 @@ pub(crate) enum Ev {
     LeaseTimer { slot: usize, inc: u32, at: u64 },
     /// A worker retries registering.
     Register { slot: usize, inc: u32 },
+    /// A worker's shutdown timer (the drain deadline, or phase 3's close grace).
+    ShutdownTimer { slot: usize, inc: u32, at: u64 },
+    /// A worker's health timer (canaries due or overdue).
+    HealthTimer { slot: usize, inc: u32, at: u64 },
+    /// A canary's handler produced its item.
+    CanaryItem {
+        slot: usize,
+        inc: u32,
+        id: dynrt_core::health::CanaryId,
+    },
     /// An RPC reaches the store.
     StoreReq {
         from: NodeRef,
@@ -251,7 +263,8 @@ impl World {
     fn dispatch(&mut self, ev: Ev) {
         match ev {
             Ev::Bytes { link, to, data } => self.on_bytes(link, to, data),
-            Ev::Reset { link, to } => self.on_reset(link, to),
+            Ev::Reset { link, to, fin } => self.on_reset(link, to, fin),
+            Ev::LingerEnd { link } => self.on_linger_end(link),
             Ev::Syn { link } => self.on_syn(link),
             Ev::SynAck { link } => self.on_syn_ack(link),
             Ev::ConnTimer { link, side, at } => self.on_conn_timer(link, side, at),
@@ -265,6 +278,9 @@ impl World {
             Ev::HandlerTick { link, stream } => self.on_handler_tick(link, stream),
             Ev::LeaseTimer { slot, inc, at } => self.on_lease_timer(slot, inc, at),
             Ev::Register { slot, inc } => self.register(slot, inc),
+            Ev::ShutdownTimer { slot, inc, at } => self.on_shutdown_timer(slot, inc, at),
+            Ev::HealthTimer { slot, inc, at } => self.on_health_timer(slot, inc, at),
+            Ev::CanaryItem { slot, inc, id } => self.on_canary_item(slot, inc, id),
             Ev::StoreReq {
                 from,
                 rpc,

@@ -35,6 +35,7 @@ fn keepalive_survives_20k_concurrent_requests() {
         item_size: (8, 32),
         item_delay_ms: (25_000, 25_000),
         faults: Vec::new(),
+        cancel_percent: (0, 0),
         ..SimConfig::default()
     });
     assert!(

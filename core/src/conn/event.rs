@@ -20,6 +20,28 @@ pub struct PeerSettings {
     pub conn_credit: u32,
 }
 
+/// Why a server stream was cancelled ([`Event::Cancelled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CancelCause {
+    /// The client sent CANCEL: it asked to stop, or no longer wants the answer.
+    Client,
+    /// The stream found no room to send for `stall_timeout` (its caller stopped reading) and
+    /// was reset: the answer was not delivered.
+    Stalled,
+    /// The connection closed with the stream open: the answer was not delivered.
+    ConnectionClosed,
+}
+
+impl CancelCause {
+    /// Whether the answer was cut off by something other than its caller's own choice (a
+    /// reset, a failed connection): the caller neither got it nor gave it up. A drain that
+    /// saw such a stream did not deliver everything it accepted.
+    pub fn is_lost_answer(self) -> bool {
+        !matches!(self, Self::Client)
+    }
+}
+
 /// Something the application must learn, from [`super::Conn::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -49,15 +71,19 @@ pub enum Event {
         /// How it ended.
         result: Result<(), StreamError>,
     },
-    /// Server: the client asked to stop or kill the stream. After `Kill` (also raised for
-    /// every open stream when the connection closes) the stream is gone: the END has been
-    /// queued and further sends fail with `NotOpen`. After `Stop` the application should
-    /// finish soon.
+    /// Server: the stream was cancelled — by the client (stop or kill), or reset by this side
+    /// (`Kill`: no room to send for the stall timeout, or the connection closed). After `Kill`
+    /// the stream is gone: the END has been queued (if the connection is still open) and
+    /// further sends fail with `NotOpen`. After `Stop` the application should finish soon.
+    /// `cause` tells a caller's own choice from an answer cut off under it: a graceful drain
+    /// must not report clean after the latter.
     Cancelled {
         /// The stream.
         id: StreamId,
         /// Stop or kill.
         mode: CancelMode,
+        /// Who or what cancelled it.
+        cause: CancelCause,
     },
     /// Server: a stream whose send was refused or cut short for lack of credit can send again.
     Writable {

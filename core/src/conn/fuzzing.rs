@@ -424,7 +424,7 @@ impl Model {
                     let fresh = self.server.insert(id, ServerModel::default()).is_none();
                     assert!(fresh || self.tainted, "stream {id} opened twice");
                 }
-                Event::Cancelled { id, mode } => {
+                Event::Cancelled { id, mode, .. } => {
                     let s = self
                         .server
                         .get_mut(&id)

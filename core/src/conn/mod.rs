@@ -133,7 +133,7 @@
 //! `Writable` once half of it is free. PING and CREDIT overtake queued data. Output that waits
 //! with nothing written for `stall_timeout` closes the connection
 //! ([`CloseReason::Stalled`]); a server stream that gets no room for that long is ended with a
-//! `CANCELLED` error (the handler sees `Cancelled(Kill)`). A frame must arrive whole within
+//! `CANCELLED` error (the handler sees `Cancelled(Kill)` with cause `Stalled`). A frame must arrive whole within
 //! `frame_timeout` of its first byte ([`CloseReason::FrameTimeout`]); before the peer's HELLO
 //! frames are at most 16 KiB.
 //!
@@ -164,7 +164,8 @@
 //! `WorkerUnavailable` if its REQUEST was still queued — never handed to the driver, so the
 //! peer cannot have seen it and a caller may send it elsewhere —, or `BackendProtocol` when
 //! the peer broke the protocol, or `Cancelled` after a local `close`;
-//! server: `Cancelled(Kill)`), then raises `Closed`, always the last event.
+//! server: `Cancelled(Kill)` with cause `ConnectionClosed`), then raises `Closed`, always the
+//! last event.
 //!
 //! ## Client stream states
 //!
@@ -193,11 +194,11 @@
 //! | `Serving` | `send_data` | `Serving` | DATA… (up to the credit) |
 //! | `Serving` | `finish` (no half-sent item) | gone | END |
 //! | `Serving` | `send_error` | gone | END with ERROR |
-//! | `Serving` | CANCEL stop | `Serving` (stop requested) | `Cancelled(Stop)` once |
-//! | `Serving` | CANCEL kill | gone | `Cancelled(Kill)`, END `Cancelled` |
+//! | `Serving` | CANCEL stop | `Serving` (stop requested) | `Cancelled(Stop)` once (cause `Client`) |
+//! | `Serving` | CANCEL kill | gone | `Cancelled(Kill)` (cause `Client`), END `Cancelled` |
 //! | `Serving` | CREDIT | `Serving` | `Writable` if a send was refused or cut |
 //! | `Serving` | output below half the limit | `Serving` | `Writable` if a send was refused by it |
-//! | `Serving` | no room to send for `stall_timeout` | gone | `Cancelled(Kill)`, END `Cancelled` |
+//! | `Serving` | no room to send for `stall_timeout` | gone | `Cancelled(Kill)` (cause `Stalled`), END `Cancelled` |
 //! | gone (END queued) | `poll_transmit` writes the END | gone | `EndTransmitted` |
 //! | gone | CANCEL, CREDIT | gone | ignored |
 //!
@@ -228,7 +229,7 @@ use bytes::BytesMut;
 
 pub use config::{ConfigError, ConnConfig};
 pub use error::{CancelError, CloseReason, OpenError, ProtocolViolation, ReleaseError, SendError};
-pub use event::{Event, PeerSettings};
+pub use event::{CancelCause, Event, PeerSettings};
 pub use output::FRAME_OVERHEAD;
 pub use queue::{Flushed, QueueFull, SendQueue};
 
@@ -859,6 +860,7 @@ impl Conn {
                 Stream::Serving { .. } => self.events.push_back(Event::Cancelled {
                     id,
                     mode: crate::wire::mux::CancelMode::Kill,
+                    cause: CancelCause::ConnectionClosed,
                 }),
                 Stream::Killed { .. } | Stream::Ended { .. } => {}
             }

@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use super::{CloseReason, Conn, Event, State, Stream};
+use super::{CancelCause, CloseReason, Conn, Event, State, Stream};
 use crate::wire::mux::{
     CancelMode, ErrorKind, Frame, GoAwayCode, HEADER_LEN, StreamError, StreamId, WireStr,
 };
@@ -188,6 +188,7 @@ impl Conn {
             self.events.push_back(Event::Cancelled {
                 id,
                 mode: CancelMode::Kill,
+                cause: CancelCause::Stalled,
             });
             let message = format!(
                 "stream {id} reset: no room to send for {timeout:?} (the caller stopped reading)"

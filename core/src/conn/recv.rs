@@ -1,6 +1,6 @@
 //! What the connection does with each frame the peer sent.
 
-use super::{Conn, Event, PeerSettings, ProtocolViolation, Role, State, Stream};
+use super::{CancelCause, Conn, Event, PeerSettings, ProtocolViolation, Role, State, Stream};
 use crate::wire::mux::{
     Cancel, CancelMode, Credit, Data, End, ErrorKind, Frame, FrameType, GoAway, Hello,
     MIN_MAX_FRAME_SIZE, MuxDecoder, Request, StreamError, StreamId, VERSION, WireStr,
@@ -290,6 +290,7 @@ impl Conn {
                     self.events.push_back(Event::Cancelled {
                         id,
                         mode: CancelMode::Stop,
+                        cause: CancelCause::Client,
                     });
                 }
             }
@@ -297,6 +298,7 @@ impl Conn {
                 self.events.push_back(Event::Cancelled {
                     id,
                     mode: CancelMode::Kill,
+                    cause: CancelCause::Client,
                 });
                 self.end_server_stream(
                     id,

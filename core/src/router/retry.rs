@@ -5,8 +5,9 @@
 //! the driver reports the *facts* of each attempt as an [`Outcome`] — the dial failed, the
 //! connection closed before the request was written, the first answer was an error of some
 //! kind — and this module decides, in one place for every request plane, whether the instance
-//! accepted it ([`Outcome::delivery`]), whether to report it down ([`Refusal::reports_down`])
-//! and whether to try another ([`Attempts::handle_outcome`]).
+//! accepted it ([`Outcome::delivery`]) and whether to report it down
+//! ([`Refusal::reports_down`]); [`super::Placement`] applies that to one request's attempts and
+//! decides whether to try another.
 //!
 //! | outcome | delivery | report down | next |
 //! |---|---|---|---|
@@ -18,31 +19,22 @@
 //! | `ClosedAfterSent` | accepted (it may have started) | — | the caller gets it |
 //! | `Answered` | accepted | — | the caller gets it |
 //!
-//! A refusal with no attempt left, or under [`Policy::Direct`] (which names one instance), is
-//! the caller's error. Each retry skips every instance this request was already offered to, so
-//! a budget of `n` reaches `n` distinct instances at most.
+//! A refusal with no attempt left, or under [`Policy::Direct`](super::Policy::Direct) (which
+//! names one instance), is the caller's error.
 //!
 //! ```
-//! use dynrt_core::names::InstanceId;
-//! use dynrt_core::router::{Attempts, Candidates, Outcome, Policy, RetryConfig, Router, Verdict};
+//! use dynrt_core::router::{Delivery, Outcome, Refusal};
+//! use dynrt_core::wire::mux::ErrorKind;
 //!
-//! let mut router = Router::new("ns/comp/ep", 7);
-//! let mut attempts = Attempts::new(Policy::RoundRobin, RetryConfig::default());
-//! let ids = [InstanceId(1), InstanceId(2)];
-//! let first = attempts.choose(&mut router, Candidates::new(&ids))?;
-//! // The dial was refused: report `first` down and offer the request to the other instance.
-//! let Verdict::Retry(refusal) = attempts.handle_outcome(Outcome::ConnectFailed) else { panic!() };
-//! assert!(refusal.reports_down());
-//! let second = attempts.choose(&mut router, Candidates::new(&ids))?;
-//! assert_ne!(first, second);
-//! assert_eq!(attempts.handle_outcome(Outcome::Answered), Verdict::Accepted);
-//! # Ok::<(), dynrt_core::router::RouteError>(())
+//! // A draining instance's first answer: it never ran the handler, so another may.
+//! let refused = Outcome::EndedBeforeData(ErrorKind::WORKER_UNAVAILABLE).delivery();
+//! assert_eq!(refused, Delivery::Refused(Refusal::Unavailable));
+//! // The connection died after the request was written: it may have started, so it stays.
+//! assert_eq!(Outcome::ClosedAfterSent.delivery(), Delivery::Accepted);
 //! ```
 
 use std::num::NonZeroU32;
 
-use super::{Candidates, Policy, RouteError, Router};
-use crate::names::InstanceId;
 use crate::wire::mux::ErrorKind;
 
 /// How far a client goes to deliver one request that instances refuse.
@@ -151,73 +143,9 @@ impl Refusal {
 pub enum Verdict {
     /// The instance took the request: hand its answer to the caller.
     Accepted,
-    /// It refused; offer the request to another instance ([`Attempts::choose`] again).
+    /// It refused; offer the request to another instance ([`super::Placement::choose`] again).
     Retry(Refusal),
     /// It refused and no attempt is left (or the policy names this one instance): the refusal
     /// is the caller's error.
     GiveUp(Refusal),
-}
-
-/// The attempts of one request: which instances it was offered to, and whether it may be
-/// offered to one more.
-#[derive(Debug, Clone)]
-pub struct Attempts {
-    policy: Policy,
-    config: RetryConfig,
-    tried: Vec<InstanceId>,
-}
-
-impl Attempts {
-    /// A request to be routed by `policy` within `config`'s budget.
-    pub fn new(policy: Policy, config: RetryConfig) -> Self {
-        Self {
-            policy,
-            config,
-            tried: Vec::new(),
-        }
-    }
-
-    /// The instance for the next attempt: `router`'s choice by the policy, among the candidates
-    /// this request has not been offered to yet.
-    pub fn choose(
-        &mut self,
-        router: &mut Router,
-        candidates: Candidates<'_>,
-    ) -> Result<InstanceId, RouteError> {
-        let tried = &self.tried;
-        let down = candidates.down;
-        let skip = |id: InstanceId| down.is_down(id) || tried.contains(&id);
-        let chosen = router.choose(self.policy, candidates.down(&skip))?;
-        self.tried.push(chosen);
-        Ok(chosen)
-    }
-
-    /// Records what became of the attempt on the instance chosen last.
-    pub fn handle_outcome(&mut self, outcome: Outcome) -> Verdict {
-        let refusal = match outcome.delivery() {
-            Delivery::Accepted => return Verdict::Accepted,
-            Delivery::Refused(refusal) => refusal,
-        };
-        let budget_left = self.attempts() < self.config.max_attempts.get();
-        if budget_left && !matches!(self.policy, Policy::Direct(_)) {
-            Verdict::Retry(refusal)
-        } else {
-            Verdict::GiveUp(refusal)
-        }
-    }
-
-    /// Attempts made so far.
-    pub fn attempts(&self) -> u32 {
-        u32::try_from(self.tried.len()).unwrap_or(u32::MAX)
-    }
-
-    /// The policy the request is routed by.
-    pub fn policy(&self) -> Policy {
-        self.policy
-    }
-
-    /// The instances offered the request, in order.
-    pub fn tried(&self) -> &[InstanceId] {
-        &self.tried
-    }
 }

@@ -167,9 +167,9 @@ pub async fn request_loop<R: Runtime>(
 ) -> LoadResult {
     let mut result = LoadResult::default();
     let mut deadline = rt.timer(end + REQUEST_GRACE);
-    while Instant::now() < end {
-        let start = Instant::now();
-        let call = async { Some(call_once(&client, payload.clone()).await) };
+    while rt.now() < end {
+        let start = rt.now();
+        let call = async { Some(call_once(&rt, &client, payload.clone()).await) };
         let expired = async {
             (&mut deadline).await;
             None
@@ -184,7 +184,7 @@ pub async fn request_loop<R: Runtime>(
             },
         };
         let timed_out = matches!(&outcome, Outcome::Failed { kind, .. } if kind == "Timeout");
-        let finished = Instant::now();
+        let finished = rt.now();
         counters.requests.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Outcome::Done { items, first } if items == expected_items => {
@@ -213,7 +213,7 @@ pub async fn request_loop<R: Runtime>(
                 counters.errors.fetch_add(1, Ordering::Relaxed);
                 result.errors.add(&kind, || message);
                 if items == 0 && !timed_out {
-                    crate::runtime::sleep_until(&rt, Instant::now() + RETRY_PAUSE).await;
+                    crate::runtime::sleep_until(&rt, rt.now() + RETRY_PAUSE).await;
                 }
             }
         }
@@ -224,7 +224,7 @@ pub async fn request_loop<R: Runtime>(
     result
 }
 
-async fn call_once<R: Runtime>(client: &Client<R>, payload: Bytes) -> Outcome {
+async fn call_once<R: Runtime>(rt: &R, client: &Client<R>, payload: Bytes) -> Outcome {
     let mut stream: CallStream = match client.round_robin(payload).await {
         Ok(stream) => stream,
         Err(e) => {
@@ -241,7 +241,7 @@ async fn call_once<R: Runtime>(client: &Client<R>, payload: Bytes) -> Outcome {
         match item {
             Ok(_) => {
                 if first.is_none() {
-                    first = Some(Instant::now());
+                    first = Some(rt.now());
                 }
                 items += 1;
             }

@@ -32,7 +32,7 @@ mod load;
 mod summary;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dynrt_core::config::DistributedConfig;
 use dynrt_core::names::InstanceId;
@@ -167,7 +167,7 @@ pub async fn run<R: Runtime>(
     mut progress: impl FnMut(&Snapshot),
 ) -> Result<DemoReport, DemoError> {
     validate(config)?;
-    let started = Instant::now();
+    let started = rt.now();
 
     let mut workers = Vec::with_capacity(config.workers);
     for _ in 0..config.workers {
@@ -181,7 +181,7 @@ pub async fn run<R: Runtime>(
         .wait_for_instances(config.workers, STARTUP_WAIT)
         .await
         .map_err(DemoError::Startup)?;
-    let startup = started.elapsed();
+    let startup = rt.now() - started;
 
     let payload = GenerateRequest {
         prompt: config.prompt.clone(),
@@ -189,7 +189,7 @@ pub async fn run<R: Runtime>(
     }
     .to_json();
     let counters = Arc::new(LiveCounters::default());
-    let load_start = Instant::now();
+    let load_start = rt.now();
     let end = load_start + config.duration;
     let (done_tx, done_rx) = async_channel::bounded(config.concurrency);
     for _ in 0..config.concurrency {
@@ -215,12 +215,12 @@ pub async fn run<R: Runtime>(
             Some(Ok(result)) => load.merge(&result),
             Some(Err(_)) => break, // every loop has finished
             None => {
-                progress(&counters.snapshot(load_start.elapsed()));
+                progress(&counters.snapshot(rt.now() - load_start));
                 next_tick += PROGRESS_INTERVAL;
             }
         }
     }
-    let elapsed = load_start.elapsed();
+    let elapsed = rt.now() - load_start;
     let last = counters.snapshot(elapsed);
     progress(&last);
     drop(client);

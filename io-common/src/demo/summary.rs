@@ -52,6 +52,9 @@ impl fmt::Display for DemoReport {
             let label = if i == 0 { "shutdown" } else { "" };
             let state = if s.report.is_clean() {
                 "clean".to_owned()
+            } else if !s.report.is_running() {
+                let lost: u64 = s.report.lost.values().sum();
+                format!("drained, but {lost} requests were reset during the drain")
             } else {
                 let in_flight: u64 = s.report.in_flight.values().sum();
                 format!(

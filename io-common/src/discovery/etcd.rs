@@ -81,7 +81,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use super::{CreateOutcome, KvBackend, StoreError, WatchEvent, WatchReceiver};
-use crate::runtime::{BoxFuture, Runtime};
+use crate::runtime::{BoxFuture, Clock, Runtime};
 
 /// Events a watch may hold for a consumer that is not reading; past this the watch stops
 /// reading from etcd, etcd buffers for it and eventually resyncs it (see the module docs).
@@ -191,6 +191,12 @@ struct Shared {
     request_timeout: Duration,
     /// Where the client, the lease driver and the watches run.
     handle: Handle,
+    /// The application runtime's clock: the lease machine's instants, every deadline and every
+    /// bound on a call (see [`Clock::bridge_sleep_until`] for which timer sleeps).
+    clock: Clock,
+    /// The lease machine's deadline after the driver's last turn (for tests: it shows a
+    /// keep-alive was answered).
+    lease_deadline: Mutex<Option<Instant>>,
     /// Set once: the lease is lost.
     lost: Flag,
     /// Set once: shutdown started (watches stop, the lease is revoked).
@@ -235,13 +241,14 @@ impl Shared {
         }
         let timeout = self.request_timeout;
         let future = call(self.client.clone());
+        let clock = self.clock.clone();
         let task = self
             .handle
-            .spawn(async move { tokio::time::timeout(timeout, future).await });
+            .spawn(async move { clock.bridge_timeout(timeout, future).await });
         match AbortOnDrop(task).await {
-            Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(error))) => Err(self.error(what, &error)),
-            Ok(Err(_elapsed)) => Err(self.timed_out(what)),
+            Ok(Some(Ok(value))) => Ok(value),
+            Ok(Some(Err(error))) => Err(self.error(what, &error)),
+            Ok(None) => Err(self.timed_out(what)),
             Err(_join) => Err(StoreError::Closed),
         }
     }
@@ -310,8 +317,9 @@ impl fmt::Debug for EtcdStore {
 
 impl EtcdStore {
     /// Connects to etcd and obtains the process lease (retrying until
-    /// [`EtcdConfig::connect_timeout`]). `rt` is used only with
-    /// [`EtcdConfig::dedicated_thread`] off: its [`Runtime::tokio_handle`] then runs the client.
+    /// [`EtcdConfig::connect_timeout`]). The lease and every bound on a call keep `rt`'s time
+    /// ([`Runtime::now`]); with [`EtcdConfig::dedicated_thread`] off, `rt`'s
+    /// [`Runtime::tokio_handle`] also runs the client.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] with a one-line message naming the endpoints tried, when no
@@ -367,13 +375,15 @@ impl EtcdStore {
             endpoints,
             request_timeout: config.request_timeout,
             handle: handle.clone(),
+            clock: Clock::of(rt),
+            lease_deadline: Mutex::new(None),
             lost: Flag::default(),
             stop: tokio::sync::watch::Sender::new(false),
             crashed: AtomicBool::new(false),
         });
         let (granted_tx, granted_rx) = tokio::sync::oneshot::channel();
         let seed = random_seed();
-        let now = Instant::now();
+        let now = shared.clock.now();
         let machine = dynrt_core::lease::Lease::new(lease_config, seed, now)
             .map_err(|e| StoreError::Other(format!("etcd: {e}")))?;
         let driver =
@@ -403,6 +413,15 @@ impl EtcdStore {
         &self.shared.endpoints
     }
 
+    /// Test hook: the lease deadline the driver last computed, by the runtime's clock (`None`
+    /// before the grant and once the lease is lost or revoked). Only with the `testing`
+    /// feature.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn lease_deadline(&self) -> Option<Instant> {
+        *lock(&self.shared.lease_deadline)
+    }
+
     /// Test hook: simulates a crash of this process as etcd sees it. The lease driver stops
     /// without revoking (no more keep-alives: etcd expires the lease and deletes its keys after
     /// the TTL), watches end, and the store is gone. Only with the `testing` feature.
@@ -430,9 +449,10 @@ impl Drop for EtcdStore {
         let bound = self.shared.request_timeout + Duration::from_millis(500);
         if driver.is_some() || thread.is_some() {
             // Let the driver finish its revoke (bounded), then let the thread go.
+            let clock = self.shared.clock.clone();
             self.shared.handle.spawn(async move {
                 if let Some(driver) = driver {
-                    let _ = tokio::time::timeout(bound, driver).await;
+                    let _ = clock.bridge_timeout(bound, driver).await;
                 }
                 drop(thread);
             });
@@ -610,10 +630,11 @@ impl KvBackend for EtcdStore {
             if let Some(driver) = driver {
                 // The driver revokes with the request timeout; this bounds the wait anyway.
                 let bound = self.shared.request_timeout + Duration::from_millis(500);
+                let clock = self.shared.clock.clone();
                 let _ = AbortOnDrop(
                     self.shared
                         .handle
-                        .spawn(async move { tokio::time::timeout(bound, driver).await }),
+                        .spawn(async move { clock.bridge_timeout(bound, driver).await }),
                 )
                 .await;
             }

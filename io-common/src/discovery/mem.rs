@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use dynrt_core::kv::{self, CreateError, Kv, KvConfig, LeaseId, PutError, WatchId, WatchStart};
@@ -137,7 +137,7 @@ impl MemStore {
         let mut state = lock(&self.shared.state);
         let lease = state
             .kv
-            .grant_lease(SESSION_LEASE_TTL, Instant::now())
+            .grant_lease(SESSION_LEASE_TTL, runtime.now())
             .expect("a year is below etcd's largest lease TTL")
             .id;
         let core = Arc::new(SessionCore {

@@ -309,7 +309,7 @@ impl<R: Runtime> SharedInstances<R> {
     pub fn report_down(&self, id: InstanceId) -> DownReport {
         let core = &self.handle.core;
         let mut state = lock(&core.state);
-        let report = state.set.report_down(id, Instant::now());
+        let report = state.set.report_down(id, self.handle.runtime.now());
         let changed = state.publish();
         drop(state);
         if changed {

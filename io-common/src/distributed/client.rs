@@ -4,9 +4,10 @@
 //! before the request was written, or the first answer is `WorkerUnavailable` or
 //! `WorkerOverloaded` — is offered to another instance, up to the client's [`RetryConfig`]
 //! (default 3 instances); the refusing instance is reported down unless it was only busy.
-//! The core decides what counts as taken ([`dynrt_core::router::Outcome`]); this module only
-//! reports what it saw. An error returned before a stream exists is known to be a refusal; a
-//! refusal that arrives as the stream's first answer is handled inside [`CallStream`], so a
+//! The core decides: a [`Placement`] per request says what counts as taken, whether to try
+//! another instance and which instances to report down; this module only makes the attempts
+//! and reports what it saw. An error returned before a stream exists is known to be a refusal;
+//! a refusal that arrives as the stream's first answer is handled inside [`CallStream`], so a
 //! call returns as soon as its request is sent, as before.
 
 use std::fmt;
@@ -21,7 +22,8 @@ use bytes::Bytes;
 use dynrt_core::discovery::{Instance, InstanceAddress};
 use dynrt_core::names::{EndpointId, InstanceId};
 use dynrt_core::router::{
-    Attempts, Candidates, Outcome, Policy, RetryConfig, RouteError, Router, Verdict,
+    Candidates, ChooseError, Outcome, Placement, PlacementEvent, Policy, RetryConfig, RouteError,
+    Router, Verdict,
 };
 use dynrt_core::wire::dynamo::nats::NatsFailure;
 use futures_lite::{Stream, StreamExt};
@@ -214,7 +216,7 @@ impl<R: Runtime> Client<R> {
             payload,
             origin,
         };
-        self.deliver(Attempts::new(policy, retry), request, None)
+        self.deliver(Placement::new(policy, retry), request, None)
             .await
     }
 
@@ -223,22 +225,27 @@ impl<R: Runtime> Client<R> {
     /// refusal, returned if no instance is left to try.
     pub(super) async fn deliver(
         &self,
-        mut attempts: Attempts,
+        mut placement: Placement,
         request: Request,
         mut refused: Option<ClientError>,
     ) -> Result<CallStream, ClientError> {
         loop {
-            let instance = match self.choose(&mut attempts) {
+            let instance = match self.choose(&mut placement) {
                 Ok(instance) => instance,
-                Err(e) => return Err(refused.unwrap_or(ClientError::Route(e))),
+                Err(ChooseError::NoRoute(route) | ChooseError::Exhausted { route, .. }) => {
+                    return Err(refused.unwrap_or(ClientError::Route(route)));
+                }
+                Err(ChooseError::Misuse(misuse)) => {
+                    unreachable!("deliver chooses only while choosing: {misuse}")
+                }
             };
             let (outcome, error) = match self.attempt(&instance, &request).await {
                 Ok(mut stream) => {
                     if !stream.is_local() {
-                        stream.first_answer = Some(Box::new(Retry {
+                        stream.steer = Some(Box::new(Steer {
                             client: self.clone(),
-                            attempts,
-                            request,
+                            placement,
+                            request: Some(request),
                         }));
                     }
                     return Ok(stream);
@@ -246,48 +253,76 @@ impl<R: Runtime> Client<R> {
                 Err(AttemptError::Refused(outcome, error)) => (outcome, error),
                 Err(AttemptError::Failed(error)) => return Err(error),
             };
+            let transport_failure = error.is_transport_failure();
             let error = ClientError::Call {
                 instance: instance.id,
                 error,
             };
-            let verdict = attempts.handle_outcome(outcome);
-            if !self.refused(&attempts, verdict, &error) {
-                return Err(error);
+            match self.handle_outcome(&mut placement, outcome, &error) {
+                Verdict::Retry(_) => refused = Some(error),
+                Verdict::GiveUp(_) => return Err(error),
+                Verdict::Accepted => {
+                    // The request went out and the instance may have started on it (Dynamo's
+                    // protocol, a failure after the ack): its failure is the caller's answer.
+                    self.handle_answer_failed(&mut placement, transport_failure);
+                    return Err(error);
+                }
             }
-            refused = Some(error);
         }
     }
 
-    /// Acts on a refusal: reports the instance down if it should be, logs. Returns whether to
-    /// try another instance.
-    fn refused(&self, attempts: &Attempts, verdict: Verdict, error: &ClientError) -> bool {
-        let (refusal, retry) = match verdict {
-            Verdict::Accepted => return false,
-            Verdict::Retry(refusal) => (refusal, true),
-            Verdict::GiveUp(refusal) => (refusal, false),
-        };
-        let instance = *attempts.tried().last().expect("an attempt was made");
-        if refusal.reports_down() {
-            self.instances.report_down(instance);
-        }
-        if retry {
-            tracing::warn!(
+    /// Hands the outcome of an attempt to the placement, reports down whom it says, logs a
+    /// refusal.
+    fn handle_outcome(
+        &self,
+        placement: &mut Placement,
+        outcome: Outcome,
+        error: &ClientError,
+    ) -> Verdict {
+        let verdict = placement
+            .handle_outcome(outcome)
+            .expect("an outcome is reported only for the attempt in flight");
+        self.report(placement);
+        match verdict {
+            Verdict::Accepted => {}
+            Verdict::Retry(refusal) => tracing::warn!(
                 endpoint = %self.endpoint.path(),
-                attempt = attempts.attempts(),
+                attempt = placement.attempts(),
                 ?refusal,
                 %error,
                 "instance refused the request; trying another"
-            );
-        } else if attempts.attempts() > 1 {
-            tracing::warn!(
+            ),
+            Verdict::GiveUp(refusal) if placement.attempts() > 1 => tracing::warn!(
                 endpoint = %self.endpoint.path(),
-                attempts = attempts.attempts(),
+                attempts = placement.attempts(),
                 ?refusal,
                 %error,
                 "instance refused the request; no attempt left"
-            );
+            ),
+            Verdict::GiveUp(_) => {}
         }
-        retry
+        verdict
+    }
+
+    /// The accepted instance's answer failed.
+    fn handle_answer_failed(&self, placement: &mut Placement, transport_failure: bool) {
+        // Legal only once accepted; a refusal's error item (no attempt left) reports nothing
+        // more.
+        if placement.handle_answer_failed(transport_failure).is_ok() {
+            self.report(placement);
+        }
+    }
+
+    /// Acts on what the placement asks for.
+    fn report(&self, placement: &mut Placement) {
+        while let Some(event) = placement.poll_event() {
+            match event {
+                PlacementEvent::ReportDown(id) => {
+                    self.instances.report_down(id);
+                }
+                other => tracing::debug!(?other, "placement event not acted on"),
+            }
+        }
     }
 
     /// One attempt on `instance`: in-process if it is this process, else over the network.
@@ -339,11 +374,7 @@ impl<R: Runtime> Client<R> {
             )
             .await
         {
-            Ok(stream) => Ok(CallStream::remote(
-                stream,
-                self.instances.clone(),
-                instance.id,
-            )),
+            Ok(stream) => Ok(CallStream::network(CallKind::Remote(stream), instance.id)),
             // No stream was opened: the request never left this process.
             Err(error) => {
                 let outcome = match error {
@@ -393,7 +424,7 @@ impl<R: Runtime> Client<R> {
                     }
                     _ => Outcome::ClosedAfterSent,
                 };
-                Err(self.dynamo_refusal(instance, outcome, error))
+                Err(AttemptError::Refused(outcome, error))
             }
         }
     }
@@ -459,7 +490,7 @@ impl<R: Runtime> Client<R> {
                     }
                     _ => Outcome::ClosedAfterSent,
                 };
-                Err(self.dynamo_refusal(instance, outcome, error))
+                Err(AttemptError::Refused(outcome, error))
             }
         }
     }
@@ -470,42 +501,23 @@ impl<R: Runtime> Client<R> {
         instance: &Instance,
         stream: crate::dynamo::DynamoStream,
     ) -> CallStream {
-        CallStream {
-            kind: CallKind::Dynamo {
-                stream,
-                instances: Box::new(self.instances.clone()),
-                instance: instance.id,
-            },
-            first_answer: None,
-            pending_cancel: None,
-        }
+        CallStream::network(CallKind::Dynamo(stream), instance.id)
     }
 
-    /// A refused Dynamo-protocol attempt; a transport failure after the request was sent also
-    /// reports the instance down.
-    fn dynamo_refusal(
-        &self,
-        instance: &Instance,
-        outcome: Outcome,
-        error: CallError,
-    ) -> AttemptError {
-        if outcome == Outcome::ClosedAfterSent && error.is_transport_failure() {
-            self.instances.report_down(instance.id);
-        }
-        AttemptError::Refused(outcome, error)
-    }
-
-    fn choose(&self, attempts: &mut Attempts) -> Result<Instance, RouteError> {
-        let policy_instances = match attempts.policy() {
-            Policy::Direct(_) => self.instances.instances(),
-            _ => self.instances.available(),
-        };
-        let ids: Vec<InstanceId> = policy_instances.iter().map(|i| i.id).collect();
+    /// The instance for the placement's next attempt. The router gets every discovered instance
+    /// with the down marks: it skips those marked down, except for a direct call, which names
+    /// its instance whatever the marks say.
+    fn choose(&self, placement: &mut Placement) -> Result<Instance, ChooseError> {
+        let all = self.instances.instances();
+        let available = self.instances.available();
+        let ids: Vec<InstanceId> = all.iter().map(|i| i.id).collect();
+        // Both lists are in id order.
+        let down = |id: InstanceId| available.binary_search_by_key(&id, |i| i.id).is_err();
         let chosen = {
             let mut router = self.router.lock().unwrap_or_else(|p| p.into_inner());
-            attempts.choose(&mut router, Candidates::new(&ids))?
+            placement.choose(&mut router, Candidates::new(&ids).down(&down))?
         };
-        Ok(policy_instances
+        Ok(all
             .iter()
             .find(|i| i.id == chosen)
             .expect("the router chose among these ids")
@@ -554,50 +566,73 @@ enum AttemptError {
     Failed(ClientError),
 }
 
-/// What a remote stream keeps until its first answer, to offer its request to another
-/// instance if that answer is a refusal (`WorkerUnavailable`, `WorkerOverloaded`).
-trait FirstAnswer: Send {
-    /// The stream's first answer was `outcome`, with `error` if it failed. `Some`: the
-    /// instance refused and a retry is under way; its result replaces the stream.
-    fn first_answer(
-        self: Box<Self>,
+/// What a network stream keeps to act on its answers: the request's [`Placement`] (offered
+/// until the first answer, then accepted) and, until that first answer, the request itself,
+/// to offer it to another instance if the answer is a refusal.
+trait Answers: Send {
+    /// `item` arrived from `instance` (`None`: the end). `Some`: the instance refused and a
+    /// retry is under way; its result replaces the stream.
+    fn handle_item(
+        &mut self,
         instance: InstanceId,
-        outcome: Outcome,
-        error: Option<&CallError>,
+        item: &Option<Result<Bytes, CallError>>,
     ) -> Option<RetryFuture>;
 }
 
 type RetryFuture = Pin<Box<dyn Future<Output = Result<CallStream, ClientError>> + Send>>;
 
-struct Retry<R: Runtime> {
+struct Steer<R: Runtime> {
     client: Client<R>,
-    attempts: Attempts,
-    request: Request,
+    placement: Placement,
+    /// Until the first answer.
+    request: Option<Request>,
 }
 
-impl<R: Runtime> FirstAnswer for Retry<R> {
-    fn first_answer(
-        mut self: Box<Self>,
+impl<R: Runtime> Answers for Steer<R> {
+    fn handle_item(
+        &mut self,
         instance: InstanceId,
-        outcome: Outcome,
-        error: Option<&CallError>,
+        item: &Option<Result<Bytes, CallError>>,
     ) -> Option<RetryFuture> {
-        let verdict = self.attempts.handle_outcome(outcome);
-        let error = ClientError::Call {
-            instance,
-            error: error?.clone(),
-        };
-        if !self.client.refused(&self.attempts, verdict, &error) {
+        let error = item.as_ref().and_then(|item| item.as_ref().err());
+        let Some(request) = self.request.take() else {
+            // Past the first answer: a failure of the accepted instance.
+            if let Some(error) = error {
+                let transport = error.is_transport_failure();
+                self.client
+                    .handle_answer_failed(&mut self.placement, transport);
+            }
             return None;
+        };
+        let Some(error) = error else {
+            // An item or a clean end: accepted (which asks nothing of the driver).
+            let accepted = self.placement.handle_outcome(Outcome::Answered);
+            debug_assert_eq!(accepted, Ok(Verdict::Accepted));
+            return None;
+        };
+        let refused = ClientError::Call {
+            instance,
+            error: error.clone(),
+        };
+        match self
+            .client
+            .handle_outcome(&mut self.placement, first_outcome(item), &refused)
+        {
+            Verdict::Retry(_) => {
+                let client = self.client.clone();
+                let placement = self.placement.clone();
+                Some(Box::pin(async move {
+                    client.deliver(placement, request, Some(refused)).await
+                }))
+            }
+            Verdict::GiveUp(_) => None,
+            Verdict::Accepted => {
+                let transport = error.is_transport_failure();
+                self.client
+                    .handle_answer_failed(&mut self.placement, transport);
+                None
+            }
         }
-        let Self {
-            client,
-            attempts,
-            request,
-        } = *self;
-        Some(Box::pin(async move {
-            client.deliver(attempts, request, Some(error)).await
-        }))
     }
 }
 
@@ -629,53 +664,32 @@ fn next_request_number() -> u64 {
 /// with that one's answer. Once an item has arrived, nothing is retried.
 pub struct CallStream {
     kind: CallKind,
-    /// A network call, until its first answer: how to retry if that answer is a refusal.
-    first_answer: Option<Box<dyn FirstAnswer>>,
+    /// The instance serving a network call.
+    instance: Option<InstanceId>,
+    /// A network call: its request's placement, which reports the instance down after a
+    /// transport failure and retries a refusing first answer.
+    steer: Option<Box<dyn Answers>>,
     /// A cancel asked for while another instance was being tried: applied to its stream.
     pending_cancel: Option<crate::mux::CancelMode>,
 }
 
 enum CallKind {
-    Remote {
-        stream: ResponseStream,
-        /// Reported down if the stream fails for transport reasons.
-        instances: Box<dyn ReportDown>,
-        instance: InstanceId,
-    },
+    /// A dynrt instance, over the mux.
+    Remote(ResponseStream),
     /// The first instance refused; another is being tried.
     Retrying(RetryFuture),
     /// A Dynamo-only instance, over Dynamo's protocol.
-    Dynamo {
-        stream: crate::dynamo::DynamoStream,
-        instances: Box<dyn ReportDown>,
-        instance: InstanceId,
-    },
+    Dynamo(crate::dynamo::DynamoStream),
     Local(BoxItemStream),
 }
 
-trait ReportDown: Send + Sync {
-    fn report_down(&self, id: InstanceId);
-}
-
-impl<R: Runtime> ReportDown for SharedInstances<R> {
-    fn report_down(&self, id: InstanceId) {
-        Self::report_down(self, id);
-    }
-}
-
 impl CallStream {
-    fn remote<R: Runtime>(
-        stream: ResponseStream,
-        instances: SharedInstances<R>,
-        instance: InstanceId,
-    ) -> Self {
+    /// A call `instance` took over the network (the caller attaches its placement).
+    fn network(kind: CallKind, instance: InstanceId) -> Self {
         Self {
-            kind: CallKind::Remote {
-                stream,
-                instances: Box::new(instances),
-                instance,
-            },
-            first_answer: None,
+            kind,
+            instance: Some(instance),
+            steer: None,
             pending_cancel: None,
         }
     }
@@ -683,7 +697,8 @@ impl CallStream {
     fn local(items: BoxItemStream) -> Self {
         Self {
             kind: CallKind::Local(items),
-            first_answer: None,
+            instance: None,
+            steer: None,
             pending_cancel: None,
         }
     }
@@ -692,8 +707,8 @@ impl CallStream {
     /// stream ends with a `Cancelled` error. In-process calls end when dropped.
     pub fn cancel(&mut self, mode: crate::mux::CancelMode) {
         match &mut self.kind {
-            CallKind::Remote { stream, .. } => stream.cancel(mode),
-            CallKind::Dynamo { stream, .. } => stream.cancel(mode),
+            CallKind::Remote(stream) => stream.cancel(mode),
+            CallKind::Dynamo(stream) => stream.cancel(mode),
             // While another instance is being tried no request is out yet: the cancel waits
             // for the stream of the instance that takes it (a kill outranks a stop).
             CallKind::Retrying(_) => {
@@ -714,9 +729,7 @@ impl CallStream {
     /// request); `None` for an in-process call or while another instance is being tried.
     pub fn instance(&self) -> Option<InstanceId> {
         match &self.kind {
-            CallKind::Remote { instance, .. } | CallKind::Dynamo { instance, .. } => {
-                Some(*instance)
-            }
+            CallKind::Remote(_) | CallKind::Dynamo(_) => self.instance,
             CallKind::Retrying(_) | CallKind::Local(_) => None,
         }
     }
@@ -750,13 +763,9 @@ impl Stream for CallStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            let (item, instance) = match &mut self.kind {
-                CallKind::Remote {
-                    stream, instance, ..
-                } => (std::task::ready!(stream.poll_next(cx)), *instance),
-                CallKind::Dynamo {
-                    stream, instance, ..
-                } => (std::task::ready!(Pin::new(stream).poll_next(cx)), *instance),
+            let item = match &mut self.kind {
+                CallKind::Remote(stream) => std::task::ready!(stream.poll_next(cx)),
+                CallKind::Dynamo(stream) => std::task::ready!(Pin::new(stream).poll_next(cx)),
                 CallKind::Retrying(retry) => match std::task::ready!(retry.as_mut().poll(cx)) {
                     // The stream of the instance that took it (with its own first-answer hook).
                     Ok(next) => {
@@ -780,20 +789,13 @@ impl Stream for CallStream {
                     );
                 }
             };
-            if let Some(first) = self.first_answer.take() {
-                let error = item.as_ref().and_then(|item| item.as_ref().err());
-                if let Some(retry) = first.first_answer(instance, first_outcome(&item), error) {
-                    self.kind = CallKind::Retrying(retry);
-                    continue;
-                }
-            }
-            if let (
-                CallKind::Remote { instances, .. } | CallKind::Dynamo { instances, .. },
-                Some(Err(error)),
-            ) = (&self.kind, &item)
-                && error.is_transport_failure()
+            let this = &mut *self;
+            if let (Some(steer), Some(instance)) = (&mut this.steer, this.instance)
+                && let Some(retry) = steer.handle_item(instance, &item)
             {
-                instances.report_down(instance);
+                this.kind = CallKind::Retrying(retry);
+                this.steer = None;
+                continue;
             }
             return Poll::Ready(item);
         }

@@ -22,6 +22,7 @@ use futures_lite::Stream;
 use super::client::Client;
 use super::error::RuntimeError;
 use super::{DistributedRuntime, Inner};
+use crate::mux::state::CancelState;
 use crate::mux::{BoxItemStream, ErrorKind, Handler, HandlerError, RequestContext};
 use crate::runtime::Runtime;
 
@@ -208,6 +209,7 @@ impl<R: Runtime> Endpoint<R> {
             shared: Arc::new(Shared {
                 endpoint: self.id.path(),
                 drt: Arc::downgrade(inner),
+                rt: inner.rt.clone(),
                 metrics,
                 traffic,
             }),
@@ -296,6 +298,8 @@ struct Shared<R: Runtime> {
     /// The endpoint path, the drain's key.
     endpoint: String,
     drt: Weak<Inner<R>>,
+    /// The runtime, for its clock (upgrading `drt` per read would cost two atomic operations).
+    rt: R,
     /// `None` when request metrics are off.
     metrics: Option<EndpointMetrics>,
     /// Set when the endpoint has a canary schedule.
@@ -320,9 +324,10 @@ impl<R: Runtime> Tracked<R> {
             return refused("draining");
         }
         let observed = origin == Origin::Caller;
+        let cancel = context.cancel.clone();
         let request = match &self.shared.metrics {
             Some(metrics) if observed => {
-                Some(metrics.request_started(payload.len() as u64, Instant::now()))
+                Some(metrics.request_started(payload.len() as u64, self.shared.rt.now()))
             }
             _ => None,
         };
@@ -333,6 +338,7 @@ impl<R: Runtime> Tracked<R> {
             observed,
             failed: false,
             ended: None,
+            cancel,
         })
     }
 }
@@ -359,9 +365,12 @@ fn error_type(kind: ErrorKind) -> ErrorType {
     }
 }
 
-/// A request's items. Records the metrics as they pass; reports the request finished to the
-/// drain when dropped: a served stream is held until its answer is written to the socket
-/// (`mux::delivery`), or dropped when it is killed or its connection fails.
+/// A request's items. Records the metrics as they pass; reports the request's end to the drain
+/// when dropped: a served stream is held until its answer is written to the socket
+/// (`mux::delivery`), or dropped when it is killed or its connection fails. The request
+/// plane marks the answer lost (on the request's cancellation state) when it was cut off under
+/// its caller — a reset, a failed connection — and the drain then counts it lost, not
+/// finished.
 struct InFlight<R: Runtime> {
     items: BoxItemStream,
     shared: Arc<Shared<R>>,
@@ -374,12 +383,14 @@ struct InFlight<R: Runtime> {
     failed: bool,
     /// When the stream ended (saves reading the clock again in `drop`).
     ended: Option<Instant>,
+    /// The request's cancellation state: read at the end for whether the answer was lost.
+    cancel: Arc<CancelState>,
 }
 
 impl<R: Runtime> InFlight<R> {
     /// The stream ended (its last item or an error): observe the duration.
     fn finish(&mut self) {
-        let now = Instant::now();
+        let now = self.shared.rt.now();
         self.ended = Some(now);
         if let Some(request) = self.request.take() {
             request.finish(now);
@@ -431,7 +442,7 @@ impl<R: Runtime> Stream for InFlight<R> {
 
 impl<R: Runtime> Drop for InFlight<R> {
     fn drop(&mut self) {
-        let now = self.ended.unwrap_or_else(Instant::now);
+        let now = self.ended.unwrap_or_else(|| self.shared.rt.now());
         if let Some(request) = self.request.take() {
             // Dropped before its end: the caller cancelled, or went away.
             if let Some(metrics) = &self.shared.metrics {
@@ -443,9 +454,14 @@ impl<R: Runtime> Drop for InFlight<R> {
             // Now, not when the handler's stream ended: the request was in flight until its
             // answer was delivered (the server holds the stream until then), and the drain's
             // report measures that.
-            let _ = drt
-                .lock_shutdown()
-                .request_finished(&self.shared.endpoint, Instant::now());
+            let now = self.shared.rt.now();
+            let mut shutdown = drt.lock_shutdown();
+            let _ = if self.cancel.is_lost() {
+                shutdown.request_lost(&self.shared.endpoint, now)
+            } else {
+                shutdown.request_finished(&self.shared.endpoint, now)
+            };
+            drop(shutdown);
             drt.drain_changed.notify(usize::MAX);
         }
     }

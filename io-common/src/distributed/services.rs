@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use event_listener::Event;
 
 use super::{DistributedRuntime, RuntimeError};
-use crate::runtime::Runtime;
+use crate::runtime::{Clock, Runtime};
 use crate::system_server::{HealthCheckDriver, SystemServer, SystemServerConfig, SystemState};
 
 /// The services' state inside the runtime.
@@ -70,7 +70,13 @@ pub(crate) async fn start_services<R: Runtime>(
     let services = &drt.inner().services;
     let state = services
         .state
-        .get_or_init(|| SystemState::new(drt.health().clone(), drt.metrics().clone()))
+        .get_or_init(|| {
+            SystemState::new(
+                Clock::of(drt.runtime()),
+                drt.health().clone(),
+                drt.metrics().clone(),
+            )
+        })
         .clone();
     state.set_live_probe(drt.live_probe());
     let waker = state.clone();

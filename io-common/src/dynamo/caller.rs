@@ -10,7 +10,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dynrt_core::callhome::{CallHomeConfig, Cancel};
-use dynrt_core::wire::dynamo::control;
 use dynrt_core::wire::dynamo::{
     ACK_UNAVAILABLE_PREFIX, AckFrame, CONTROL_MESSAGE_MAX_BYTES, PayloadCodec,
     RequestControlMessage, RequestFrame, RequestType, ResponseType, StreamType,
@@ -246,7 +245,7 @@ fn two_part_payload(
     TwoPartFrame::encode_with_header(
         |buf| {
             let start = buf.len();
-            control::write_json("request control message", &control, buf)?;
+            control.write_json(buf);
             let len = buf.len() - start;
             if len > CONTROL_MESSAGE_MAX_BYTES {
                 return Err(EncodeError::TooLarge {

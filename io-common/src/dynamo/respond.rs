@@ -86,6 +86,12 @@ pub(super) async fn respond<R: Runtime>(rt: R, request: Accepted, config: CallHo
         }
     };
     let mut prologue_sent = items.is_none();
+    // The handler's stream once it has ended: held until the exchange is over, since its drop
+    // ends the request for the drain, which must wait until the answer was written.
+    let mut finished = None;
+    // The caller closed the connection before the end: its kill means the answer was cut off
+    // under it, not given up (1.6.1 kills the work on a closed connection too).
+    let mut peer_closed = false;
     loop {
         let now = rt.now();
         let _ = worker.poll_transmit(&mut sock.out, now);
@@ -95,9 +101,15 @@ pub(super) async fn respond<R: Runtime>(rt: R, request: Accepted, config: CallHo
         while let Some(event) = worker.poll_event() {
             match event {
                 WorkerEvent::Cancelled(Cancel::Stop) => cancel.set(CancelMode::Stop),
-                WorkerEvent::Cancelled(Cancel::Kill) => cancel.set(CancelMode::Kill),
+                WorkerEvent::Cancelled(Cancel::Kill) => {
+                    if peer_closed {
+                        cancel.mark_lost();
+                    }
+                    cancel.set(CancelMode::Kill);
+                }
                 WorkerEvent::Failed(e) => {
                     tracing::debug!(error = %e, "Dynamo response stream failed");
+                    cancel.mark_lost();
                     cancel.set(CancelMode::Kill);
                 }
                 WorkerEvent::Done => {}
@@ -123,7 +135,10 @@ pub(super) async fn respond<R: Runtime>(rt: R, request: Accepted, config: CallHo
         let now = rt.now();
         match turn {
             Turn::Read(true) => worker.handle_input(&mut sock.rbuf, now),
-            Turn::Read(false) => worker.handle_eof(now),
+            Turn::Read(false) => {
+                peer_closed = true;
+                worker.handle_eof(now);
+            }
             Turn::Timeout => worker.handle_timeout(now),
             Turn::Item(next) => {
                 let mut more = on_item(&mut worker, next, &mut prologue_sent);
@@ -138,12 +153,14 @@ pub(super) async fn respond<R: Runtime>(rt: R, request: Accepted, config: CallHo
                     }
                 }
                 if !more {
-                    items = None;
+                    finished = items.take();
                 }
             }
         }
     }
     sock.close().await;
+    drop(items);
+    drop(finished);
 }
 
 /// Items queued for one write, at most, when a handler has many ready at once.

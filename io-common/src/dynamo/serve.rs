@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use dynrt_core::callhome::{CallHomeConfig, RequestEvent, RequestReceiver};
-use dynrt_core::wire::dynamo::control::from_json;
 use dynrt_core::wire::dynamo::{
     ACK_UNAVAILABLE_PREFIX, AckFrame, RequestControlMessage, RequestFrame, RequestType, StreamType,
     TcpStreamConnectionInfo, TwoPartDecoder,
@@ -157,15 +156,15 @@ struct Parsed {
 
 /// The request's control message and body; where its answer goes.
 fn parse(payload: Bytes, max: usize) -> Result<Parsed, String> {
-    let mut payload = BytesMut::from(payload);
+    let mut payload = payload;
     let two_part = TwoPartDecoder::new(max)
-        .decode(&mut payload)
+        .decode_bytes(&mut payload)
         .map_err(|e| format!("invalid request payload: {e}"))?
         .ok_or("invalid request payload: truncated two-part frame")?;
     if !payload.is_empty() {
         return Err("invalid request payload: bytes after the two-part frame".into());
     }
-    let control: RequestControlMessage = from_json("request control message", &two_part.header)
+    let control = RequestControlMessage::from_json(&two_part.header)
         .map_err(|e| format!("invalid request: {e}"))?;
     if control.request_type != RequestType::SingleIn {
         return Err("request streams (many_in) are not supported".into());

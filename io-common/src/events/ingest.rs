@@ -109,23 +109,22 @@ impl Ingest {
                 return;
             }
         }
-        if self.push(Ok(envelope)) {
-            self.counters.received.inc();
-        }
+        // `received` is counted where the application takes the event (the subscriber), so
+        // the counter never lags an event already in the application's hands.
+        self.push(Ok(envelope));
     }
 
-    fn push(&self, item: Item) -> bool {
+    fn push(&self, item: Item) {
         match self.tx.try_send(item) {
-            Ok(()) => true,
+            Ok(()) => {}
             Err(async_channel::TrySendError::Full(_)) => {
                 // The first drop of a run is logged; every one is counted.
                 if self.counters.dropped.get() == 0 {
                     tracing::warn!(topic = %self.topic, "event subscriber fell behind; dropping events (counted in dynamo_component_event_plane_dropped_total)");
                 }
                 self.counters.dropped.inc();
-                false
             }
-            Err(async_channel::TrySendError::Closed(_)) => false,
+            Err(async_channel::TrySendError::Closed(_)) => {}
         }
     }
 }

@@ -12,7 +12,7 @@ use dynrt_core::metrics::{Counter, MetricsRegistry, Scope};
 pub struct EventCounters {
     /// Events handed to the transport (`event_plane_published_total`).
     pub published: Counter,
-    /// Events delivered to the subscriber's stream (`event_plane_received_total`).
+    /// Events the application took from a subscriber (`event_plane_received_total`).
     pub received: Counter,
     /// Events dropped because a queue was full: a subscriber that falls behind, or a
     /// publisher's per-peer queue (`event_plane_dropped_total`).

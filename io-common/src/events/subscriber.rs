@@ -59,7 +59,7 @@ impl EventSubscriber {
     /// The next event, or an error a peer caused (the stream goes on after it); `None` once
     /// the runtime has shut down.
     pub async fn next(&mut self) -> Option<Result<EventEnvelope, EventError>> {
-        self.rx.recv().await.ok()
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
     /// The same stream with each payload decoded as `T` (MessagePack, as 1.6.1 publishes).
@@ -101,7 +101,12 @@ impl Stream for EventSubscriber {
     type Item = Result<EventEnvelope, EventError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().rx.as_mut().poll_next(cx)
+        let this = self.get_mut();
+        let item = this.rx.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Ok(_))) = &item {
+            this.counters.received.inc();
+        }
+        item
     }
 }
 

@@ -1,12 +1,16 @@
 //! One multiplexed connection per peer address, dialled on first use and again after it fails.
+//!
+//! Whether a call uses the pooled connection, dials, waits for the dial in flight or fails at
+//! once (the last dial failed moments ago) is [`dynrt_core::peers::PeerTable`]'s decision;
+//! this file dials, spawns the connection driver and wakes the callers waiting for a dial.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use dynrt_core::conn::{Conn, ConnConfig, OpenError};
+use dynrt_core::peers::{Acquire, DialFailure, DialTicket, PeerConfig, PeerTable, PooledConn};
 use event_listener::Event as Notify;
 use futures_lite::future;
 
@@ -16,27 +20,42 @@ use super::error::CallError;
 use super::state::Shared;
 use crate::runtime::{self, Runtime};
 
-enum Slot {
-    Ready(MuxClient),
-    Connecting(Arc<Notify>),
+impl PooledConn for MuxClient {
+    fn is_usable(&self) -> bool {
+        Self::is_usable(self)
+    }
 }
 
 /// Keeps one connection per peer and opens request streams on it.
 pub struct Connector<R: Runtime> {
     rt: R,
     config: ConnConfig,
-    connect_timeout: Duration,
-    peers: Mutex<HashMap<SocketAddr, Slot>>,
+    peers: Mutex<PeerTable<MuxClient>>,
+    /// Notified whenever a dial ends (or is given up): its waiters look at the table again.
+    settled: Notify,
+}
+
+/// What a call does after looking at the table.
+enum Step {
+    Dial(DialTicket),
+    Wait(event_listener::EventListener, Instant),
 }
 
 impl<R: Runtime> Connector<R> {
-    /// A connector whose connections use `config`, giving up on a dial after 5 s.
+    /// A connector whose connections use `config`, with [`PeerConfig::default`]'s dial timing
+    /// (a dial gives up after 5 s; after a failed dial, calls to that address fail at once
+    /// for 100 ms, doubling with each failure in a row up to 2 s).
     pub fn new(rt: R, config: ConnConfig) -> Self {
+        Self::with_dials(rt, config, PeerConfig::default())
+    }
+
+    /// A connector whose dials are timed by `dials`.
+    pub fn with_dials(rt: R, config: ConnConfig, dials: PeerConfig) -> Self {
         Self {
             rt,
             config,
-            connect_timeout: Duration::from_secs(5),
-            peers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(PeerTable::new(dials)),
+            settled: Notify::new(),
         }
     }
 
@@ -62,74 +81,72 @@ impl<R: Runtime> Connector<R> {
     /// The connection to `addr`, dialling one if there is none that is usable.
     pub async fn client(&self, addr: SocketAddr) -> Result<MuxClient, CallError> {
         loop {
-            let wait = {
-                let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-                match peers.get(&addr) {
-                    Some(Slot::Ready(client)) if client.is_usable() => return Ok(client.clone()),
-                    Some(Slot::Connecting(done)) => Ok(done.listen()),
-                    _ => {
-                        let done = Arc::new(Notify::new());
-                        peers.insert(addr, Slot::Connecting(done.clone()));
-                        Err(done)
-                    }
+            let step = {
+                let mut peers = self.lock();
+                let now = self.rt.now();
+                if peers.poll_timeout().is_some_and(|t| t <= now) {
+                    peers.handle_timeout(now);
+                }
+                match peers.acquire(addr, now) {
+                    Acquire::Ready(client) => return Ok(client.clone()),
+                    Acquire::Failed(failure) => return Err(failed(addr, failure, now)),
+                    Acquire::Dial(ticket) => Step::Dial(ticket),
+                    // Listening before the lock is released: a dial that ends after this
+                    // point notifies this listener.
+                    Acquire::Wait { until, .. } => Step::Wait(self.settled.listen(), until),
                 }
             };
-            match wait {
-                Ok(listener) => listener.await,
-                Err(slot) => return self.dial_and_publish(addr, slot).await,
+            match step {
+                Step::Dial(ticket) => return self.dial_and_publish(ticket).await,
+                Step::Wait(settled, until) => {
+                    future::or(settled, runtime::sleep_until(&self.rt, until)).await;
+                }
             }
         }
     }
 
-    /// Dials `addr` (this task owns its `Connecting` slot) and publishes the outcome. If this
-    /// future is dropped mid-dial (the caller gave up), the guard frees the slot and wakes the
-    /// tasks waiting on it, so one of them dials instead of every later call waiting forever.
-    async fn dial_and_publish(
-        &self,
-        addr: SocketAddr,
-        slot: Arc<Notify>,
-    ) -> Result<MuxClient, CallError> {
-        let mut guard = ConnectingGuard {
-            peers: &self.peers,
-            addr,
-            slot,
-            armed: true,
+    /// Dials the address of `ticket` and reports the outcome to the table. If this future is
+    /// dropped mid-dial (the caller gave up), the guard reports the dial abandoned, so one of
+    /// its waiters dials instead.
+    async fn dial_and_publish(&self, ticket: DialTicket) -> Result<MuxClient, CallError> {
+        let (addr, deadline) = (ticket.addr(), ticket.deadline());
+        let mut guard = DialGuard {
+            connector: self,
+            ticket: Some(ticket),
         };
-        let result = self.dial(addr).await;
-        guard.armed = false;
+        let result = self.dial(addr, deadline).await;
+        let ticket = guard
+            .ticket
+            .take()
+            .expect("the guard holds the ticket until here");
         {
-            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-            // Publish only into this dial's own slot: `forget` may have removed it mid-dial
-            // (the result is then this caller's alone, not pooled), and another dial may own
-            // a newer one.
-            let own = matches!(
-                peers.get(&addr),
-                Some(Slot::Connecting(done)) if Arc::ptr_eq(done, &guard.slot)
-            );
-            if own {
-                match &result {
-                    Ok(client) => peers.insert(addr, Slot::Ready(client.clone())),
-                    Err(_) => peers.remove(&addr),
-                };
-            }
+            let mut peers = self.lock();
+            let now = self.rt.now();
+            // Not pooled if the table stopped waiting for this dial (forgotten, timed out):
+            // the connection is then this caller's alone.
+            let _pooled = match &result {
+                Ok(client) => peers.handle_connected(ticket, client.clone(), now),
+                Err(CallError::Connect { reason, .. }) => {
+                    peers.handle_failed(ticket, reason.as_str(), now)
+                }
+                Err(other) => peers.handle_failed(ticket, other.to_string(), now),
+            };
         }
-        // Always wake this dial's waiters, whether or not the slot was still there: they
-        // listen on this dial's own event, and a forgotten slot would otherwise leave them
-        // waiting forever (they look again and dial themselves if nothing is pooled).
-        guard.slot.notify(usize::MAX);
+        self.settled.notify(usize::MAX);
         result
     }
 
-    /// Drops the connection to `addr` from the pool (its open streams continue).
+    /// Drops the connection to `addr` from the pool (its open streams continue), and forgets
+    /// a failed dial of it.
     pub fn forget(&self, addr: SocketAddr) {
-        self.peers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&addr);
+        self.lock().forget(addr);
     }
 
-    async fn dial(&self, addr: SocketAddr) -> Result<MuxClient, CallError> {
-        let deadline = self.rt.now() + self.connect_timeout;
+    fn lock(&self) -> MutexGuard<'_, PeerTable<MuxClient>> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn dial(&self, addr: SocketAddr, deadline: Instant) -> Result<MuxClient, CallError> {
         let tcp = future::or(async { Some(self.rt.connect(addr).await) }, async {
             runtime::sleep_until(&self.rt, deadline).await;
             None
@@ -141,7 +158,10 @@ impl<R: Runtime> Connector<R> {
             None => {
                 let timeout = std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("no answer within {:?}", self.connect_timeout),
+                    format!(
+                        "no answer within {:?}",
+                        self.lock().config().connect_timeout
+                    ),
                 );
                 return Err(CallError::connect(addr, &timeout));
             }
@@ -160,29 +180,35 @@ impl<R: Runtime> Connector<R> {
     }
 }
 
-/// Frees a `Connecting` slot whose dial was abandoned (its future dropped before the outcome
-/// was published), waking whoever waits on it.
-struct ConnectingGuard<'a> {
-    peers: &'a Mutex<HashMap<SocketAddr, Slot>>,
-    addr: SocketAddr,
-    slot: Arc<Notify>,
-    armed: bool,
+/// The error of a call that found its address failing: the last dial's reason, how many
+/// failed in a row and when the next dial may go out.
+fn failed(addr: SocketAddr, failure: &DialFailure, now: Instant) -> CallError {
+    let wait = failure.retry_at.saturating_duration_since(now);
+    CallError::Connect {
+        addr,
+        reason: format!(
+            "{} ({} dial(s) failed in a row; the next in {} ms)",
+            failure.error,
+            failure.failures,
+            wait.as_millis()
+        ),
+    }
 }
 
-impl Drop for ConnectingGuard<'_> {
+/// Reports a dial given up (its future dropped before the outcome was reported), waking
+/// whoever waits for it.
+struct DialGuard<'a, R: Runtime> {
+    connector: &'a Connector<R>,
+    ticket: Option<DialTicket>,
+}
+
+impl<R: Runtime> Drop for DialGuard<'_, R> {
     fn drop(&mut self) {
-        if !self.armed {
+        let Some(ticket) = self.ticket.take() else {
             return;
-        }
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        // Only this dial's own slot: `forget` may have removed it, and another dial may own
-        // a newer one.
-        if let Some(Slot::Connecting(done)) = peers.get(&self.addr)
-            && Arc::ptr_eq(done, &self.slot)
-        {
-            peers.remove(&self.addr);
-        }
-        drop(peers);
-        self.slot.notify(usize::MAX);
+        };
+        let now = self.connector.rt.now();
+        let _current = self.connector.lock().handle_abandoned(ticket, now);
+        self.connector.settled.notify(usize::MAX);
     }
 }

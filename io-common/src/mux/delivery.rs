@@ -17,7 +17,9 @@
 //!    the peer closed its side (a close with bytes still in flight could otherwise lose them).
 //!
 //! The items are released (dropped by the driver, outside the connection's lock) after step 3,
-//! or when the connection fails (the streams are reset), or when the driver stops.
+//! or when the connection fails (the streams are reset), or when the driver stops. Answers
+//! released undelivered (a failed connection, a driver that stops with output unwritten) are
+//! marked lost first, so the drain's bookkeeping counts them as lost, not finished.
 //!
 //! This relies on the driver's output being one FIFO byte stream (what `poll_transmit`
 //! appends is written after everything appended before it): the position taken in step 2 is
@@ -25,19 +27,25 @@
 //! have to take positions per frame instead.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use dynrt_core::wire::mux::StreamId;
 
 use super::handler::BoxItemStream;
+use super::state::CancelState;
+
+/// A held answer: the handler's stream (its drop ends the request) and the request's
+/// cancellation state (where a loss is marked).
+type Held = (BoxItemStream, Arc<CancelState>);
 
 /// The held answers of one connection. Positions count bytes handed to the driver's output
 /// since the connection started.
 #[derive(Default)]
 pub(crate) struct Delivery {
     /// END queued in the core, not yet written into the output.
-    queued: HashMap<StreamId, BoxItemStream>,
+    queued: HashMap<StreamId, Held>,
     /// END in the output, ending at or before the position: released once it is written.
-    unflushed: VecDeque<(u64, BoxItemStream)>,
+    unflushed: VecDeque<(u64, Held)>,
     /// The output position the driver reported last (everything transmitted so far ends
     /// at or before it).
     output_end: u64,
@@ -48,8 +56,8 @@ pub(crate) struct Delivery {
 
 impl Delivery {
     /// Step 1: the stream's END is queued in the core; hold its items until it is delivered.
-    pub(crate) fn hold(&mut self, id: StreamId, items: BoxItemStream) {
-        self.queued.insert(id, items);
+    pub(crate) fn hold(&mut self, id: StreamId, items: BoxItemStream, cancel: Arc<CancelState>) {
+        self.queued.insert(id, (items, cancel));
     }
 
     /// Step 2: the core wrote the END of `id` into the output.
@@ -71,17 +79,27 @@ impl Delivery {
                 .front()
                 .is_some_and(|(end, _)| *end <= written)
         {
-            let (_, items) = self.unflushed.pop_front().expect("front checked");
+            let (_, (items, _)) = self.unflushed.pop_front().expect("front checked");
             self.released.push(items);
         }
     }
 
-    /// The connection failed or the driver stopped: nothing held will be delivered now.
-    pub(crate) fn release_all(&mut self) {
-        self.released
-            .extend(self.queued.drain().map(|(_, items)| items));
-        self.released
-            .extend(self.unflushed.drain(..).map(|(_, items)| items));
+    /// The connection failed or the driver stopped: the driver writes nothing more. With
+    /// `delivered` (a graceful close whose output was all written and whose peer closed after
+    /// reading, or stopped listening) the held answers count as delivered; otherwise they are
+    /// marked lost.
+    pub(crate) fn release_all(&mut self, delivered: bool) {
+        let held = self
+            .queued
+            .drain()
+            .map(|(_, held)| held)
+            .chain(self.unflushed.drain(..).map(|(_, held)| held));
+        for (items, cancel) in held {
+            if !delivered {
+                cancel.mark_lost();
+            }
+            self.released.push(items);
+        }
     }
 
     /// What the driver drops once it has let go of the lock.
@@ -105,11 +123,16 @@ mod tests {
         Box::pin(futures_lite::stream::empty::<Result<Bytes, _>>())
     }
 
+    fn cancel() -> Arc<CancelState> {
+        Arc::default()
+    }
+
     #[test]
     fn held_until_the_end_is_transmitted_and_written() {
         let mut d = Delivery::default();
-        d.hold(StreamId(1), items());
-        d.hold(StreamId(3), items());
+        let (one, three) = (cancel(), cancel());
+        d.hold(StreamId(1), items(), one.clone());
+        d.hold(StreamId(3), items(), three.clone());
         d.progress(0, 0, true);
         assert_eq!(d.len(), 2);
         // Stream 1's END leaves the core; the output then ends at 100.
@@ -127,8 +150,26 @@ mod tests {
         assert_eq!(d.len(), 1, "stream 3's END is still in the core");
         // An END the core reports for a stream not held (a kill): ignored.
         d.transmitted(StreamId(5));
-        d.release_all();
+        d.release_all(false);
         assert_eq!(d.take_released().len(), 1);
         assert_eq!(d.len(), 0);
+        assert!(!one.is_lost(), "stream 1's answer was written");
+        assert!(
+            three.is_lost(),
+            "stream 3's END never left: its answer is lost"
+        );
+    }
+
+    #[test]
+    fn a_driver_that_stops_after_a_graceful_close_delivered_what_it_held() {
+        let mut d = Delivery::default();
+        let held = cancel();
+        d.hold(StreamId(1), items(), held.clone());
+        d.progress(0, 50, false);
+        d.transmitted(StreamId(1));
+        d.progress(50, 50, false);
+        d.release_all(true);
+        assert_eq!(d.take_released().len(), 1);
+        assert!(!held.is_lost());
     }
 }

@@ -80,19 +80,26 @@ impl<R: Runtime> Driver<R> {
     /// and the peer still sends (credit, as it reads them). Dropping the socket now would make
     /// the kernel answer those late frames with a reset, which discards the tails in flight.
     /// So keep reading, and discarding, until the peer closes (it has read everything) or
-    /// `LINGER` passes.
-    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// `LINGER` passes. Ready with whether the held answers count as delivered: yes when the
+    /// peer closed with end of stream or stayed silent to the end; no when it reset the
+    /// connection (it closed with our data unread, or died) or the server aborted.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         let now = self.rt.now();
         let deadline = *self.linger.get_or_insert_with(|| now + LINGER);
         for _ in 0..BUDGET {
-            if self.shared.abort.load(Ordering::Acquire) || self.rt.now() >= deadline {
-                return Poll::Ready(());
+            if self.shared.abort.load(Ordering::Acquire) {
+                return Poll::Ready(false);
+            }
+            if self.rt.now() >= deadline {
+                return Poll::Ready(true);
             }
             self.read_buf.clear();
             match R::poll_read_buf(&mut self.tcp, cx, &mut self.read_buf) {
                 Poll::Ready(Ok(n)) if n > 0 => {}
-                // End of stream or an error: the peer is done.
-                Poll::Ready(_) => return Poll::Ready(()),
+                // End of stream: the peer read everything and closed.
+                Poll::Ready(Ok(_)) => return Poll::Ready(true),
+                // A reset: the peer closed with data unread, or died.
+                Poll::Ready(Err(_)) => return Poll::Ready(false),
                 Poll::Pending => {
                     let timer = match &mut self.timer {
                         Some((timer, at)) => {
@@ -105,7 +112,7 @@ impl<R: Runtime> Driver<R> {
                         None => &mut self.timer.insert((self.rt.timer(deadline), deadline)).0,
                     };
                     if Pin::new(timer).poll(cx).is_ready() {
-                        return Poll::Ready(());
+                        return Poll::Ready(true);
                     }
                     return Poll::Pending;
                 }
@@ -116,11 +123,11 @@ impl<R: Runtime> Driver<R> {
     }
 
     /// The driver stops: answers still held will not be written by it; release them (outside
-    /// the lock).
-    fn release_held(&mut self) {
+    /// the lock), as delivered only after a graceful close that wrote everything.
+    fn release_held(&mut self, delivered: bool) {
         let released = {
             let mut state = self.shared.lock();
-            state.delivery.release_all();
+            state.delivery.release_all(delivered);
             state.delivery.take_released()
         };
         drop(released);
@@ -163,8 +170,9 @@ impl<R: Runtime> Future for Driver<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         if this.linger.is_some() {
-            std::task::ready!(this.poll_linger(cx));
-            this.release_held();
+            // Everything was written before the linger began.
+            let delivered = std::task::ready!(this.poll_linger(cx));
+            this.release_held(delivered);
             return Poll::Ready(());
         }
         for _ in 0..BUDGET {
@@ -176,7 +184,7 @@ impl<R: Runtime> Future for Driver<R> {
                 state.dispatch_events(&this.shared.can_open, &mut Vec::new());
                 state.release_budget();
                 drop(state);
-                this.release_held();
+                this.release_held(false);
                 return Poll::Ready(());
             }
             let mut progress = false;
@@ -264,11 +272,15 @@ impl<R: Runtime> Future for Driver<R> {
                 state.release_budget();
                 let graceful = matches!(state.closed, Some(CloseReason::Drained));
                 drop(state);
+                // Held answers count as delivered after a graceful close that wrote every
+                // byte; any other end (a stall, output left unwritten) cut them off.
+                let mut delivered = graceful && !abandoned && this.out.is_empty();
                 if graceful && !this.read_closed && !abandoned {
                     this.linger = Some(this.rt.now() + LINGER);
-                    std::task::ready!(this.poll_linger(cx));
+                    delivered &= std::task::ready!(this.poll_linger(cx));
                 }
-                this.release_held();
+                let aborted = this.shared.abort.load(Ordering::Acquire);
+                this.release_held(delivered && !aborted);
                 return Poll::Ready(());
             }
             if let Some(deadline) = deadline {

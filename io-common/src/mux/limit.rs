@@ -56,8 +56,13 @@ impl ConnectionLimit {
     }
 
     /// A permit for one more connection, or `None` at the cap (the caller closes the socket;
-    /// the refusal is counted and logged once per burst).
-    pub(crate) fn try_acquire(&self, peer: SocketAddr) -> Option<Permit> {
+    /// the refusal is counted and logged once per burst, timed by `now`: the runtime's clock,
+    /// read only at the cap).
+    pub(crate) fn try_acquire(
+        &self,
+        peer: SocketAddr,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<Permit> {
         let inner = &self.inner;
         let acquired = inner
             .open
@@ -71,7 +76,7 @@ impl ConnectionLimit {
             });
         }
         inner.refused.fetch_add(1, Ordering::AcqRel);
-        let now = Instant::now();
+        let now = now();
         let mut last = inner.last_warning.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_none_or(|at| now.duration_since(at) >= WARN_INTERVAL) {
             *last = Some(now);

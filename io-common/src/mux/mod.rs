@@ -3,7 +3,8 @@
 //!
 //! - [`MuxServer`] listens, tells mux connections from Dynamo ones by their first bytes, and
 //!   dispatches each request stream to the [`Handler`] registered for its route.
-//! - [`Connector`] keeps one connection per peer address and reconnects on failure;
+//! - [`Connector`] keeps one connection per peer address and reconnects on failure (when to
+//!   dial, wait or fail fast is `dynrt_core::peers`' decision);
 //!   [`MuxClient::call`] opens a request stream on it and returns the [`ResponseStream`].
 //!
 //! The connection state lives behind one mutex shared by the connection's driver task, the

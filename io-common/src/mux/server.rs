@@ -208,7 +208,7 @@ async fn accept_loop<R: Runtime>(
             return;
         }
         match accepted {
-            Some(Ok((tcp, peer))) => match limit.try_acquire(peer) {
+            Some(Ok((tcp, peer))) => match limit.try_acquire(peer, || rt.now()) {
                 Some(permit) => rt.spawn(serve_connection(
                     rt.clone(),
                     tcp,
@@ -353,14 +353,14 @@ pub(crate) fn start_request<R: Runtime>(
             None => {
                 state.serving.remove(&id);
                 if state.conn.finish(id).is_ok() {
-                    state.delivery.hold(id, items);
+                    state.delivery.hold(id, items, cancel.clone());
                 }
                 return;
             }
             Some(Err(error)) => {
                 state.serving.remove(&id);
                 if state.conn.send_error(id, error.into_stream_error()).is_ok() {
-                    state.delivery.hold(id, items);
+                    state.delivery.hold(id, items, cancel.clone());
                 }
                 return;
             }
@@ -382,7 +382,7 @@ pub(crate) fn start_request<R: Runtime>(
 /// Sends the handler's items in order, then the end; stops at once on kill. Once the end is
 /// queued the items are held until it is written to the socket (see `delivery`): the request
 /// counts as in flight until then.
-async fn serve(shared: &Shared, id: StreamId, mut items: BoxItemStream, cancel: &CancelState) {
+async fn serve(shared: &Shared, id: StreamId, mut items: BoxItemStream, cancel: &Arc<CancelState>) {
     loop {
         let next = future::or(async { Some(items.next().await) }, async {
             killed(cancel).await;
@@ -400,14 +400,14 @@ async fn serve(shared: &Shared, id: StreamId, mut items: BoxItemStream, cancel: 
             }
             None => {
                 if state.conn.finish(id).is_ok() {
-                    state.delivery.hold(id, items);
+                    state.delivery.hold(id, items, cancel.clone());
                 }
                 state.wake_driver();
                 return;
             }
             Some(Err(error)) => {
                 if state.conn.send_error(id, error.into_stream_error()).is_ok() {
-                    state.delivery.hold(id, items);
+                    state.delivery.hold(id, items, cancel.clone());
                 }
                 state.wake_driver();
                 return;

@@ -100,11 +100,14 @@ pub(crate) struct ServeSlot {
     pub(crate) waker: Option<Waker>,
 }
 
-/// Stop/kill flags a handler can observe through its `RequestContext`.
+/// Stop/kill flags a handler can observe through its `RequestContext`, and whether the answer
+/// was lost (cut off under its caller: a reset, a failed connection), which the drain's
+/// bookkeeping reads when the request ends.
 #[derive(Default)]
 pub(crate) struct CancelState {
     stop: AtomicBool,
     kill: AtomicBool,
+    lost: AtomicBool,
     pub(crate) changed: Notify,
 }
 
@@ -115,6 +118,16 @@ impl CancelState {
 
     pub(crate) fn is_killed(&self) -> bool {
         self.kill.load(Ordering::Acquire)
+    }
+
+    /// The answer will not reach its caller, and not by the caller's choice. Set before the
+    /// kill that follows, so whoever the kill wakes sees it.
+    pub(crate) fn mark_lost(&self) {
+        self.lost.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
     }
 
     pub(crate) fn set(&self, mode: CancelMode) {
@@ -185,9 +198,12 @@ impl State {
                         wake(&mut slot.waker);
                     }
                 }
-                Event::Cancelled { id, mode } => {
+                Event::Cancelled { id, mode, cause } => {
                     cut += usize::from(mode == CancelMode::Kill);
                     if let Some(slot) = self.serving.get_mut(&id) {
+                        if cause.is_lost_answer() {
+                            slot.cancel.mark_lost();
+                        }
                         slot.cancel.set(mode);
                         wake(&mut slot.waker);
                     }
@@ -208,7 +224,7 @@ impl State {
                     // A drained connection still writes what it queued (the driver releases
                     // the held answers when it stops); any other close resets the streams.
                     if !matches!(reason, CloseReason::Drained) {
-                        self.delivery.release_all();
+                        self.delivery.release_all(false);
                     }
                     self.closed = Some(reason);
                     can_open.notify(usize::MAX);

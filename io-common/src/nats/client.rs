@@ -11,7 +11,7 @@ use dynrt_core::config::NatsConfig;
 use tokio::runtime::Handle;
 
 use super::{NatsError, Subscription, options};
-use crate::runtime::Runtime;
+use crate::runtime::{Clock, Runtime};
 
 /// Told whether the connection is up, each time that changes.
 type Observer = Box<dyn Fn(bool) + Send + Sync>;
@@ -56,6 +56,8 @@ pub struct NatsClient {
 struct Inner {
     client: async_nats::Client,
     handle: Handle,
+    /// The application runtime's clock: the bounds on calls and the connect retries.
+    clock: Clock,
     servers: String,
     state: Arc<ConnectionState>,
 }
@@ -89,9 +91,11 @@ impl NatsClient {
             })
         };
         let config = config.clone();
+        let clock = Clock::of(rt);
+        let retry_clock = clock.clone();
         let client = run_on(&handle, async move {
             let options = options::connect_options(&config, on_event).await?;
-            options::connect_with_retry(&config, options).await
+            options::connect_with_retry(&config, options, &retry_clock).await
         })
         .await??;
         state.set(client.connection_state() == async_nats::connection::State::Connected);
@@ -100,6 +104,7 @@ impl NatsClient {
             inner: Arc::new(Inner {
                 client,
                 handle,
+                clock,
                 servers,
                 state,
             }),
@@ -194,16 +199,21 @@ impl NatsClient {
         let subject = subject.into();
         let client = self.inner.client.clone();
         let s = subject.clone();
+        let clock = self.inner.clock.clone();
         let reply = self
-            .run(async move { tokio::time::timeout(timeout, client.request(s, payload)).await })
+            .run(async move {
+                clock
+                    .bridge_timeout(timeout, client.request(s, payload))
+                    .await
+            })
             .await?;
         match reply {
-            Err(_) => Err(NatsError::TimedOut {
+            None => Err(NatsError::TimedOut {
                 subject,
                 after: timeout,
             }),
-            Ok(Ok(message)) => Ok(message),
-            Ok(Err(e)) => Err(match e.kind() {
+            Some(Ok(message)) => Ok(message),
+            Some(Err(e)) => Err(match e.kind() {
                 RequestErrorKind::NoResponders => NatsError::NoResponders { subject },
                 RequestErrorKind::TimedOut => NatsError::TimedOut {
                     subject,
@@ -222,16 +232,17 @@ impl NatsClient {
     /// Waits until everything published so far reached the server, at most `timeout`.
     pub async fn flush(&self, timeout: Duration) -> Result<(), NatsError> {
         let client = self.inner.client.clone();
+        let clock = self.inner.clock.clone();
         match self
-            .run(async move { tokio::time::timeout(timeout, client.flush()).await })
+            .run(async move { clock.bridge_timeout(timeout, client.flush()).await })
             .await?
         {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(NatsError::Publish {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(NatsError::Publish {
                 subject: "(flush)".into(),
                 reason: e.to_string(),
             }),
-            Err(_) => Err(NatsError::Publish {
+            None => Err(NatsError::Publish {
                 subject: "(flush)".into(),
                 reason: format!("not flushed within {timeout:?}"),
             }),
@@ -241,10 +252,11 @@ impl NatsClient {
     /// Flushes and closes the connection (subscriptions end), at most `timeout`.
     pub async fn close(&self, timeout: Duration) {
         let client = self.inner.client.clone();
+        let clock = self.inner.clock.clone();
         let result = self
-            .run(async move { tokio::time::timeout(timeout, client.drain()).await })
+            .run(async move { clock.bridge_timeout(timeout, client.drain()).await })
             .await;
-        if !matches!(result, Ok(Ok(Ok(())))) {
+        if !matches!(result, Ok(Some(Ok(())))) {
             tracing::debug!(servers = %self.inner.servers, "NATS connection closed without a clean drain");
         }
     }

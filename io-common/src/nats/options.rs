@@ -8,6 +8,7 @@ use async_nats::{ConnectErrorKind, ConnectOptions, Event};
 use dynrt_core::config::{NatsAuth, NatsConfig, vars};
 
 use super::NatsError;
+use crate::runtime::Clock;
 
 /// Each start-up attempt, and each reconnect attempt later, gives up after this long (Dynamo's
 /// value).
@@ -78,13 +79,14 @@ fn readable(var: &'static str, path: &std::path::Path) -> Result<(), NatsError> 
 }
 
 /// Connects, retrying while the server is unreachable (not when it refuses us) until
-/// `config.startup_connect_timeout` has passed. Runs on tokio.
+/// `config.startup_connect_timeout` has passed by `clock`. Runs on tokio.
 pub(super) async fn connect_with_retry(
     config: &NatsConfig,
     options: ConnectOptions,
+    clock: &Clock,
 ) -> Result<async_nats::Client, NatsError> {
     let servers = config.servers.join(", ");
-    let deadline = tokio::time::Instant::now() + config.startup_connect_timeout;
+    let deadline = clock.now() + config.startup_connect_timeout;
     let mut backoff = FIRST_BACKOFF;
     let mut attempts = 0;
     loop {
@@ -107,7 +109,8 @@ pub(super) async fn connect_with_retry(
             error.kind(),
             ConnectErrorKind::Io | ConnectErrorKind::TimedOut | ConnectErrorKind::Dns
         );
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let now = clock.now();
+        let remaining = deadline.saturating_duration_since(now);
         if !retryable || remaining.is_zero() {
             let mut reason = error.to_string();
             if retryable {
@@ -127,7 +130,7 @@ pub(super) async fn connect_with_retry(
             retry_in = ?delay,
             "NATS not reachable yet; retrying"
         );
-        tokio::time::sleep(delay).await;
+        clock.bridge_sleep_until(now + delay).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }

@@ -8,15 +8,16 @@
 //!
 //! ```no_run
 //! use std::sync::{Arc, Mutex};
-//! use std::time::Instant;
 //! use dynrt_core::health::{HealthConfig, SystemHealth};
 //! use dynrt_core::metrics::MetricsRegistry;
 //! use dynrt_io::system_server::{SystemServer, SystemServerConfig, SystemState};
+//! use dynrt_io::runtime::Clock;
 //! # use dynrt_io::Runtime;
 //!
 //! # async fn demo(runtime: impl Runtime) -> Result<(), Box<dyn std::error::Error>> {
-//! let now = Instant::now();
+//! let now = runtime.now();
 //! let state = SystemState::new(
+//!     Clock::of(&runtime),
 //!     Arc::new(Mutex::new(SystemHealth::new(HealthConfig::default(), now))),
 //!     Arc::new(Mutex::new(MetricsRegistry::new(now, None))),
 //! );

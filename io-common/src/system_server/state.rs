@@ -16,6 +16,8 @@ use dynrt_core::health::SystemHealth;
 use dynrt_core::metrics::MetricsRegistry;
 use dynrt_core::status::ArtifactKey;
 
+use crate::runtime::Clock;
+
 /// The largest artifact file the server reads into memory; a larger one answers 500.
 pub const MAX_ARTIFACT_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -51,6 +53,8 @@ pub struct SystemState {
 }
 
 struct Inner {
+    /// The runtime's clock: the time [`SystemState::update_health`] hands the health machine.
+    clock: Clock,
     health: Arc<Mutex<SystemHealth>>,
     metrics: Arc<Mutex<MetricsRegistry>>,
     live: AtomicBool,
@@ -73,11 +77,17 @@ impl std::fmt::Debug for SystemState {
 }
 
 impl SystemState {
-    /// State over the process's health and metrics. It starts live, with no metadata, no
-    /// engine routes and no artifact store.
-    pub fn new(health: Arc<Mutex<SystemHealth>>, metrics: Arc<Mutex<MetricsRegistry>>) -> Self {
+    /// State over the process's health and metrics, timed by `clock` (the runtime's:
+    /// [`Clock::of`]). It starts live, with no metadata, no engine routes and no artifact
+    /// store.
+    pub fn new(
+        clock: Clock,
+        health: Arc<Mutex<SystemHealth>>,
+        metrics: Arc<Mutex<MetricsRegistry>>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                clock,
                 health,
                 metrics,
                 live: AtomicBool::new(true),
@@ -106,8 +116,8 @@ impl SystemState {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `f` on the health state machine with the current time, then wakes the health-check
-    /// driver so that any canary this made due goes out at once.
+    /// Runs `f` on the health state machine with the current time (by the runtime's clock),
+    /// then wakes the health-check driver so that any canary this made due goes out at once.
     ///
     /// ```no_run
     /// # fn demo(state: dynrt_io::system_server::SystemState) {
@@ -115,7 +125,7 @@ impl SystemState {
     /// # }
     /// ```
     pub fn update_health<R>(&self, f: impl FnOnce(&mut SystemHealth, Instant) -> R) -> R {
-        let result = f(&mut self.lock_health(), Instant::now());
+        let result = f(&mut self.lock_health(), self.inner.clock.now());
         self.wake_health_driver();
         result
     }

@@ -1,6 +1,7 @@
 //! Connection management scenarios: a dial abandoned mid-way does not wedge its address
-//! (issue 9 item 8), and a server's connection cap closes new connections while the open ones
-//! keep serving (item 3).
+//! (issue 9 item 8), the calls waiting for a failed dial share its failure and the address is
+//! dialled again after the backoff (issue 14 item 8), and a server's connection cap closes new
+//! connections while the open ones keep serving (issue 9 item 3).
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use super::mux::{Observed, test_handlers};
 use super::{eventually, within};
 use crate::mux::{CallError, ConnConfig, Connector, MuxServer, RequestHeader, ServerConfig};
 use crate::runtime::{BoxFuture, Runtime};
+use dynrt_core::peers::PeerConfig;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -31,9 +33,13 @@ pub struct GatedDials<R> {
 #[derive(Default)]
 struct Gate {
     closed_for: Mutex<Option<SocketAddr>>,
+    /// The address whose dials are counted.
+    gated: Option<SocketAddr>,
     opened: Event,
     /// Dials that reached the gate while it was closed.
     held: AtomicU32,
+    /// Every dial of the gated address, held or not.
+    dials: AtomicU32,
 }
 
 impl<R: Runtime> GatedDials<R> {
@@ -41,6 +47,7 @@ impl<R: Runtime> GatedDials<R> {
     pub fn new(inner: R, addr: SocketAddr) -> Self {
         let gate = Gate {
             closed_for: Mutex::new(Some(addr)),
+            gated: Some(addr),
             ..Gate::default()
         };
         Self {
@@ -63,6 +70,11 @@ impl<R: Runtime> GatedDials<R> {
     pub fn held(&self) -> u32 {
         self.gate.held.load(Ordering::SeqCst)
     }
+
+    /// Dials of the gated address so far, held or not.
+    pub fn dials(&self) -> u32 {
+        self.gate.dials.load(Ordering::SeqCst)
+    }
 }
 
 impl<R: Runtime> Runtime for GatedDials<R> {
@@ -72,6 +84,10 @@ impl<R: Runtime> Runtime for GatedDials<R> {
 
     fn now(&self) -> Instant {
         self.inner.now()
+    }
+
+    fn system_clock(&self) -> bool {
+        self.inner.system_clock()
     }
 
     fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
@@ -88,6 +104,9 @@ impl<R: Runtime> Runtime for GatedDials<R> {
 
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Self::Tcp>> {
         let (inner, gate) = (self.inner.clone(), self.gate.clone());
+        if self.gate.gated == Some(addr) {
+            self.gate.dials.fetch_add(1, Ordering::SeqCst);
+        }
         Box::pin(async move {
             let mut counted = false;
             loop {
@@ -248,6 +267,81 @@ pub async fn forget_during_dial_does_not_hang_the_waiters<R: Runtime>(rt: &R) {
         );
         let later = echo(&connector, addr).await.expect("a later call");
         assert_eq!(later, Bytes::from_static(b"ping"));
+        drop(server);
+    })
+    .await;
+}
+
+/// Calls that wait for a dial that fails share its failure instead of each dialling in turn
+/// (against an address that swallows SYNs, each would have taken a connect timeout); a call
+/// within the backoff fails at once without dialling; after the backoff a call dials again and
+/// reaches the server now listening there.
+pub async fn a_failed_dial_is_shared_and_retried_after_the_backoff<R: Runtime>(rt: &R) {
+    within(rt, LIMIT, "a failed dial and the backoff", async {
+        // An address nobody listens on (yet): dials are refused.
+        let listener = rt
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = R::local_addr(&listener).expect("local addr");
+        drop(listener);
+        let gated = GatedDials::new(rt.clone(), addr);
+        let backoff = Duration::from_millis(200);
+        let dials = PeerConfig::new(Duration::from_secs(5)).with_backoff(backoff, backoff);
+        let connector = Connector::with_dials(gated.clone(), ConnConfig::default(), dials);
+
+        // One call dials and is held at the gate; three more wait for that dial.
+        let mut calls: Vec<_> = (0..4).map(|_| Box::pin(echo(&connector, addr))).collect();
+        future::poll_fn(|cx| {
+            for call in &mut calls {
+                assert!(call.as_mut().poll(cx).is_pending(), "the gate is closed");
+            }
+            Poll::Ready(())
+        })
+        .await;
+        assert_eq!(gated.held(), 1, "one dial, held at the gate");
+        gated.open();
+        for call in calls {
+            let error = call.await.expect_err("nobody listens");
+            assert!(matches!(error, CallError::Connect { .. }), "{error}");
+        }
+        assert_eq!(
+            gated.dials(),
+            1,
+            "the waiters shared the one dial's failure"
+        );
+
+        // Within the backoff: at once, without a dial, saying why.
+        let error = echo(&connector, addr)
+            .await
+            .expect_err("within the backoff");
+        assert!(
+            error.to_string().contains("failed in a row"),
+            "the error says the address is backing off: {error}"
+        );
+        assert_eq!(gated.dials(), 1, "no dial within the backoff");
+
+        // A server comes up on the address; after the backoff a call dials and gets through.
+        let observed = Arc::new(Observed::default());
+        let server = MuxServer::bind(
+            rt,
+            addr,
+            test_handlers(rt, &observed),
+            ServerConfig::default(),
+        )
+        .await
+        .expect("bind the freed address");
+        let mut answer = echo(&connector, addr).await;
+        let deadline = Instant::now() + LIMIT;
+        while answer.is_err() && Instant::now() < deadline {
+            crate::runtime::sleep_until(rt, Instant::now() + backoff / 4).await;
+            answer = echo(&connector, addr).await;
+        }
+        assert_eq!(
+            answer.expect("after the backoff"),
+            Bytes::from_static(b"ping")
+        );
+        assert_eq!(gated.dials(), 2, "one more dial, after the backoff");
         drop(server);
     })
     .await;

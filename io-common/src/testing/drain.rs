@@ -14,8 +14,8 @@ use dynrt_core::config::DistributedConfig;
 use dynrt_core::conn::{Conn, ConnConfig, Event};
 use dynrt_core::names::TcpRoute;
 use dynrt_core::shutdown::{
-    EXIT_DRAIN_FORCED, EXIT_DRAIN_TIMED_OUT, EXIT_LEASE_LOST, Phase, ShutdownCause,
-    ShutdownOutcome, ShutdownReport,
+    EXIT_DRAIN_FORCED, EXIT_DRAIN_TIMED_OUT, EXIT_LEASE_LOST, EXIT_REQUESTS_LOST, Phase,
+    ShutdownCause, ShutdownOutcome, ShutdownReport,
 };
 use dynrt_core::wire::OutBuf;
 use dynrt_core::wire::mux::{StreamId, WireStr};
@@ -315,6 +315,58 @@ pub async fn force_ends_a_drain_at_once<R: Runtime>(rt: &R) {
         assert_eq!(report.outcome(), ShutdownOutcome::Forced);
         assert_eq!(report.exit_code(), EXIT_DRAIN_FORCED);
         assert_eq!(drt.phase(), Phase::Done);
+    })
+    .await;
+}
+
+/// A caller that stops reading during the drain: its stream finds no room to send for the
+/// stall timeout and is reset. The drain then has nothing left to wait for, but it did not
+/// deliver that answer, so it must not report clean (found by the deterministic simulation,
+/// dynrt-sim seeds 100285 and 100903: the reset used to count as a finished request).
+pub async fn a_stream_reset_during_the_drain_is_reported_lost<R: Runtime>(rt: &R) {
+    within(rt, LIMIT, "a stream reset during the drain", async {
+        let store = MemStore::new();
+        let mut config = DistributedConfig::process_local();
+        config.graceful_shutdown_timeout = Duration::from_secs(50);
+        config.tcp.stall_timeout = Duration::from_secs(1);
+        let worker =
+            DistributedRuntime::with_backend(rt.clone(), config, Arc::new(store.session(rt)))
+                .await
+                .expect("a process-local runtime starts");
+        let ep = super::runtime::demo_endpoint(&worker, "bulk");
+        // An answer that never ends: only the caller reading keeps it moving.
+        ep.serve(handler_fn(|_payload: Bytes, _ctx| {
+            stream::repeat_with(|| Ok(Bytes::from(vec![7u8; ITEM])))
+        }))
+        .await
+        .expect("serve registers");
+        let route = TcpRoute::new(worker.instance_id(), ep.id().clone()).to_string();
+        let addr = worker.request_plane_addr().expect("a server");
+        let mut caller = RawCaller::call(rt, addr, &route).await;
+
+        let (report_tx, report_rx) = async_channel::bounded::<ShutdownReport>(1);
+        let w = worker.clone();
+        rt.spawn(async move {
+            let _ = report_tx.send(w.shutdown().await).await;
+        });
+        // The caller keeps reading until the drain has begun (so the reset is the drain's),
+        // then stops.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while worker.phase() < Phase::Draining {
+            assert!(Instant::now() < deadline, "the drain never began");
+            assert!(caller.read_once().await, "the worker closed early");
+        }
+        let report = within(rt, Duration::from_secs(40), "the shutdown report", async {
+            report_rx.recv().await.expect("shutdown finished")
+        })
+        .await;
+        assert!(!report.deadline_hit && !report.forced, "{report:?}");
+        assert!(!report.is_running(), "{report:?}");
+        assert!(!report.is_clean(), "{report:?}");
+        assert_eq!(report.lost.get(ENDPOINT), Some(&1), "{report:?}");
+        assert_eq!(report.outcome(), ShutdownOutcome::RequestsLost);
+        assert_eq!(report.exit_code(), EXIT_REQUESTS_LOST);
+        drop(caller);
     })
     .await;
 }

@@ -27,6 +27,7 @@ pub mod drain;
 pub mod dynamo;
 pub mod events;
 mod local;
+pub mod manual_clock;
 pub mod mux;
 pub mod mux_bounds;
 #[cfg(feature = "nats")]

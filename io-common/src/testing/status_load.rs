@@ -82,7 +82,7 @@ async fn read_reply<R: Runtime>(rt: &R, socket: &mut R::Tcp) -> Reply {
 }
 
 async fn start_with<R: Runtime>(rt: &R, config: SystemServerConfig) -> SystemServer<R> {
-    SystemServer::start(rt, config, state_with(HealthConfig::default()))
+    SystemServer::start(rt, config, state_with(rt, HealthConfig::default()))
         .await
         .expect("server starts")
 }
@@ -241,7 +241,7 @@ pub async fn an_oversized_head_gets_431_and_a_normal_one_is_served<R: Runtime>(r
 }
 
 pub async fn at_the_cap_with_every_connection_busy_a_new_one_gets_503<R: Runtime>(rt: &R) {
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     let (entered, release): (_, Gate) = gate_route(&state);
     let config = SystemServerConfig {
         max_connections: 1,
@@ -341,7 +341,7 @@ pub async fn unworkable_limits_are_errors_naming_the_setting<R: Runtime>(rt: &R)
         ),
     ];
     for (config, setting) in cases {
-        let err = SystemServer::start(rt, config, state_with(HealthConfig::default()))
+        let err = SystemServer::start(rt, config, state_with(rt, HealthConfig::default()))
             .await
             .expect_err(setting);
         assert!(matches!(err, SystemServerError::Limit { .. }), "{err:?}");

@@ -16,7 +16,7 @@ use dynrt_core::metrics::{ErrorType, MetricsRegistry};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, Stream};
 use serde_json::{Value, json};
 
-use crate::runtime::{self, Runtime};
+use crate::runtime::{self, Clock, Runtime};
 use crate::system_server::{
     CanaryStream, HealthCheckDriver, MAX_REQUEST_BODY, SystemServer, SystemServerConfig,
     SystemServerError, SystemState,
@@ -197,9 +197,10 @@ pub(super) async fn wait_until<R: Runtime>(rt: &R, what: &str, mut cond: impl Fn
 
 // ---- fixtures --------------------------------------------------------------------------------
 
-pub(super) fn state_with(config: HealthConfig) -> SystemState {
-    let now = Instant::now();
+pub(super) fn state_with<R: Runtime>(rt: &R, config: HealthConfig) -> SystemState {
+    let now = rt.now();
     SystemState::new(
+        Clock::of(rt),
         Arc::new(Mutex::new(SystemHealth::new(config, now))),
         Arc::new(Mutex::new(MetricsRegistry::new(now, None))),
     )
@@ -230,7 +231,7 @@ async fn start<R: Runtime>(rt: &R, state: &SystemState) -> SystemServer<R> {
 // ---- addresses and errors --------------------------------------------------------------------
 
 pub async fn port_zero_binds_a_free_port_and_reports_it<R: Runtime>(rt: &R) {
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     let server = start(rt, &state).await;
     let addr = server.local_addr();
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
@@ -242,7 +243,7 @@ pub async fn port_zero_binds_a_free_port_and_reports_it<R: Runtime>(rt: &R) {
 pub async fn binding_a_port_in_use_is_an_error_naming_host_and_port<R: Runtime>(rt: &R) {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let err = SystemServer::start(rt, local(port), state_with(HealthConfig::default()))
+    let err = SystemServer::start(rt, local(port), state_with(rt, HealthConfig::default()))
         .await
         .expect_err("the port is taken");
     assert!(matches!(err, SystemServerError::Bind { .. }), "{err:?}");
@@ -257,7 +258,7 @@ pub async fn an_invalid_custom_path_is_an_error_naming_it<R: Runtime>(rt: &R) {
         health_path: "healthz".to_owned(),
         ..local(0)
     };
-    let err = SystemServer::start(rt, config, state_with(HealthConfig::default()))
+    let err = SystemServer::start(rt, config, state_with(rt, HealthConfig::default()))
         .await
         .expect_err("a path must start with '/'");
     assert!(matches!(err, SystemServerError::Path(_)), "{err:?}");
@@ -269,7 +270,7 @@ pub async fn an_invalid_custom_path_is_an_error_naming_it<R: Runtime>(rt: &R) {
 pub async fn health_is_503_notready_at_start_and_200_once_the_endpoint_is_ready<R: Runtime>(
     rt: &R,
 ) {
-    let state = state_with(gated("generate"));
+    let state = state_with(rt, gated("generate"));
     let server = start(rt, &state).await;
     let addr = server.local_addr();
 
@@ -290,7 +291,7 @@ pub async fn health_is_503_notready_at_start_and_200_once_the_endpoint_is_ready<
 }
 
 pub async fn live_stays_200_while_health_is_503_and_turns_503_once_not_live<R: Runtime>(rt: &R) {
-    let state = state_with(gated("generate"));
+    let state = state_with(rt, gated("generate"));
     let server = start(rt, &state).await;
     let addr = server.local_addr();
 
@@ -318,7 +319,7 @@ pub async fn live_stays_200_while_health_is_503_and_turns_503_once_not_live<R: R
 }
 
 pub async fn custom_health_and_live_paths_answer_and_the_defaults_then_404<R: Runtime>(rt: &R) {
-    let state = state_with(gated("generate"));
+    let state = state_with(rt, gated("generate"));
     let config = SystemServerConfig {
         health_path: "/ready".to_owned(),
         live_path: "/alive".to_owned(),
@@ -341,7 +342,7 @@ pub async fn custom_health_and_live_paths_answer_and_the_defaults_then_404<R: Ru
 }
 
 pub async fn an_unknown_path_is_404_route_not_found<R: Runtime>(rt: &R) {
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     let server = start(rt, &state).await;
     let addr = server.local_addr();
     for target in ["/nope", "/", "/healthz", "/engine/", "/metrics/x"] {
@@ -353,7 +354,7 @@ pub async fn an_unknown_path_is_404_route_not_found<R: Runtime>(rt: &R) {
 }
 
 pub async fn a_wrong_method_is_405_with_allow_and_head_sends_no_body<R: Runtime>(rt: &R) {
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     let server = start(rt, &state).await;
     let addr = server.local_addr();
     for (method, target) in [
@@ -375,7 +376,7 @@ pub async fn a_wrong_method_is_405_with_allow_and_head_sends_no_body<R: Runtime>
 // ---- metrics ---------------------------------------------------------------------------------
 
 pub async fn metrics_after_traffic_hold_the_endpoint_series_and_parse<R: Runtime>(rt: &R) {
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     let endpoint = state
         .metrics()
         .lock()
@@ -442,7 +443,7 @@ pub async fn metrics_after_traffic_hold_the_endpoint_series_and_parse<R: Runtime
 // ---- engine routes and metadata --------------------------------------------------------------
 
 pub async fn engine_routes_round_trip_and_report_errors<R: Runtime>(rt: &R) {
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     state.register_engine_route("foo", |body| async move { Ok(json!({"echo": body})) });
     state.register_engine_route("control/fail", |_| async move {
         Err::<Value, _>("profiler is off".to_owned())
@@ -483,7 +484,7 @@ pub async fn engine_routes_round_trip_and_report_errors<R: Runtime>(rt: &R) {
 }
 
 pub async fn metadata_is_served_when_set<R: Runtime>(rt: &R) {
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     let server = start(rt, &state).await;
     let addr = server.local_addr();
     let reply = get(rt, addr, "/metadata").await;
@@ -516,7 +517,7 @@ pub async fn artifact_traversal_never_reads_outside_the_store<R: Runtime>(rt: &R
         symlink(tmp.path(), model.join("outside")).unwrap();
         symlink(model.join("config.json"), model.join("alias.json")).unwrap();
     }
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     state.set_artifact_root(&root).unwrap();
     let server = start(rt, &state).await;
     let addr = server.local_addr();
@@ -581,7 +582,7 @@ pub async fn artifact_traversal_never_reads_outside_the_store<R: Runtime>(rt: &R
 }
 
 pub async fn without_an_artifact_store_every_artifact_is_404<R: Runtime>(rt: &R) {
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     let server = start(rt, &state).await;
     let reply = get(
         rt,
@@ -665,16 +666,19 @@ impl Handler {
     }
 }
 
-fn canary_state(wait_ms: u64, timeout_ms: u64) -> SystemState {
+fn canary_state<R: Runtime>(rt: &R, wait_ms: u64, timeout_ms: u64) -> SystemState {
     let canary = CanaryConfig::new(
         Duration::from_millis(wait_ms),
         Duration::from_millis(timeout_ms),
     )
     .unwrap();
-    let state = state_with(HealthConfig {
-        canary: Some(canary),
-        ..HealthConfig::default()
-    });
+    let state = state_with(
+        rt,
+        HealthConfig {
+            canary: Some(canary),
+            ..HealthConfig::default()
+        },
+    );
     state.update_health(|health, now| {
         health
             .register_health_check("generate", json!({"prompt": "ping"}), now)
@@ -687,7 +691,7 @@ fn canary_state(wait_ms: u64, timeout_ms: u64) -> SystemState {
 pub async fn a_hanging_canary_turns_the_endpoint_notready_and_an_answer_recovers_it<R: Runtime>(
     rt: &R,
 ) {
-    let state = canary_state(200, 300);
+    let state = canary_state(rt, 200, 300);
     let server = start(rt, &state).await;
     let addr = server.local_addr();
     let handler = Arc::new(Handler::default());
@@ -726,7 +730,7 @@ pub async fn a_hanging_canary_turns_the_endpoint_notready_and_an_answer_recovers
 
 pub async fn a_failing_or_empty_canary_turns_the_endpoint_notready<R: Runtime>(rt: &R) {
     for mode in [Mode::Fail, Mode::Empty] {
-        let state = canary_state(100, 300);
+        let state = canary_state(rt, 100, 300);
         let server = start(rt, &state).await;
         let addr = server.local_addr();
         let handler = Arc::new(Handler::default());
@@ -742,7 +746,7 @@ pub async fn a_failing_or_empty_canary_turns_the_endpoint_notready<R: Runtime>(r
 }
 
 pub async fn traffic_wakes_the_driver_to_cancel_a_canary_in_flight<R: Runtime>(rt: &R) {
-    let state = canary_state(10_000, 10_000);
+    let state = canary_state(rt, 10_000, 10_000);
     let handler = Arc::new(Handler::default());
     handler.set(Mode::Hang);
     let driver = HealthCheckDriver::spawn(rt, state.clone(), handler.sender());
@@ -785,7 +789,7 @@ pub(super) fn gate_route(state: &SystemState) -> (Arc<AtomicBool>, Gate) {
 }
 
 pub async fn shutdown_finishes_in_flight_requests_and_stops_accepting<R: Runtime>(rt: &R) {
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     let (entered, release) = gate_route(&state);
     let server = start(rt, &state).await;
     let addr = server.local_addr();
@@ -814,7 +818,7 @@ pub async fn shutdown_finishes_in_flight_requests_and_stops_accepting<R: Runtime
 }
 
 pub async fn shutdown_is_bounded_by_the_drain_timeout<R: Runtime>(rt: &R) {
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     let (entered, _never_released) = gate_route(&state);
     let config = SystemServerConfig {
         drain_timeout: Duration::from_millis(200),
@@ -843,7 +847,7 @@ pub async fn shutdown_is_bounded_by_the_drain_timeout<R: Runtime>(rt: &R) {
 }
 
 pub async fn dropping_the_server_closes_the_port<R: Runtime>(rt: &R) {
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     let server = start(rt, &state).await;
     let addr = server.local_addr();
     assert_eq!(get(rt, addr, "/live").await.status, 200);
@@ -858,7 +862,7 @@ pub async fn dropping_the_server_closes_the_port<R: Runtime>(rt: &R) {
 // ---- user code that panics, configuration --------------------------------------------------
 
 pub async fn a_panicking_engine_route_answers_500_and_the_server_keeps_serving<R: Runtime>(rt: &R) {
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     state.register_engine_route("boom", |_| async move {
         if true {
             panic!("engine route bug (expected by this test)");
@@ -882,7 +886,7 @@ pub async fn a_panicking_engine_route_answers_500_and_the_server_keeps_serving<R
 pub async fn a_panicking_canary_sender_is_a_failed_canary_and_the_driver_survives<R: Runtime>(
     rt: &R,
 ) {
-    let state = canary_state(100, 300);
+    let state = canary_state(rt, 100, 300);
     let server = start(rt, &state).await;
     let addr = server.local_addr();
     let panicking = Arc::new(AtomicBool::new(false));
@@ -921,7 +925,7 @@ pub async fn the_server_config_comes_from_dyn_system_settings<R: Runtime>(rt: &R
     .unwrap();
     let server_config = SystemServerConfig::from_system_config(&config.system).unwrap();
     assert_eq!(server_config.addr_string(), "127.0.0.1:0");
-    let server = SystemServer::start(rt, server_config, state_with(HealthConfig::default()))
+    let server = SystemServer::start(rt, server_config, state_with(rt, HealthConfig::default()))
         .await
         .unwrap();
     let addr = server.local_addr();
@@ -939,7 +943,7 @@ pub async fn the_server_config_comes_from_dyn_system_settings<R: Runtime>(rt: &R
 }
 
 pub async fn shutdown_closes_idle_keep_alive_connections_at_once<R: Runtime>(rt: &R) {
-    let state = state_with(HealthConfig::default());
+    let state = state_with(rt, HealthConfig::default());
     let config = SystemServerConfig {
         drain_timeout: Duration::from_secs(30),
         ..local(0)

@@ -6,7 +6,6 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use dynrt_core::zmtp::{Event, ZmtpConn, ZmtpError};
@@ -109,10 +108,7 @@ impl<R: Runtime, F: FnMut(&Arc<Peer>, Event) + Unpin> Driver<R, F> {
             write_buf: BytesMut::new(),
             events: Vec::new(),
             on_event,
-            handshake: Some((
-                rt.timer(Instant::now() + handshake_timeout),
-                handshake_timeout,
-            )),
+            handshake: Some((rt.timer(rt.now() + handshake_timeout), handshake_timeout)),
             ready: false,
         }
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use dynrt_core::zmtp::{Event, SendError, SocketType, TopicFilter, ZmtpConn};
@@ -114,7 +114,7 @@ impl<R: Runtime> Socket<R> {
                             tracing::warn!(error = %e, "ZMQ accept failed");
                             runtime::sleep_until(
                                 &inner.rt,
-                                Instant::now() + Duration::from_millis(100),
+                                inner.rt.now() + Duration::from_millis(100),
                             )
                             .await;
                         }
@@ -375,7 +375,7 @@ impl<R: Runtime> Inner<R> {
                     tracing::debug!(socket = %self.kind, %endpoint, error = %e, "ZMQ connect failed; retrying");
                 }
             }
-            runtime::sleep_until(&self.rt, Instant::now() + backoff).await;
+            runtime::sleep_until(&self.rt, self.rt.now() + backoff).await;
             backoff = (backoff * 2).min(self.config.reconnect_max);
         }
     }
@@ -386,7 +386,7 @@ impl<R: Runtime> Inner<R> {
             .await
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e))?;
         let timeout = self.config.connect_timeout;
-        let deadline = Instant::now() + timeout;
+        let deadline = self.rt.now() + timeout;
         let connect = self.rt.connect(addr);
         let timer = async {
             runtime::sleep_until(&self.rt, deadline).await;

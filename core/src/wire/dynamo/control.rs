@@ -8,6 +8,7 @@ use bytes::{BufMut, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::control_json;
 use crate::wire::{DecodeError, EncodeError};
 
 /// The transport name in [`ConnectionInfo`] for Dynamo's TCP call-home response streams.
@@ -124,10 +125,13 @@ pub struct TcpStreamConnectionInfo {
 impl TcpStreamConnectionInfo {
     /// Wraps these details into the [`ConnectionInfo`] a request control message carries.
     pub fn to_connection_info(&self) -> ConnectionInfo {
+        let mut info = String::with_capacity(
+            64 + self.address.len() + self.subject.len() + self.context.len(),
+        );
+        control_json::write_tcp_info(self, &mut info);
         ConnectionInfo {
             transport: TCP_TRANSPORT.to_owned(),
-            info: serde_json::to_string(self)
-                .expect("a struct of strings always serialises to JSON"),
+            info,
         }
     }
 
@@ -141,6 +145,9 @@ impl TcpStreamConnectionInfo {
                     info.transport
                 ),
             });
+        }
+        if let Some(tcp) = control_json::read_tcp_info(info.info.as_bytes()) {
+            return Ok(tcp);
         }
         serde_json::from_str(&info.info).map_err(|e| DecodeError::Malformed {
             what: "connection_info.info",
@@ -172,6 +179,30 @@ pub struct RequestControlMessage {
     /// Where the worker fetches a request stream from, for streamed requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_stream_connection_info: Option<ConnectionInfo>,
+}
+
+impl RequestControlMessage {
+    /// Appends the message as JSON to `out`, byte for byte what serde_json writes for it,
+    /// without serde_json's generic path (the message is on every request).
+    pub fn write_json(&self, out: &mut BytesMut) {
+        control_json::write_request_control(self, out);
+    }
+
+    /// The message as JSON (what [`Self::write_json`] appends).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        self.write_json(&mut out);
+        out.into()
+    }
+
+    /// Parses a message as serde_json would (the same values, the same errors), in one pass
+    /// over the bytes for the shape senders write; anything else goes through serde_json.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        match control_json::read_request_control(bytes) {
+            Some(message) => Ok(message),
+            None => from_json("request control message", bytes),
+        }
+    }
 }
 
 /// The first frame on a call-home connection: which registered stream this socket belongs to.

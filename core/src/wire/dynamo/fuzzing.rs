@@ -4,7 +4,11 @@
 
 use bytes::BytesMut;
 
-use super::{AckDecoder, Checksum, RequestDecoder, TwoPartDecoder};
+use super::control::TCP_TRANSPORT;
+use super::{
+    AckDecoder, Checksum, ConnectionInfo, RequestControlMessage, RequestDecoder,
+    TcpStreamConnectionInfo, TwoPartDecoder,
+};
 use crate::wire::OutBuf;
 
 /// A limit small enough that fuzz inputs can reach it.
@@ -65,5 +69,43 @@ pub fn two_part(data: &[u8]) {
             "re-encoded two-part differs"
         );
         consumed += wire.len();
+    }
+}
+
+/// Request control messages (and the TCP connection info inside one): dynrt's reader agrees
+/// with serde_json on every input — the same value, or both refuse — and what it reads writes
+/// back as serde_json writes it.
+pub fn control_message(data: &[u8]) {
+    let ours = RequestControlMessage::from_json(data);
+    let theirs: Result<RequestControlMessage, _> = serde_json::from_slice(data);
+    match (&ours, &theirs) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "control message read differently"),
+        (Err(_), Err(_)) => {}
+        _ => panic!("control message: dynrt {ours:?}, serde_json {theirs:?}"),
+    }
+    if let Ok(message) = ours {
+        assert_eq!(
+            message.to_json(),
+            serde_json::to_vec(&message).expect("serialisable"),
+            "control message written differently"
+        );
+    }
+    let info = ConnectionInfo {
+        transport: TCP_TRANSPORT.to_owned(),
+        info: String::from_utf8_lossy(data).into_owned(),
+    };
+    let ours = TcpStreamConnectionInfo::from_connection_info(&info);
+    let theirs: Result<TcpStreamConnectionInfo, _> = serde_json::from_str(&info.info);
+    match (&ours, &theirs) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "connection info read differently"),
+        (Err(_), Err(_)) => {}
+        _ => panic!("connection info: dynrt {ours:?}, serde_json {theirs:?}"),
+    }
+    if let Ok(tcp) = ours {
+        assert_eq!(
+            tcp.to_connection_info().info,
+            serde_json::to_string(&tcp).expect("serialisable"),
+            "connection info written differently"
+        );
     }
 }

@@ -11,12 +11,14 @@ use std::borrow::Cow;
 
 use bytes::{BufMut, BytesMut};
 
+use super::json::{plain_len, write_str};
 use crate::wire::DecodeError;
 
 const WHAT: &str = "request headers";
 
 /// Appends `{"k":"v",...}` for `pairs`, in their order, escaped as serde_json escapes.
 pub fn write_headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, out: &mut BytesMut) {
+    out.reserve(128);
     out.put_u8(b'{');
     for (i, (name, value)) in pairs.into_iter().enumerate() {
         if i > 0 {
@@ -29,48 +31,14 @@ pub fn write_headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, ou
     out.put_u8(b'}');
 }
 
-/// Whether a byte must be escaped inside a JSON string (serde_json escapes these and no others).
-fn needs_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
-}
-
-fn write_str(s: &str, out: &mut BytesMut) {
-    out.reserve(s.len() + 2);
-    out.put_u8(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if !needs_escape(b) {
-            continue;
-        }
-        out.put_slice(&bytes[start..i]);
-        match b {
-            b'"' => out.put_slice(b"\\\""),
-            b'\\' => out.put_slice(b"\\\\"),
-            b'\n' => out.put_slice(b"\\n"),
-            b'\r' => out.put_slice(b"\\r"),
-            b'\t' => out.put_slice(b"\\t"),
-            0x08 => out.put_slice(b"\\b"),
-            0x0c => out.put_slice(b"\\f"),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.put_slice(b"\\u00");
-                out.put_u8(HEX[usize::from(b >> 4)]);
-                out.put_u8(HEX[usize::from(b & 0xf)]);
-            }
-        }
-        start = i + 1;
-    }
-    out.put_slice(&bytes[start..]);
-    out.put_u8(b'"');
-}
-
 /// The pairs of a headers field, in wire order, borrowed from the frame. An empty field has no
 /// pairs (as in Dynamo). The first malformed byte ends the iteration with an error; a duplicate
 /// name is yielded twice (a map built from the pairs keeps the last, as serde_json's does).
 #[derive(Debug, Clone)]
 pub struct HeaderIter<'a> {
     src: &'a [u8],
+    /// `src` as text if it is all UTF-8 (checked once: the strings are then slices of it).
+    text: Option<&'a str>,
     pos: usize,
     state: State,
 }
@@ -95,7 +63,12 @@ impl<'a> HeaderIter<'a> {
         } else {
             State::Start
         };
-        Self { src, pos: 0, state }
+        Self {
+            src,
+            text: std::str::from_utf8(src).ok(),
+            pos: 0,
+            state,
+        }
     }
 
     fn error(&mut self, reason: String) -> DecodeError {
@@ -145,19 +118,20 @@ impl<'a> HeaderIter<'a> {
             return Err(self.error(format!("expected a string ({field}) at byte {}", self.pos)));
         }
         let start = self.pos + 1;
-        let mut i = start;
-        loop {
-            match self.src.get(i) {
-                None => return Err(self.error(format!("unterminated string at byte {start}"))),
-                Some(b'"') => break,
-                Some(b'\\') => return self.escaped_string(start),
-                Some(&b) if b < 0x20 => {
-                    return Err(self.error(format!("control character in a string at byte {i}")));
-                }
-                Some(_) => i += 1,
+        let i = start + plain_len(&self.src[start..]);
+        match self.src.get(i) {
+            None => return Err(self.error(format!("unterminated string at byte {start}"))),
+            Some(b'"') => {}
+            Some(b'\\') => return self.escaped_string(start),
+            Some(_) => {
+                return Err(self.error(format!("control character in a string at byte {i}")));
             }
         }
         self.pos = i + 1;
+        // Both ends are next to a quote (ASCII), so on character boundaries.
+        if let Some(text) = self.text.and_then(|text| text.get(start..i)) {
+            return Ok(Cow::Borrowed(text));
+        }
         match std::str::from_utf8(&self.src[start..i]) {
             Ok(s) => Ok(Cow::Borrowed(s)),
             Err(e) => Err(self.error(format!("invalid UTF-8 at byte {}", start + e.valid_up_to()))),
@@ -252,10 +226,41 @@ impl<'a> HeaderIter<'a> {
     }
 
     fn pair(&mut self) -> Result<(Cow<'a, str>, Cow<'a, str>), DecodeError> {
+        if let Some((name, value)) = self.plain_pair() {
+            return Ok((Cow::Borrowed(name), Cow::Borrowed(value)));
+        }
         let name = self.string("a header name")?;
         self.expect(b':')?;
         let value = self.string("a header value")?;
         Ok((name, value))
+    }
+}
+
+impl<'a> HeaderIter<'a> {
+    /// The layout every sender writes, `"name":"value"` without whitespace or escapes, read in
+    /// one step; `None` (nothing consumed) for anything else, which the general path reads.
+    fn plain_pair(&mut self) -> Option<(&'a str, &'a str)> {
+        let (src, text) = (self.src, self.text?);
+        if src.get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        let name_start = self.pos + 1;
+        let name_end = name_start + plain_len(&src[name_start..]);
+        if src.get(name_end..name_end + 3)? != b"\":\"" {
+            return None;
+        }
+        let value_start = name_end + 3;
+        let value_end = value_start + plain_len(&src[value_start..]);
+        if src.get(value_end) != Some(&b'"') {
+            return None;
+        }
+        // Every end is next to a quote (ASCII), so on a character boundary.
+        let pair = (
+            text.get(name_start..name_end)?,
+            text.get(value_start..value_end)?,
+        );
+        self.pos = value_end + 1;
+        Some(pair)
     }
 }
 

@@ -17,9 +17,11 @@
 //! The exact byte layouts are specified in `docs/wire.md`, section 1.
 
 pub mod control;
+mod control_json;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod headers;
+mod json;
 pub mod nats;
 pub mod request;
 pub mod two_part;

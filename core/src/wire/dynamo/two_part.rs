@@ -152,8 +152,46 @@ impl TwoPartDecoder {
     /// Takes one whole frame off the front of `src`, or returns `Ok(None)` if more bytes are
     /// needed. Lengths are checked before anything is buffered; a non-zero checksum is verified.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<TwoPartFrame>, DecodeError> {
+        match self.check(src)? {
+            Buffered::Whole {
+                header_len,
+                body_len,
+            } => {
+                src.advance(PREFIX_LEN);
+                let header = src.split_to(header_len).freeze();
+                let body = src.split_to(body_len).freeze();
+                Ok(Some(TwoPartFrame { header, body }))
+            }
+            Buffered::Part { total } => {
+                src.reserve(total - src.len());
+                Ok(None)
+            }
+            Buffered::NoPrefix => Ok(None),
+        }
+    }
+
+    /// Like [`Self::decode`], for a frame already received whole inside another (a request
+    /// frame's payload): header and body are slices of `src`, nothing is copied.
+    pub fn decode_bytes(&mut self, src: &mut Bytes) -> Result<Option<TwoPartFrame>, DecodeError> {
+        match self.check(src)? {
+            Buffered::Whole {
+                header_len,
+                body_len,
+            } => {
+                src.advance(PREFIX_LEN);
+                let header = src.split_to(header_len);
+                let body = src.split_to(body_len);
+                Ok(Some(TwoPartFrame { header, body }))
+            }
+            Buffered::Part { .. } | Buffered::NoPrefix => Ok(None),
+        }
+    }
+
+    /// How much of a frame `src` holds: its lengths checked against the limit as soon as the
+    /// prefix is there, its checksum once it is whole.
+    fn check(&self, src: &[u8]) -> Result<Buffered, DecodeError> {
         if src.len() < PREFIX_LEN {
-            return Ok(None);
+            return Ok(Buffered::NoPrefix);
         }
         let header_len = read_u64(&src[0..8]);
         let body_len = read_u64(&src[8..16]);
@@ -173,8 +211,7 @@ impl TwoPartDecoder {
         let (header_len, body_len, total) =
             (header_len as usize, body_len as usize, total as usize);
         if src.len() < total {
-            src.reserve(total - src.len());
-            return Ok(None);
+            return Ok(Buffered::Part { total });
         }
         if expected != 0 {
             let actual = xxh3_of(
@@ -189,11 +226,21 @@ impl TwoPartDecoder {
                 });
             }
         }
-        src.advance(PREFIX_LEN);
-        let header = src.split_to(header_len).freeze();
-        let body = src.split_to(body_len).freeze();
-        Ok(Some(TwoPartFrame { header, body }))
+        Ok(Buffered::Whole {
+            header_len,
+            body_len,
+        })
     }
+}
+
+/// What [`TwoPartDecoder::check`] found at the front of the input.
+enum Buffered {
+    /// Not even the 24-byte prefix.
+    NoPrefix,
+    /// A valid prefix; the frame is `total` bytes long and not all there.
+    Part { total: usize },
+    /// A whole, valid frame.
+    Whole { header_len: usize, body_len: usize },
 }
 
 fn read_u64(bytes: &[u8]) -> u64 {

@@ -19,8 +19,9 @@ use dynrt_core::lease::{Lease, LeaseCommand, LeaseEvent, LostReason};
 use etcd_client::{LeaseGrantResponse, LeaseKeepAliveStream, LeaseKeeper};
 use tokio::sync::oneshot;
 
-use super::{Shared, describe, is_lease_not_found, stopped};
+use super::{Shared, describe, is_lease_not_found, lock, stopped};
 use crate::discovery::StoreError;
+use crate::runtime::Clock;
 
 type Pending<T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send>>;
 
@@ -59,15 +60,17 @@ pub(super) struct LeaseDriver {
     on_granted: Option<oneshot::Sender<Result<u64, StoreError>>>,
 }
 
-/// Bounds `future` by `timeout`, flattening both failures into a message.
+/// Bounds `future` by `timeout` on the runtime's clock, flattening both failures into a
+/// message.
 async fn bounded<T>(
+    clock: Clock,
     timeout: Duration,
     future: impl Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, String> {
-    match tokio::time::timeout(timeout, future).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(describe(&error)),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+    match clock.bridge_timeout(timeout, future).await {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(error)) => Err(describe(&error)),
+        None => Err(format!("no answer within {timeout:?}")),
     }
 }
 
@@ -79,9 +82,10 @@ async fn maybe<T>(future: &mut Option<Pending<T>>) -> Result<T, String> {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+/// Sleeps until `deadline` by the runtime's clock; pending forever without one.
+async fn sleep_until(clock: &Clock, deadline: Option<Instant>) {
     match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        Some(deadline) => clock.bridge_sleep_until(deadline).await,
         None => pending().await,
     }
 }
@@ -116,6 +120,8 @@ impl LeaseDriver {
         let mut stopping = false;
         loop {
             self.run_commands().await;
+            // Before the events: whoever learns of one sees the deadline that goes with it.
+            *lock(&self.shared.lease_deadline) = self.lease.deadline();
             if self.hand_on_events() {
                 return;
             }
@@ -125,6 +131,7 @@ impl LeaseDriver {
                 .as_ref()
                 .and_then(|k| k.sent.front())
                 .map(|sent| *sent + self.answer_timeout());
+            let clock = self.shared.clock.clone();
             tokio::select! {
                 biased;
                 () = stopped(&mut stop), if !stopping => {
@@ -143,11 +150,11 @@ impl LeaseDriver {
                     self.opened(result).await;
                 }
                 answer = next_answer(&mut self.keeper) => self.answered(answer),
-                () = sleep_until(unanswered) => {
+                () = sleep_until(&clock, unanswered) => {
                     let why = format!("keep-alive unanswered for {:?}", self.answer_timeout());
                     self.channel_broke(why);
                 }
-                () = sleep_until(timeout) => self.lease.handle_timeout(Instant::now()),
+                () = sleep_until(&clock, timeout) => self.lease.handle_timeout(clock.now()),
             }
         }
     }
@@ -158,19 +165,23 @@ impl LeaseDriver {
                 LeaseCommand::Grant { ttl } => {
                     let mut client = self.shared.client.lease_client();
                     let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-                    self.grant = Some(Box::pin(bounded(self.shared.request_timeout, async move {
-                        client.grant(secs, None).await
-                    })));
+                    let clock = self.shared.clock.clone();
+                    self.grant = Some(Box::pin(bounded(
+                        clock,
+                        self.shared.request_timeout,
+                        async move { client.grant(secs, None).await },
+                    )));
                 }
                 LeaseCommand::KeepAlive { id } => self.keep_alive(id).await,
                 LeaseCommand::Revoke { id } => {
                     let mut client = self.shared.client.lease_client();
                     let raw = id.get() as i64;
-                    let result = bounded(self.shared.request_timeout, async move {
+                    let clock = self.shared.clock.clone();
+                    let result = bounded(clock, self.shared.request_timeout, async move {
                         client.revoke(raw).await
                     })
                     .await;
-                    let now = Instant::now();
+                    let now = self.shared.clock.now();
                     let _ = match result {
                         Ok(_) => self.lease.handle_revoked(now),
                         Err(why) => {
@@ -186,7 +197,7 @@ impl LeaseDriver {
     async fn keep_alive(&mut self, id: LeaseId) {
         if let Some(keeper) = &mut self.keeper {
             match keeper.keeper.keep_alive().await {
-                Ok(()) => keeper.sent.push_back(Instant::now()),
+                Ok(()) => keeper.sent.push_back(self.shared.clock.now()),
                 Err(error) => self.channel_broke(describe(&error)),
             }
         } else if self.opening.is_some() {
@@ -195,19 +206,20 @@ impl LeaseDriver {
             let mut client = self.shared.client.lease_client();
             let raw = id.get() as i64;
             let timeout = self.shared.request_timeout;
+            let clock = self.shared.clock.clone();
             self.opening = Some(Box::pin(async move {
-                match tokio::time::timeout(timeout, client.keep_alive(raw)).await {
-                    Ok(Ok(pair)) => Ok(Opened::Stream(Box::new(pair))),
-                    Ok(Err(error)) if is_lease_not_found(&error) => Ok(Opened::LeaseGone),
-                    Ok(Err(error)) => Err(describe(&error)),
-                    Err(_) => Err(format!("no answer within {timeout:?}")),
+                match clock.bridge_timeout(timeout, client.keep_alive(raw)).await {
+                    Some(Ok(pair)) => Ok(Opened::Stream(Box::new(pair))),
+                    Some(Err(error)) if is_lease_not_found(&error) => Ok(Opened::LeaseGone),
+                    Some(Err(error)) => Err(describe(&error)),
+                    None => Err(format!("no answer within {timeout:?}")),
                 }
             }));
         }
     }
 
     fn granted(&mut self, result: Result<LeaseGrantResponse, String>) {
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         let granted = result.and_then(|response| {
             let id = u64::try_from(response.id())
                 .ok()
@@ -231,7 +243,7 @@ impl LeaseDriver {
     }
 
     async fn opened(&mut self, result: Result<Opened, String>) {
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         match result {
             Ok(Opened::Stream(pair)) => {
                 let (keeper, stream) = *pair;
@@ -267,7 +279,7 @@ impl LeaseDriver {
                 if !ttl.is_zero() {
                     self.recovered();
                 }
-                let _ = self.lease.handle_keepalive_ok(ttl, Instant::now());
+                let _ = self.lease.handle_keepalive_ok(ttl, self.shared.clock.now());
             }
             Err(why) => self.channel_broke(why),
         }
@@ -281,7 +293,7 @@ impl LeaseDriver {
         self.opening = None;
         self.queued = 0;
         self.last_error = Some(why);
-        let _ = self.lease.handle_keepalive_failed(Instant::now());
+        let _ = self.lease.handle_keepalive_failed(self.shared.clock.now());
     }
 
     /// Hands the machine's events on; `true` when the driver is done.

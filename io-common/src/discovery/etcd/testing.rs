@@ -13,6 +13,8 @@ use bytes::Bytes;
 use super::{EtcdConfig, EtcdStore};
 use crate::discovery::{CreateOutcome, KvBackend, StoreError, WatchEvent, WatchReceiver};
 use crate::runtime::{Runtime, sleep_until};
+use crate::testing::eventually;
+use crate::testing::manual_clock::ManualClock;
 
 /// Runs `future` until `deadline`; `None` if the deadline came first.
 async fn until<R: Runtime, T>(
@@ -609,6 +611,75 @@ pub async fn lease_revoked_elsewhere_is_lost<R: Runtime>(rt: R, endpoint: String
     );
     store.shutdown().await;
     took
+}
+
+/// The lease is kept by the runtime's clock, not the wall clock: on a runtime whose clock moves
+/// only by hand ([`ManualClock`]), with etcd up all along, moving the clock past the keep-alive
+/// time renews the lease (its deadline moves to the virtual send time plus the TTL), and moving
+/// it past that deadline loses the lease while etcd, by its own clock, still holds it. Then the
+/// shutdown revokes it. Real time between the steps: milliseconds, far below the 30 s TTL.
+pub async fn lease_follows_the_runtime_clock<R: Runtime>(rt: R, endpoint: String) {
+    const TTL: Duration = Duration::from_secs(30);
+    const LIMIT: Duration = Duration::from_secs(10);
+    let clock = ManualClock::new(rt.clone());
+    let t0 = clock.now();
+    let store = connect(&clock, &endpoint, TTL.as_secs()).await;
+    let id = store.lease_id() as i64;
+    // Granted at t0 (the clock has not moved): it lives until t0 + TTL, renewed at half that.
+    eventually(&rt, LIMIT, "the lease deadline after the grant", || {
+        store.lease_deadline() == Some(t0 + TTL)
+    })
+    .await;
+
+    clock.advance(TTL * 2 / 3);
+    let renewed = t0 + TTL * 2 / 3 + TTL;
+    eventually(
+        &rt,
+        LIMIT,
+        "a keep-alive sent at t0 + 20 s and answered",
+        || store.lease_deadline() == Some(renewed),
+    )
+    .await;
+    assert!(
+        futures_lite::future::poll_once(store.lease_lost())
+            .await
+            .is_none(),
+        "the lease is lost although it was renewed"
+    );
+
+    // Past the renewed deadline by the runtime's clock; etcd's clock has hardly moved.
+    clock.advance(TTL + Duration::from_secs(1));
+    let lost = until(&rt, rt.now() + LIMIT, store.lease_lost()).await;
+    assert!(
+        lost.is_some(),
+        "the lease deadline passed by the runtime's clock but the lease was not lost"
+    );
+    assert_eq!(store.lease_deadline(), None);
+    let left = raw(&rt, &endpoint, move |mut client| async move {
+        client.lease_time_to_live(id, None).await.map(|r| r.ttl())
+    })
+    .await;
+    assert!(
+        left > 0,
+        "etcd should still hold the lease by its own clock (TTL left: {left})"
+    );
+    assert_eq!(
+        store.put("t/virtual/k".into(), b("x")).await,
+        Err(StoreError::LeaseLost)
+    );
+
+    // A lost lease is still revoked at shutdown (best effort): etcd answers at once.
+    assert!(
+        until(&rt, rt.now() + LIMIT, store.shutdown())
+            .await
+            .is_some(),
+        "shutdown did not finish"
+    );
+    let left = raw(&rt, &endpoint, move |mut client| async move {
+        client.lease_time_to_live(id, None).await.map(|r| r.ttl())
+    })
+    .await;
+    assert_eq!(left, -1, "the shutdown did not revoke the lease");
 }
 
 /// No etcd at the endpoint: `connect` gives up after `connect_timeout` with a one-line

@@ -13,7 +13,7 @@
 //! revision otherwise: a watcher catching up may get a header revision ahead of its events.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etcd_client::{EventType, WatchOptions, WatchResponse, WatchStream};
 use tokio::sync::watch;
@@ -106,18 +106,20 @@ impl WatchPump {
         *self.stop.borrow() || self.tx.is_closed()
     }
 
-    /// Sleeps `delay` unless the pump should end first; `false` when it should.
+    /// Sleeps `delay` (by the runtime's clock) unless the pump should end first; `false` when
+    /// it should.
     async fn pause(&mut self, delay: Duration) -> bool {
-        let deadline = Instant::now() + delay;
+        let clock = self.shared.clock.clone();
+        let deadline = clock.now() + delay;
         while !self.finished() {
-            let now = Instant::now();
+            let now = clock.now();
             if now >= deadline {
                 return true;
             }
             let step = (deadline - now).min(CONSUMER_CHECK);
             tokio::select! {
                 _ = stopped(&mut self.stop) => return false,
-                () = tokio::time::sleep(step) => {}
+                () = clock.bridge_sleep_until(now + step) => {}
             }
         }
         false
@@ -139,7 +141,8 @@ impl WatchPump {
                 .watch_client()
                 .max_decoding_message_size(MAX_RESPONSE_BYTES);
             let prefix = self.prefix.clone();
-            let attempt = tokio::time::timeout(
+            let clock = self.shared.clock.clone();
+            let attempt = clock.bridge_timeout(
                 self.shared.request_timeout,
                 client.watch(prefix, Some(options)),
             );
@@ -148,8 +151,8 @@ impl WatchPump {
                 result = attempt => result,
             };
             match result {
-                Ok(Ok(stream)) => return Some(stream),
-                Ok(Err(_)) | Err(_) => {
+                Some(Ok(stream)) => return Some(stream),
+                Some(Err(_)) | None => {
                     let delay = self.backoff.next_delay();
                     tracing::debug!(
                         endpoints = %self.shared.endpoints,
@@ -167,11 +170,12 @@ impl WatchPump {
 
     /// Reads `stream` until it breaks or the pump must resync or stop.
     async fn pump(&mut self, mut stream: WatchStream) -> Next {
+        let clock = self.shared.clock.clone();
         loop {
             let message = tokio::select! {
                 _ = stopped(&mut self.stop) => return Next::Stop,
                 message = stream.message() => message,
-                () = tokio::time::sleep(CONSUMER_CHECK) => {
+                () = clock.bridge_sleep_until(clock.now() + CONSUMER_CHECK) => {
                     if self.tx.is_closed() {
                         return Next::Stop;
                     }
@@ -262,7 +266,8 @@ impl WatchPump {
             if self.finished() {
                 return false;
             }
-            let listing = tokio::time::timeout(
+            let clock = self.shared.clock.clone();
+            let listing = clock.bridge_timeout(
                 self.shared.request_timeout,
                 get_prefix(self.shared.client.clone(), self.prefix.clone()),
             );
@@ -271,12 +276,12 @@ impl WatchPump {
                 result = listing => result,
             };
             match result {
-                Ok(Ok((kvs, revision, cluster))) => {
+                Some(Ok((kvs, revision, cluster))) => {
                     self.next = revision + 1;
                     self.cluster = cluster;
                     return self.deliver(WatchEvent::Resync(pairs(kvs))).await;
                 }
-                Ok(Err(_)) | Err(_) => {
+                Some(Err(_)) | None => {
                     let delay = self.backoff.next_delay();
                     if !self.pause(delay).await {
                         return false;

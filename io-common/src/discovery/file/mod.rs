@@ -58,7 +58,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use dynrt_core::discovery::Bucket;
@@ -526,11 +526,15 @@ struct DirLock {
 impl DirLock {
     fn acquire(dir: &Path) -> Result<Self, StoreError> {
         let file = File::open(dir).map_err(|e| fs_error("opening", dir, &e))?;
-        let deadline = Instant::now() + LOCK_TIMEOUT;
+        // Counted tries, as Dynamo counts them, rather than a deadline: this runs on a blocking
+        // thread against locks other processes hold for real time, so it reads no clock (the
+        // runtime's may be virtual) and waits by sleeping the thread.
+        let mut attempts = LOCK_TIMEOUT.as_millis() / LOCK_RETRY.as_millis();
         loop {
             match file.try_lock() {
                 Ok(()) => return Ok(Self { _file: file }),
-                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                Err(fs::TryLockError::WouldBlock) if attempts > 0 => {
+                    attempts -= 1;
                     thread::sleep(LOCK_RETRY);
                 }
                 Err(fs::TryLockError::WouldBlock) => {

@@ -13,7 +13,8 @@
 //! Exit codes: 0 success; 1 a request failed; 2 the tool could not do what was asked (a bad
 //! setting or argument, discovery unreachable, no instance to call); and for `serve`, how its
 //! shutdown went (`dynrt_core::shutdown`): 3 the drain was cut off by its time limit, 4 the
-//! discovery lease was lost, 5 a second signal cut the drain short with requests running.
+//! discovery lease was lost, 5 a second signal cut the drain short with requests running, 6
+//! the drain finished but requests were reset during it.
 
 mod broker;
 mod call;
@@ -42,7 +43,8 @@ use clap::{Parser, Subcommand};
                   3 if the drain was cut off by its time limit \
                   (DYN_RUNTIME_GRACEFUL_SHUTDOWN_TIMEOUT_SECS, default 25 s), 4 if it stopped \
                   because its discovery lease was lost, 5 if a second signal cut the drain \
-                  short with requests running."
+                  short with requests running, 6 if the drain finished but requests were reset \
+                  during it (a caller stopped reading, a connection failed)."
 )]
 struct Cli {
     #[command(subcommand)]

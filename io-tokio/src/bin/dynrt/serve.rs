@@ -2,7 +2,8 @@
 //! discovery backend, until SIGINT or SIGTERM (then it drains; a second signal cuts the drain
 //! short) or until its discovery lease is lost. Its exit code says how the shutdown went
 //! (`ShutdownReport::exit_code`): 0 clean, 3 the drain was cut off by its time limit, 4 the
-//! lease was lost, 5 a second signal cut the drain short with requests running.
+//! lease was lost, 5 a second signal cut the drain short with requests running, 6 the drain
+//! finished but requests were reset during it (their answers never reached their callers).
 
 use std::time::Duration;
 
@@ -132,9 +133,26 @@ fn report_shutdown(report: &ShutdownReport, limit: Duration) -> Result<(), CliEr
             ),
             "a second signal cut the drain short".to_owned(),
         ),
+        ShutdownOutcome::RequestsLost => (
+            format!(
+                "drained in {drain:?}, but {} requests were reset during the drain ({:?})",
+                report.lost.values().sum::<u64>(),
+                report.lost
+            ),
+            "requests were reset during the drain (a caller stopped reading or a connection \
+             failed): their answers never reached their callers"
+                .to_owned(),
+        ),
         _ => (
             if report.is_clean() {
                 format!("discovery lease lost; drained in {drain:?}")
+            } else if !report.is_running() {
+                format!(
+                    "discovery lease lost; drained in {drain:?}, but {} requests were reset \
+                     during the drain ({:?})",
+                    report.lost.values().sum::<u64>(),
+                    report.lost
+                )
             } else {
                 format!(
                     "discovery lease lost; drain ended after {drain:?} with {}",

@@ -1,0 +1,433 @@
+//! The request control message and the TCP connection info inside it, written and read by hand.
+//!
+//! Every request a Dynamo caller sends carries one [`RequestControlMessage`]; serde_json's
+//! derived code for it was most of a small request's encode and decode time. The writer here
+//! produces serde_json's bytes exactly (field order, omissions, escapes); the reader is a fast
+//! path over the shape senders write (any field order, any whitespace, escapes) that leaves
+//! everything else — unknown fields, the array form of a struct, every malformed input — to
+//! serde_json, so results and error messages are serde_json's (see [`super::json`]).
+
+use std::collections::BTreeMap;
+
+use bytes::{BufMut, BytesMut};
+
+use super::control::{
+    ConnectionInfo, PayloadCodec, RequestControlMessage, RequestType, ResponseType, StreamType,
+    TcpStreamConnectionInfo,
+};
+use super::json::{Cursor, Sink, write_str, write_u64};
+
+/// Appends `message` as serde_json writes it.
+pub(crate) fn write_request_control(message: &RequestControlMessage, out: &mut BytesMut) {
+    out.reserve(160 + message.connection_info.info.len());
+    out.put_slice(b"{\"id\":");
+    write_str(&message.id, out);
+    out.put_slice(match message.request_type {
+        RequestType::SingleIn => b",\"request_type\":\"single_in\"",
+        RequestType::ManyIn => b",\"request_type\":\"many_in\"",
+    });
+    out.put_slice(match message.response_type {
+        ResponseType::SingleOut => b",\"response_type\":\"single_out\"",
+        ResponseType::ManyOut => b",\"response_type\":\"many_out\"",
+    });
+    out.put_slice(match message.payload_codec {
+        PayloadCodec::Json => b",\"payload_codec\":\"json\"",
+        PayloadCodec::Msgpack => b",\"payload_codec\":\"msgpack\"",
+    });
+    out.put_slice(b",\"connection_info\":");
+    write_connection_info(&message.connection_info, out);
+    if !message.metadata.is_empty() {
+        out.put_slice(b",\"metadata\":{");
+        for (i, (name, value)) in message.metadata.iter().enumerate() {
+            if i > 0 {
+                out.put_u8(b',');
+            }
+            write_str(name, out);
+            out.put_u8(b':');
+            write_str(value, out);
+        }
+        out.put_u8(b'}');
+    }
+    if let Some(ts) = message.frontend_send_ts_ns {
+        out.put_slice(b",\"frontend_send_ts_ns\":");
+        write_u64(ts, out);
+    }
+    if let Some(info) = &message.request_stream_connection_info {
+        out.put_slice(b",\"request_stream_connection_info\":");
+        write_connection_info(info, out);
+    }
+    out.put_u8(b'}');
+}
+
+fn write_connection_info(info: &ConnectionInfo, out: &mut BytesMut) {
+    out.put_slice(b"{\"transport\":");
+    write_str(&info.transport, out);
+    out.put_slice(b",\"info\":");
+    write_str(&info.info, out);
+    out.put_u8(b'}');
+}
+
+/// Appends `info` as serde_json writes it.
+pub(crate) fn write_tcp_info(info: &TcpStreamConnectionInfo, out: &mut impl Sink) {
+    out.put("{\"address\":");
+    write_str(&info.address, out);
+    out.put(",\"subject\":");
+    write_str(&info.subject, out);
+    out.put(",\"context\":");
+    write_str(&info.context, out);
+    out.put(match info.stream_type {
+        StreamType::Request => ",\"stream_type\":\"request\"}",
+        StreamType::Response => ",\"stream_type\":\"response\"}",
+    });
+}
+
+/// Stores a field's value, or fails if the field was already set (serde's derive refuses a
+/// duplicate field).
+fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    slot.is_none().then(|| *slot = Some(value))
+}
+
+/// Reads `{"k":"v",...}`; of a name given twice the last value counts, as in serde_json.
+fn string_map(cursor: &mut Cursor<'_>) -> Option<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    cursor.eat(b'{')?;
+    if cursor.eat(b'}').is_some() {
+        return Some(map);
+    }
+    loop {
+        let name = cursor.string()?.into_owned();
+        cursor.eat(b':')?;
+        map.insert(name, cursor.string()?.into_owned());
+        if !cursor.comma_or_close()? {
+            return Some(map);
+        }
+    }
+}
+
+/// Calls `field` with each field name of an object, positioned at its value; `None` from
+/// `field` (an unknown or duplicate field, a bad value) ends the fast path.
+fn object<'a>(
+    cursor: &mut Cursor<'a>,
+    mut field: impl FnMut(&str, &mut Cursor<'a>) -> Option<()>,
+) -> Option<()> {
+    cursor.eat(b'{')?;
+    if cursor.eat(b'}').is_some() {
+        return Some(());
+    }
+    loop {
+        let name = cursor.string()?;
+        cursor.eat(b':')?;
+        field(&name, cursor)?;
+        if !cursor.comma_or_close()? {
+            return Some(());
+        }
+    }
+}
+
+fn connection_info(cursor: &mut Cursor<'_>) -> Option<ConnectionInfo> {
+    let (mut transport, mut info) = (None, None);
+    object(cursor, |name, cursor| match name {
+        "transport" => set(&mut transport, cursor.string()?.into_owned()),
+        "info" => set(&mut info, cursor.string()?.into_owned()),
+        _ => None,
+    })?;
+    Some(ConnectionInfo {
+        transport: transport?,
+        info: info?,
+    })
+}
+
+/// The fast path for a request control message (see the module docs).
+pub(crate) fn read_request_control(src: &[u8]) -> Option<RequestControlMessage> {
+    let mut cursor = Cursor::new(src)?;
+    let mut id = None;
+    let mut request_type = None;
+    let mut response_type = None;
+    let mut payload_codec = None;
+    let mut connection_info = None;
+    let mut metadata = None;
+    let mut frontend_send_ts_ns = None;
+    let mut request_stream_connection_info = None;
+    object(&mut cursor, |name, cursor| match name {
+        "id" => set(&mut id, cursor.string()?.into_owned()),
+        "request_type" => set(
+            &mut request_type,
+            match &*cursor.string()? {
+                "single_in" => RequestType::SingleIn,
+                "many_in" => RequestType::ManyIn,
+                _ => return None,
+            },
+        ),
+        "response_type" => set(
+            &mut response_type,
+            match &*cursor.string()? {
+                "single_out" => ResponseType::SingleOut,
+                "many_out" => ResponseType::ManyOut,
+                _ => return None,
+            },
+        ),
+        "payload_codec" => set(
+            &mut payload_codec,
+            match &*cursor.string()? {
+                "json" => PayloadCodec::Json,
+                "msgpack" => PayloadCodec::Msgpack,
+                _ => return None,
+            },
+        ),
+        "connection_info" => set(&mut connection_info, self::connection_info(cursor)?),
+        "metadata" => set(&mut metadata, string_map(cursor)?),
+        "frontend_send_ts_ns" => {
+            let value = if cursor.null() {
+                None
+            } else {
+                Some(cursor.u64()?)
+            };
+            set(&mut frontend_send_ts_ns, value)
+        }
+        "request_stream_connection_info" => {
+            let value = if cursor.null() {
+                None
+            } else {
+                Some(self::connection_info(cursor)?)
+            };
+            set(&mut request_stream_connection_info, value)
+        }
+        _ => None,
+    })?;
+    if !cursor.at_end() {
+        return None;
+    }
+    Some(RequestControlMessage {
+        id: id?,
+        request_type: request_type?,
+        response_type: response_type?,
+        payload_codec: payload_codec.unwrap_or_default(),
+        connection_info: connection_info?,
+        metadata: metadata.unwrap_or_default(),
+        frontend_send_ts_ns: frontend_send_ts_ns.flatten(),
+        request_stream_connection_info: request_stream_connection_info.flatten(),
+    })
+}
+
+/// The fast path for the TCP details inside a connection info's `info` string.
+pub(crate) fn read_tcp_info(src: &[u8]) -> Option<TcpStreamConnectionInfo> {
+    let mut cursor = Cursor::new(src)?;
+    let (mut address, mut subject, mut context, mut stream_type) = (None, None, None, None);
+    object(&mut cursor, |name, cursor| match name {
+        "address" => set(&mut address, cursor.string()?.into_owned()),
+        "subject" => set(&mut subject, cursor.string()?.into_owned()),
+        "context" => set(&mut context, cursor.string()?.into_owned()),
+        "stream_type" => set(
+            &mut stream_type,
+            match &*cursor.string()? {
+                "request" => StreamType::Request,
+                "response" => StreamType::Response,
+                _ => return None,
+            },
+        ),
+        _ => None,
+    })?;
+    if !cursor.at_end() {
+        return None;
+    }
+    Some(TcpStreamConnectionInfo {
+        address: address?,
+        subject: subject?,
+        context: context?,
+        stream_type: stream_type?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn arb_info() -> impl Strategy<Value = ConnectionInfo> {
+        (any::<String>(), any::<String>())
+            .prop_map(|(transport, info)| ConnectionInfo { transport, info })
+    }
+
+    fn arb_message() -> impl Strategy<Value = RequestControlMessage> {
+        (
+            (any::<String>(), any::<bool>(), any::<bool>(), any::<bool>()),
+            arb_info(),
+            prop::collection::btree_map(any::<String>(), any::<String>(), 0..3),
+            any::<Option<u64>>(),
+            prop::option::of(arb_info()),
+        )
+            .prop_map(
+                |((id, many_in, many_out, msgpack), info, metadata, ts, stream)| {
+                    RequestControlMessage {
+                        id,
+                        request_type: if many_in {
+                            RequestType::ManyIn
+                        } else {
+                            RequestType::SingleIn
+                        },
+                        response_type: if many_out {
+                            ResponseType::ManyOut
+                        } else {
+                            ResponseType::SingleOut
+                        },
+                        payload_codec: if msgpack {
+                            PayloadCodec::Msgpack
+                        } else {
+                            PayloadCodec::Json
+                        },
+                        connection_info: info,
+                        metadata,
+                        frontend_send_ts_ns: ts,
+                        request_stream_connection_info: stream,
+                    }
+                },
+            )
+    }
+
+    fn arb_tcp_info() -> impl Strategy<Value = TcpStreamConnectionInfo> {
+        (
+            any::<String>(),
+            any::<String>(),
+            any::<String>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(address, subject, context, request)| TcpStreamConnectionInfo {
+                    address,
+                    subject,
+                    context,
+                    stream_type: if request {
+                        StreamType::Request
+                    } else {
+                        StreamType::Response
+                    },
+                },
+            )
+    }
+
+    /// A byte edit of a JSON text: delete, overwrite or insert (with bytes that matter to JSON).
+    fn arb_edit() -> impl Strategy<Value = (usize, u8, u8)> {
+        let bytes = prop::sample::select(b"{}[]\":,\\ \n\t0123456789-.eEnul\x01\xffa_".to_vec());
+        (any::<usize>(), 0u8..3, bytes)
+    }
+
+    fn apply(mut text: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
+        for &(at, kind, byte) in edits {
+            let at = at % (text.len() + 1);
+            match kind {
+                0 if at < text.len() => {
+                    text.remove(at);
+                }
+                1 if at < text.len() => text[at] = byte,
+                _ => text.insert(at, byte),
+            }
+        }
+        text
+    }
+
+    /// Whatever the fast path accepts, serde_json accepts with the same value.
+    fn agrees_with_serde_json(text: &[u8]) -> Result<(), TestCaseError> {
+        if let Some(ours) = read_request_control(text) {
+            let theirs: RequestControlMessage = serde_json::from_slice(text).map_err(|e| {
+                TestCaseError::fail(format!(
+                    "fast path accepted what serde_json refuses ({e}): {}",
+                    String::from_utf8_lossy(text)
+                ))
+            })?;
+            prop_assert_eq!(ours, theirs);
+        }
+        if let Some(ours) = read_tcp_info(text) {
+            let theirs: TcpStreamConnectionInfo = serde_json::from_slice(text).map_err(|e| {
+                TestCaseError::fail(format!("fast path accepted what serde_json refuses ({e})"))
+            })?;
+            prop_assert_eq!(ours, theirs);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn writes_serde_jsons_bytes_and_reads_them_without_serde(message in arb_message()) {
+            let mut ours = BytesMut::new();
+            write_request_control(&message, &mut ours);
+            prop_assert_eq!(&ours[..], &serde_json::to_vec(&message).unwrap()[..]);
+            prop_assert_eq!(read_request_control(&ours), Some(message));
+        }
+
+        #[test]
+        fn tcp_info_is_written_and_read_as_serde_json_does(info in arb_tcp_info()) {
+            let mut ours = String::new();
+            write_tcp_info(&info, &mut ours);
+            prop_assert_eq!(&ours, &serde_json::to_string(&info).unwrap());
+            prop_assert_eq!(read_tcp_info(ours.as_bytes()), Some(info));
+        }
+
+        #[test]
+        fn edited_messages_are_read_as_serde_json_reads_them(
+            message in arb_message(),
+            edits in prop::collection::vec(arb_edit(), 1..4),
+        ) {
+            agrees_with_serde_json(&apply(serde_json::to_vec(&message).unwrap(), &edits))?;
+        }
+
+        #[test]
+        fn edited_tcp_infos_are_read_as_serde_json_reads_them(
+            info in arb_tcp_info(),
+            edits in prop::collection::vec(arb_edit(), 1..4),
+        ) {
+            agrees_with_serde_json(&apply(serde_json::to_vec(&info).unwrap(), &edits))?;
+        }
+    }
+
+    #[test]
+    fn other_spellings_of_the_same_message_take_the_fast_path() {
+        let spellings = [
+            // Field order, whitespace, escaped names and values, explicit nulls, a metadata key
+            // twice (the last counts), an absent payload_codec (JSON).
+            &br#" { "response_type" : "many_out", "connection_info": {"info":"{}","transport":"tcp_server"},
+                "\u0069d":"a\"b", "request_type":"single_in", "frontend_send_ts_ns":null,
+                "metadata":{"k":"1","k":"2"}, "request_stream_connection_info":null } "#[..],
+            br#"{"id":"x","request_type":"many_in","response_type":"single_out","payload_codec":"json","connection_info":{"transport":"t","info":"i"},"metadata":{},"frontend_send_ts_ns":0}"#,
+        ];
+        for text in spellings {
+            let ours = read_request_control(text).expect("fast path");
+            let theirs: RequestControlMessage = serde_json::from_slice(text).unwrap();
+            assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn everything_else_is_left_to_serde_json() {
+        let ok = br#"{"id":"x","request_type":"single_in","response_type":"many_out","connection_info":{"transport":"t","info":"i"}}"#;
+        assert!(read_request_control(ok).is_some());
+        let others: [&[u8]; 10] = [
+            // Valid for serde_json, but not the fast path's business.
+            br#"{"id":"x","extra":[1,{"a":null}],"request_type":"single_in","response_type":"many_out","connection_info":{"transport":"t","info":"i"}}"#,
+            br#"["x","single_in","many_out","json",{"transport":"t","info":"i"}]"#,
+            // Refused by serde_json.
+            br#"{"id":"x","id":"y","request_type":"single_in","response_type":"many_out","connection_info":{"transport":"t","info":"i"}}"#,
+            br#"{"request_type":"single_in","response_type":"many_out","connection_info":{"transport":"t","info":"i"}}"#,
+            br#"{"id":"x","request_type":"single","response_type":"many_out","connection_info":{"transport":"t","info":"i"}}"#,
+            br#"{"id":"x","request_type":"single_in","response_type":"many_out","connection_info":{"transport":"t","info":"i"},"frontend_send_ts_ns":-1}"#,
+            br#"{"id":"x","request_type":"single_in","response_type":"many_out","connection_info":{"transport":"t","info":"i"},"metadata":null}"#,
+            br#"{"id":"x","request_type":"single_in","response_type":"many_out","connection_info":{"transport":"t","info":"i"}} x"#,
+            br#"{"id":"x","request_type":"single_in","response_type":"many_out","connection_info":{"transport":"t","info":"i"},}"#,
+            br#"{"id":null,"request_type":"single_in","response_type":"many_out","connection_info":{"transport":"t","info":"i"}}"#,
+        ];
+        for text in others {
+            assert!(
+                read_request_control(text).is_none(),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+            let theirs: Result<RequestControlMessage, _> = serde_json::from_slice(text);
+            assert_eq!(
+                RequestControlMessage::from_json(text).map_err(|e| e.to_string()),
+                theirs.map_err(|e| format!("request control message is malformed: {e}"))
+            );
+        }
+    }
+}
