@@ -8,6 +8,8 @@
 //!   endpoint (`drt_*`), with the per-endpoint request metrics on and off: their ratio is what the
 //!   metrics cost.
 //! - `stream_100x64B`: items/s, one request answered by 100 items of 64 bytes.
+//! - `stream_16x100x64B`: items/s, 16 such streams at once on one connection (as Dynamo's
+//!   own request-plane bench runs them).
 //! - `bulk_1MiB`: bytes/s, 1 MiB responses, 4 in flight.
 //!
 //! `cargo bench -p dynrt-benches --bench request_plane` (add `-- --quick` for a short run).
@@ -25,6 +27,8 @@ const BULK: usize = 1024 * 1024;
 const IN_FLIGHT: usize = 64;
 const BULK_IN_FLIGHT: usize = 4;
 const STREAM_ITEMS: usize = 100;
+/// Streams running at once in the concurrent stream case.
+const STREAMS_AT_ONCE: usize = 16;
 
 mod dynrt_side {
     //! Handlers and call loops, written once over dynrt-io's generic API.
@@ -289,7 +293,7 @@ mod raw_tcp {
             let mut client = Self {
                 rd: tokio::io::BufReader::with_capacity(256 * 1024, rd),
                 wr,
-                batch: Vec::with_capacity(request.len() * IN_FLIGHT.max(STREAM_ITEMS)),
+                batch: Vec::with_capacity(request.len() * STREAM_ITEMS * STREAMS_AT_ONCE),
                 request,
                 reply: vec![0u8; reply_len],
             };
@@ -450,6 +454,13 @@ fn bench_dynrt<R: dynrt_tokio::io::Runtime>(
     });
     group.finish();
 
+    let mut group = c.benchmark_group("stream_16x100x64B");
+    group.throughput(Throughput::Elements(STREAM_ITEMS as u64));
+    group.bench_function(label, |b| {
+        b.iter_custom(|iters| run(parallel("stream", iters, STREAMS_AT_ONCE)))
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("bulk_1MiB");
     group.throughput(Throughput::Bytes(BULK as u64));
     group.bench_function(label, |b| {
@@ -496,13 +507,16 @@ fn bench_tokio(c: &mut Criterion) {
 
 fn bench_smol(c: &mut Criterion) {
     // As on tokio, the loops run as tasks on the executor that drives the connections, not in
-    // `block_on` on another thread (each hop would then cross threads).
+    // `block_on` on another thread (each hop would then cross threads). And this thread waits
+    // for them with futures-lite's `block_on`, which only parks: smol's (async-io's) would
+    // take turns driving the reactor, so a socket's readiness would often be seen here and its
+    // task handed to the executor's thread with a futex wake-up (4.8x raw TCP's latency).
     bench_dynrt(
         c,
         "dynrt_smol",
         dynrt_smol::SmolRuntime::new(),
         |runtime| smol::block_on(start_all(runtime)),
-        |fut| smol::block_on(smol::spawn(fut)),
+        |fut| futures_lite::future::block_on(smol::spawn(fut)),
     );
 }
 
@@ -589,6 +603,23 @@ fn bench_raw_tcp(c: &mut Criterion) {
             run(
                 Exchange::Batched {
                     window: items,
+                    per_iter: items,
+                },
+                iters,
+            )
+        })
+    });
+    group.finish();
+
+    // 16 streams of 100 items at once: 1,600 small messages outstanding, replies taken as
+    // they arrive (the ceiling for many streams multiplexed on one connection).
+    let mut group = c.benchmark_group("stream_16x100x64B");
+    group.throughput(Throughput::Elements(items));
+    group.bench_function("raw_tcp_batched", |b| {
+        b.iter_custom(|iters| {
+            run(
+                Exchange::Batched {
+                    window: items * STREAMS_AT_ONCE as u64,
                     per_iter: items,
                 },
                 iters,

@@ -21,7 +21,8 @@ use crate::runtime::Runtime;
 
 /// Turns of the loop per poll before yielding to other tasks.
 const BUDGET: usize = 32;
-/// Output smaller than this waits one scheduler turn for more frames before it is written.
+/// Output smaller than this waits one scheduler turn for more frames before it is written,
+/// when the driver has woken several tasks since its last write (see `woke`).
 const YIELD_BELOW: usize = 64 * 1024;
 /// Most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
@@ -43,6 +44,9 @@ pub(crate) struct Driver<R: Runtime> {
     unfed_input: bool,
     /// Whether this turn already yielded once to let more frames queue up before a write.
     yielded: bool,
+    /// Tasks this driver woke (callers given items, handlers started or given room) since it
+    /// last wrote: the ones that may still queue frames for the next write.
+    woke: usize,
     /// Bytes written to the socket so far (held answers are released as it passes them).
     written: u64,
     /// Set once the connection closed gracefully and everything was written: until then, keep
@@ -65,6 +69,7 @@ impl<R: Runtime> Driver<R> {
             tcp,
             unfed_input: !read_buf.is_empty(),
             yielded: false,
+            woke: 0,
             read_buf,
             out: OutBuf::new(),
             timer: None,
@@ -231,6 +236,7 @@ impl<R: Runtime> Future for Driver<R> {
                 // After the transmit: it may have freed room and raised `Writable`.
                 state.dispatch_events(&this.shared.can_open, &mut opened);
                 state.sync_budget();
+                this.woke += std::mem::take(&mut state.woken);
                 let released = state.delivery.take_released();
                 (
                     state.conn.is_closed(),
@@ -242,19 +248,32 @@ impl<R: Runtime> Future for Driver<R> {
             // Answers written to the socket: their requests end now (outside the lock).
             drop(released);
             for request in opened {
-                start_request(&this.rt, &this.shared, this.handlers.as_ref(), request, cx);
+                let spawned =
+                    start_request(&this.rt, &this.shared, this.handlers.as_ref(), request, cx);
+                this.woke += usize::from(spawned);
                 progress = true;
             }
-            // Small writes: yield once first, so the callers and handlers this turn woke can
-            // queue their frames and they leave together (one syscall for many frames, where a
-            // multi-threaded executor would otherwise poll the driver once per frame).
-            if !this.yielded && !closed && !this.out.is_empty() && this.out.len() < YIELD_BELOW {
+            // Small writes after waking several tasks: yield once first, so that the callers and
+            // handlers woken can queue their frames and they leave together (one syscall for
+            // many frames, where a multi-threaded executor would otherwise poll the driver once
+            // per frame). With one task woken or none (a lone caller, handlers answered inline)
+            // there is nothing to wait for: the yield would only add a scheduler round trip to
+            // the latency, and on tokio wake an idle worker to steal the driver.
+            if !this.yielded
+                && this.woke > 1
+                && !closed
+                && !this.out.is_empty()
+                && this.out.len() < YIELD_BELOW
+            {
                 this.yielded = true;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
             this.yielded = false;
-            progress |= this.poll_write(cx, now);
+            if this.poll_write(cx, now) {
+                this.woke = 0;
+                progress = true;
+            }
             // Closed: write what is left, unless the peer does not read it (the core gave up
             // after the stall timeout), then end our side.
             if closed && (this.out.is_empty() || this.read_closed || abandoned) {
