@@ -338,6 +338,16 @@ impl NatsServer {
         self.spawn();
     }
 
+    /// The body of the monitoring endpoint `path` (`/varz`, `/subsz?subs=1`, …): JSON, or
+    /// `None` when the server does not answer 200 within half a second.
+    pub fn monitor(&self, path: &str) -> Option<String> {
+        let addr: SocketAddr = ([127, 0, 0, 1], self.monitor_port).into();
+        match http_get(addr, path) {
+            Some((200, body)) => Some(body),
+            _ => None,
+        }
+    }
+
     /// Whether the server process is running (not stopped).
     pub fn is_running(&self) -> bool {
         self.child.is_some()
