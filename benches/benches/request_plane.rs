@@ -8,9 +8,18 @@
 //!   endpoint (`drt_*`), with the per-endpoint request metrics on and off: their ratio is what the
 //!   metrics cost.
 //! - `stream_100x64B`: items/s, one request answered by 100 items of 64 bytes.
+//! - `stream_16x100x64B`: items/s, 16 such streams at once on one connection (as Dynamo's
+//!   own request-plane bench runs them).
 //! - `bulk_1MiB`: bytes/s, 1 MiB responses, 4 in flight.
+//! - The request planes through a runtime's `Client` (see `planes`): `client_tcp_*` (two dynrt
+//!   runtimes on the TCP plane, speaking the mux) and `nats_*` (`DYN_REQUEST_PLANE=nats`:
+//!   requests as NATS messages, answers over the call-home TCP stream) in `unary_64B` (1 and
+//!   64 in flight) and `stream_100x64B`. A nats-server is started for them; without one the
+//!   NATS cases are skipped with the reason printed. A line per case gives the medians of
+//!   interleaved rounds of bare mux, client over TCP and client over NATS, and their ratios.
 //!
 //! `cargo bench -p dynrt-benches --bench request_plane` (add `-- --quick` for a short run).
+//! Under `cargo test --benches` every case runs once and the interleaved rounds are cut short.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +34,17 @@ const BULK: usize = 1024 * 1024;
 const IN_FLIGHT: usize = 64;
 const BULK_IN_FLIGHT: usize = 4;
 const STREAM_ITEMS: usize = 100;
+/// Streams running at once in the concurrent stream case.
+const STREAMS_AT_ONCE: usize = 16;
+
+#[path = "request_plane/planes.rs"]
+mod planes;
+
+/// Run by `cargo test --benches` (criterion's test mode: no `--bench` argument), where only
+/// "does it run" matters: loops outside criterion are cut to a few iterations.
+fn test_mode() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}
 
 mod dynrt_side {
     //! Handlers and call loops, written once over dynrt-io's generic API.
@@ -185,23 +205,18 @@ mod drt_side {
         drts: &[Served<R>; 2],
         mut run: impl FnMut(&Served<R>, u64) -> Duration,
     ) {
-        let mut rates = [Vec::new(), Vec::new()];
-        for round in 0..ROUNDS {
-            // Swap the order every round, so neither always runs first.
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            for i in order {
-                let elapsed = run(&drts[i], PER_ROUND);
-                rates[i].push(PER_ROUND as f64 / elapsed.as_secs_f64());
-            }
-        }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
+        let (rounds, per_round) = if test_mode() {
+            (1, 2 * IN_FLIGHT as u64)
+        } else {
+            (ROUNDS, PER_ROUND)
         };
-        let (off, on) = (median(&mut rates[0]), median(&mut rates[1]));
+        let rates = interleaved(2, rounds, |i| {
+            per_round as f64 / run(&drts[i], per_round).as_secs_f64()
+        });
+        let (off, on) = (rates[0], rates[1]);
         println!(
             "unary_64B/64_in_flight drt_{executor} metrics overhead: median {off:.0} req/s without, \
-             {on:.0} req/s with metrics: {:+.1}% ({ROUNDS} interleaved rounds of {PER_ROUND})",
+             {on:.0} req/s with metrics: {:+.1}% ({rounds} interleaved rounds of {per_round})",
             (on / off - 1.0) * 100.0
         );
     }
@@ -289,7 +304,7 @@ mod raw_tcp {
             let mut client = Self {
                 rd: tokio::io::BufReader::with_capacity(256 * 1024, rd),
                 wr,
-                batch: Vec::with_capacity(request.len() * IN_FLIGHT.max(STREAM_ITEMS)),
+                batch: Vec::with_capacity(request.len() * STREAM_ITEMS * STREAMS_AT_ONCE),
                 request,
                 reply: vec![0u8; reply_len],
             };
@@ -351,10 +366,35 @@ mod raw_tcp {
     }
 }
 
+/// Medians of `rounds` interleaved rounds of `cases` cases: each round runs every case once,
+/// starting from a different one each round (so that drifts in machine load hit all alike);
+/// `rate(case)` runs one case and returns its rate.
+fn interleaved(cases: usize, rounds: usize, mut rate: impl FnMut(usize) -> f64) -> Vec<f64> {
+    let mut rates = vec![Vec::with_capacity(rounds); cases];
+    for round in 0..rounds {
+        for k in 0..cases {
+            let case = (round + k) % cases;
+            rates[case].push(rate(case));
+        }
+    }
+    rates
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect()
+}
+
 fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
     let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
     (at(0.50), at(0.99))
+}
+
+/// Individually timed requests behind a p50/p99 line.
+fn latency_samples() -> usize {
+    if test_mode() { 200 } else { 20_000 }
 }
 
 fn tokio_rt() -> tokio::runtime::Runtime {
@@ -367,21 +407,43 @@ fn tokio_rt() -> tokio::runtime::Runtime {
 
 type BoxDuration = std::pin::Pin<Box<dyn Future<Output = Duration> + Send>>;
 
-/// A bare server with its connector, and the echo served through two runtimes (request
-/// metrics off, on).
+/// A bare server with its connector, the echo served through two runtimes (request metrics
+/// off, on), and worker/caller pairs on the TCP plane and (when a nats-server runs) the NATS
+/// plane.
 type Started<R> = (
     dynrt_tokio::io::mux::MuxServer,
     Arc<dynrt_tokio::io::mux::Connector<R>>,
     [drt_side::Served<R>; 2],
+    Vec<planes::Pair<R>>,
 );
 
-async fn start_all<R: dynrt_tokio::io::Runtime>(runtime: &R) -> Started<R> {
+async fn start_all<R: dynrt_tokio::io::Runtime>(runtime: &R, nats: Option<String>) -> Started<R> {
     let (server, connector) = dynrt_side::start(runtime).await;
     let drts = [
         drt_side::start(runtime, false).await,
         drt_side::start(runtime, true).await,
     ];
-    (server, connector, drts)
+    let mut pairs = vec![planes::start(runtime, planes::Plane::Tcp).await];
+    if let Some(url) = nats {
+        pairs.push(planes::start(runtime, planes::Plane::Nats(url)).await);
+    }
+    (server, connector, drts, pairs)
+}
+
+/// A nats-server for the NATS plane's cases, or `None` (and the reason printed) when there
+/// is none to start.
+fn nats_server(label: &str) -> Option<dynrt_testkit::NatsServer> {
+    if !cfg!(feature = "nats") {
+        println!("request plane nats ({label}): skipped: built without the `nats` feature");
+        return None;
+    }
+    match dynrt_testkit::nats_server_binary() {
+        Ok(_) => Some(dynrt_testkit::NatsServer::start()),
+        Err(why) => {
+            println!("request plane nats ({label}): skipped: {why}");
+            None
+        }
+    }
 }
 
 /// The four dynrt benchmarks and the latency line, for one executor. `run` executes a
@@ -393,7 +455,7 @@ fn bench_dynrt<R: dynrt_tokio::io::Runtime>(
     start: impl FnOnce(&R) -> Started<R>,
     run: impl Fn(BoxDuration) -> Duration,
 ) {
-    let (server, connector, drts) = start(&runtime);
+    let (server, connector, drts, pairs) = start(&runtime);
     let addr = server.local_addr();
     let small = Bytes::from(vec![5u8; SMALL]);
     let header = dynrt_side::header();
@@ -450,6 +512,13 @@ fn bench_dynrt<R: dynrt_tokio::io::Runtime>(
     });
     group.finish();
 
+    let mut group = c.benchmark_group("stream_16x100x64B");
+    group.throughput(Throughput::Elements(STREAM_ITEMS as u64));
+    group.bench_function(label, |b| {
+        b.iter_custom(|iters| run(parallel("stream", iters, STREAMS_AT_ONCE)))
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("bulk_1MiB");
     group.throughput(Throughput::Bytes(BULK as u64));
     group.bench_function(label, |b| {
@@ -457,8 +526,26 @@ fn bench_dynrt<R: dynrt_tokio::io::Runtime>(
     });
     group.finish();
 
+    let executor_name = executor.to_owned();
+    bench_planes(
+        c,
+        &executor_name,
+        &runtime,
+        &pairs,
+        &sequential,
+        &parallel,
+        &run,
+    );
+    run(Box::pin(async move {
+        for pair in pairs {
+            pair.shutdown().await;
+        }
+        Duration::ZERO
+    }));
+
     // p50/p99 of individually timed unary requests (the loop's own time is not used).
-    let samples = Arc::new(std::sync::Mutex::new(Vec::with_capacity(20_000)));
+    let count = latency_samples();
+    let samples = Arc::new(std::sync::Mutex::new(Vec::with_capacity(count)));
     let (c2, s2, h2, out) = (
         connector.clone(),
         small.clone(),
@@ -466,7 +553,7 @@ fn bench_dynrt<R: dynrt_tokio::io::Runtime>(
         samples.clone(),
     );
     run(Box::pin(async move {
-        for _ in 0..20_000 {
+        for _ in 0..count {
             let t = Instant::now();
             dynrt_side::call(&c2, addr, "echo", &h2, &s2).await;
             out.lock().expect("not poisoned").push(t.elapsed());
@@ -479,30 +566,179 @@ fn bench_dynrt<R: dynrt_tokio::io::Runtime>(
     drop(server);
 }
 
+/// One of the cases the request planes are measured in.
+#[derive(Clone, Copy)]
+enum Case {
+    Unary1,
+    Unary64,
+    Stream,
+}
+
+impl Case {
+    const ALL: [Self; 3] = [Self::Unary1, Self::Unary64, Self::Stream];
+
+    fn group(self) -> &'static str {
+        match self {
+            Self::Unary1 | Self::Unary64 => "unary_64B",
+            Self::Stream => "stream_100x64B",
+        }
+    }
+
+    fn id(self, name: &str) -> BenchmarkId {
+        match self {
+            Self::Unary1 => BenchmarkId::new("1_in_flight", name),
+            Self::Unary64 => BenchmarkId::new("64_in_flight", name),
+            Self::Stream => BenchmarkId::from_parameter(name),
+        }
+    }
+
+    /// The group and case, as the printed lines name it.
+    fn title(self) -> &'static str {
+        match self {
+            Self::Unary1 => "unary_64B/1_in_flight",
+            Self::Unary64 => "unary_64B/64_in_flight",
+            Self::Stream => "stream_100x64B",
+        }
+    }
+
+    /// Items per call (criterion's elements).
+    fn items(self) -> u64 {
+        match self {
+            Self::Stream => STREAM_ITEMS as u64,
+            Self::Unary1 | Self::Unary64 => 1,
+        }
+    }
+
+    /// Calls per interleaved round.
+    fn per_round(self) -> u64 {
+        match (self, test_mode()) {
+            (Self::Unary64, true) => 2 * IN_FLIGHT as u64,
+            (_, true) => 10,
+            (Self::Unary1, false) => 2_000,
+            (Self::Unary64, false) => 10_000,
+            (Self::Stream, false) => 300,
+        }
+    }
+
+    /// `iters` calls on `pair` (as a task for `run`).
+    fn on_plane<R: dynrt_tokio::io::Runtime>(
+        self,
+        runtime: &R,
+        pair: &planes::Pair<R>,
+        iters: u64,
+    ) -> BoxDuration {
+        let (echo, stream, runtime) = (pair.echo.clone(), pair.stream.clone(), runtime.clone());
+        match self {
+            Self::Unary1 => Box::pin(async move { planes::sequential(&echo, iters).await }),
+            Self::Unary64 => {
+                Box::pin(async move { planes::in_flight(&runtime, &echo, iters, IN_FLIGHT).await })
+            }
+            Self::Stream => Box::pin(async move { planes::sequential(&stream, iters).await }),
+        }
+    }
+}
+
+/// Names a pair in the figures: the NATS plane as `nats_<executor>`, the TCP plane through a
+/// client as `client_tcp_<executor>` (beside the bare mux's `dynrt_<executor>`).
+fn plane_label(pair_plane: &planes::Plane, executor: &str) -> String {
+    match pair_plane {
+        planes::Plane::Tcp => format!("client_tcp_{executor}"),
+        planes::Plane::Nats(_) => format!("nats_{executor}"),
+    }
+}
+
+/// The request planes through a runtime's `Client`: a criterion case per plane and case, then
+/// per case one line of medians of interleaved rounds (bare mux, client over TCP, client over
+/// NATS) with their ratios. `bare_sequential` and `bare_parallel` are `bench_dynrt`'s loops
+/// on the bare `MuxServer`.
+fn bench_planes<R: dynrt_tokio::io::Runtime>(
+    c: &mut Criterion,
+    executor: &str,
+    runtime: &R,
+    pairs: &[planes::Pair<R>],
+    bare_sequential: &dyn Fn(&'static str, u64) -> BoxDuration,
+    bare_parallel: &dyn Fn(&'static str, u64, usize) -> BoxDuration,
+    run: &dyn Fn(BoxDuration) -> Duration,
+) {
+    for case in Case::ALL {
+        let mut group = c.benchmark_group(case.group());
+        group.throughput(Throughput::Elements(case.items()));
+        for pair in pairs {
+            group.bench_function(case.id(&plane_label(&pair.plane, executor)), |b| {
+                b.iter_custom(|iters| run(case.on_plane(runtime, pair, iters)))
+            });
+        }
+        group.finish();
+    }
+    let rounds = if test_mode() { 1 } else { 7 };
+    for case in Case::ALL {
+        let calls = case.per_round();
+        let rates = interleaved(1 + pairs.len(), rounds, |k| {
+            let task = match (k, case) {
+                (0, Case::Unary1) => bare_sequential("echo", calls),
+                (0, Case::Unary64) => bare_parallel("echo", calls, IN_FLIGHT),
+                (0, Case::Stream) => bare_sequential("stream", calls),
+                (k, case) => case.on_plane(runtime, &pairs[k - 1], calls),
+            };
+            (calls * case.items()) as f64 / run(task).as_secs_f64()
+        });
+        let unit = if case.items() == 1 {
+            "req/s"
+        } else {
+            "items/s"
+        };
+        let mut line = format!(
+            "{} {executor}, medians of {rounds} interleaved rounds of {calls} calls: \
+             mux {:.0} {unit}",
+            case.title(),
+            rates[0]
+        );
+        for (pair, rate) in pairs.iter().zip(&rates[1..]) {
+            line += &format!(
+                "; {} {rate:.0} {unit} ({:.2}x mux",
+                pair.plane.name(),
+                rate / rates[0]
+            );
+            if let planes::Plane::Nats(_) = pair.plane {
+                line += &format!(", {:.2}x client over tcp", rate / rates[1]);
+            }
+            line += ")";
+        }
+        println!("{line}");
+    }
+}
+
 fn bench_tokio(c: &mut Criterion) {
     use dynrt_tokio::TokioRuntime;
     let rt = tokio_rt();
     let runtime = rt.block_on(async { TokioRuntime::current() });
+    let nats = nats_server("tokio");
+    let url = nats.as_ref().map(|n| n.url());
     // The loops run inside a spawned task: driven from block_on, wake-ups cross to an idle core
     // and latency jumps around (machine-notes.md).
     bench_dynrt(
         c,
         "dynrt_tokio",
         runtime,
-        |runtime| rt.block_on(start_all(runtime)),
+        |runtime| rt.block_on(start_all(runtime, url)),
         |fut| rt.block_on(async { tokio::spawn(fut).await.expect("bench task") }),
     );
 }
 
 fn bench_smol(c: &mut Criterion) {
     // As on tokio, the loops run as tasks on the executor that drives the connections, not in
-    // `block_on` on another thread (each hop would then cross threads).
+    // `block_on` on another thread (each hop would then cross threads). And this thread waits
+    // for them with futures-lite's `block_on`, which only parks: smol's (async-io's) would
+    // take turns driving the reactor, so a socket's readiness would often be seen here and its
+    // task handed to the executor's thread with a futex wake-up (4.8x raw TCP's latency).
+    let nats = nats_server("smol");
+    let url = nats.as_ref().map(|n| n.url());
     bench_dynrt(
         c,
         "dynrt_smol",
         dynrt_smol::SmolRuntime::new(),
-        |runtime| smol::block_on(start_all(runtime)),
-        |fut| smol::block_on(smol::spawn(fut)),
+        |runtime| smol::block_on(start_all(runtime, url)),
+        |fut| futures_lite::future::block_on(smol::spawn(fut)),
     );
 }
 
@@ -597,6 +833,23 @@ fn bench_raw_tcp(c: &mut Criterion) {
     });
     group.finish();
 
+    // 16 streams of 100 items at once: 1,600 small messages outstanding, replies taken as
+    // they arrive (the ceiling for many streams multiplexed on one connection).
+    let mut group = c.benchmark_group("stream_16x100x64B");
+    group.throughput(Throughput::Elements(items));
+    group.bench_function("raw_tcp_batched", |b| {
+        b.iter_custom(|iters| {
+            run(
+                Exchange::Batched {
+                    window: items * STREAMS_AT_ONCE as u64,
+                    per_iter: items,
+                },
+                iters,
+            )
+        })
+    });
+    group.finish();
+
     let small = slot.lock().expect("not poisoned").replace(bulk);
     let mut group = c.benchmark_group("bulk_1MiB");
     group.throughput(Throughput::Bytes(BULK as u64));
@@ -617,8 +870,8 @@ fn bench_raw_tcp(c: &mut Criterion) {
     let mut client = small.expect("client");
     let samples = rt.block_on(async move {
         tokio::spawn(async move {
-            let mut samples = Vec::with_capacity(20_000);
-            for _ in 0..20_000 {
+            let mut samples = Vec::with_capacity(latency_samples());
+            for _ in 0..latency_samples() {
                 samples.push(client.pipelined(1, 1).await);
             }
             samples

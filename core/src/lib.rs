@@ -100,7 +100,7 @@
 //! call-home response streams, both sides), [`lease`], [`health`], [`shutdown`], the discovery
 //! instance sets in [`discovery`], the dial state of every peer address in [`peers`], and one
 //! request's way to an instance in [`router`] ([`router::Router`] chooses,
-//! [`router::Dispatch`] retries a refused request and says whom to report down).
+//! [`router::Placement`] retries a refused request and says whom to report down).
 //!
 //! The design decisions behind all this are written down in [`manual`].
 #![forbid(unsafe_code)]

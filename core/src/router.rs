@@ -38,7 +38,7 @@
 //! those are busy (Dynamo's "all workers are busy, please retry later").
 //!
 //! A request that an instance never took (unreachable, closed before the request was written,
-//! an overload answer) may be offered to another within a budget; a [`Dispatch`] (one per
+//! an overload answer) may be offered to another within a budget; a [`Placement`] (one per
 //! request) decides, from a typed [`Outcome`] of each attempt, and says which instances to
 //! report down (see its module doc for the table).
 //!
@@ -52,10 +52,10 @@ use thiserror::Error;
 
 use crate::names::InstanceId;
 
-mod dispatch;
+mod placement;
 mod retry;
 
-pub use dispatch::{ChooseError, Dispatch, DispatchEvent, DispatchState, Misuse};
+pub use placement::{ChooseError, Misuse, Placement, PlacementEvent, PlacementState};
 pub use retry::{Delivery, Outcome, Refusal, RetryConfig, Verdict};
 
 /// Which instances are reported down.

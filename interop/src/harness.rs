@@ -8,14 +8,24 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dynrt_testkit::EtcdServer;
+use dynrt_testkit::{EtcdServer, NatsServer};
 
-/// Where the processes of one test find each other.
+/// Where the processes of one test find each other, and which planes they use.
 pub enum Store {
-    /// A file-store directory shared by the processes (`DYN_FILE_KV`).
+    /// A file-store directory shared by the processes (`DYN_FILE_KV`); TCP request plane,
+    /// ZMQ events.
     File(tempfile::TempDir),
-    /// A real etcd on free loopback ports.
+    /// A real etcd on free loopback ports; TCP request plane, ZMQ events.
     Etcd(EtcdServer),
+    /// The realistic Dynamo deployment: a real etcd for discovery and a real nats-server
+    /// (`NATS_SERVER`) carrying the request plane (`DYN_REQUEST_PLANE=nats`) and the event
+    /// plane (`DYN_EVENT_PLANE=nats`).
+    EtcdNats {
+        /// Discovery.
+        etcd: EtcdServer,
+        /// Request and event planes.
+        nats: NatsServer,
+    },
 }
 
 impl Store {
@@ -29,13 +39,41 @@ impl Store {
         Self::Etcd(EtcdServer::start())
     }
 
-    /// The environment that points a Dynamo or dynrt process at this store, request plane
-    /// over TCP on loopback and no NATS anywhere (1.6.1 opens a NATS client only when the
-    /// request plane or the event plane is NATS, or `NATS_SERVER` is set).
+    /// A fresh etcd and a fresh nats-server (testkit's; nats-server ≥ 2.10).
+    pub fn etcd_nats() -> Self {
+        Self::EtcdNats {
+            etcd: EtcdServer::start(),
+            nats: NatsServer::start(),
+        }
+    }
+
+    /// Whether the request plane is NATS (the record's transport is then `nats_tcp`).
+    pub fn is_nats(&self) -> bool {
+        matches!(self, Self::EtcdNats { .. })
+    }
+
+    /// The nats-server, on the NATS store.
+    pub fn nats(&self) -> Option<&NatsServer> {
+        match self {
+            Self::EtcdNats { nats, .. } => Some(nats),
+            _ => None,
+        }
+    }
+
+    /// The environment that points a Dynamo or dynrt process at this store. On the file and
+    /// etcd stores: request plane over TCP on loopback and no NATS anywhere (1.6.1 opens a
+    /// NATS client only when the request plane or the event plane is NATS, or `NATS_SERVER`
+    /// is set). On the NATS store: both planes on NATS; answers still come back over the
+    /// call-home TCP stream, on loopback.
     pub fn env(&self) -> Vec<(&'static str, String)> {
+        let (request_plane, event_plane) = if self.is_nats() {
+            ("nats", "nats")
+        } else {
+            ("tcp", "zmq")
+        };
         let mut env = vec![
-            ("DYN_REQUEST_PLANE", "tcp".to_owned()),
-            ("DYN_EVENT_PLANE", "zmq".to_owned()),
+            ("DYN_REQUEST_PLANE", request_plane.to_owned()),
+            ("DYN_EVENT_PLANE", event_plane.to_owned()),
             ("DYN_RESPONSE_PLANE", "tcp".to_owned()),
             ("DYN_TCP_RPC_HOST", "127.0.0.1".to_owned()),
             ("DYN_TCP_RESPONSE_STREAM_HOST", "127.0.0.1".to_owned()),
@@ -51,6 +89,11 @@ impl Store {
                 env.push(("DYN_DISCOVERY_BACKEND", "etcd".to_owned()));
                 env.push(("ETCD_ENDPOINTS", etcd.endpoint()));
             }
+            Self::EtcdNats { etcd, nats } => {
+                env.push(("DYN_DISCOVERY_BACKEND", "etcd".to_owned()));
+                env.push(("ETCD_ENDPOINTS", etcd.endpoint()));
+                env.push(("NATS_SERVER", nats.url()));
+            }
         }
         env
     }
@@ -59,6 +102,13 @@ impl Store {
 /// Variables a developer's shell may set that would change what the programs do.
 const CLEARED: &[&str] = &[
     "NATS_SERVER",
+    "DYN_EVENT_PLANE_CODEC",
+    "DYN_EVENT_PLANE_HOST",
+    "DYN_ZMQ_BROKER_URL",
+    "DYN_ZMQ_BROKER_ENABLED",
+    "ZMQ_BROKER_XSUB_BIND",
+    "ZMQ_BROKER_XPUB_BIND",
+    "ZMQ_BROKER_NAMESPACE",
     "DYN_REQUEST_PLANE_CODEC",
     "DYN_SYSTEM_PORT",
     "DYN_SYSTEM_ENABLED",
@@ -81,6 +131,17 @@ pub struct Proc {
 impl Proc {
     /// Starts `program` with `args` on `store`'s environment.
     pub fn spawn(name: &str, program: &Path, args: &[&str], store: &Store) -> Self {
+        Self::spawn_with(name, program, args, store, &[])
+    }
+
+    /// Starts `program` with `args` on `store`'s environment plus `extra` (which wins).
+    pub fn spawn_with(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        store: &Store,
+        extra: &[(&str, String)],
+    ) -> Self {
         let mut command = Command::new(program);
         command
             .args(args)
@@ -91,6 +152,7 @@ impl Proc {
             command.env_remove(var);
         }
         command.envs(store.env());
+        command.envs(extra.iter().map(|(k, v)| (k, v)));
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", program.display()));
@@ -154,6 +216,11 @@ impl Proc {
         )
     }
 
+    /// Every stdout line read so far.
+    pub fn transcript(&self) -> &[String] {
+        &self.transcript
+    }
+
     /// The next stdout line, or `None` at end of output or after `timeout`.
     pub fn next_line(&mut self, timeout: Duration) -> Option<String> {
         match self.lines.recv_timeout(timeout) {
@@ -165,7 +232,8 @@ impl Proc {
         }
     }
 
-    /// Reads lines until one starts with `prefix`; returns the rest of that line. Panics with
+    /// Reads lines until one starts with `prefix` (after any indentation); returns the rest of
+    /// that line. Panics with
     /// the program's output if it does not come within `timeout`.
     pub fn expect(&mut self, prefix: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
@@ -173,7 +241,7 @@ impl Proc {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.next_line(left) {
                 Some(line) => {
-                    if let Some(rest) = line.strip_prefix(prefix) {
+                    if let Some(rest) = line.trim_start().strip_prefix(prefix) {
                         return rest.trim_start().to_owned();
                     }
                 }
@@ -219,6 +287,25 @@ impl Proc {
     /// The exit status, once [`Self::finish`] saw the program exit.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         self.exit
+    }
+
+    /// What the program wrote on stderr so far (the tail of it, when it wrote a lot).
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Asks the program to stop (SIGTERM) and reads its stdout until it exits (panics after
+    /// `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> Vec<String> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        assert!(
+            sent.is_ok_and(|s| s.success()),
+            "cannot send SIGTERM to {}",
+            self.name
+        );
+        self.finish(timeout)
     }
 
     /// Kills the program now (SIGKILL) and reaps it.

@@ -1,10 +1,12 @@
 //! dynrt and the real `dynamo-runtime` 1.6.1 calling each other, as separate processes over a
-//! shared file store and over a shared real etcd. Every case runs for three pairs: Dynamo
-//! calling Dynamo (the baseline: proves the harness and the programs against 1.6.1 itself),
-//! Dynamo calling a dynrt worker, and dynrt calling a Dynamo worker.
+//! shared file store and over a shared real etcd (TCP request plane), and over etcd with the
+//! request plane on a real nats-server (`DYN_REQUEST_PLANE=nats`, the realistic Dynamo
+//! deployment). Every case runs for three pairs: Dynamo calling Dynamo (the baseline: proves
+//! the harness and the programs against 1.6.1 itself), Dynamo calling a dynrt worker, and
+//! dynrt calling a Dynamo worker.
 //!
-//! Each test starts its own store (a fresh directory or a fresh etcd) and its own processes,
-//! killed when the test ends; every wait is bounded.
+//! Each test starts its own store (a fresh directory, a fresh etcd, or a fresh etcd and
+//! nats-server) and its own processes, killed when the test ends; every wait is bounded.
 
 use std::time::Duration;
 
@@ -166,13 +168,60 @@ fn stream_1000(c: &Cluster) {
     assert!(out.has("END"), "{}", out.dump());
 }
 
-fn request_1mib(c: &Cluster) {
+/// Calls with a request whose blob is `len` bytes (written to a file: too long for argv).
+fn call_size(c: &Cluster, len: usize) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("request.json");
-    let blob = "x".repeat(1 << 20);
+    let blob = "x".repeat(len);
     std::fs::write(&path, json!({"op": "size", "blob": blob}).to_string()).unwrap();
-    let out = c.call_to_end(&format!("@{}", path.display()), &[]);
-    assert_eq!(out.items(), vec![json!({"len": 1 << 20})], "{}", out.dump());
+    c.call_to_end(&format!("@{}", path.display()), &[])
+}
+
+/// A 1 MiB request. On the TCP plane it goes through. On the NATS plane it is above
+/// nats-server's default `max_payload` (1 MiB, and the request is a little more): the call
+/// fails before the worker sees it, without a hang; dynrt's caller refuses it before sending
+/// with an error naming both sizes, and a request comfortably under the limit goes through.
+fn request_1mib(c: &mut Cluster) {
+    let out = call_size(c, 1 << 20);
+    if !c.store.is_nats() {
+        assert_eq!(out.items(), vec![json!({"len": 1 << 20})], "{}", out.dump());
+        assert!(out.errors().is_empty(), "{}", out.dump());
+        return;
+    }
+    assert!(out.items().is_empty(), "{}", out.dump());
+    let errors = out.errors();
+    assert!(
+        !errors.is_empty(),
+        "a request above max_payload got no error\n{}",
+        out.dump()
+    );
+    // 1.6.1 refuses it before sending too, with a deliberately vague text; dynrt names both
+    // sizes and the setting.
+    let expected = match c.caller {
+        Side::Dynamo => "Request payload is too large",
+        Side::Dynrt => "max_payload of 1048576 bytes",
+    };
+    assert!(
+        errors.iter().any(|e| e.contains(expected)),
+        "expected {expected:?}\n{}",
+        out.dump()
+    );
+    let len = 900 * 1024;
+    let out = call_size(c, len);
+    assert_eq!(out.items(), vec![json!({ "len": len })], "{}", out.dump());
+    c.worker.expect("COMPLETED", NOTICE);
+    let seen = c
+        .worker
+        .transcript()
+        .iter()
+        .filter(|l| l.starts_with("REQUEST "))
+        .count();
+    assert_eq!(
+        seen,
+        1,
+        "the worker saw the request above max_payload\n{}",
+        c.worker.report()
+    );
     assert!(out.errors().is_empty(), "{}", out.dump());
 }
 
@@ -277,8 +326,9 @@ fn worker_killed(c: &mut Cluster) {
     assert!(rest.items().len() < 20_000, "{}", caller.report());
 }
 
-/// The caller's discovery lists the worker's record: its instance id, names and a TCP
-/// transport.
+/// The caller's discovery lists the worker's record: its instance id, names and its transport:
+/// the worker's TCP address, or on the NATS plane the instance's subject as 1.6.1 builds it
+/// (`{ns}_{component}.{endpoint}-{id:x}`).
 fn discovery_record(c: &mut Cluster) {
     let args: Vec<&str> = NAMES.iter().copied().chain(["--list"]).collect();
     let name = c.caller.caller();
@@ -300,7 +350,12 @@ fn discovery_record(c: &mut Cluster) {
     assert_eq!(record["namespace"], NAMES[0], "{record}");
     assert_eq!(record["component"], NAMES[1], "{record}");
     assert_eq!(record["endpoint"], NAMES[2], "{record}");
-    assert!(record["transport"]["tcp"].is_string(), "{record}");
+    if c.store.is_nats() {
+        let subject = format!("{}_{}.{}-{id:x}", NAMES[0], NAMES[1], NAMES[2]);
+        assert_eq!(record["transport"]["nats_tcp"], json!(subject), "{record}");
+    } else {
+        assert!(record["transport"]["tcp"].is_string(), "{record}");
+    }
 }
 
 macro_rules! interop_cases {
@@ -342,6 +397,21 @@ macro_rules! interop_cases {
             #[test]
             fn etcd_dynrt_calls_dynamo() {
                 run(Side::Dynrt, Side::Dynamo, Store::etcd());
+            }
+
+            #[test]
+            fn nats_dynamo_calls_dynamo() {
+                run(Side::Dynamo, Side::Dynamo, Store::etcd_nats());
+            }
+
+            #[test]
+            fn nats_dynamo_calls_dynrt() {
+                run(Side::Dynamo, Side::Dynrt, Store::etcd_nats());
+            }
+
+            #[test]
+            fn nats_dynrt_calls_dynamo() {
+                run(Side::Dynrt, Side::Dynamo, Store::etcd_nats());
             }
         }
     )*};

@@ -19,6 +19,7 @@ pub mod dynamo;
 pub mod events;
 pub mod mux;
 pub mod nats;
+mod queue;
 pub mod runtime;
 pub mod system_server;
 #[cfg(feature = "testing")]

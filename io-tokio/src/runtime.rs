@@ -102,8 +102,13 @@ impl Runtime for TokioRuntime {
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
-        // tokio reads into uninitialised memory: no zero-fill pass.
-        buf.reserve(64 * 1024);
+        // tokio reads into uninitialised memory: no zero-fill pass. A fresh 64 KiB only once
+        // the spare room is nearly used: reserving 64 KiB before every read allocated (and
+        // page-faulted) a new buffer per read whenever decoded frames still shared the old one
+        // — once per read of a few small ZMQ messages.
+        if buf.capacity() - buf.len() < 4 * 1024 {
+            buf.reserve(64 * 1024);
+        }
         tokio_util::io::poll_read_buf(Pin::new(tcp.get_mut()), cx, buf)
     }
 

@@ -21,6 +21,7 @@ scenarios! {
     slow_subscriber_drops_are_counted_and_memory_bounded,
     malformed_peer_is_dropped_and_others_unaffected,
     two_brokers_deliver_each_event_once,
+    brokers_found_in_discovery,
 }
 
 #[cfg(feature = "nats")]

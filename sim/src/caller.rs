@@ -2,7 +2,7 @@
 //!
 //! The caller watches the endpoint's instances through the store into a real
 //! [`InstanceSet`], routes each request round-robin with the real [`Router`] over the
-//! available instances through the real dispatch machine ([`Dispatch`]), and sends it on its
+//! available instances through the real placement machine ([`Placement`]), and sends it on its
 //! connection to that instance's address (opening one if needed; requests wait for the
 //! handshake). An instance that never took the request (unreachable, its connection closed
 //! before the request was written, `WorkerUnavailable` before any data) is reported down and
@@ -23,7 +23,7 @@ use dynrt_core::kv::WatchEvent;
 use dynrt_core::names::InstanceId;
 use dynrt_core::router::{Candidates, Router};
 use dynrt_core::router::{
-    ChooseError, Dispatch, DispatchEvent, Outcome, Policy, RetryConfig, Verdict,
+    ChooseError, Outcome, Placement, PlacementEvent, Policy, RetryConfig, Verdict,
 };
 use dynrt_core::wire::mux::{CancelMode, ErrorKind};
 use dynrt_core::wire::mux::{StreamId, WireStr};
@@ -65,7 +65,7 @@ pub(crate) struct Caller {
     /// Every instance ever seen (the planted bug routes over these).
     ever_seen: BTreeMap<InstanceId, SocketAddr>,
     /// Each open request's way to an instance (which instances it was offered to).
-    attempts: BTreeMap<u64, Dispatch>,
+    attempts: BTreeMap<u64, Placement>,
     /// Requests to cancel once this many bytes of them arrived, and how.
     cancel_at: BTreeMap<u64, (u64, CancelMode)>,
     /// Requests this caller killed (their `Cancelled` end is its own doing).
@@ -290,7 +290,7 @@ impl World {
         }
         self.callers[caller].attempts.insert(
             req,
-            Dispatch::new(Policy::RoundRobin, RetryConfig::default()),
+            Placement::new(Policy::RoundRobin, RetryConfig::default()),
         );
         self.route(caller, req);
     }
@@ -408,8 +408,8 @@ impl World {
     /// refusal (offered to another, or given up). Returns the verdict (`None` once the
     /// request ended or after a driver misuse).
     fn attempt_outcome(&mut self, caller: usize, req: u64, outcome: Outcome) -> Option<Verdict> {
-        let dispatch = self.callers[caller].attempts.get_mut(&req)?;
-        let verdict = match dispatch.handle_outcome(outcome) {
+        let placement = self.callers[caller].attempts.get_mut(&req)?;
+        let verdict = match placement.handle_outcome(outcome) {
             Ok(verdict) => verdict,
             // Already decided (an answer after the first): nothing more to learn.
             Err(_) if matches!(outcome, Outcome::Answered) => return None,
@@ -419,19 +419,19 @@ impl World {
                 return None;
             }
         };
-        self.dispatch_events(caller, req);
+        self.placement_events(caller, req);
         Some(verdict)
     }
 
-    /// Reports down the instances a request's dispatch says to.
-    fn dispatch_events(&mut self, caller: usize, req: u64) {
+    /// Reports down the instances a request's placement says to.
+    fn placement_events(&mut self, caller: usize, req: u64) {
         let now = self.now_instant();
         let c = &mut self.callers[caller];
-        let Some(dispatch) = c.attempts.get_mut(&req) else {
+        let Some(placement) = c.attempts.get_mut(&req) else {
             return;
         };
         let mut any = false;
-        while let Some(DispatchEvent::ReportDown(instance)) = dispatch.poll_event() {
+        while let Some(PlacementEvent::ReportDown(instance)) = placement.poll_event() {
             let _ = c.set.report_down(instance, now);
             any = true;
         }
@@ -519,7 +519,7 @@ impl World {
                                 self.fail(Invariant::StreamEndsOnce, detail);
                                 return;
                             }
-                            self.dispatch_events(caller, req);
+                            self.placement_events(caller, req);
                         } else {
                             // The instance's first answer: a refusal may go elsewhere.
                             let outcome = if e.kind == ErrorKind::DISCONNECTED {

@@ -27,6 +27,20 @@ use crate::world::{Ev, World};
 /// Bytes one direction of a connection holds in flight at most (both kernels' buffers).
 pub(crate) const WINDOW: usize = 64 * 1024;
 
+/// How long a server end lingers after a graceful close (the runtime driver's `LINGER`).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How a socket is closed (see [`World::close_socket`]).
+#[derive(Debug, Clone, Copy)]
+enum Close {
+    /// The application closes it.
+    App,
+    /// The process dies or cuts it.
+    Abort,
+    /// A linger ends: the peer closed (`delivered`: by end of stream) or it timed out.
+    LingerDone { delivered: bool },
+}
+
 /// Which end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -76,6 +90,9 @@ pub(crate) struct End {
     drained: bool,
     /// End of stream arrived while the application was not reading: read after `held`.
     fin_pending: bool,
+    /// A server end after a graceful close: end of stream sent, still reading (and
+    /// discarding) until the peer closes or the linger ends, as the runtime's driver does.
+    lingering: bool,
     /// When the last bytes (or end of stream) this end sent arrive.
     last_arrival: u64,
     timer: Option<u64>,
@@ -272,6 +289,12 @@ impl World {
     /// End of stream (`fin`) or a reset arrives at one end.
     pub(crate) fn on_reset(&mut self, link: u32, to: Side, fin: bool) {
         let now = self.now_instant();
+        if self.net.links[link as usize].ends[to.idx()].lingering {
+            // The peer closed: after reading everything (end of stream), or not (a reset:
+            // it closed with data unread, or died), which the runtime's linger tells apart.
+            self.close_socket(link, to, Close::LingerDone { delivered: fin });
+            return;
+        }
         if self.is_reading(link, to) {
             self.read(link, to);
         } else if fin {
@@ -291,7 +314,7 @@ impl World {
         };
         conn.handle_transport_closed(now);
         self.pump(link, to);
-        self.close_socket(link, to, false);
+        self.close_socket(link, to, Close::App);
     }
 
     /// Resets a connection from one end (a fault, or a process that died).
@@ -311,23 +334,35 @@ impl World {
         );
     }
 
-    /// Closes this end's socket: end of stream after its last bytes when `fin` (a graceful
-    /// close with everything written), a reset otherwise.
-    fn close_socket(&mut self, link: u32, side: Side, fin: bool) {
+    /// Closes this end's socket. What the peer gets: end of stream after the last bytes when
+    /// the application closes with nothing unread, a reset when it closes with data unread
+    /// (as a kernel does) or is killed or aborts, nothing more after a linger (its end of
+    /// stream went out when the linger began). A server end reports whether its held answers
+    /// were delivered.
+    fn close_socket(&mut self, link: u32, side: Side, how: Close) {
         let end = &mut self.net.links[link as usize].ends[side.idx()];
         if !end.open {
             return;
         }
+        let signal = match how {
+            Close::App => Some(end.held.is_empty() && !end.fin_pending),
+            Close::Abort => Some(false),
+            Close::LingerDone { .. } => None,
+        };
         end.open = false;
+        end.lingering = false;
         end.timer = None;
         end.out = OutBuf::new();
         end.held.clear();
         end.fin_pending = false;
         if side == Side::Server {
-            self.server_socket_closed(link, fin);
+            let delivered = matches!(how, Close::LingerDone { delivered: true });
+            self.server_socket_closed(link, delivered);
         }
         let peer_open = self.net.links[link as usize].ends[side.peer().idx()].open;
-        if peer_open {
+        if let Some(fin) = signal
+            && peer_open
+        {
             let at = self.arrival(link, side);
             self.schedule(
                 at,
@@ -340,9 +375,38 @@ impl World {
         }
     }
 
+    /// A server end's graceful close with everything written: send end of stream, then keep
+    /// reading until the peer closes or `LINGER` passes (the runtime's driver does the same,
+    /// so that a late frame of the peer's is not answered with a reset that would discard the
+    /// answers' tails still unread).
+    fn start_linger(&mut self, link: u32) {
+        let end = &mut self.net.links[link as usize].ends[Side::Server.idx()];
+        end.lingering = true;
+        end.timer = None;
+        let at = self.arrival(link, Side::Server);
+        self.schedule(
+            at,
+            Ev::Reset {
+                link,
+                to: Side::Client,
+                fin: true,
+            },
+        );
+        let until = self.now + LINGER.as_nanos() as u64;
+        self.schedule(until, Ev::LingerEnd { link });
+    }
+
+    /// The linger ran out with the peer still silent: the answers were written and end of
+    /// stream sent; the runtime counts them delivered, and so does this.
+    pub(crate) fn on_linger_end(&mut self, link: u32) {
+        if self.net.links[link as usize].ends[Side::Server.idx()].lingering {
+            self.close_socket(link, Side::Server, Close::LingerDone { delivered: true });
+        }
+    }
+
     /// The worker's process cuts a connection (phase 3 of its shutdown): a reset.
     pub(crate) fn abort_end(&mut self, link: u32, side: Side) {
-        self.close_socket(link, side, false);
+        self.close_socket(link, side, Close::Abort);
     }
 
     /// A process died: its end of the connection vanishes and the peer gets a reset.
@@ -352,7 +416,7 @@ impl World {
             end.conn = None;
             return;
         }
-        self.close_socket(link, side, false);
+        self.close_socket(link, side, Close::Abort);
         self.net.links[link as usize].ends[side.idx()].conn = None;
     }
 
@@ -433,15 +497,18 @@ impl World {
     /// After a pump: close a flushed socket, or arm the timer.
     fn finish_pump(&mut self, link: u32, side: Side) {
         let end = &mut self.net.links[link as usize].ends[side.idx()];
-        if !end.open {
+        if !end.open || end.lingering {
             return;
         }
         let Some(conn) = end.conn.as_ref() else {
             return;
         };
         if end.closing && (end.out.is_empty() || conn.is_flush_abandoned()) {
-            let fin = end.drained && end.out.is_empty();
-            self.close_socket(link, side, fin);
+            if side == Side::Server && end.drained && end.out.is_empty() {
+                self.start_linger(link);
+            } else {
+                self.close_socket(link, side, Close::App);
+            }
             return;
         }
         if let Some(deadline) = conn.poll_timeout() {

@@ -9,8 +9,8 @@
 //! does (on a drain fault, or when its lease is lost — 1.6.1's policy): phase 1 leaves
 //! discovery (deletes its record) and sends GOAWAY on every connection; phase 2 waits for the
 //! requests in flight, bounded by the drain limit; phase 3 revokes the lease and closes the
-//! connections (after a grace for them to close by themselves when the drain was clean). The
-//! worker exits once the lease is settled and every connection closed.
+//! connections (after a grace for them to close by themselves when the drain ended with
+//! nothing running). The worker exits once the lease is settled and every connection closed.
 //!
 //! Every request is reported to the `Shutdown` as the runtime's request plane reports it:
 //! started when accepted; finished once its answer is delivered (its END written to the
@@ -34,7 +34,7 @@ use dynrt_core::health::{CanaryId, HealthConfig, SystemHealth};
 use dynrt_core::kv::LeaseId;
 use dynrt_core::lease::{Lease, LeaseCommand, LeaseConfig, LeaseEvent};
 use dynrt_core::names::{EndpointId, InstanceId};
-use dynrt_core::shutdown::{Phase, Shutdown, ShutdownCommand, ShutdownEvent, ShutdownReport};
+use dynrt_core::shutdown::{Phase, Shutdown, ShutdownCommand, ShutdownEvent};
 use dynrt_core::wire::mux::{CancelMode, ErrorKind, StreamError, StreamId};
 
 use crate::PlantedBug;
@@ -74,8 +74,9 @@ pub(crate) const MAX_ITEM_SIZE: usize = 6000;
 /// The endpoint's key in the drain's bookkeeping.
 pub(crate) const ENDPOINT_PATH: &str = "dynamo/backend/generate";
 
-/// Phase 3 after a clean drain: how long the connections get to close by themselves (their
-/// peers answering the GOAWAY) before they are cut, as the runtime's `CLOSE_GRACE`.
+/// Phase 3 after a drain that ended with nothing running: how long the connections get to
+/// close by themselves (their peers answering the GOAWAY) before they are cut, as the
+/// runtime's `CLOSE_GRACE`.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// An item of `size` bytes, all `byte`: a slice of one shared buffer per byte value, so
@@ -808,11 +809,11 @@ impl World {
                 self.drive_lease(slot);
             }
             ShutdownCommand::CloseConnections => {
-                let clean = self.workers[slot]
+                let drained = self.workers[slot]
                     .shutdown
                     .report()
-                    .is_some_and(ShutdownReport::is_clean);
-                if clean {
+                    .is_some_and(|report| !report.is_running());
+                if drained {
                     let at = self.now + CLOSE_GRACE.as_nanos() as u64;
                     let w = &mut self.workers[slot];
                     w.close_by = Some(at);
@@ -834,6 +835,13 @@ impl World {
         for link in self.workers[slot].links.clone() {
             if self.net.links[link as usize].ends[1].open {
                 trace!(self, format_args!("w{slot}"), "#{link} cut (phase 3)");
+                // As the runtime's abort: the machine learns the transport is gone (its open
+                // streams end, `Cancelled`), then the socket is dropped.
+                let now = self.now_instant();
+                if let Some(conn) = self.net.links[link as usize].ends[1].conn.as_mut() {
+                    conn.handle_transport_closed(now);
+                }
+                self.pump(link, Side::Server);
                 self.answers_cut(slot, link);
                 self.abort_end(link, Side::Server);
             }
@@ -906,16 +914,17 @@ impl World {
         }
     }
 
-    /// A server end's socket closed: after a graceful close (`fin`), everything it held was
-    /// written and is delivered; otherwise it is lost. A worker in phase 3 may exit now.
-    pub(crate) fn server_socket_closed(&mut self, link: u32, fin: bool) {
+    /// A server end's socket closed: after a graceful close whose linger ended well
+    /// (`delivered`), everything it held was written and read; otherwise it is lost. A worker
+    /// in phase 3 may exit now.
+    pub(crate) fn server_socket_closed(&mut self, link: u32, delivered: bool) {
         let slot = self.net.links[link as usize].slot;
         let inc = self.net.links[link as usize].inc;
         let w = &mut self.workers[slot];
         if !w.alive || w.inc != inc {
             return;
         }
-        if fin {
+        if delivered {
             for req in self.take_answers(slot, link) {
                 self.request_done(slot, req, false);
             }

@@ -39,6 +39,8 @@ pub(crate) enum Ev {
     Bytes { link: u32, to: Side, data: Bytes },
     /// A reset, or end of stream (`fin`), arrives at one end.
     Reset { link: u32, to: Side, fin: bool },
+    /// A server end's linger after a graceful close runs out.
+    LingerEnd { link: u32 },
     /// The client's SYN reaches the worker's address.
     Syn { link: u32 },
     /// The SYN-ACK reaches the client: it may write.
@@ -262,6 +264,7 @@ impl World {
         match ev {
             Ev::Bytes { link, to, data } => self.on_bytes(link, to, data),
             Ev::Reset { link, to, fin } => self.on_reset(link, to, fin),
+            Ev::LingerEnd { link } => self.on_linger_end(link),
             Ev::Syn { link } => self.on_syn(link),
             Ev::SynAck { link } => self.on_syn_ack(link),
             Ev::ConnTimer { link, side, at } => self.on_conn_timer(link, side, at),

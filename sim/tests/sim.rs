@@ -93,6 +93,16 @@ const REGRESSIONS: &[(u64, &str)] = &[
     ),
     (115, "slow store: same"),
     (137, "slow store: same"),
+    // Found once the workers shut down through the core's `Shutdown`: phase 3 cut a
+    // connection without telling its machine, so a stream still served never ended at the
+    // worker (a simulator bug: the runtime's abort closes the machine first).
+    (3612, "phase 3 cut a connection whose stream never ended"),
+    // A worker closed a drained connection while its caller was not reading; the caller's
+    // keep-alive then gave up and reset the connection with the answer unread, and the drain
+    // still counted the answer delivered. The runtime's driver lingers after a graceful close
+    // and now counts held answers delivered only if the peer closes with end of stream (a
+    // reset means they were not read); the simulation models the linger.
+    (7688, "a reset during the linger counted as delivered"),
 ];
 
 #[test]

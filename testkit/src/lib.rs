@@ -44,8 +44,22 @@ pub fn free_port() -> u16 {
 }
 
 fn find_binary(env: &str, names: &[&str], install_hint: &str) -> PathBuf {
+    locate_binary(env, names, install_hint).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// The binary at `$env`, else the first of `names` on `PATH` (or in /usr/sbin, /usr/local/bin);
+/// an error saying where it was looked for and how to install it.
+fn locate_binary(env: &str, names: &[&str], install_hint: &str) -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os(env) {
-        return PathBuf::from(path);
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "${env} names {}, which is not a file",
+                path.display()
+            ))
+        };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::env::split_paths(&path).chain(["/usr/sbin".into(), "/usr/local/bin".into()]);
@@ -53,14 +67,22 @@ fn find_binary(env: &str, names: &[&str], install_hint: &str) -> PathBuf {
         for name in names {
             let candidate = dir.join(name);
             if candidate.is_file() {
-                return candidate;
+                return Ok(candidate);
             }
         }
     }
-    panic!(
+    Err(format!(
         "{} not found on PATH or in ${env}: {install_hint}",
         names[0]
-    );
+    ))
+}
+
+const NATS_INSTALL_HINT: &str = "run `bash .ci/install-nats` (installs nats-server >= 2.10)";
+
+/// Where `nats-server` is, or why it cannot be used: for callers that skip what needs it
+/// (the benches) instead of failing as tests do.
+pub fn nats_server_binary() -> Result<PathBuf, String> {
+    locate_binary("DYNRT_NATS_BIN", &["nats-server"], NATS_INSTALL_HINT)
 }
 
 /// Sends `GET path` over HTTP/1.0 and returns the status code and body, if the server answered.
@@ -271,11 +293,7 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
-        let bin = find_binary(
-            "DYNRT_NATS_BIN",
-            &["nats-server"],
-            "run `bash .ci/install-nats` (installs nats-server >= 2.10)",
-        );
+        let bin = find_binary("DYNRT_NATS_BIN", &["nats-server"], NATS_INSTALL_HINT);
         let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("nats log file");
         let mut child = Command::new(bin)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
@@ -318,6 +336,16 @@ impl NatsServer {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// The body of the monitoring endpoint `path` (`/varz`, `/subsz?subs=1`, …): JSON, or
+    /// `None` when the server does not answer 200 within half a second.
+    pub fn monitor(&self, path: &str) -> Option<String> {
+        let addr: SocketAddr = ([127, 0, 0, 1], self.monitor_port).into();
+        match http_get(addr, path) {
+            Some((200, body)) => Some(body),
+            _ => None,
+        }
     }
 
     /// Whether the server process is running (not stopped).

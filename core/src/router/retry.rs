@@ -6,7 +6,7 @@
 //! connection closed before the request was written, the first answer was an error of some
 //! kind — and this module decides, in one place for every request plane, whether the instance
 //! accepted it ([`Outcome::delivery`]) and whether to report it down
-//! ([`Refusal::reports_down`]); [`super::Dispatch`] applies that to one request's attempts and
+//! ([`Refusal::reports_down`]); [`super::Placement`] applies that to one request's attempts and
 //! decides whether to try another.
 //!
 //! | outcome | delivery | report down | next |
@@ -143,7 +143,7 @@ impl Refusal {
 pub enum Verdict {
     /// The instance took the request: hand its answer to the caller.
     Accepted,
-    /// It refused; offer the request to another instance ([`super::Dispatch::choose`] again).
+    /// It refused; offer the request to another instance ([`super::Placement::choose`] again).
     Retry(Refusal),
     /// It refused and no attempt is left (or the policy names this one instance): the refusal
     /// is the caller's error.

@@ -6,6 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
+/// Up to this many prefixes, matching compares each instead of probing the map.
+const FEW: usize = 4;
+
 /// A multiset of subscribed prefixes.
 #[derive(Debug, Clone, Default)]
 pub struct TopicFilter {
@@ -69,6 +72,11 @@ impl TopicFilter {
 
     /// Whether a message whose first frame is `topic` matches.
     pub fn matches(&self, topic: &[u8]) -> bool {
+        // A SUB socket usually holds one or two prefixes: comparing them beats hashing the
+        // topic once per message (SipHash was ~8% of a 64-byte PUB→SUB run).
+        if self.counts.len() <= FEW {
+            return self.counts.keys().any(|prefix| topic.starts_with(prefix));
+        }
         self.lengths
             .keys()
             .take_while(|&&len| len <= topic.len())

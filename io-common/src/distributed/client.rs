@@ -4,7 +4,7 @@
 //! before the request was written, or the first answer is `WorkerUnavailable` or
 //! `WorkerOverloaded` — is offered to another instance, up to the client's [`RetryConfig`]
 //! (default 3 instances); the refusing instance is reported down unless it was only busy.
-//! The core decides: a [`Dispatch`] per request says what counts as taken, whether to try
+//! The core decides: a [`Placement`] per request says what counts as taken, whether to try
 //! another instance and which instances to report down; this module only makes the attempts
 //! and reports what it saw. An error returned before a stream exists is known to be a refusal;
 //! a refusal that arrives as the stream's first answer is handled inside [`CallStream`], so a
@@ -22,7 +22,7 @@ use bytes::Bytes;
 use dynrt_core::discovery::{Instance, InstanceAddress};
 use dynrt_core::names::{EndpointId, InstanceId};
 use dynrt_core::router::{
-    Candidates, ChooseError, Dispatch, DispatchEvent, Outcome, Policy, RetryConfig, RouteError,
+    Candidates, ChooseError, Outcome, Placement, PlacementEvent, Policy, RetryConfig, RouteError,
     Router, Verdict,
 };
 use dynrt_core::wire::dynamo::nats::NatsFailure;
@@ -216,7 +216,7 @@ impl<R: Runtime> Client<R> {
             payload,
             origin,
         };
-        self.deliver(Dispatch::new(policy, retry), request, None)
+        self.deliver(Placement::new(policy, retry), request, None)
             .await
     }
 
@@ -225,12 +225,12 @@ impl<R: Runtime> Client<R> {
     /// refusal, returned if no instance is left to try.
     pub(super) async fn deliver(
         &self,
-        mut dispatch: Dispatch,
+        mut placement: Placement,
         request: Request,
         mut refused: Option<ClientError>,
     ) -> Result<CallStream, ClientError> {
         loop {
-            let instance = match self.choose(&mut dispatch) {
+            let instance = match self.choose(&mut placement) {
                 Ok(instance) => instance,
                 Err(ChooseError::NoRoute(route) | ChooseError::Exhausted { route, .. }) => {
                     return Err(refused.unwrap_or(ClientError::Route(route)));
@@ -244,7 +244,7 @@ impl<R: Runtime> Client<R> {
                     if !stream.is_local() {
                         stream.steer = Some(Box::new(Steer {
                             client: self.clone(),
-                            dispatch,
+                            placement,
                             request: Some(request),
                         }));
                     }
@@ -258,43 +258,43 @@ impl<R: Runtime> Client<R> {
                 instance: instance.id,
                 error,
             };
-            match self.handle_outcome(&mut dispatch, outcome, &error) {
+            match self.handle_outcome(&mut placement, outcome, &error) {
                 Verdict::Retry(_) => refused = Some(error),
                 Verdict::GiveUp(_) => return Err(error),
                 Verdict::Accepted => {
                     // The request went out and the instance may have started on it (Dynamo's
                     // protocol, a failure after the ack): its failure is the caller's answer.
-                    self.handle_answer_failed(&mut dispatch, transport_failure);
+                    self.handle_answer_failed(&mut placement, transport_failure);
                     return Err(error);
                 }
             }
         }
     }
 
-    /// Hands the outcome of an attempt to the dispatch, reports down whom it says, logs a
+    /// Hands the outcome of an attempt to the placement, reports down whom it says, logs a
     /// refusal.
     fn handle_outcome(
         &self,
-        dispatch: &mut Dispatch,
+        placement: &mut Placement,
         outcome: Outcome,
         error: &ClientError,
     ) -> Verdict {
-        let verdict = dispatch
+        let verdict = placement
             .handle_outcome(outcome)
             .expect("an outcome is reported only for the attempt in flight");
-        self.report(dispatch);
+        self.report(placement);
         match verdict {
             Verdict::Accepted => {}
             Verdict::Retry(refusal) => tracing::warn!(
                 endpoint = %self.endpoint.path(),
-                attempt = dispatch.attempts(),
+                attempt = placement.attempts(),
                 ?refusal,
                 %error,
                 "instance refused the request; trying another"
             ),
-            Verdict::GiveUp(refusal) if dispatch.attempts() > 1 => tracing::warn!(
+            Verdict::GiveUp(refusal) if placement.attempts() > 1 => tracing::warn!(
                 endpoint = %self.endpoint.path(),
-                attempts = dispatch.attempts(),
+                attempts = placement.attempts(),
                 ?refusal,
                 %error,
                 "instance refused the request; no attempt left"
@@ -305,22 +305,22 @@ impl<R: Runtime> Client<R> {
     }
 
     /// The accepted instance's answer failed.
-    fn handle_answer_failed(&self, dispatch: &mut Dispatch, transport_failure: bool) {
+    fn handle_answer_failed(&self, placement: &mut Placement, transport_failure: bool) {
         // Legal only once accepted; a refusal's error item (no attempt left) reports nothing
         // more.
-        if dispatch.handle_answer_failed(transport_failure).is_ok() {
-            self.report(dispatch);
+        if placement.handle_answer_failed(transport_failure).is_ok() {
+            self.report(placement);
         }
     }
 
-    /// Acts on what the dispatch asks for.
-    fn report(&self, dispatch: &mut Dispatch) {
-        while let Some(event) = dispatch.poll_event() {
+    /// Acts on what the placement asks for.
+    fn report(&self, placement: &mut Placement) {
+        while let Some(event) = placement.poll_event() {
             match event {
-                DispatchEvent::ReportDown(id) => {
+                PlacementEvent::ReportDown(id) => {
                     self.instances.report_down(id);
                 }
-                other => tracing::debug!(?other, "dispatch event not acted on"),
+                other => tracing::debug!(?other, "placement event not acted on"),
             }
         }
     }
@@ -504,10 +504,10 @@ impl<R: Runtime> Client<R> {
         CallStream::network(CallKind::Dynamo(stream), instance.id)
     }
 
-    /// The instance for the dispatch's next attempt. The router gets every discovered instance
+    /// The instance for the placement's next attempt. The router gets every discovered instance
     /// with the down marks: it skips those marked down, except for a direct call, which names
     /// its instance whatever the marks say.
-    fn choose(&self, dispatch: &mut Dispatch) -> Result<Instance, ChooseError> {
+    fn choose(&self, placement: &mut Placement) -> Result<Instance, ChooseError> {
         let all = self.instances.instances();
         let available = self.instances.available();
         let ids: Vec<InstanceId> = all.iter().map(|i| i.id).collect();
@@ -515,7 +515,7 @@ impl<R: Runtime> Client<R> {
         let down = |id: InstanceId| available.binary_search_by_key(&id, |i| i.id).is_err();
         let chosen = {
             let mut router = self.router.lock().unwrap_or_else(|p| p.into_inner());
-            dispatch.choose(&mut router, Candidates::new(&ids).down(&down))?
+            placement.choose(&mut router, Candidates::new(&ids).down(&down))?
         };
         Ok(all
             .iter()
@@ -566,7 +566,7 @@ enum AttemptError {
     Failed(ClientError),
 }
 
-/// What a network stream keeps to act on its answers: the request's [`Dispatch`] (offered
+/// What a network stream keeps to act on its answers: the request's [`Placement`] (offered
 /// until the first answer, then accepted) and, until that first answer, the request itself,
 /// to offer it to another instance if the answer is a refusal.
 trait Answers: Send {
@@ -583,7 +583,7 @@ type RetryFuture = Pin<Box<dyn Future<Output = Result<CallStream, ClientError>> 
 
 struct Steer<R: Runtime> {
     client: Client<R>,
-    dispatch: Dispatch,
+    placement: Placement,
     /// Until the first answer.
     request: Option<Request>,
 }
@@ -600,13 +600,13 @@ impl<R: Runtime> Answers for Steer<R> {
             if let Some(error) = error {
                 let transport = error.is_transport_failure();
                 self.client
-                    .handle_answer_failed(&mut self.dispatch, transport);
+                    .handle_answer_failed(&mut self.placement, transport);
             }
             return None;
         };
         let Some(error) = error else {
             // An item or a clean end: accepted (which asks nothing of the driver).
-            let accepted = self.dispatch.handle_outcome(Outcome::Answered);
+            let accepted = self.placement.handle_outcome(Outcome::Answered);
             debug_assert_eq!(accepted, Ok(Verdict::Accepted));
             return None;
         };
@@ -616,20 +616,20 @@ impl<R: Runtime> Answers for Steer<R> {
         };
         match self
             .client
-            .handle_outcome(&mut self.dispatch, first_outcome(item), &refused)
+            .handle_outcome(&mut self.placement, first_outcome(item), &refused)
         {
             Verdict::Retry(_) => {
                 let client = self.client.clone();
-                let dispatch = self.dispatch.clone();
+                let placement = self.placement.clone();
                 Some(Box::pin(async move {
-                    client.deliver(dispatch, request, Some(refused)).await
+                    client.deliver(placement, request, Some(refused)).await
                 }))
             }
             Verdict::GiveUp(_) => None,
             Verdict::Accepted => {
                 let transport = error.is_transport_failure();
                 self.client
-                    .handle_answer_failed(&mut self.dispatch, transport);
+                    .handle_answer_failed(&mut self.placement, transport);
                 None
             }
         }
@@ -666,7 +666,7 @@ pub struct CallStream {
     kind: CallKind,
     /// The instance serving a network call.
     instance: Option<InstanceId>,
-    /// A network call: its request's dispatch, which reports the instance down after a
+    /// A network call: its request's placement, which reports the instance down after a
     /// transport failure and retries a refusing first answer.
     steer: Option<Box<dyn Answers>>,
     /// A cancel asked for while another instance was being tried: applied to its stream.
@@ -684,7 +684,7 @@ enum CallKind {
 }
 
 impl CallStream {
-    /// A call `instance` took over the network (the caller attaches its dispatch).
+    /// A call `instance` took over the network (the caller attaches its placement).
     fn network(kind: CallKind, instance: InstanceId) -> Self {
         Self {
             kind,

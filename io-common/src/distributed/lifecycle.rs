@@ -149,15 +149,16 @@ impl<R: Runtime> DistributedRuntime<R> {
             ShutdownCommand::RevokeLease => inner.discovery.shutdown().await,
             ShutdownCommand::CloseConnections => {
                 if let Some((server, _)) = &inner.server {
-                    // After a clean drain every answer is written to its socket; the
+                    // After a drain that ended with nothing running (clean, or with requests
+                    // lost during it) every answer left is written to its socket; the
                     // connections (GOAWAY exchanged in phase 1) close by themselves once the
                     // peers have answered the GOAWAY. Give them a moment, then cut what is left.
-                    let clean = inner
+                    let drained = inner
                         .lock_shutdown()
                         .report()
-                        .is_some_and(ShutdownReport::is_clean);
+                        .is_some_and(|report| !report.is_running());
                     let deadline = inner.rt.now() + CLOSE_GRACE;
-                    while clean && server.open_connections() > 0 && inner.rt.now() < deadline {
+                    while drained && server.open_connections() > 0 && inner.rt.now() < deadline {
                         runtime::sleep_until(&inner.rt, inner.rt.now() + CLOSE_POLL).await;
                     }
                     server.abort();

@@ -15,15 +15,16 @@ use super::nats_link::NatsLink;
 use super::serve::accept_payload;
 use crate::cancel::CancellationToken;
 use crate::mux::Handler;
-use crate::runtime::Runtime;
+use crate::runtime::{Clock, Runtime};
 
 /// How long the server may take to confirm a new subscription.
 const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Returns once the server has processed every command this client sent before. async-nats'
 /// `flush` only empties the socket buffer; the server handles one connection's commands in
-/// order, so a message published to a fresh inbox after them coming back is the proof.
-async fn confirm_processed(client: &async_nats::Client) -> Result<(), String> {
+/// order, so a message published to a fresh inbox after them coming back is the proof. Runs
+/// on the tokio bridge, bounded by the runtime's `clock`.
+async fn confirm_processed(client: &async_nats::Client, clock: &Clock) -> Result<(), String> {
     let inbox = client.new_inbox();
     let mut probe = client
         .subscribe(inbox.clone())
@@ -33,12 +34,12 @@ async fn confirm_processed(client: &async_nats::Client) -> Result<(), String> {
         .publish(inbox, bytes::Bytes::new())
         .await
         .map_err(|e| e.to_string())?;
-    let echoed = tokio::time::timeout(CONFIRM_TIMEOUT, probe.next()).await;
+    let echoed = clock.bridge_timeout(CONFIRM_TIMEOUT, probe.next()).await;
     let _ = probe.unsubscribe().await;
     match echoed {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err("the connection closed before the server confirmed it".into()),
-        Err(_) => Err(format!(
+        Some(Some(_)) => Ok(()),
+        Some(None) => Err("the connection closed before the server confirmed it".into()),
+        None => Err(format!(
             "the server did not confirm it within {CONFIRM_TIMEOUT:?}"
         )),
     }
@@ -75,9 +76,10 @@ impl<R: Runtime> NatsServe<R> {
         // The subscription is in effect once the server has processed it: a caller that found
         // the record must not get "no responders" (CI saw exactly that after a mere flush).
         let client = self.nats.client().clone();
+        let clock = Clock::of(&self.rt);
         self.nats
             .tokio()
-            .spawn(async move { confirm_processed(&client).await })
+            .spawn(async move { confirm_processed(&client, &clock).await })
             .await
             .map_err(|e| format!("subscription check task failed: {e}"))?
             .map_err(|e| format!("subscribing to {}: {e}", self.subject))?;

@@ -193,19 +193,24 @@ async fn pump<R: Runtime>(
     // Messages the socket dropped at its own full queue are the subscriber's drops too: they
     // go into the same counter, so no event is lost without being counted.
     let mut socket_drops = 0;
+    // Everything the socket has queued is taken and handed on at once: one wake-up of the
+    // subscriber per burst, not per event.
+    let mut batch = Vec::new();
     loop {
-        let next = futures_lite::future::or(async { Some(socket.recv().await) }, async {
-            stop.cancelled().await;
-            None
-        })
-        .await;
+        let next =
+            futures_lite::future::or(async { Some(socket.recv_all(&mut batch).await) }, async {
+                stop.cancelled().await;
+                None
+            })
+            .await;
         let dropped = socket.dropped_slow_receiver();
         if dropped > socket_drops {
             ingest.counters.dropped.inc_by(dropped - socket_drops);
             socket_drops = dropped;
         }
-        let Some(Ok(parts)) = next else { break };
-        if ingest.zmq(&parts, &zmq_topic, &peer).is_err() && drop_on_malformed {
+        let Some(Ok(_)) = next else { break };
+        let result = ingest.zmq_batch(&mut batch, &zmq_topic, &peer, drop_on_malformed);
+        if result.is_err() && drop_on_malformed {
             tracing::warn!(%peer, "event publisher dropped after a malformed message");
             break;
         }

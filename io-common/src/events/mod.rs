@@ -23,7 +23,7 @@ mod ingest;
 mod metrics;
 mod publisher;
 mod subscriber;
-mod transport;
+pub(crate) mod transport;
 
 use dynrt_core::events::EventWireError;
 

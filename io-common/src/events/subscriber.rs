@@ -5,19 +5,23 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use event_listener::EventListener;
 use futures_lite::Stream;
 use serde::de::DeserializeOwned;
 
 use super::ingest::{Ingest, Item};
 use super::{EventCounters, EventEnvelope, EventError, EventScope};
 use crate::cancel::CancellationToken;
+use crate::queue::BatchQueue;
 
 /// Events of one topic in one scope, from every publisher of it, as they arrive (see the
 /// [module documentation](super)). Each publisher's events arrive in its sequence order.
 /// Dropping the subscriber disconnects it.
 pub struct EventSubscriber {
-    /// Boxed: the receiver's stream is not `Unpin`, the subscriber should be.
-    rx: Pin<Box<async_channel::Receiver<Item>>>,
+    /// What its sources queued (bounded: beyond `capacity` events are dropped and counted).
+    queue: Arc<BatchQueue<Item>>,
+    /// The stream's registration for a wake-up while the queue is empty.
+    listener: Option<EventListener>,
     stop: CancellationToken,
     counters: EventCounters,
     scope: EventScope,
@@ -37,16 +41,17 @@ impl EventSubscriber {
         counters: EventCounters,
         stop: CancellationToken,
     ) -> (Self, Arc<Ingest>) {
-        let (tx, rx) = async_channel::bounded(capacity.max(1));
+        let queue = Arc::new(BatchQueue::new(capacity));
         let ingest = Arc::new(Ingest::new(
-            tx,
+            queue.clone(),
             topic.clone(),
             dedup,
             max_event_size,
             counters.clone(),
         ));
         let subscriber = Self {
-            rx: Box::pin(rx),
+            queue,
+            listener: None,
             stop,
             counters,
             scope,
@@ -94,6 +99,8 @@ impl EventSubscriber {
 impl Drop for EventSubscriber {
     fn drop(&mut self) {
         self.stop.cancel();
+        // Its sources see it gone and stop.
+        self.queue.close();
     }
 }
 
@@ -102,7 +109,7 @@ impl Stream for EventSubscriber {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        let item = this.rx.as_mut().poll_next(cx);
+        let item = this.queue.poll_recv(cx, &mut this.listener);
         if let Poll::Ready(Some(Ok(_))) = &item {
             this.counters.received.inc();
         }

@@ -1,5 +1,6 @@
 //! The caller's side: open a request stream, read its response items.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -10,7 +11,7 @@ use dynrt_core::wire::mux::{CancelMode, ErrorKind, StreamId, WireStr};
 use futures_lite::Stream;
 
 use super::error::CallError;
-use super::state::{CallSlot, Shared};
+use super::state::{CallSlot, Shared, State};
 
 /// A handle to one mux connection, for opening request streams. Cheap to clone.
 #[derive(Clone)]
@@ -41,11 +42,7 @@ impl MuxClient {
                     Ok(id) => {
                         state.calls.insert(id, CallSlot::default());
                         state.wake_driver();
-                        return Ok(ResponseStream {
-                            shared: self.shared.clone(),
-                            id,
-                            done: false,
-                        });
+                        return Ok(ResponseStream::new(self.shared.clone(), id));
                     }
                     Err(
                         OpenError::Handshaking
@@ -77,13 +74,41 @@ impl MuxClient {
 /// The response items of one call, in order. Ends after the last item; yields one `Err` and
 /// ends if the stream failed. Dropping it before the end cancels the request on the server
 /// (kill).
+///
+/// Items are taken from the connection in batches: one lock takes every item that has arrived
+/// (and the end, if it came with them), and later polls serve them without touching the
+/// connection. The credit of taken items goes back to the core when the batch runs dry or
+/// [`RELEASE_EVERY`] bytes were taken, whichever comes first, so what waits here stays within
+/// the stream credit the core accounts for.
 pub struct ResponseStream {
     shared: Arc<Shared>,
     id: StreamId,
     done: bool,
+    /// Items taken from the connection, not yet handed out, with the bytes of each still to
+    /// release to the core.
+    ready: VecDeque<(Bytes, u64)>,
+    /// Bytes of items handed out whose credit has not gone back to the core yet.
+    taken: u64,
+    /// How the stream ended, once the end was taken with the last batch (the connection no
+    /// longer knows the call then): `Some(None)` clean, `Some(Some(error))` failed.
+    end: Option<Option<CallError>>,
 }
 
+/// Taken bytes are released to the core at least this often, even while a batch lasts.
+const RELEASE_EVERY: u64 = 16 * 1024;
+
 impl ResponseStream {
+    fn new(shared: Arc<Shared>, id: StreamId) -> Self {
+        Self {
+            shared,
+            id,
+            done: false,
+            ready: VecDeque::new(),
+            taken: 0,
+            end: None,
+        }
+    }
+
     /// Asks the server to stop (finish soon, gracefully) or kill (abort now) the request. After
     /// `Kill` the stream ends with a `Cancelled` error.
     pub fn cancel(&mut self, mode: CancelMode) {
@@ -94,49 +119,83 @@ impl ResponseStream {
         let _ = state.conn.cancel(self.id, mode);
         state.wake_driver();
     }
+
+    /// Gives the credit of the items handed out so far back to the core.
+    fn release_taken(&mut self, state: &mut State) {
+        let taken = std::mem::take(&mut self.taken);
+        if taken > 0 {
+            let _ = state.conn.release(self.id, taken);
+            state.wake_driver_if_needed();
+        }
+    }
+
+    /// Hands out the next item of the batch, if there is one.
+    fn next_ready(&mut self) -> Option<Bytes> {
+        let (item, unreleased) = self.ready.pop_front()?;
+        self.taken += unreleased;
+        if self.taken >= RELEASE_EVERY {
+            let shared = self.shared.clone();
+            self.release_taken(&mut shared.lock());
+        }
+        Some(item)
+    }
 }
 
 impl Stream for ResponseStream {
     type Item = Result<Bytes, CallError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
+        let this = &mut *self;
+        if this.done {
             return Poll::Ready(None);
         }
-        let id = self.id;
-        let shared = self.shared.clone();
-        let mut state = shared.lock();
-        let state = &mut *state;
-        let Some(slot) = state.calls.get_mut(&id) else {
-            self.done = true;
-            return Poll::Ready(None);
-        };
-        if let Some((item, unreleased)) = slot.items.pop_front() {
-            if unreleased > 0 {
-                let _ = state.conn.release(id, unreleased);
-                state.wake_driver_if_needed();
-            }
+        if let Some(item) = this.next_ready() {
             return Poll::Ready(Some(Ok(item)));
         }
-        if let Some(end) = slot.end.take() {
-            state.calls.remove(&id);
-            self.done = true;
-            let error = end.err().map(|e| match &state.closed {
+        let id = this.id;
+        let shared = this.shared.clone();
+        let mut state = shared.lock();
+        let state = &mut *state;
+        this.release_taken(state);
+        if let Some(end) = this.end.take() {
+            this.done = true;
+            return Poll::Ready(end.map(Err));
+        }
+        let Some(slot) = state.calls.get_mut(&id) else {
+            this.done = true;
+            return Poll::Ready(None);
+        };
+        std::mem::swap(&mut slot.items, &mut this.ready);
+        let end = slot.end.take().map(|end| {
+            end.err().map(|e| match &state.closed {
                 // The core ended the stream because the connection died: a transport failure,
                 // not an answer from the server.
                 Some(reason) if e.kind == ErrorKind::DISCONNECTED => CallError::closed(reason),
                 _ => CallError::Stream(e),
-            });
-            return Poll::Ready(error.map(Err));
+            })
+        });
+        if let Some(end) = end {
+            // The end came with this batch (or alone): the connection is done with the call.
+            state.calls.remove(&id);
+            this.end = Some(end);
+        }
+        if let Some((item, unreleased)) = this.ready.pop_front() {
+            this.taken += unreleased;
+            return Poll::Ready(Some(Ok(item)));
+        }
+        if let Some(end) = this.end.take() {
+            this.done = true;
+            return Poll::Ready(end.map(Err));
         }
         if let Some(reason) = &state.closed {
             // Closed before the core ended the stream (cannot normally happen: closing ends
             // every stream first), but never leave the caller hanging.
             let error = CallError::closed(reason);
             state.calls.remove(&id);
-            self.done = true;
+            this.done = true;
             return Poll::Ready(Some(Err(error)));
         }
+        let slot = state.calls.get_mut(&id).expect("present: no end taken");
         match &slot.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => slot.waker = Some(cx.waker().clone()),
@@ -151,15 +210,21 @@ impl Drop for ResponseStream {
             return;
         }
         let mut state = self.shared.lock();
-        let Some(slot) = state.calls.remove(&self.id) else {
-            return;
+        // Give back the credit of what was taken or never read, then cancel unless the stream
+        // already ended.
+        let mut unread = self.taken + self.ready.iter().map(|(_, n)| n).sum::<u64>();
+        let ended = match state.calls.remove(&self.id) {
+            Some(slot) => {
+                unread += slot.items.iter().map(|(_, n)| n).sum::<u64>();
+                slot.end.is_some()
+            }
+            // Taken with the last batch, or the connection forgot the call.
+            None => true,
         };
-        // Give back the credit of what was never read, then cancel unless it already ended.
-        let unread: u64 = slot.items.iter().map(|(_, n)| n).sum();
         if unread > 0 {
             let _ = state.conn.release(self.id, unread);
         }
-        if slot.end.is_none() {
+        if !ended {
             let _ = state.conn.cancel(self.id, CancelMode::Kill);
         }
         state.wake_driver();

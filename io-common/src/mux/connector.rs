@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use dynrt_core::conn::{Conn, ConnConfig, OpenError};
-use dynrt_core::peers::{Acquire, DialFailure, DialTicket, PeerConfig, PeerTable, PooledConn};
+use dynrt_core::peers::{
+    Acquire, DialFailure, DialTicket, PeerConfig, PeerState, PeerTable, PooledConn,
+};
 use event_listener::Event as Notify;
 use futures_lite::future;
 
@@ -68,13 +70,27 @@ impl<R: Runtime> Connector<R> {
         header: Bytes,
         payload: Bytes,
     ) -> Result<ResponseStream, CallError> {
-        let client = self.client(addr).await?;
+        // The pooled connection as it is: one that went away refuses the call, and the retry
+        // below looks again (and dials). Checking it first would cost a lock on the
+        // connection per call.
+        let client = match self.pooled(addr) {
+            Some(client) => client,
+            None => self.client(addr).await?,
+        };
         match client.call(route, header.clone(), payload.clone()).await {
             Err(CallError::Open(OpenError::GoingAway | OpenError::Closed))
             | Err(CallError::Disconnected(_)) => {
                 self.client(addr).await?.call(route, header, payload).await
             }
             other => other,
+        }
+    }
+
+    /// The pooled connection to `addr`, usable or not.
+    fn pooled(&self, addr: SocketAddr) -> Option<MuxClient> {
+        match self.lock().state(addr) {
+            Some(PeerState::Connected { conn, .. }) => Some(conn.clone()),
+            _ => None,
         }
     }
 

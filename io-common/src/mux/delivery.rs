@@ -26,13 +26,13 @@
 //! then at or past the END's last byte. A driver that wrote some frames ahead of others would
 //! have to take positions per frame instead.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use dynrt_core::wire::mux::StreamId;
 
 use super::handler::BoxItemStream;
-use super::state::CancelState;
+use super::state::{CancelState, IdMap};
 
 /// A held answer: the handler's stream (its drop ends the request) and the request's
 /// cancellation state (where a loss is marked).
@@ -43,7 +43,7 @@ type Held = (BoxItemStream, Arc<CancelState>);
 #[derive(Default)]
 pub(crate) struct Delivery {
     /// END queued in the core, not yet written into the output.
-    queued: HashMap<StreamId, Held>,
+    queued: IdMap<Held>,
     /// END in the output, ending at or before the position: released once it is written.
     unflushed: VecDeque<(u64, Held)>,
     /// The output position the driver reported last (everything transmitted so far ends

@@ -21,7 +21,8 @@ use crate::runtime::Runtime;
 
 /// Turns of the loop per poll before yielding to other tasks.
 const BUDGET: usize = 32;
-/// Output smaller than this waits one scheduler turn for more frames before it is written.
+/// Output smaller than this waits one scheduler turn for more frames before it is written,
+/// when the driver has woken several tasks since its last write (see `woke`).
 const YIELD_BELOW: usize = 64 * 1024;
 /// Most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
@@ -43,6 +44,9 @@ pub(crate) struct Driver<R: Runtime> {
     unfed_input: bool,
     /// Whether this turn already yielded once to let more frames queue up before a write.
     yielded: bool,
+    /// Tasks this driver woke (callers given items, handlers started or given room) since it
+    /// last wrote: the ones that may still queue frames for the next write.
+    woke: usize,
     /// Bytes written to the socket so far (held answers are released as it passes them).
     written: u64,
     /// Set once the connection closed gracefully and everything was written: until then, keep
@@ -65,6 +69,7 @@ impl<R: Runtime> Driver<R> {
             tcp,
             unfed_input: !read_buf.is_empty(),
             yielded: false,
+            woke: 0,
             read_buf,
             out: OutBuf::new(),
             timer: None,
@@ -80,19 +85,26 @@ impl<R: Runtime> Driver<R> {
     /// and the peer still sends (credit, as it reads them). Dropping the socket now would make
     /// the kernel answer those late frames with a reset, which discards the tails in flight.
     /// So keep reading, and discarding, until the peer closes (it has read everything) or
-    /// `LINGER` passes.
-    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// `LINGER` passes. Ready with whether the held answers count as delivered: yes when the
+    /// peer closed with end of stream or stayed silent to the end; no when it reset the
+    /// connection (it closed with our data unread, or died) or the server aborted.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         let now = self.rt.now();
         let deadline = *self.linger.get_or_insert_with(|| now + LINGER);
         for _ in 0..BUDGET {
-            if self.shared.abort.load(Ordering::Acquire) || self.rt.now() >= deadline {
-                return Poll::Ready(());
+            if self.shared.abort.load(Ordering::Acquire) {
+                return Poll::Ready(false);
+            }
+            if self.rt.now() >= deadline {
+                return Poll::Ready(true);
             }
             self.read_buf.clear();
             match R::poll_read_buf(&mut self.tcp, cx, &mut self.read_buf) {
                 Poll::Ready(Ok(n)) if n > 0 => {}
-                // End of stream or an error: the peer is done.
-                Poll::Ready(_) => return Poll::Ready(()),
+                // End of stream: the peer read everything and closed.
+                Poll::Ready(Ok(_)) => return Poll::Ready(true),
+                // A reset: the peer closed with data unread, or died.
+                Poll::Ready(Err(_)) => return Poll::Ready(false),
                 Poll::Pending => {
                     let timer = match &mut self.timer {
                         Some((timer, at)) => {
@@ -105,7 +117,7 @@ impl<R: Runtime> Driver<R> {
                         None => &mut self.timer.insert((self.rt.timer(deadline), deadline)).0,
                     };
                     if Pin::new(timer).poll(cx).is_ready() {
-                        return Poll::Ready(());
+                        return Poll::Ready(true);
                     }
                     return Poll::Pending;
                 }
@@ -163,10 +175,8 @@ impl<R: Runtime> Future for Driver<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         if this.linger.is_some() {
-            std::task::ready!(this.poll_linger(cx));
-            // Everything was written before the linger began; an abort during it drops the
-            // socket with a reset, which may discard the tails still in flight.
-            let delivered = !this.shared.abort.load(Ordering::Acquire);
+            // Everything was written before the linger began.
+            let delivered = std::task::ready!(this.poll_linger(cx));
             this.release_held(delivered);
             return Poll::Ready(());
         }
@@ -226,6 +236,7 @@ impl<R: Runtime> Future for Driver<R> {
                 // After the transmit: it may have freed room and raised `Writable`.
                 state.dispatch_events(&this.shared.can_open, &mut opened);
                 state.sync_budget();
+                this.woke += std::mem::take(&mut state.woken);
                 let released = state.delivery.take_released();
                 (
                     state.conn.is_closed(),
@@ -237,19 +248,32 @@ impl<R: Runtime> Future for Driver<R> {
             // Answers written to the socket: their requests end now (outside the lock).
             drop(released);
             for request in opened {
-                start_request(&this.rt, &this.shared, this.handlers.as_ref(), request, cx);
+                let spawned =
+                    start_request(&this.rt, &this.shared, this.handlers.as_ref(), request, cx);
+                this.woke += usize::from(spawned);
                 progress = true;
             }
-            // Small writes: yield once first, so the callers and handlers this turn woke can
-            // queue their frames and they leave together (one syscall for many frames, where a
-            // multi-threaded executor would otherwise poll the driver once per frame).
-            if !this.yielded && !closed && !this.out.is_empty() && this.out.len() < YIELD_BELOW {
+            // Small writes after waking several tasks: yield once first, so that the callers and
+            // handlers woken can queue their frames and they leave together (one syscall for
+            // many frames, where a multi-threaded executor would otherwise poll the driver once
+            // per frame). With one task woken or none (a lone caller, handlers answered inline)
+            // there is nothing to wait for: the yield would only add a scheduler round trip to
+            // the latency, and on tokio wake an idle worker to steal the driver.
+            if !this.yielded
+                && this.woke > 1
+                && !closed
+                && !this.out.is_empty()
+                && this.out.len() < YIELD_BELOW
+            {
                 this.yielded = true;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
             this.yielded = false;
-            progress |= this.poll_write(cx, now);
+            if this.poll_write(cx, now) {
+                this.woke = 0;
+                progress = true;
+            }
             // Closed: write what is left, unless the peer does not read it (the core gave up
             // after the stall timeout), then end our side.
             if closed && (this.out.is_empty() || this.read_closed || abandoned) {
@@ -269,10 +293,10 @@ impl<R: Runtime> Future for Driver<R> {
                 drop(state);
                 // Held answers count as delivered after a graceful close that wrote every
                 // byte; any other end (a stall, output left unwritten) cut them off.
-                let delivered = graceful && !abandoned && this.out.is_empty();
+                let mut delivered = graceful && !abandoned && this.out.is_empty();
                 if graceful && !this.read_closed && !abandoned {
                     this.linger = Some(this.rt.now() + LINGER);
-                    std::task::ready!(this.poll_linger(cx));
+                    delivered &= std::task::ready!(this.poll_linger(cx));
                 }
                 let aborted = this.shared.abort.load(Ordering::Acquire);
                 this.release_held(delivered && !aborted);

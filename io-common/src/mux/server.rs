@@ -289,14 +289,15 @@ fn dynamo_in_flight(handlers: &Handlers) -> Arc<std::sync::atomic::AtomicUsize> 
 /// items are ready at once (a cache hit, an echo, an error) is answered without a task spawn or
 /// a wake-up. Only when it has to wait, or runs out of credit, does it move to a task of its
 /// own. (The driver's waker may be registered by that first poll; the task polls again on
-/// start, so the handler always ends up registered with the task's waker too.)
+/// start, so the handler always ends up registered with the task's waker too.) Returns whether
+/// it spawned that task.
 pub(crate) fn start_request<R: Runtime>(
     rt: &R,
     shared: &Arc<Shared>,
     handlers: Option<&Handlers>,
     request: Request,
     cx: &mut Context<'_>,
-) {
+) -> bool {
     let id = request.stream;
     let handler = handlers.and_then(|h| h.get(request.route.as_str()));
     let Some(handler) = handler else {
@@ -307,7 +308,7 @@ pub(crate) fn start_request<R: Runtime>(
         let mut state = shared.lock();
         let _ = state.conn.send_error(id, error);
         state.wake_driver();
-        return;
+        return false;
     };
     let cancel = Arc::new(CancelState::default());
     shared.lock().serving.insert(
@@ -347,7 +348,7 @@ pub(crate) fn start_request<R: Runtime>(
                 }
                 Err(_) => {
                     state.serving.remove(&id);
-                    return;
+                    return false;
                 }
             },
             None => {
@@ -355,14 +356,14 @@ pub(crate) fn start_request<R: Runtime>(
                 if state.conn.finish(id).is_ok() {
                     state.delivery.hold(id, items, cancel.clone());
                 }
-                return;
+                return false;
             }
             Some(Err(error)) => {
                 state.serving.remove(&id);
                 if state.conn.send_error(id, error.into_stream_error()).is_ok() {
                     state.delivery.hold(id, items, cancel.clone());
                 }
-                return;
+                return false;
             }
         }
     }
@@ -377,6 +378,7 @@ pub(crate) fn start_request<R: Runtime>(
         }
         shared.lock().serving.remove(&id);
     });
+    true
 }
 
 /// Sends the handler's items in order, then the end; stops at once on kill. Once the end is

@@ -1,6 +1,7 @@
 //! The state one connection shares between its driver, its callers and its request handlers.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
@@ -32,13 +33,14 @@ impl Shared {
         Arc::new(Self {
             state: Mutex::new(State {
                 conn,
-                calls: HashMap::new(),
-                serving: HashMap::new(),
+                calls: IdMap::default(),
+                serving: IdMap::default(),
                 driver_waker: None,
                 closed: None,
                 budget,
                 charged: 0,
                 delivery: Delivery::default(),
+                woken: 0,
             }),
             can_open: Notify::new(),
             abort: AtomicBool::new(false),
@@ -62,9 +64,9 @@ impl Shared {
 pub(crate) struct State {
     pub(crate) conn: Conn,
     /// Client: response streams by stream id.
-    pub(crate) calls: HashMap<StreamId, CallSlot>,
+    pub(crate) calls: IdMap<CallSlot>,
     /// Server: requests being served by stream id.
-    pub(crate) serving: HashMap<StreamId, ServeSlot>,
+    pub(crate) serving: IdMap<ServeSlot>,
     driver_waker: Option<Waker>,
     /// Why the connection closed, once it has.
     pub(crate) closed: Option<CloseReason>,
@@ -75,11 +77,45 @@ pub(crate) struct State {
     /// Server: answers complete but not yet written to the socket (their requests still count
     /// as in flight for the drain).
     pub(crate) delivery: Delivery,
+    /// Tasks woken by `dispatch_events` since the driver last took the count (see the driver's
+    /// write batching).
+    pub(crate) woken: usize,
 }
 
 impl Drop for State {
     fn drop(&mut self) {
         self.release_budget();
+    }
+}
+
+/// A map keyed by the stream ids of one connection.
+pub(crate) type IdMap<V> = HashMap<StreamId, V, BuildHasherDefault<IdHasher>>;
+
+/// Hashes stream ids with one multiply instead of SipHash (a map lookup or two per item and per
+/// request). SipHash defends against keys chosen to collide; the ids here are ones the core
+/// accepted (increasing, at most `max_streams` open at once), which bounds what a peer choosing
+/// them can do to a probe sequence. Folding the product's high half into the low one makes ids
+/// that differ only in their high bits land in different buckets too.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 32)
     }
 }
 
@@ -195,7 +231,7 @@ impl State {
                     cut += usize::from(result.is_err());
                     if let Some(slot) = self.calls.get_mut(&id) {
                         slot.end = Some(result);
-                        wake(&mut slot.waker);
+                        self.woken += wake(&mut slot.waker);
                     }
                 }
                 Event::Cancelled { id, mode, cause } => {
@@ -205,12 +241,12 @@ impl State {
                             slot.cancel.mark_lost();
                         }
                         slot.cancel.set(mode);
-                        wake(&mut slot.waker);
+                        self.woken += wake(&mut slot.waker);
                     }
                 }
                 Event::Writable { id } => {
                     if let Some(slot) = self.serving.get_mut(&id) {
-                        wake(&mut slot.waker);
+                        self.woken += wake(&mut slot.waker);
                     }
                 }
                 Event::EndTransmitted { id } => self.delivery.transmitted(id),
@@ -263,7 +299,7 @@ impl State {
             let len = payload.len() as u64;
             slot.items.push_back((payload, len));
         }
-        wake(&mut slot.waker);
+        self.woken += wake(&mut slot.waker);
     }
 }
 
@@ -282,8 +318,13 @@ fn log_closed(reason: &CloseReason, cut_streams: usize) {
     }
 }
 
-fn wake(waker: &mut Option<Waker>) {
-    if let Some(waker) = waker.take() {
-        waker.wake();
+/// Wakes the task waiting in `waker`, if any; returns how many it woke (0 or 1).
+fn wake(waker: &mut Option<Waker>) -> usize {
+    match waker.take() {
+        Some(waker) => {
+            waker.wake();
+            1
+        }
+        None => 0,
     }
 }

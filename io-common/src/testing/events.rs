@@ -371,9 +371,9 @@ async fn broker_runtime<R: Runtime>(
     store: &MemStore,
     brokers: &[&crate::zmq::BrokerHandle<R>],
 ) -> DistributedRuntime<R> {
-    let mut config = dynrt_core::config::DistributedConfig::process_local();
-    config.graceful_shutdown_timeout = Duration::from_secs(5);
-    config.events.broker =
+    broker_mode_runtime(
+        rt,
+        store,
         dynrt_core::config::ZmqBrokerMode::Url(dynrt_core::events::BrokerEndpoints {
             xsub: brokers
                 .iter()
@@ -383,10 +383,135 @@ async fn broker_runtime<R: Runtime>(
                 .iter()
                 .map(|b| b.xpub_endpoint().to_string())
                 .collect(),
-        });
+        }),
+    )
+    .await
+}
+
+async fn broker_mode_runtime<R: Runtime>(
+    rt: &R,
+    store: &MemStore,
+    mode: dynrt_core::config::ZmqBrokerMode,
+) -> DistributedRuntime<R> {
+    let mut config = dynrt_core::config::DistributedConfig::process_local();
+    config.graceful_shutdown_timeout = Duration::from_secs(5);
+    config.events.broker = mode;
     DistributedRuntime::with_backend(rt.clone(), config, std::sync::Arc::new(store.session(rt)))
         .await
         .expect("a process-local runtime starts")
+}
+
+/// The discovery record of a broker as `dynrt broker --namespace` writes it and 1.6.1 looks
+/// it up: an event channel of component `zmq_broker` in `namespace`.
+fn broker_record<R: Runtime>(
+    namespace: &str,
+    id: u64,
+    broker: &crate::zmq::BrokerHandle<R>,
+) -> DiscoveryRecord {
+    DiscoveryRecord::EventChannel(EventChannelRecord {
+        scope: EventScope::Component {
+            namespace: namespace.into(),
+            component: crate::events::BROKER_COMPONENT.into(),
+        },
+        topic: crate::events::BROKER_COMPONENT.into(),
+        instance_id: InstanceId(id),
+        transport: EventTransport::ZmqBroker {
+            xsub_endpoints: vec![broker.xsub_endpoint().to_string()],
+            xpub_endpoints: vec![broker.xpub_endpoint().to_string()],
+        },
+    })
+}
+
+/// `DYN_ZMQ_BROKER_ENABLED`: with no broker registered in the namespace, a publisher and a
+/// subscriber are refused with an error naming it; with two registered (and one in another
+/// namespace, which the lookup leaves out), both find the two in discovery and events go
+/// through both (the subscriber filters the second copies).
+pub async fn brokers_found_in_discovery<R: Runtime>(rt: &R) {
+    use dynrt_core::config::ZmqBrokerMode;
+    let store = MemStore::new();
+    let sub_rt = broker_mode_runtime(rt, &store, ZmqBrokerMode::Discovered).await;
+    let pub_rt = broker_mode_runtime(rt, &store, ZmqBrokerMode::Discovered).await;
+    for refused in [
+        EventPublisher::new(&pub_rt, scope(), "kv").await.err(),
+        EventSubscriber::subscribe(&sub_rt, scope(), "kv")
+            .await
+            .err(),
+    ] {
+        let error = refused.expect("refused without a broker").to_string();
+        assert!(
+            error.contains("no broker is registered in namespace 'demo'"),
+            "{error}"
+        );
+    }
+
+    let config = || crate::zmq::BrokerConfig {
+        xsub: "tcp://127.0.0.1:0".into(),
+        xpub: "tcp://127.0.0.1:0".into(),
+        zmq: ZmqConfig::default(),
+    };
+    let b1 = crate::zmq::run_broker(rt, config())
+        .await
+        .expect("broker 1");
+    let b2 = crate::zmq::run_broker(rt, config())
+        .await
+        .expect("broker 2");
+    let elsewhere = crate::zmq::run_broker(rt, config())
+        .await
+        .expect("broker 3");
+    let records = [
+        broker_record("demo", 1, &b1),
+        broker_record("demo", 2, &b2),
+        broker_record("other", 3, &elsewhere),
+    ];
+    elsewhere.close();
+    for record in &records {
+        pub_rt
+            .discovery()
+            .register(record)
+            .await
+            .expect("register a broker");
+    }
+    // The lookup itself: the two of this namespace, not the other one.
+    let mut found =
+        crate::events::transport::brokers(&sub_rt, &scope(), &ZmqBrokerMode::Discovered)
+            .await
+            .expect("brokers in discovery");
+    found.xsub.sort();
+    found.xpub.sort();
+    let mut expected = dynrt_core::events::BrokerEndpoints {
+        xsub: vec![
+            b1.xsub_endpoint().to_string(),
+            b2.xsub_endpoint().to_string(),
+        ],
+        xpub: vec![
+            b1.xpub_endpoint().to_string(),
+            b2.xpub_endpoint().to_string(),
+        ],
+    };
+    expected.xsub.sort();
+    expected.xpub.sort();
+    assert_eq!(found, expected);
+    let mut subscriber = EventSubscriber::subscribe(&sub_rt, scope(), "kv")
+        .await
+        .expect("subscribe through the discovered brokers");
+    let publisher = EventPublisher::new(&pub_rt, scope(), "kv")
+        .await
+        .expect("publish through the discovered brokers");
+    assert_eq!(
+        publisher.endpoint(),
+        None,
+        "broker mode registers no channel"
+    );
+    // Both brokers carry the events: the subscriber filters the second copies.
+    within(rt, LIMIT, "events through both discovered brokers", async {
+        while subscriber.counters().duplicates.get() == 0 {
+            publish_until_received(rt, &publisher, &mut subscriber).await;
+        }
+    })
+    .await;
+    drop(publisher);
+    pub_rt.shutdown().await;
+    sub_rt.shutdown().await;
 }
 
 /// Two brokers between one publisher and one subscriber: every event reaches the subscriber

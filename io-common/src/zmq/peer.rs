@@ -80,26 +80,27 @@ impl Peer {
     }
 }
 
-/// Drives one peer until the socket closes, the peer fails, or [`Peer::close`]. Events are
-/// handed to `on_event` outside the peer's lock (a broker forwards them to other peers).
+/// Drives one peer until the socket closes, the peer fails, or [`Peer::close`]. The events of
+/// one read are handed to `on_events` together (so the messages of a read are queued with one
+/// wake-up), outside the peer's lock (a broker forwards them to other peers); it drains them.
 pub(crate) struct Driver<R: Runtime, F> {
     peer: Arc<Peer>,
     tcp: R::Tcp,
     read_buf: BytesMut,
     write_buf: BytesMut,
     events: Vec<Event>,
-    on_event: F,
+    on_events: F,
     handshake: Option<(R::Timer, std::time::Duration)>,
     ready: bool,
 }
 
-impl<R: Runtime, F: FnMut(&Arc<Peer>, Event) + Unpin> Driver<R, F> {
+impl<R: Runtime, F: FnMut(&Arc<Peer>, &mut Vec<Event>) + Unpin> Driver<R, F> {
     pub(crate) fn new(
         rt: &R,
         peer: Arc<Peer>,
         tcp: R::Tcp,
         handshake_timeout: std::time::Duration,
-        on_event: F,
+        on_events: F,
     ) -> Self {
         Self {
             peer,
@@ -107,7 +108,7 @@ impl<R: Runtime, F: FnMut(&Arc<Peer>, Event) + Unpin> Driver<R, F> {
             read_buf: BytesMut::with_capacity(64 * 1024),
             write_buf: BytesMut::new(),
             events: Vec::new(),
-            on_event,
+            on_events,
             handshake: Some((rt.timer(rt.now() + handshake_timeout), handshake_timeout)),
             ready: false,
         }
@@ -131,13 +132,16 @@ impl<R: Runtime, F: FnMut(&Arc<Peer>, Event) + Unpin> Driver<R, F> {
                         self.events.push(event);
                     }
                 }
-                for event in self.events.drain(..) {
-                    if let Event::Ready { .. } = event {
-                        self.ready = true;
-                        self.handshake = None;
-                    }
-                    (self.on_event)(&self.peer, event);
+                if self
+                    .events
+                    .iter()
+                    .any(|event| matches!(event, Event::Ready { .. }))
+                {
+                    self.ready = true;
+                    self.handshake = None;
                 }
+                (self.on_events)(&self.peer, &mut self.events);
+                self.events.clear();
             }
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
             Poll::Pending => {}
@@ -179,7 +183,7 @@ impl<R: Runtime, F: FnMut(&Arc<Peer>, Event) + Unpin> Driver<R, F> {
     }
 }
 
-impl<R: Runtime, F: FnMut(&Arc<Peer>, Event) + Unpin> Future for Driver<R, F> {
+impl<R: Runtime, F: FnMut(&Arc<Peer>, &mut Vec<Event>) + Unpin> Future for Driver<R, F> {
     type Output = Result<(), PeerError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

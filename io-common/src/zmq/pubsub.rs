@@ -79,14 +79,26 @@ macro_rules! receiver {
             self.socket.dropped_slow_receiver()
         }
 
-        /// The next whole message (its frames), waiting for one.
+        /// The next whole message (its frames), waiting for one; an error once the socket is
+        /// closed and what it received has been taken.
         pub async fn recv(&self) -> Result<Vec<Bytes>, RecvError> {
-            self.socket.messages.recv().await.map_err(|_| RecvError)
+            self.socket.inner.messages.recv().await.ok_or(RecvError)
+        }
+
+        /// Every message queued (at least one, waiting for it), appended to `out`; returns how
+        /// many. Cheaper than one `recv` per message when they arrive in bursts.
+        pub async fn recv_all(&self, out: &mut Vec<Vec<Bytes>>) -> Result<usize, RecvError> {
+            self.socket
+                .inner
+                .messages
+                .recv_all(out)
+                .await
+                .ok_or(RecvError)
         }
 
         /// The next message if one is queued.
         pub fn try_recv(&self) -> Option<Vec<Bytes>> {
-            self.socket.messages.try_recv().ok()
+            self.socket.inner.messages.try_recv()
         }
     };
 }

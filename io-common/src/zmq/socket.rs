@@ -14,6 +14,7 @@ use super::endpoint::{Endpoint, EndpointError, parse_endpoint};
 use super::peer::{Driver, Peer};
 use super::{ZmqConfig, ZmqStats};
 use crate::cancel::CancellationToken;
+use crate::queue::BatchQueue;
 use crate::runtime::{self, Runtime};
 
 /// Called with (subscribe?, prefix) when an XPUB's aggregate subscriptions change.
@@ -40,7 +41,8 @@ pub(crate) struct Inner<R: Runtime> {
     /// prefix's first subscription and last cancel, as libzmq's XPUB passes them on.
     aggregate: Mutex<TopicFilter>,
     pub(crate) hook: Mutex<Option<SubscriptionHook>>,
-    rx: async_channel::Sender<Vec<Bytes>>,
+    /// SUB/XSUB: whole messages received and not yet taken (bounded by `recv_capacity`).
+    pub(crate) messages: BatchQueue<Vec<Bytes>>,
     pub(crate) counters: Counters,
     pub(crate) cancel: CancellationToken,
     connectors: Mutex<HashMap<String, CancellationToken>>,
@@ -50,15 +52,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A socket: shared state plus the receiving end of its message queue.
+/// A socket: the state its peers' drivers share with it.
 pub(crate) struct Socket<R: Runtime> {
     pub(crate) inner: Arc<Inner<R>>,
-    pub(crate) messages: async_channel::Receiver<Vec<Bytes>>,
 }
 
 impl<R: Runtime> Socket<R> {
     pub(crate) fn new(rt: R, kind: SocketType, config: ZmqConfig) -> Self {
-        let (tx, rx) = async_channel::bounded(config.recv_capacity.max(1));
+        let messages = BatchQueue::new(config.recv_capacity);
         let inner = Arc::new(Inner {
             rt,
             kind,
@@ -67,15 +68,12 @@ impl<R: Runtime> Socket<R> {
             subscriptions: Mutex::new(TopicFilter::new()),
             aggregate: Mutex::new(TopicFilter::new()),
             hook: Mutex::new(None),
-            rx: tx,
+            messages,
             counters: Counters::default(),
             cancel: CancellationToken::new(),
             connectors: Mutex::new(HashMap::new()),
         });
-        Self {
-            inner,
-            messages: rx,
-        }
+        Self { inner }
     }
 
     /// Binds `endpoint` and accepts peers until the socket closes; returns the endpoint bound
@@ -153,9 +151,11 @@ impl<R: Runtime> Socket<R> {
         true
     }
 
-    /// Closes the listener, every connector and every peer.
+    /// Closes the listener, every connector and every peer; `recv` hands out what was
+    /// received, then fails.
     pub(crate) fn close(&self) {
         self.inner.cancel.cancel();
+        self.inner.messages.close();
         for peer in lock(&self.inner.peers).iter() {
             peer.close();
         }
@@ -308,7 +308,7 @@ impl<R: Runtime> Inner<R> {
             peer.clone(),
             tcp,
             self.config.handshake_timeout,
-            move |_peer: &Arc<Peer>, event| this.on_event(event),
+            move |_peer: &Arc<Peer>, events: &mut Vec<Event>| this.on_events(events),
         );
         // Removes the peer however this future ends, even dropped by a disconnect.
         let _guard = PeerGuard { inner: self, peer };
@@ -324,23 +324,46 @@ impl<R: Runtime> Inner<R> {
         ready
     }
 
+    /// The events of one read: its messages are queued together (one wake-up for the
+    /// receiver, however many there are), the rest handled in order.
+    fn on_events(&self, events: &mut Vec<Event>) {
+        if events.iter().any(|e| matches!(e, Event::Message(_))) {
+            let messages = events.iter_mut().filter_map(|event| match event {
+                Event::Message(frames) => Some(std::mem::take(frames)),
+                _ => None,
+            });
+            self.queue_messages(messages);
+        }
+        for event in events.drain(..) {
+            if !matches!(event, Event::Message(_)) {
+                self.on_event(event);
+            }
+        }
+    }
+
+    /// Queues messages for `recv`; those beyond the queue's capacity are dropped and counted.
+    fn queue_messages(&self, messages: impl IntoIterator<Item = Vec<Bytes>>) {
+        let pushed = self.messages.push_all(messages);
+        let c = &self.counters;
+        if pushed.queued > 0 {
+            c.received
+                .fetch_add(pushed.queued as u64, Ordering::Relaxed);
+        }
+        if pushed.dropped > 0 {
+            let dropped = pushed.dropped as u64;
+            let before = c
+                .dropped_slow_receiver
+                .fetch_add(dropped, Ordering::Relaxed);
+            // Logged at the first drop and each time the count passes a power of two.
+            if before == 0 || (before + dropped).ilog2() > before.ilog2() {
+                tracing::warn!(socket = %self.kind, dropped = before + dropped, capacity = self.config.recv_capacity, "ZMQ receive queue full: messages dropped");
+            }
+        }
+    }
+
     fn on_event(&self, event: Event) {
         match event {
-            Event::Message(frames) => match self.rx.try_send(frames) {
-                Ok(()) => {
-                    self.counters.received.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(async_channel::TrySendError::Full(_)) => {
-                    let n = self
-                        .counters
-                        .dropped_slow_receiver
-                        .fetch_add(1, Ordering::Relaxed);
-                    if n.is_power_of_two() {
-                        tracing::warn!(socket = %self.kind, dropped = n + 1, capacity = self.config.recv_capacity, "ZMQ receive queue full: messages dropped");
-                    }
-                }
-                Err(async_channel::TrySendError::Closed(_)) => {}
-            },
+            Event::Message(frames) => self.queue_messages([frames]),
             Event::Subscribe(prefix) if self.kind == SocketType::XPub => {
                 let new = lock(&self.aggregate).subscribe(prefix.clone());
                 if new && let Some(hook) = lock(&self.hook).as_ref() {

@@ -1,4 +1,4 @@
-//! `Dispatch`: which outcomes mean "never accepted", the retry budget, no instance offered a
+//! `Placement`: which outcomes mean "never accepted", the retry budget, no instance offered a
 //! request twice, direct calls never moved, an accepted request never retried, which
 //! instances are reported down, and every state × every input of the transition table.
 
@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 
 use dynrt_core::names::InstanceId;
 use dynrt_core::router::{
-    Candidates, ChooseError, Delivery, Dispatch, DispatchEvent, DispatchState, Outcome, Policy,
+    Candidates, ChooseError, Delivery, Outcome, Placement, PlacementEvent, PlacementState, Policy,
     Refusal, RetryConfig, Router, Verdict,
 };
 use dynrt_core::wire::mux::ErrorKind;
@@ -82,19 +82,23 @@ fn a_refused_connect_moves_the_request_to_the_other_instance() {
     let ids = ids_of([1, 2]);
     for seed in 0..20 {
         let mut router = Router::new(EP, seed);
-        let mut dispatch = Dispatch::new(Policy::RoundRobin, RetryConfig::default());
-        let first = dispatch.choose(&mut router, Candidates::new(&ids)).unwrap();
+        let mut placement = Placement::new(Policy::RoundRobin, RetryConfig::default());
+        let first = placement
+            .choose(&mut router, Candidates::new(&ids))
+            .unwrap();
         assert_eq!(
-            dispatch.handle_outcome(Outcome::ConnectFailed).unwrap(),
+            placement.handle_outcome(Outcome::ConnectFailed).unwrap(),
             Verdict::Retry(Refusal::Unreachable)
         );
-        let second = dispatch.choose(&mut router, Candidates::new(&ids)).unwrap();
+        let second = placement
+            .choose(&mut router, Candidates::new(&ids))
+            .unwrap();
         assert_ne!(first, second);
         assert_eq!(
-            dispatch.handle_outcome(Outcome::Answered).unwrap(),
+            placement.handle_outcome(Outcome::Answered).unwrap(),
             Verdict::Accepted
         );
-        assert_eq!(dispatch.tried(), [first, second]);
+        assert_eq!(placement.tried(), [first, second]);
     }
 }
 
@@ -102,31 +106,35 @@ fn a_refused_connect_moves_the_request_to_the_other_instance() {
 fn the_budget_bounds_the_attempts() {
     let ids: Vec<InstanceId> = (1..=10).map(InstanceId).collect();
     let mut router = Router::new(EP, 3);
-    let mut dispatch = Dispatch::new(Policy::Random, budget(3));
+    let mut placement = Placement::new(Policy::Random, budget(3));
     for _ in 0..2 {
-        dispatch.choose(&mut router, Candidates::new(&ids)).unwrap();
+        placement
+            .choose(&mut router, Candidates::new(&ids))
+            .unwrap();
         assert!(matches!(
-            dispatch.handle_outcome(Outcome::ClosedBeforeSent).unwrap(),
+            placement.handle_outcome(Outcome::ClosedBeforeSent).unwrap(),
             Verdict::Retry(_)
         ));
     }
-    dispatch.choose(&mut router, Candidates::new(&ids)).unwrap();
+    placement
+        .choose(&mut router, Candidates::new(&ids))
+        .unwrap();
     assert_eq!(
-        dispatch.handle_outcome(Outcome::ConnectFailed).unwrap(),
+        placement.handle_outcome(Outcome::ConnectFailed).unwrap(),
         Verdict::GiveUp(Refusal::Unreachable)
     );
-    assert_eq!(dispatch.attempts(), 3);
+    assert_eq!(placement.attempts(), 3);
 }
 
 #[test]
 fn never_retrying_gives_up_at_the_first_refusal() {
     let mut router = Router::new(EP, 3);
-    let mut dispatch = Dispatch::new(Policy::RoundRobin, RetryConfig::never());
-    dispatch
+    let mut placement = Placement::new(Policy::RoundRobin, RetryConfig::never());
+    placement
         .choose(&mut router, Candidates::new(&ids_of([1, 2])))
         .unwrap();
     assert_eq!(
-        dispatch
+        placement
             .handle_outcome(Outcome::EndedBeforeData(ErrorKind::WORKER_OVERLOADED))
             .unwrap(),
         Verdict::GiveUp(Refusal::Overloaded)
@@ -136,13 +144,13 @@ fn never_retrying_gives_up_at_the_first_refusal() {
 #[test]
 fn a_direct_call_is_never_moved_to_another_instance() {
     let mut router = Router::new(EP, 3);
-    let mut dispatch = Dispatch::new(Policy::Direct(i(2)), RetryConfig::default());
+    let mut placement = Placement::new(Policy::Direct(i(2)), RetryConfig::default());
     assert_eq!(
-        dispatch.choose(&mut router, Candidates::new(&ids_of([1, 2]))),
+        placement.choose(&mut router, Candidates::new(&ids_of([1, 2]))),
         Ok(i(2))
     );
     assert_eq!(
-        dispatch.handle_outcome(Outcome::ConnectFailed).unwrap(),
+        placement.handle_outcome(Outcome::ConnectFailed).unwrap(),
         Verdict::GiveUp(Refusal::Unreachable)
     );
 }
@@ -151,17 +159,19 @@ fn a_direct_call_is_never_moved_to_another_instance() {
 fn when_every_instance_refused_choosing_fails() {
     let ids = ids_of([1, 2]);
     let mut router = Router::new(EP, 3);
-    let mut dispatch = Dispatch::new(Policy::RoundRobin, budget(5));
+    let mut placement = Placement::new(Policy::RoundRobin, budget(5));
     for _ in 0..2 {
-        dispatch.choose(&mut router, Candidates::new(&ids)).unwrap();
+        placement
+            .choose(&mut router, Candidates::new(&ids))
+            .unwrap();
         assert!(matches!(
-            dispatch.handle_outcome(Outcome::ConnectFailed).unwrap(),
+            placement.handle_outcome(Outcome::ConnectFailed).unwrap(),
             Verdict::Retry(_)
         ));
     }
-    let last = *dispatch.tried().last().unwrap();
+    let last = *placement.tried().last().unwrap();
     assert!(matches!(
-        dispatch.choose(&mut router, Candidates::new(&ids)),
+        placement.choose(&mut router, Candidates::new(&ids)),
         Err(ChooseError::Exhausted {
             instance,
             refusal: Refusal::Unreachable,
@@ -169,8 +179,8 @@ fn when_every_instance_refused_choosing_fails() {
         }) if instance == last
     ));
     assert_eq!(
-        dispatch.state(),
-        DispatchState::GaveUp {
+        placement.state(),
+        PlacementState::GaveUp {
             last_refusal: Some((last, Refusal::Unreachable))
         }
     );
@@ -181,20 +191,20 @@ fn retries_respect_the_callers_down_marks() {
     let ids = ids_of([1, 2, 3]);
     let down = BTreeSet::from(ids_of([3]));
     let mut router = Router::new(EP, 11);
-    let mut dispatch = Dispatch::new(Policy::RoundRobin, budget(5));
+    let mut placement = Placement::new(Policy::RoundRobin, budget(5));
     let mut seen = BTreeSet::new();
-    while let Ok(id) = dispatch.choose(&mut router, Candidates::new(&ids).down(&down)) {
+    while let Ok(id) = placement.choose(&mut router, Candidates::new(&ids).down(&down)) {
         seen.insert(id);
         assert!(matches!(
-            dispatch.handle_outcome(Outcome::ConnectFailed).unwrap(),
+            placement.handle_outcome(Outcome::ConnectFailed).unwrap(),
             Verdict::Retry(_)
         ));
     }
     assert_eq!(seen, BTreeSet::from(ids_of([1, 2])));
 }
 
-fn events(dispatch: &mut Dispatch) -> Vec<DispatchEvent> {
-    std::iter::from_fn(|| dispatch.poll_event()).collect()
+fn events(placement: &mut Placement) -> Vec<PlacementEvent> {
+    std::iter::from_fn(|| placement.poll_event()).collect()
 }
 
 /// The inputs of the transition table, applied to a request in some state.
@@ -219,11 +229,11 @@ const INPUTS: [Input; 7] = [
 ];
 
 /// A round-robin request over `[1, 2]` with budget 2, brought to each state.
-fn in_each_state() -> Vec<(&'static str, Dispatch, Router)> {
+fn in_each_state() -> Vec<(&'static str, Placement, Router)> {
     let ids = ids_of([1, 2]);
     let fresh = || {
         (
-            Dispatch::new(Policy::RoundRobin, budget(2)),
+            Placement::new(Policy::RoundRobin, budget(2)),
             Router::new(EP, 5),
         )
     };
@@ -252,9 +262,9 @@ fn in_each_state() -> Vec<(&'static str, Dispatch, Router)> {
 #[test]
 fn every_state_answers_every_input_as_the_table_says() {
     let ids = ids_of([1, 2]);
-    for (name, dispatch, router) in in_each_state() {
+    for (name, placement, router) in in_each_state() {
         for input in INPUTS {
-            let (mut d, mut r) = (dispatch.clone(), router.clone());
+            let (mut d, mut r) = (placement.clone(), router.clone());
             let before = d.state();
             let legal = match input {
                 Input::ChooseFinds => d.choose(&mut r, Candidates::new(&ids)).is_ok(),
@@ -278,22 +288,22 @@ fn every_state_answers_every_input_as_the_table_says() {
             let events = events(&mut d);
             let context = format!("{name} × {input:?}: {before:?} → {after:?}, {events:?}");
             match (before, input) {
-                (DispatchState::Choosing { .. }, Input::ChooseFinds) => {
+                (PlacementState::Choosing { .. }, Input::ChooseFinds) => {
                     assert!(legal, "{context}");
-                    assert!(matches!(after, DispatchState::Offered { .. }), "{context}");
+                    assert!(matches!(after, PlacementState::Offered { .. }), "{context}");
                     assert!(events.is_empty(), "{context}");
                 }
-                (DispatchState::Choosing { last_refusal }, Input::ChooseFindsNone) => {
+                (PlacementState::Choosing { last_refusal }, Input::ChooseFindsNone) => {
                     assert!(legal, "{context}");
-                    assert_eq!(after, DispatchState::GaveUp { last_refusal }, "{context}");
+                    assert_eq!(after, PlacementState::GaveUp { last_refusal }, "{context}");
                     assert!(events.is_empty(), "{context}");
                 }
-                (DispatchState::Offered { instance }, Input::Accepted) => {
+                (PlacementState::Offered { instance }, Input::Accepted) => {
                     assert!(legal, "{context}");
-                    assert_eq!(after, DispatchState::Accepted { instance }, "{context}");
+                    assert_eq!(after, PlacementState::Accepted { instance }, "{context}");
                     assert!(events.is_empty(), "{context}");
                 }
-                (DispatchState::Offered { instance }, Input::Refused | Input::Overloaded) => {
+                (PlacementState::Offered { instance }, Input::Refused | Input::Overloaded) => {
                     assert!(legal, "{context}");
                     let refusal = if matches!(input, Input::Refused) {
                         Refusal::ClosedBeforeSent
@@ -303,20 +313,20 @@ fn every_state_answers_every_input_as_the_table_says() {
                     // Budget 2: the first refusal retries, the second gives up.
                     let last_refusal = Some((instance, refusal));
                     let expected = if d.attempts() < 2 {
-                        DispatchState::Choosing { last_refusal }
+                        PlacementState::Choosing { last_refusal }
                     } else {
-                        DispatchState::GaveUp { last_refusal }
+                        PlacementState::GaveUp { last_refusal }
                     };
                     assert_eq!(after, expected, "{context}");
                     let down = refusal
                         .reports_down()
-                        .then_some(DispatchEvent::ReportDown(instance));
+                        .then_some(PlacementEvent::ReportDown(instance));
                     assert_eq!(events, down.into_iter().collect::<Vec<_>>(), "{context}");
                 }
-                (DispatchState::Accepted { instance }, Input::AnswerFailed { transport }) => {
+                (PlacementState::Accepted { instance }, Input::AnswerFailed { transport }) => {
                     assert!(legal, "{context}");
                     assert_eq!(after, before, "{context}");
-                    let down = transport.then_some(DispatchEvent::ReportDown(instance));
+                    let down = transport.then_some(PlacementEvent::ReportDown(instance));
                     assert_eq!(events, down.into_iter().collect::<Vec<_>>(), "{context}");
                 }
                 _ => {
@@ -333,33 +343,39 @@ fn every_state_answers_every_input_as_the_table_says() {
 fn a_refused_instance_is_reported_down_unless_it_was_only_busy() {
     let ids = ids_of([1, 2, 3]);
     let mut router = Router::new(EP, 1);
-    let mut dispatch = Dispatch::new(Policy::Random, budget(3));
-    let busy = dispatch.choose(&mut router, Candidates::new(&ids)).unwrap();
-    let _ = dispatch
+    let mut placement = Placement::new(Policy::Random, budget(3));
+    let busy = placement
+        .choose(&mut router, Candidates::new(&ids))
+        .unwrap();
+    let _ = placement
         .handle_outcome(Outcome::EndedBeforeData(ErrorKind::WORKER_OVERLOADED))
         .unwrap();
-    assert_eq!(events(&mut dispatch), vec![]);
-    let draining = dispatch.choose(&mut router, Candidates::new(&ids)).unwrap();
-    let _ = dispatch
+    assert_eq!(events(&mut placement), vec![]);
+    let draining = placement
+        .choose(&mut router, Candidates::new(&ids))
+        .unwrap();
+    let _ = placement
         .handle_outcome(Outcome::EndedBeforeData(ErrorKind::WORKER_UNAVAILABLE))
         .unwrap();
     assert_eq!(
-        events(&mut dispatch),
-        vec![DispatchEvent::ReportDown(draining)]
+        events(&mut placement),
+        vec![PlacementEvent::ReportDown(draining)]
     );
-    let taker = dispatch.choose(&mut router, Candidates::new(&ids)).unwrap();
+    let taker = placement
+        .choose(&mut router, Candidates::new(&ids))
+        .unwrap();
     assert_eq!(
-        dispatch.handle_outcome(Outcome::ClosedAfterSent),
+        placement.handle_outcome(Outcome::ClosedAfterSent),
         Ok(Verdict::Accepted)
     );
     // The connection died after the request was written: the request stays with the instance,
     // which is reported down for the transport failure.
-    dispatch.handle_answer_failed(true).unwrap();
+    placement.handle_answer_failed(true).unwrap();
     assert_eq!(
-        events(&mut dispatch),
-        vec![DispatchEvent::ReportDown(taker)]
+        events(&mut placement),
+        vec![PlacementEvent::ReportDown(taker)]
     );
-    assert_eq!(dispatch.tried(), [busy, draining, taker]);
+    assert_eq!(placement.tried(), [busy, draining, taker]);
 }
 
 #[test]
@@ -367,33 +383,33 @@ fn a_direct_call_reaches_an_instance_reported_down() {
     let ids = ids_of([1, 2]);
     let down = BTreeSet::from(ids_of([2]));
     let mut router = Router::new(EP, 1);
-    let mut dispatch = Dispatch::new(Policy::Direct(i(2)), RetryConfig::default());
+    let mut placement = Placement::new(Policy::Direct(i(2)), RetryConfig::default());
     assert_eq!(
-        dispatch.choose(&mut router, Candidates::new(&ids).down(&down)),
+        placement.choose(&mut router, Candidates::new(&ids).down(&down)),
         Ok(i(2))
     );
     // A routed call skips it.
-    let mut routed = Dispatch::new(Policy::RoundRobin, RetryConfig::default());
+    let mut routed = Placement::new(Policy::RoundRobin, RetryConfig::default());
     for _ in 0..4 {
         assert_eq!(
             routed.choose(&mut router, Candidates::new(&ids).down(&down)),
             Ok(i(1))
         );
-        routed = Dispatch::new(Policy::RoundRobin, RetryConfig::default());
+        routed = Placement::new(Policy::RoundRobin, RetryConfig::default());
     }
 }
 
 #[test]
 fn with_nothing_discovered_the_route_error_is_the_callers() {
     let mut router = Router::new(EP, 1);
-    let mut dispatch = Dispatch::new(Policy::RoundRobin, RetryConfig::default());
+    let mut placement = Placement::new(Policy::RoundRobin, RetryConfig::default());
     assert!(matches!(
-        dispatch.choose(&mut router, Candidates::new(&[])),
+        placement.choose(&mut router, Candidates::new(&[])),
         Err(ChooseError::NoRoute(_))
     ));
     assert_eq!(
-        dispatch.state(),
-        DispatchState::GaveUp { last_refusal: None }
+        placement.state(),
+        PlacementState::GaveUp { last_refusal: None }
     );
 }
 
@@ -425,18 +441,18 @@ proptest! {
         let ids: Vec<_> = ids.into_iter().map(InstanceId).collect();
         let policy = if random { Policy::Random } else { Policy::RoundRobin };
         let mut router = Router::new(EP, seed);
-        let mut dispatch = Dispatch::new(policy, budget(max));
+        let mut placement = Placement::new(policy, budget(max));
         for outcome in outcomes {
-            let Ok(id) = dispatch.choose(&mut router, Candidates::new(&ids)) else {
+            let Ok(id) = placement.choose(&mut router, Candidates::new(&ids)) else {
                 // Only when every instance was tried.
-                prop_assert_eq!(dispatch.tried().len(), ids.len());
+                prop_assert_eq!(placement.tried().len(), ids.len());
                 break;
             };
             prop_assert!(ids.contains(&id));
-            let verdict = dispatch.handle_outcome(outcome).unwrap();
-            let reported: Vec<_> = std::iter::from_fn(|| dispatch.poll_event()).collect();
+            let verdict = placement.handle_outcome(outcome).unwrap();
+            let reported: Vec<_> = std::iter::from_fn(|| placement.poll_event()).collect();
             let down = match outcome.delivery() {
-                Delivery::Refused(refusal) if refusal.reports_down() => vec![DispatchEvent::ReportDown(id)],
+                Delivery::Refused(refusal) if refusal.reports_down() => vec![PlacementEvent::ReportDown(id)],
                 _ => vec![],
             };
             prop_assert_eq!(reported, down);
@@ -447,17 +463,17 @@ proptest! {
                 }
                 Verdict::Retry(refusal) => {
                     prop_assert_eq!(outcome.delivery(), Delivery::Refused(refusal));
-                    prop_assert!(dispatch.attempts() < max);
+                    prop_assert!(placement.attempts() < max);
                 }
                 Verdict::GiveUp(refusal) => {
                     prop_assert_eq!(outcome.delivery(), Delivery::Refused(refusal));
-                    prop_assert_eq!(dispatch.attempts(), max);
+                    prop_assert_eq!(placement.attempts(), max);
                     break;
                 }
             }
         }
-        let distinct: BTreeSet<_> = dispatch.tried().iter().collect();
-        prop_assert_eq!(distinct.len(), dispatch.tried().len());
-        prop_assert!(dispatch.attempts() <= max);
+        let distinct: BTreeSet<_> = placement.tried().iter().collect();
+        prop_assert_eq!(distinct.len(), placement.tried().len());
+        prop_assert!(placement.attempts() <= max);
     }
 }

@@ -2,9 +2,9 @@
 //! never took it, report it down (unless it was only busy) and offer the request to another,
 //! within the budget.
 //!
-//! The driver makes the attempts and reports their facts as an [`Outcome`]; a [`Dispatch`]
+//! The driver makes the attempts and reports their facts as an [`Outcome`]; a [`Placement`]
 //! decides what they mean (see [`super::retry`] for which outcomes are refusals) and what
-//! follows. Instances to report down come out of [`Dispatch::poll_event`], so every request
+//! follows. Instances to report down come out of [`Placement::poll_event`], so every request
 //! plane reports the same instances for the same facts.
 //!
 //! ## States and transitions
@@ -28,19 +28,19 @@
 //! ```
 //! use dynrt_core::names::InstanceId;
 //! use dynrt_core::router::{
-//!     Candidates, Dispatch, DispatchEvent, Outcome, Policy, RetryConfig, Router, Verdict,
+//!     Candidates, Placement, PlacementEvent, Outcome, Policy, RetryConfig, Router, Verdict,
 //! };
 //!
 //! let mut router = Router::new("ns/comp/ep", 7);
-//! let mut dispatch = Dispatch::new(Policy::RoundRobin, RetryConfig::default());
+//! let mut placement = Placement::new(Policy::RoundRobin, RetryConfig::default());
 //! let ids = [InstanceId(1), InstanceId(2)];
-//! let first = dispatch.choose(&mut router, Candidates::new(&ids))?;
+//! let first = placement.choose(&mut router, Candidates::new(&ids))?;
 //! // The dial was refused: `first` is reported down, the request goes to the other instance.
-//! assert!(matches!(dispatch.handle_outcome(Outcome::ConnectFailed)?, Verdict::Retry(_)));
-//! assert_eq!(dispatch.poll_event(), Some(DispatchEvent::ReportDown(first)));
-//! let second = dispatch.choose(&mut router, Candidates::new(&ids))?;
+//! assert!(matches!(placement.handle_outcome(Outcome::ConnectFailed)?, Verdict::Retry(_)));
+//! assert_eq!(placement.poll_event(), Some(PlacementEvent::ReportDown(first)));
+//! let second = placement.choose(&mut router, Candidates::new(&ids))?;
 //! assert_ne!(first, second);
-//! assert_eq!(dispatch.handle_outcome(Outcome::Answered)?, Verdict::Accepted);
+//! assert_eq!(placement.handle_outcome(Outcome::Answered)?, Verdict::Accepted);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -54,7 +54,7 @@ use crate::names::InstanceId;
 
 /// Where one request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DispatchState {
+pub enum PlacementState {
     /// An instance must be chosen: the first attempt, or the next after `last_refusal`.
     Choosing {
         /// The instance that refused last, and why.
@@ -78,7 +78,7 @@ pub enum DispatchState {
     },
 }
 
-impl DispatchState {
+impl PlacementState {
     fn name(&self) -> &'static str {
         match self {
             Self::Choosing { .. } => "choosing an instance",
@@ -92,7 +92,7 @@ impl DispatchState {
 /// What the driver must act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum DispatchEvent {
+pub enum PlacementEvent {
     /// Report this instance down (hide it from routing until the reconcile interval restores
     /// it).
     ReportDown(InstanceId),
@@ -108,7 +108,7 @@ pub struct Misuse {
     pub state: &'static str,
 }
 
-/// Why [`Dispatch::choose`] found no instance (the three cases of the table: exhaustive).
+/// Why [`Placement::choose`] found no instance (the three cases of the table: exhaustive).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ChooseError {
     /// No instance could be chosen for the first attempt.
@@ -131,28 +131,28 @@ pub enum ChooseError {
 
 /// One request on its way to an instance (see the module doc).
 #[derive(Debug, Clone)]
-pub struct Dispatch {
+pub struct Placement {
     policy: Policy,
     config: RetryConfig,
     tried: Vec<InstanceId>,
-    state: DispatchState,
-    events: VecDeque<DispatchEvent>,
+    state: PlacementState,
+    events: VecDeque<PlacementEvent>,
 }
 
-impl Dispatch {
+impl Placement {
     /// A request to be routed by `policy` within `config`'s budget.
     pub fn new(policy: Policy, config: RetryConfig) -> Self {
         Self {
             policy,
             config,
             tried: Vec::new(),
-            state: DispatchState::Choosing { last_refusal: None },
+            state: PlacementState::Choosing { last_refusal: None },
             events: VecDeque::new(),
         }
     }
 
     /// Where the request stands.
-    pub fn state(&self) -> DispatchState {
+    pub fn state(&self) -> PlacementState {
         self.state
     }
 
@@ -178,7 +178,7 @@ impl Dispatch {
         router: &mut Router,
         candidates: Candidates<'_>,
     ) -> Result<InstanceId, ChooseError> {
-        let DispatchState::Choosing { last_refusal } = self.state else {
+        let PlacementState::Choosing { last_refusal } = self.state else {
             return Err(ChooseError::Misuse(self.misuse("choose")));
         };
         let tried = &self.tried;
@@ -187,11 +187,11 @@ impl Dispatch {
         match router.choose(self.policy, candidates.down(&skip)) {
             Ok(instance) => {
                 self.tried.push(instance);
-                self.state = DispatchState::Offered { instance };
+                self.state = PlacementState::Offered { instance };
                 Ok(instance)
             }
             Err(route) => {
-                self.state = DispatchState::GaveUp { last_refusal };
+                self.state = PlacementState::GaveUp { last_refusal };
                 Err(match last_refusal {
                     None => ChooseError::NoRoute(route),
                     Some((instance, refusal)) => ChooseError::Exhausted {
@@ -206,26 +206,26 @@ impl Dispatch {
 
     /// What became of the attempt on the instance chosen last.
     pub fn handle_outcome(&mut self, outcome: Outcome) -> Result<Verdict, Misuse> {
-        let DispatchState::Offered { instance } = self.state else {
+        let PlacementState::Offered { instance } = self.state else {
             return Err(self.misuse("handle_outcome"));
         };
         let refusal = match outcome.delivery() {
             Delivery::Accepted => {
-                self.state = DispatchState::Accepted { instance };
+                self.state = PlacementState::Accepted { instance };
                 return Ok(Verdict::Accepted);
             }
             Delivery::Refused(refusal) => refusal,
         };
         if refusal.reports_down() {
-            self.events.push_back(DispatchEvent::ReportDown(instance));
+            self.events.push_back(PlacementEvent::ReportDown(instance));
         }
         let last_refusal = Some((instance, refusal));
         let budget_left = self.attempts() < self.config.max_attempts.get();
         if budget_left && !matches!(self.policy, Policy::Direct(_)) {
-            self.state = DispatchState::Choosing { last_refusal };
+            self.state = PlacementState::Choosing { last_refusal };
             Ok(Verdict::Retry(refusal))
         } else {
-            self.state = DispatchState::GaveUp { last_refusal };
+            self.state = PlacementState::GaveUp { last_refusal };
             Ok(Verdict::GiveUp(refusal))
         }
     }
@@ -233,18 +233,18 @@ impl Dispatch {
     /// The accepted instance's answer failed; `transport_failure`: for transport reasons (the
     /// connection died, the instance is leaving), which report it down.
     pub fn handle_answer_failed(&mut self, transport_failure: bool) -> Result<(), Misuse> {
-        let DispatchState::Accepted { instance } = self.state else {
+        let PlacementState::Accepted { instance } = self.state else {
             return Err(self.misuse("handle_answer_failed"));
         };
         if transport_failure {
-            self.events.push_back(DispatchEvent::ReportDown(instance));
+            self.events.push_back(PlacementEvent::ReportDown(instance));
         }
         Ok(())
     }
 
     /// The next thing the driver must act on.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<DispatchEvent> {
+    pub fn poll_event(&mut self) -> Option<PlacementEvent> {
         self.events.pop_front()
     }
 
