@@ -1,11 +1,13 @@
-// NOT YET BUILT OR RUN (parked here so it is not lost; issue 15 part 1): the build of
-// dynamo-runtime 1.6.1 did not finish on the shared machine before the session's deadline. To
-// enable it: move it to interop/benches/codec.rs, add to interop/Cargo.toml
+// PARKED, NOT YET RUN (issue 15 part 1). Updated for the current dynrt-core API and its two type
+// errors fixed (headers passed by value); its release build against dynamo-runtime 1.6.1 was
+// still compiling dynrt's crates when the session's deadline came. To enable it: move it to
+// interop/benches/codec.rs, add to interop/Cargo.toml
 //     [dev-dependencies] serde = { version = "1", features = ["derive"] }
 //                        tokio-util = { version = "0.7", features = ["codec"] }
 //     [[bench]] name = "codec", harness = false
-// refresh interop/Cargo.lock (`cargo tree`), then build, clippy and run it
-// (`cargo bench --bench codec`). It is outside every cargo target until then.
+// refresh interop/Cargo.lock (`cargo tree`), add the README section (what it measures, the two
+// commands), then build, clippy and run it (`cargo bench --bench codec`) and
+// `cargo test --benches`. It is outside every cargo target until then.
 
 //! dynrt's Dynamo codec beside dynamo-runtime 1.6.1's own, doing equal work per frame, in one
 //! run: criterion times each case on both sides, then a summary measures every pair again in
@@ -21,12 +23,15 @@
 //! - `request/decode_parsed`: one frame split off a receive buffer, path as text, every header
 //!   parsed, payload split off. Dynamo: `TcpRequestMessage::decode` (a `String` and a
 //!   `HashMap`); dynrt: `RequestDecoder::decode` and its borrowed header reader.
+//!   (1.6.1's own TCP server reads with `ZeroCopyTcpDecoder`, which borrows the path: one
+//!   `String` fewer; it reads from a socket itself, so it cannot be timed on a buffer.)
 //! - `two_part/encode_from_parts`: the request control message serialised and wrapped with the
 //!   body in a two-part frame. Dynamo: `serde_json` and `TwoPartCodec::encode_message`, as its
-//!   addressed router does; dynrt: `TwoPartFrame::encode_with_header`.
+//!   addressed router does; dynrt: `TwoPartFrame::encode_with_header` with
+//!   `RequestControlMessage::write_json`.
 //! - `two_part/decode_parsed`: a two-part frame split off a receive buffer and its control
 //!   message parsed into its struct. Dynamo: its `TwoPartCodec` decoder and `serde_json`; dynrt:
-//!   `TwoPartDecoder` and `control::from_json`.
+//!   `TwoPartDecoder` and `RequestControlMessage::from_json`.
 //!
 //! Dynamo's `RequestControlMessage` is private to its crate; the Dynamo side uses a struct of the
 //! same shape with the same serde attributes (serde derives the same code for it) and Dynamo's
@@ -49,7 +54,7 @@ use dynamo_runtime::pipeline::network::{
 use dynrt_tokio::core::wire::OutBuf;
 use dynrt_tokio::core::wire::dynamo::{
     Checksum, PayloadCodec, RequestControlMessage, RequestDecoder, RequestFrame, RequestType,
-    ResponseType, StreamType, TcpStreamConnectionInfo, TwoPartDecoder, TwoPartFrame, control,
+    ResponseType, StreamType, TcpStreamConnectionInfo, TwoPartDecoder, TwoPartFrame,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::Decoder;
@@ -206,7 +211,7 @@ fn request_encode(size: usize) -> Pair {
         case: "request/encode_from_parts",
         size,
         dynrt: timed(move || {
-            RequestFrame::encode_parts(black_box(ROUTE), &headers, body.clone(), &mut out)
+            RequestFrame::encode_parts(black_box(ROUTE), headers, body.clone(), &mut out)
                 .expect("fits");
             out.advance(out.len());
         }),
@@ -230,7 +235,7 @@ fn request_wire(size: usize) -> Bytes {
         ("request-id", REQUEST_ID),
         ("x-frontend-send-ts-ns", SEND_TS_NS),
     ];
-    RequestFrame::encode_parts(ROUTE, &headers, payload(size), &mut out).expect("fits");
+    RequestFrame::encode_parts(ROUTE, headers, payload(size), &mut out).expect("fits");
     out.take_contiguous()
 }
 
@@ -267,7 +272,10 @@ fn two_part_encode(size: usize) -> Pair {
         size,
         dynrt: timed(move || {
             TwoPartFrame::encode_with_header(
-                |json| control::write_json("request control message", black_box(&ours), json),
+                |json| {
+                    black_box(&ours).write_json(json);
+                    Ok(())
+                },
                 body.clone(),
                 Checksum::None,
                 &mut out,
@@ -286,7 +294,7 @@ fn two_part_encode(size: usize) -> Pair {
 
 fn two_part_decode(size: usize) -> Pair {
     let mut out = OutBuf::new();
-    let header = control::to_json("request control message", &dynrt_control()).expect("json");
+    let header = dynrt_control().to_json();
     TwoPartFrame::new(header, payload(size)).encode(Checksum::None, &mut out);
     let wire = out.take_contiguous();
     let mut ours = TwoPartDecoder::new(LIMIT);
@@ -296,8 +304,7 @@ fn two_part_decode(size: usize) -> Pair {
         size,
         dynrt: timed_decode(wire.clone(), move |src| {
             let frame = ours.decode(src).expect("valid").expect("whole");
-            let control: RequestControlMessage =
-                control::from_json("request control message", &frame.header).expect("valid");
+            let control = RequestControlMessage::from_json(&frame.header).expect("valid");
             (control, frame.body)
         }),
         dynamo: timed_decode(wire, move |src| {
