@@ -1,14 +1,3 @@
-// PARKED, NOT YET RUN (issue 15 part 1). Updated for the current dynrt-core API and its two type
-// errors fixed (headers passed by value); its release build against dynamo-runtime 1.6.1 was
-// still compiling dynrt's crates when the session's deadline came. To enable it: move it to
-// interop/benches/codec.rs, add to interop/Cargo.toml
-//     [dev-dependencies] serde = { version = "1", features = ["derive"] }
-//                        tokio-util = { version = "0.7", features = ["codec"] }
-//     [[bench]] name = "codec", harness = false
-// refresh interop/Cargo.lock (`cargo tree`), add the README section (what it measures, the two
-// commands), then build, clippy and run it (`cargo bench --bench codec`) and
-// `cargo test --benches`. It is outside every cargo target until then.
-
 //! dynrt's Dynamo codec beside dynamo-runtime 1.6.1's own, doing equal work per frame, in one
 //! run: criterion times each case on both sides, then a summary measures every pair again in
 //! interleaved rounds and prints the medians and the ratio (dynrt / Dynamo; below 1 is faster).
