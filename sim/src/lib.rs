@@ -38,7 +38,7 @@
 //! - **Callers**: watch the endpoint's instances into a
 //!   [`dynrt_core::discovery::InstanceSet`], route round-robin with
 //!   [`dynrt_core::router::Router`] through the retry machine
-//!   ([`dynrt_core::router::Attempts`]: a request an instance never took goes to another),
+//!   ([`dynrt_core::router::Placement`]: a request an instance never took goes to another),
 //!   keep one client `Conn` per worker address, consume responses (slowly, under the
 //!   slow-consumer fault), and cancel some requests midway (kill or stop).
 //!

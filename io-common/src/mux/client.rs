@@ -78,7 +78,7 @@ impl MuxClient {
 /// Items are taken from the connection in batches: one lock takes every item that has arrived
 /// (and the end, if it came with them), and later polls serve them without touching the
 /// connection. The credit of taken items goes back to the core when the batch runs dry or
-/// [`RELEASE_EVERY`] bytes were taken, whichever comes first, so what waits here stays within
+/// 16 KiB were taken, whichever comes first, so what waits here stays within
 /// the stream credit the core accounts for.
 pub struct ResponseStream {
     shared: Arc<Shared>,
