@@ -183,8 +183,8 @@ impl World {
                 let end = &self.dnet.links[link as usize].ends[0];
                 if end.open && !end.connected {
                     trace!(self, self.dyn_node(link, Side::Client), "d#{link} dial timed out");
-                    self.dyn_close(link, Side::Client, false);
                     self.dyn_dial_failed(link);
+                    self.dyn_close(link, Side::Client, false);
                 }
             }
             DynEv::Bytes { link, to, data } => self.dyn_bytes(link, to, data),
@@ -421,8 +421,8 @@ impl World {
         }
         if !connected {
             // A refused or reset dial.
-            self.dyn_close(link, to, false);
             self.dyn_dial_failed(link);
+            self.dyn_close(link, to, false);
             return;
         }
         self.dyn_eof_seen(link, to);
