@@ -417,7 +417,12 @@ impl World {
     /// What became of `req`'s attempt on the instance it was offered to: an answer, or a
     /// refusal (offered to another, or given up). Returns the verdict (`None` once the
     /// request ended or after a driver misuse).
-    pub(crate) fn attempt_outcome(&mut self, caller: usize, req: u64, outcome: Outcome) -> Option<Verdict> {
+    pub(crate) fn attempt_outcome(
+        &mut self,
+        caller: usize,
+        req: u64,
+        outcome: Outcome,
+    ) -> Option<Verdict> {
         let placement = self.callers[caller].attempts.get_mut(&req)?;
         let verdict = match placement.handle_outcome(outcome) {
             Ok(verdict) => verdict,

@@ -280,7 +280,7 @@ impl World {
                 self.faults.store_slowness = self.faults.store_slowness.max(factor);
             }
             FaultKind::Drain => self.start_drain(target),
-            FaultKind::Reset | FaultKind::Stall if (target / 7) % 3 == 0 => {
+            FaultKind::Reset | FaultKind::Stall if (target / 7).is_multiple_of(3) => {
                 // One fault in three hits a Dynamo connection, when there is one.
                 let open = self.dyn_open_links();
                 if open.is_empty() {

@@ -237,6 +237,8 @@ pub struct Stats {
     pub max_output_overshoot: u64,
     /// Canary requests workers sent to themselves.
     pub canaries: u64,
+    /// Attempts sent over Dynamo's protocol (a request retried elsewhere counts again).
+    pub dynamo_requests: u64,
     /// Requests a drain reported clean whose Dynamo answer did not reach its caller, in the
     /// one case Dynamo's protocol cannot tell the worker about: the whole answer was written
     /// and the caller then closed (a reset, as callers close call-home sockets) without having

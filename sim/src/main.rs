@@ -132,6 +132,7 @@ fn sweep(config: SimConfig, count: u64) -> ExitCode {
     let started = Instant::now();
     let (mut events, mut failures, mut requests, mut faults) = (0u64, Vec::new(), 0u64, 0u64);
     let mut overshoot = 0u64;
+    let (mut dynamo, mut unconfirmed) = (0u64, 0u64);
     for seed in config.seed..config.seed.saturating_add(count) {
         let outcome = run(&SimConfig {
             seed,
@@ -140,6 +141,8 @@ fn sweep(config: SimConfig, count: u64) -> ExitCode {
         events += outcome.events;
         requests += outcome.stats.requests;
         faults += outcome.stats.faults;
+        dynamo += outcome.stats.dynamo_requests;
+        unconfirmed += outcome.stats.dynamo_unconfirmed;
         overshoot = overshoot.max(outcome.stats.max_output_overshoot);
         if let Some(v) = outcome.violation {
             bar.println(format!("seed {seed}: {v}"));
@@ -151,7 +154,7 @@ fn sweep(config: SimConfig, count: u64) -> ExitCode {
     bar.finish();
     let wall = started.elapsed();
     eprintln!(
-        "{count} seeds in {wall:?}: {events} events ({:.0} events/s), {requests} requests, {faults} faults, largest output-limit overshoot {overshoot} B; {} failed{}",
+        "{count} seeds in {wall:?}: {events} events ({:.0} events/s), {requests} requests ({dynamo} attempts over Dynamo's protocol; {unconfirmed} Dynamo answers a clean drain counted that no caller read), {faults} faults, largest output-limit overshoot {overshoot} B; {} failed{}",
         events as f64 / wall.as_secs_f64().max(1e-9),
         failures.len(),
         if failures.is_empty() {

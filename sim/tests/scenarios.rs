@@ -184,7 +184,10 @@ fn frontend_waiting_for_a_callhome_that_never_comes_gives_up() {
         let sent = lines_with(&outcome.trace, &format!("request {req} over Dynamo"));
         let failed = lines_with(&outcome.trace, &format!("request {req} failed:"));
         let (Some((sent, _)), [(failed, line)]) = (sent.first(), failed.as_slice()) else {
-            panic!("request {req}: sent {sent:?}, failed {failed:?}\n{}", outcome.trace);
+            panic!(
+                "request {req}: sent {sent:?}, failed {failed:?}\n{}",
+                outcome.trace
+            );
         };
         assert!(
             line.contains("did not connect back within 60 s"),

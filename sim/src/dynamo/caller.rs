@@ -111,6 +111,7 @@ impl World {
     ) {
         let now = self.now_instant();
         let (slot, inc) = crate::worker::slot_of(addr);
+        self.stats.dynamo_requests += 1;
         let d = &mut self.dcallers[caller];
         let subject = format!("c{caller}-{:x}", d.next_subject);
         d.next_subject += 1;
@@ -212,17 +213,15 @@ impl World {
             r#"{{"req":{req},"items":{},"item_size":{},"delay_us":{}}}"#,
             r.items, r.item_size, r.delay_us
         );
-        let body = match dynrt_core::callhome::value::json_to_request_body(
-            call.codec,
-            json.as_bytes(),
-        ) {
-            Ok(body) => body,
-            Err(e) => {
-                let detail = format!("request {req}: body not encodable: {e}");
-                self.fail(Invariant::StreamEndsOnce, detail);
-                return None;
-            }
-        };
+        let body =
+            match dynrt_core::callhome::value::json_to_request_body(call.codec, json.as_bytes()) {
+                Ok(body) => body,
+                Err(e) => {
+                    let detail = format!("request {req}: body not encodable: {e}");
+                    self.fail(Invariant::StreamEndsOnce, detail);
+                    return None;
+                }
+            };
         let id = format!("req-{req}");
         let control = RequestControlMessage {
             id: id.clone(),
@@ -286,7 +285,8 @@ impl World {
         let queued: Vec<u64> = d.queued.remove(&link).unwrap_or_default().into();
         for req in queued {
             self.dyn_forget(caller, req);
-            let why = format!("Dynamo request connection d#{link} failed before the request was sent");
+            let why =
+                format!("Dynamo request connection d#{link} failed before the request was sent");
             self.refused(caller, req, outcome, why);
         }
     }
@@ -355,7 +355,11 @@ impl World {
         } else {
             let _ = self.attempt_outcome(caller, req, Outcome::ClosedAfterSent);
         }
-        trace!(self, format_args!("c{caller}"), "request {req} failed: {reason}");
+        trace!(
+            self,
+            format_args!("c{caller}"),
+            "request {req} failed: {reason}"
+        );
         self.end_request(caller, req, ClientEnd::Error(reason));
     }
 
@@ -390,8 +394,10 @@ impl World {
         }
         d.pending_timer = None;
         d.pending.handle_timeout(now);
-        while let Some(PendingEvent::Expired { subject, value: req }) =
-            self.dcallers[caller].pending.poll_event()
+        while let Some(PendingEvent::Expired {
+            subject,
+            value: req,
+        }) = self.dcallers[caller].pending.poll_event()
         {
             let secs = callhome_config().establish_timeout.as_secs();
             let e = CallHomeError::EstablishTimeout { subject, secs };
@@ -411,7 +417,8 @@ impl World {
             let Some(Machine::Caller(m)) = end.machine.as_mut() else {
                 return;
             };
-            match claimed.and_then(|req| Some((req, self.dcallers[caller].calls.get(&req)?.codec))) {
+            match claimed.and_then(|req| Some((req, self.dcallers[caller].calls.get(&req)?.codec)))
+            {
                 Some((req, codec)) => {
                     m.accept(codec, now);
                     // The prologue may have come with the handshake.
@@ -421,11 +428,19 @@ impl World {
                     if let Some(call) = d.calls.get_mut(&req) {
                         call.stream = Some(link);
                     }
-                    trace!(self, format_args!("c{caller}"), "d#{link} calls home for request {req}");
+                    trace!(
+                        self,
+                        format_args!("c{caller}"),
+                        "d#{link} calls home for request {req}"
+                    );
                 }
                 None => {
                     m.reject();
-                    trace!(self, format_args!("c{caller}"), "d#{link}: unknown subject {subject}");
+                    trace!(
+                        self,
+                        format_args!("c{caller}"),
+                        "d#{link}: unknown subject {subject}"
+                    );
                 }
             }
             return;
@@ -460,7 +475,11 @@ impl World {
                 if !call.answered {
                     let _ = self.attempt_outcome(caller, req, Outcome::Answered);
                 }
-                let end = if killed { ClientEnd::Cancelled } else { ClientEnd::Ok };
+                let end = if killed {
+                    ClientEnd::Cancelled
+                } else {
+                    ClientEnd::Ok
+                };
                 trace!(
                     self,
                     format_args!("c{caller}"),
@@ -499,7 +518,11 @@ impl World {
             }
             let _ = self.attempt_outcome(caller, req, outcome);
         }
-        trace!(self, format_args!("c{caller}"), "request {req} ended with {reason}");
+        trace!(
+            self,
+            format_args!("c{caller}"),
+            "request {req} ended with {reason}"
+        );
         self.end_request(caller, req, ClientEnd::Error(reason));
     }
 
@@ -529,7 +552,11 @@ impl World {
             CancelMode::Kill => Cancel::Kill,
             CancelMode::Stop => Cancel::Stop,
         };
-        trace!(self, format_args!("c{caller}"), "request {req}: cancel ({how:?}) over Dynamo");
+        trace!(
+            self,
+            format_args!("c{caller}"),
+            "request {req}: cancel ({how:?}) over Dynamo"
+        );
         let end = &mut self.dnet.links[link as usize].ends[Side::Server.idx()];
         let Some(Machine::Caller(m)) = end.machine.as_mut() else {
             return;

@@ -182,7 +182,11 @@ impl World {
             DynEv::DialTimeout { link } => {
                 let end = &self.dnet.links[link as usize].ends[0];
                 if end.open && !end.connected {
-                    trace!(self, self.dyn_node(link, Side::Client), "d#{link} dial timed out");
+                    trace!(
+                        self,
+                        self.dyn_node(link, Side::Client),
+                        "d#{link} dial timed out"
+                    );
                     self.dyn_dial_failed(link);
                     self.dyn_close(link, Side::Client, false);
                 }
@@ -297,7 +301,10 @@ impl World {
             return;
         }
         let Some(machine) = machine else {
-            trace!(self, "net", "d#{link}: w{slot}.{inc} refuses the connection");
+            trace!(
+                self,
+                "net", "d#{link}: w{slot}.{inc} refuses the connection"
+            );
             let at = self.dyn_arrival(link, Side::Server);
             self.schedule(
                 at,
@@ -314,7 +321,11 @@ impl World {
         end.open = true;
         end.connected = true;
         end.last_arrival = self.now;
-        trace!(self, self.dyn_node(link, Side::Server), "accept d#{link} ({kind:?})");
+        trace!(
+            self,
+            self.dyn_node(link, Side::Server),
+            "accept d#{link} ({kind:?})"
+        );
         let at = self.dyn_arrival(link, Side::Server);
         self.schedule(at, Ev::Dyn(DynEv::SynAck { link }));
         self.dyn_pump(link, Side::Server);

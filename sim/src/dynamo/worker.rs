@@ -20,7 +20,7 @@ use dynrt_core::wire::dynamo::{
     ResponseStreamPrologue, TcpStreamConnectionInfo, TwoPartDecoder, TypedError,
 };
 
-use super::{DynEv, Kind, Machine, callhome_config, caller_of};
+use super::{DynEv, Kind, Machine, caller_of, callhome_config};
 use crate::ledger::{Invariant, ServerEnd, pattern};
 use crate::net::Side;
 use crate::trace::trace;
@@ -132,7 +132,11 @@ impl World {
         let (seq, frame) = match ev {
             RequestEvent::Request { seq, frame } => (seq, frame),
             RequestEvent::Failed(e) => {
-                trace!(self, format_args!("w{slot}"), "d#{link}: bad request bytes: {e}");
+                trace!(
+                    self,
+                    format_args!("w{slot}"),
+                    "d#{link}: bad request bytes: {e}"
+                );
                 return;
             }
         };
@@ -158,7 +162,13 @@ impl World {
     /// Dials the caller back for an acked request.
     fn dyn_call_home(&mut self, slot: usize, inc: u32, asked: Asked) {
         let stream = WorkerStream::new(&asked.subject, asked.codec, callhome_config());
-        let link = self.dyn_dial(Kind::CallHome, asked.caller, slot, inc, Machine::Worker(stream));
+        let link = self.dyn_dial(
+            Kind::CallHome,
+            asked.caller,
+            slot,
+            inc,
+            Machine::Worker(stream),
+        );
         trace!(
             self,
             format_args!("w{slot}"),
@@ -193,7 +203,11 @@ impl World {
         let req = a.req;
         if let Err(refused) = self.workers[slot].shutdown.request_started(ENDPOINT_PATH) {
             // Draining: the handler refuses before its first item; the prologue says so.
-            trace!(self, format_args!("w{slot}"), "d#{link} refuse request {req}: {refused}");
+            trace!(
+                self,
+                format_args!("w{slot}"),
+                "d#{link} refuse request {req}: {refused}"
+            );
             let message = refused.to_string();
             let prologue = ResponseStreamPrologue {
                 typed_error: Some(TypedError::new("WorkerUnavailable", message.clone())),
@@ -211,7 +225,10 @@ impl World {
         let inc = self.workers[slot].inc;
         let r = &mut self.ledger.requests[req as usize];
         if r.server_accepted {
-            self.fail(Invariant::StreamEndsOnce, format!("request {req} accepted twice"));
+            self.fail(
+                Invariant::StreamEndsOnce,
+                format!("request {req} accepted twice"),
+            );
             return;
         }
         r.server_accepted = true;
@@ -231,7 +248,12 @@ impl World {
     pub(super) fn dyn_callhome_dial_failed(&mut self, link: u32) {
         let slot = self.dnet.links[link as usize].slot;
         if let Some(a) = self.dworkers[slot].serving.remove(&link) {
-            trace!(self, format_args!("w{slot}"), "d#{link}: cannot call home for request {}", a.req);
+            trace!(
+                self,
+                format_args!("w{slot}"),
+                "d#{link}: cannot call home for request {}",
+                a.req
+            );
         }
     }
 
@@ -331,7 +353,12 @@ impl World {
             WorkerEvent::Cancelled(Cancel::Kill) => (Some(ServerEnd::Killed), a.peer_closed),
             WorkerEvent::Failed(_) => (Some(ServerEnd::Killed), true),
         };
-        trace!(self, format_args!("w{slot}"), "d#{link} request {}: {ev:?}", a.req);
+        trace!(
+            self,
+            format_args!("w{slot}"),
+            "d#{link} request {}: {ev:?}",
+            a.req
+        );
         if !a.finished
             && let Some(end) = end
         {
@@ -363,7 +390,11 @@ impl World {
         }
         let alive = self.workers[slot].alive && self.workers[slot].inc == inc;
         if !a.finished {
-            let end = if alive { ServerEnd::Killed } else { ServerEnd::Died };
+            let end = if alive {
+                ServerEnd::Killed
+            } else {
+                ServerEnd::Died
+            };
             self.server_end(a.req, end);
         }
         if alive {
