@@ -42,13 +42,16 @@ pub enum FaultKind {
     PartialWrites,
     /// One connection stalls (deliveries wait) for a while.
     Stall,
+    /// A worker's handler stops answering for a while: its streams produce nothing and its
+    /// canaries get no answer (the process, its connections and its lease carry on).
+    HandlerStall,
     /// A caller's Dynamo response-stream server is unreachable for a while: call-home dials
     /// to it vanish, and bytes of its call-home connections wait until it heals.
     CallHomeDrop,
 }
 
 /// Every fault kind.
-pub const ALL_FAULTS: [FaultKind; 13] = [
+pub const ALL_FAULTS: [FaultKind; 14] = [
     FaultKind::Kill,
     FaultKind::StoreRestart,
     FaultKind::PartitionStore,
@@ -61,6 +64,7 @@ pub const ALL_FAULTS: [FaultKind; 13] = [
     FaultKind::Reset,
     FaultKind::PartialWrites,
     FaultKind::Stall,
+    FaultKind::HandlerStall,
     FaultKind::CallHomeDrop,
 ];
 
@@ -80,6 +84,7 @@ impl FaultKind {
             Self::Reset => "reset",
             Self::PartialWrites => "partial-writes",
             Self::Stall => "stall",
+            Self::HandlerStall => "handler-stall",
             Self::CallHomeDrop => "callhome-drop",
         }
     }
@@ -209,6 +214,7 @@ impl World {
                 FaultKind::Reset => (self.rng.next_u64() as usize, 0),
                 FaultKind::PartialWrites => (0, self.rng.range(S, 10 * S)),
                 FaultKind::Stall => (self.rng.next_u64() as usize, self.rng.range(S / 10, 15 * S)),
+                FaultKind::HandlerStall => (worker, self.rng.range(S, 30 * S)),
                 FaultKind::CallHomeDrop => (caller, self.rng.range(S, 20 * S)),
             };
             self.schedule(
@@ -327,6 +333,7 @@ impl World {
                 }
             }
             FaultKind::PartialWrites => f.partial_writes += 1,
+            FaultKind::HandlerStall => self.stall_handler(target, until),
             FaultKind::CallHomeDrop => {
                 f.callhome_cut_until[target] = f.callhome_cut_until[target].max(until);
             }
@@ -355,6 +362,7 @@ impl World {
                     self.start_worker(target);
                 }
             }
+            FaultKind::HandlerStall => self.resume_handler(target),
             FaultKind::PartitionStore
             | FaultKind::LeaseExpiry
             | FaultKind::PartitionPeers

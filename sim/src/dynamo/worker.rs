@@ -54,6 +54,8 @@ pub(crate) struct DynWorker {
     /// The codec its record names (`None`: JSON).
     pub(crate) codec: Option<PayloadCodec>,
     serving: BTreeMap<u32, Answer>,
+    /// Call-home connections whose handler waits out a handler stall.
+    parked: std::collections::BTreeSet<u32>,
 }
 
 impl DynWorker {
@@ -62,6 +64,7 @@ impl DynWorker {
             dynamo_only,
             codec,
             serving: BTreeMap::new(),
+            parked: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -194,6 +197,15 @@ impl World {
         );
     }
 
+    /// Dynamo answers the worker in `slot` runs (its handler started; the exchange not over).
+    pub(crate) fn dyn_running(&self, slot: usize) -> u64 {
+        self.dworkers[slot]
+            .serving
+            .values()
+            .filter(|a| a.started)
+            .count() as u64
+    }
+
     /// The call-home dial finished: the handler runs now, if the worker takes requests.
     pub(super) fn dyn_worker_connected(&mut self, link: u32) {
         let slot = self.dnet.links[link as usize].slot;
@@ -260,9 +272,18 @@ impl World {
     /// The handler's next item is ready (or its end): written once the socket took the
     /// previous ones (the runtime's `flush` waits before the handler is polled again).
     pub(super) fn dyn_produce(&mut self, link: u32) {
-        let now = self.now_instant();
         let slot = self.dnet.links[link as usize].slot;
         let flushed = self.dyn_flushed(link, Side::Client);
+        let stalled = self.workers[slot].stall_began.is_some();
+        let d = &mut self.dworkers[slot];
+        if stalled && d.serving.get(&link).is_some_and(|a| a.started && !a.finished) {
+            // The handler stopped answering (the handler-stall fault): on again when it ends.
+            d.parked.insert(link);
+            if let Some(a) = d.serving.get_mut(&link) {
+                a.ticking = true;
+            }
+            return;
+        }
         let Some(a) = self.dworkers[slot].serving.get_mut(&link) else {
             return;
         };
@@ -305,14 +326,27 @@ impl World {
                 return;
             }
             self.ledger.requests[req as usize].server_sent += item.len() as u64;
-            self.workers[slot]
-                .health
-                .record_traffic(crate::health::HEALTH_KEY, now);
+            // A good item: real traffic on the endpoint's signal, as the request plane notes.
+            let w = &mut self.workers[slot];
+            if let Some(signal) = &w.traffic {
+                signal.record();
+            }
+            w.last_traffic = Some(self.now);
             a.ticking = true;
             let at = self.now + a.delay;
             self.schedule(at, Ev::Dyn(DynEv::HandlerTick { link }));
         }
         self.dyn_pump(link, Side::Client);
+    }
+
+    /// A handler stall ended: the parked Dynamo answers go on.
+    pub(crate) fn dyn_resume_parked(&mut self, slot: usize) {
+        for link in std::mem::take(&mut self.dworkers[slot].parked) {
+            if let Some(a) = self.dworkers[slot].serving.get_mut(&link) {
+                a.ticking = true;
+                self.schedule(self.now, Ev::Dyn(DynEv::HandlerTick { link }));
+            }
+        }
     }
 
     /// After a pump of a worker's call-home end: a handler held back by a full socket goes on.
