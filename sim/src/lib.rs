@@ -62,9 +62,9 @@
 #![forbid(unsafe_code)]
 
 mod caller;
-mod dynamo;
 mod deregistration;
 mod drain;
+mod dynamo;
 mod faults;
 mod hang;
 mod health;
@@ -100,6 +100,9 @@ pub enum PlantedBug {
     /// to the shutdown as finished, not lost: the core's behaviour before seeds 100285 and
     /// 100903 found it.
     LossCountedFinished,
+    /// Workers count a Dynamo answer delivered when the caller never closed after the sentinel
+    /// (the close timeout): the core's behaviour before Dynamo calls ran in the simulation.
+    CloseTimeoutDelivered,
     /// Workers report a request finished once its handler has produced its last item, not
     /// once the answer is delivered: a drain may then end, and report clean, with answers
     /// still waiting behind a slow reader.

@@ -110,13 +110,16 @@ const REGRESSIONS: &[(u64, &str)] = &[
 ];
 
 /// Seeds that failed once Dynamo's call-home protocol ran on the simulated network (every
-/// worker and caller speaking it: `dynamo_percent: 100`), each with what it found.
+/// worker and caller speaking it: `dynamo_percent: 100`), each with what it found. Faults
+/// added since change the schedules, so they no longer replay those runs; the planted bug and
+/// the search below keep finding what they found.
 const DYNAMO_REGRESSIONS: &[(u64, &str)] = &[
     // A caller stopped reading after the worker wrote the whole answer; the worker's close
     // timeout after the sentinel ended the exchange as `Done`, so the drain counted the answer
     // delivered and reported clean. Fixed in the core: the close timeout is
     // `WorkerEvent::CloseTimedOut`, which the runtime reports to the drain as lost
-    // (executor scenario `an_answer_whose_caller_never_closes_is_not_counted_delivered`).
+    // (executor scenario `an_answer_whose_caller_never_closes_is_not_counted_delivered`);
+    // `planted_bug_close_timeout_counted_delivered_is_caught` plants it back.
     (34, "close timeout after the sentinel counted as delivered"),
     (98, "same"),
     // A request reached its worker after its caller's ack timeout (a partition); the worker
@@ -132,9 +135,22 @@ const DYNAMO_REGRESSIONS: &[(u64, &str)] = &[
     (4, "same"),
 ];
 
+/// The faults that found the Dynamo drain bugs.
+fn dynamo_drain_config(seed: u64) -> SimConfig {
+    SimConfig {
+        dynamo_percent: 100,
+        faults: vec![
+            FaultKind::PartitionPeers,
+            FaultKind::StopReading,
+            FaultKind::Drain,
+        ],
+        fault_count: 8,
+        ..config(seed)
+    }
+}
+
 #[test]
 fn dynamo_regression_seeds_stay_clean() {
-    let mut unconfirmed = 0;
     for &(seed, what) in DYNAMO_REGRESSIONS {
         let outcome = run(&SimConfig {
             dynamo_percent: 100,
@@ -146,12 +162,42 @@ fn dynamo_regression_seeds_stay_clean() {
             outcome.violation.unwrap()
         );
         assert!(outcome.stats.dynamo_requests > 0, "{}", outcome.stats);
-        unconfirmed += outcome.stats.dynamo_unconfirmed;
     }
+    // The protocol's blind spot still shows up, counted and not a violation.
+    let unconfirmed = (0..40).find(|&seed| {
+        let outcome = run(&dynamo_drain_config(seed));
+        assert!(
+            outcome.violation.is_none(),
+            "seed {seed}: {}",
+            outcome.violation.unwrap()
+        );
+        outcome.stats.dynamo_unconfirmed > 0
+    });
     assert!(
-        unconfirmed > 0,
-        "seeds 16 and 4 count an unconfirmable answer"
+        unconfirmed.is_some(),
+        "no unconfirmable Dynamo answer found"
     );
+}
+
+/// The core bug the Dynamo calls found, planted back: a worker whose caller never closed after
+/// the sentinel counts the answer delivered, and a drain reports clean though the caller never
+/// read it. The sweep must catch it, and the same seed without the bug is clean.
+#[test]
+fn planted_bug_close_timeout_counted_delivered_is_caught() {
+    let caught = (0..40).find_map(|seed| {
+        let outcome = run(&SimConfig {
+            planted_bug: Some(PlantedBug::CloseTimeoutDelivered),
+            ..dynamo_drain_config(seed)
+        });
+        outcome.violation.map(|v| (seed, v.invariant))
+    });
+    assert!(
+        matches!(caught, Some((_, Invariant::CleanDrainDelivers))),
+        "{caught:?}"
+    );
+    let (seed, _) = caught.expect("caught");
+    let fixed = run(&dynamo_drain_config(seed));
+    assert!(fixed.violation.is_none(), "{:?}", fixed.violation);
 }
 
 /// Every worker and caller on Dynamo's protocol, under every fault: the invariants hold for

@@ -276,7 +276,11 @@ impl World {
         let flushed = self.dyn_flushed(link, Side::Client);
         let stalled = self.workers[slot].stall_began.is_some();
         let d = &mut self.dworkers[slot];
-        if stalled && d.serving.get(&link).is_some_and(|a| a.started && !a.finished) {
+        if stalled
+            && d.serving
+                .get(&link)
+                .is_some_and(|a| a.started && !a.finished)
+        {
             // The handler stopped answering (the handler-stall fault): on again when it ends.
             d.parked.insert(link);
             if let Some(a) = d.serving.get_mut(&link) {
@@ -379,7 +383,10 @@ impl World {
                 (None, false)
             }
             // The caller never closed after the sentinel: not known delivered.
-            WorkerEvent::CloseTimedOut => (None, true),
+            WorkerEvent::CloseTimedOut => (
+                None,
+                self.cfg.planted_bug != Some(crate::PlantedBug::CloseTimeoutDelivered),
+            ),
             // A stop ends the stream early at the caller's ask: the handler stops, nothing
             // more is written, and the caller counts it complete.
             WorkerEvent::Cancelled(Cancel::Stop) => (Some(ServerEnd::Finished), false),
