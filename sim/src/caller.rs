@@ -45,8 +45,10 @@ struct ClientLink {
     streams: BTreeMap<StreamId, u64>,
     /// Streams that have had data (their request was taken).
     answered: BTreeSet<StreamId>,
-    /// Bytes received and not yet released (held by a slow consumer).
+    /// Bytes received and not yet released (held by a slow consumer)...
     unreleased: u64,
+    /// ...per stream.
+    unreleased_streams: BTreeMap<StreamId, u64>,
 }
 
 /// One caller.
@@ -288,10 +290,14 @@ impl World {
             let at = self.rng.range(1, total - 1);
             self.callers[caller].cancel_at.insert(req, (at, mode));
         }
-        self.callers[caller].attempts.insert(
-            req,
-            Placement::new(Policy::RoundRobin, RetryConfig::default()),
-        );
+        let retry = if self.cfg.planted_bug == Some(PlantedBug::GiveUpOnRefusal) {
+            RetryConfig::never()
+        } else {
+            RetryConfig::default()
+        };
+        self.callers[caller]
+            .attempts
+            .insert(req, Placement::new(Policy::RoundRobin, retry));
         self.route(caller, req);
     }
 
@@ -317,6 +323,16 @@ impl World {
                 return;
             }
             Err(e) => {
+                if let ChooseError::Exhausted { .. } = e {
+                    let tried = attempts.tried();
+                    if let Some(left) = ids.iter().find(|id| !tried.contains(id)) {
+                        let detail = format!(
+                            "c{caller}: request {req} given up with instance {left} available and never tried (tried {tried:?})"
+                        );
+                        self.fail(Invariant::RefusalsRetried, detail);
+                        return;
+                    }
+                }
                 trace!(self, format_args!("c{caller}"), "request {req}: {e}");
                 self.end_request(caller, req, ClientEnd::Error(format!("route: {e}")));
                 return;
@@ -452,7 +468,22 @@ impl World {
                 self.stats.retries += 1;
                 self.route(caller, req);
             }
-            Some(_) => self.end_request(caller, req, ClientEnd::Error(reason)),
+            Some(_) => {
+                // Given up: only with the retry budget spent (a direct call never moves).
+                let attempts = self.callers[caller]
+                    .attempts
+                    .get(&req)
+                    .map_or(0, Placement::attempts);
+                let budget = RetryConfig::default().max_attempts.get();
+                if attempts < budget {
+                    let detail = format!(
+                        "c{caller}: request {req} refused ({reason}) and given up after {attempts} of {budget} attempts"
+                    );
+                    self.fail(Invariant::RefusalsRetried, detail);
+                    return;
+                }
+                self.end_request(caller, req, ClientEnd::Error(reason));
+            }
             None => {}
         }
     }
@@ -579,6 +610,16 @@ impl World {
         let len = payload.len() as u64;
         if self.faults.caller_slow_until[caller] > self.now {
             cl.unreleased += len;
+            let held = cl.unreleased_streams.entry(id).or_insert(0);
+            *held += len;
+            let credit = u64::from(self.conn_config.stream_credit);
+            if *held > credit {
+                let detail = format!(
+                    "c{caller} #{link}: holds {held} unreleased bytes of stream {id:?}, more than the {credit} bytes of stream credit it granted"
+                );
+                self.fail(Invariant::MemoryWithinCredit, detail);
+                return;
+            }
             let at = self.now + self.rng.range(5_000_000, 300_000_000);
             self.schedule(
                 at,
@@ -636,6 +677,12 @@ impl World {
     pub(crate) fn on_release(&mut self, caller: usize, link: u32, stream: StreamId, len: u64) {
         if let Some(cl) = self.callers[caller].links.get_mut(&link) {
             cl.unreleased -= len;
+            if let Some(held) = cl.unreleased_streams.get_mut(&stream) {
+                *held -= len;
+                if *held == 0 {
+                    cl.unreleased_streams.remove(&stream);
+                }
+            }
         }
         let end = &mut self.net.links[link as usize].ends[0];
         if !end.open {

@@ -42,10 +42,13 @@ pub enum FaultKind {
     PartialWrites,
     /// One connection stalls (deliveries wait) for a while.
     Stall,
+    /// A worker's handler stops answering for a while: its streams produce nothing and its
+    /// canaries get no answer (the process, its connections and its lease carry on).
+    HandlerStall,
 }
 
 /// Every fault kind.
-pub const ALL_FAULTS: [FaultKind; 12] = [
+pub const ALL_FAULTS: [FaultKind; 13] = [
     FaultKind::Kill,
     FaultKind::StoreRestart,
     FaultKind::PartitionStore,
@@ -58,6 +61,7 @@ pub const ALL_FAULTS: [FaultKind; 12] = [
     FaultKind::Reset,
     FaultKind::PartialWrites,
     FaultKind::Stall,
+    FaultKind::HandlerStall,
 ];
 
 impl FaultKind {
@@ -76,6 +80,7 @@ impl FaultKind {
             Self::Reset => "reset",
             Self::PartialWrites => "partial-writes",
             Self::Stall => "stall",
+            Self::HandlerStall => "handler-stall",
         }
     }
 }
@@ -202,6 +207,7 @@ impl World {
                 FaultKind::Reset => (self.rng.next_u64() as usize, 0),
                 FaultKind::PartialWrites => (0, self.rng.range(S, 10 * S)),
                 FaultKind::Stall => (self.rng.next_u64() as usize, self.rng.range(S / 10, 15 * S)),
+                FaultKind::HandlerStall => (worker, self.rng.range(S, 30 * S)),
             };
             self.schedule(
                 at,
@@ -298,6 +304,7 @@ impl World {
                 }
             }
             FaultKind::PartialWrites => f.partial_writes += 1,
+            FaultKind::HandlerStall => self.stall_handler(target, until),
         }
     }
 
@@ -322,6 +329,7 @@ impl World {
                     self.start_worker(target);
                 }
             }
+            FaultKind::HandlerStall => self.resume_handler(target),
             FaultKind::PartitionStore
             | FaultKind::LeaseExpiry
             | FaultKind::PartitionPeers

@@ -52,7 +52,10 @@
 #![forbid(unsafe_code)]
 
 mod caller;
+mod deregistration;
+mod drain;
 mod faults;
+mod hang;
 mod health;
 mod ledger;
 mod net;
@@ -66,6 +69,7 @@ mod world;
 use std::fmt;
 use std::time::Duration;
 
+pub use drain::DrainRecord;
 pub use faults::{ALL_FAULTS, FaultKind, UnknownFault};
 // (ScriptedFault is defined below.)
 pub use ledger::{Invariant, Violation};
@@ -85,6 +89,17 @@ pub enum PlantedBug {
     /// to the shutdown as finished, not lost: the core's behaviour before seeds 100285 and
     /// 100903 found it.
     LossCountedFinished,
+    /// Workers report a request finished once its handler has produced its last item, not
+    /// once the answer is delivered: a drain may then end, and report clean, with answers
+    /// still waiting behind a slow reader.
+    FinishedAtLastItem,
+    /// Workers never act on the drain deadline: phase 2 waits for as long as requests run.
+    IgnoreDrainDeadline,
+    /// Callers never offer a refused request to another instance.
+    GiveUpOnRefusal,
+    /// Canaries are answered without going through the handler (a health check that checks
+    /// nothing): a hung handler's worker stays ready.
+    CanaryBypassesHandler,
 }
 
 /// One simulation run's settings.
@@ -191,6 +206,8 @@ pub struct Outcome {
     pub trace: String,
     /// A fingerprint of the whole run, equal across replays of the same seed.
     pub fingerprint: u64,
+    /// Every drain of the run (worker shutdowns that reached phase 3), in order.
+    pub drains: Vec<DrainRecord>,
     /// Counters.
     pub stats: Stats,
 }
@@ -221,13 +238,19 @@ pub struct Stats {
     pub max_output_overshoot: u64,
     /// Canary requests workers sent to themselves.
     pub canaries: u64,
+    /// Shutdowns that reached phase 3 (their reports checked)...
+    pub drains: u64,
+    /// ...of which clean.
+    pub clean_drains: u64,
+    /// Streams still running that phase 3 cut.
+    pub streams_cut: u64,
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} requests ({} ok, {} typed errors, {} cancelled by their callers, {} retried), {} faults, {} connections, {} leases lost",
+            "{} requests ({} ok, {} typed errors, {} cancelled by their callers, {} retried), {} faults, {} connections, {} leases lost, {} drains ({} clean, {} running streams cut)",
             self.requests,
             self.ok,
             self.errors,
@@ -235,7 +258,10 @@ impl fmt::Display for Stats {
             self.retries,
             self.faults,
             self.connections,
-            self.leases_lost
+            self.leases_lost,
+            self.drains,
+            self.clean_drains,
+            self.streams_cut
         )
     }
 }
@@ -263,6 +289,7 @@ pub fn run(config: &SimConfig) -> Outcome {
                 }),
                 trace: String::new(),
                 fingerprint: 0,
+                drains: Vec::new(),
                 stats: Stats::default(),
             }
         }

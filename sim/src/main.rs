@@ -29,7 +29,7 @@ struct Args {
     requests: u32,
     /// Faults to draw from, comma-separated (`all`, `none`, or names: kill, store-restart,
     /// partition-store, partition-peers, slow-consumer, stop-reading, lease-expiry, slow-store,
-    /// drain, reset, partial-writes, stall).
+    /// drain, reset, partial-writes, stall, handler-stall).
     #[arg(long, default_value = "all")]
     faults: String,
     /// Faults per run.
@@ -38,6 +38,9 @@ struct Args {
     /// Lease TTL in seconds.
     #[arg(long, default_value_t = 10)]
     ttl: u64,
+    /// How long a worker's drain may last, in seconds (shutdown phase 2).
+    #[arg(long, default_value_t = 25)]
+    drain_limit: u64,
     /// With a single seed: print only the summary, not the trace.
     #[arg(long)]
     quiet: bool,
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         faults,
         fault_count: args.fault_count,
         lease_ttl: Duration::from_secs(args.ttl.max(1)),
+        drain_limit: Duration::from_secs(args.drain_limit),
         ..SimConfig::default()
     };
     match args.seeds {

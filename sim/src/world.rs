@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dynrt_core::conn::ConnConfig;
-use dynrt_core::kv::{LeaseId, WatchEvent};
+use dynrt_core::kv::WatchEvent;
 use dynrt_core::wire::mux::StreamId;
 
 use crate::caller::Caller;
+use crate::deregistration::Promises;
+use crate::drain::DrainRecord;
 use crate::faults::{FaultAction, FaultState};
 use crate::ledger::{Invariant, Ledger, Violation, at};
 use crate::net::{Net, Side};
@@ -97,8 +99,8 @@ pub(crate) enum Ev {
     SetTimer { caller: usize, at: u64 },
     /// A fault starts or ends.
     Fault(FaultAction),
-    /// A lease was lost at this worker `ttl` ago: its keys must be gone.
-    CheckDeregistered { slot: usize, lease: LeaseId },
+    /// A deregistration deadline: a step then, so that the per-step check sees it come.
+    DeregistrationDue,
 }
 
 /// One run.
@@ -127,6 +129,12 @@ pub(crate) struct World {
     pub(crate) to_issue: u64,
     /// Largest amount by which a sender's held bytes exceeded its output limit.
     pub(crate) max_output_overshoot: u64,
+    /// Every drain's report and end.
+    pub(crate) drains: Vec<DrainRecord>,
+    /// Requests whose stream phase 3 cut while it ran (their callers owe a typed error).
+    pub(crate) cut_requests: Vec<u64>,
+    /// Deregistrations the store owes by a deadline.
+    pub(crate) promises: Promises,
 }
 
 impl World {
@@ -160,6 +168,9 @@ impl World {
             open_streams: 0,
             to_issue,
             max_output_overshoot: 0,
+            drains: Vec::new(),
+            cut_requests: Vec::new(),
+            promises: Promises::new(),
         }
     }
 
@@ -218,6 +229,7 @@ impl World {
             self.events += 1;
             self.trace.mix(time);
             self.dispatch(ev);
+            self.check_step();
             if self.violation.is_some() {
                 break;
             }
@@ -238,6 +250,9 @@ impl World {
         if self.violation.is_none() {
             self.check_drains();
         }
+        if self.violation.is_none() {
+            self.check_cut_streams();
+        }
         trace!(
             self,
             "END",
@@ -253,11 +268,20 @@ impl World {
             violation: self.violation.take(),
             trace: self.trace.take_text(),
             fingerprint: self.trace.fingerprint(),
+            drains: std::mem::take(&mut self.drains),
             stats: Stats {
                 max_output_overshoot: self.max_output_overshoot,
                 ..self.stats.clone()
             },
         }
+    }
+
+    /// The invariants that hold between any two steps (the others are checked where their
+    /// facts change): each costs a comparison or two unless something is due.
+    fn check_step(&mut self) {
+        self.check_drains_bounded();
+        self.check_readiness_windows();
+        self.check_deregistrations();
     }
 
     fn dispatch(&mut self, ev: Ev) {
@@ -295,7 +319,8 @@ impl World {
             Ev::Watch { caller, epoch, ev } => self.on_watch(caller, epoch, *ev),
             Ev::SetTimer { caller, at } => self.on_set_timer(caller, at),
             Ev::Fault(action) => self.on_fault(action),
-            Ev::CheckDeregistered { slot, lease } => self.check_deregistered(slot, lease),
+            // The check runs after every step (`check_step`); this event only makes a step.
+            Ev::DeregistrationDue => {}
         }
     }
 }
