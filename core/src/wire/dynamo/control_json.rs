@@ -135,8 +135,134 @@ fn connection_info(cursor: &mut Cursor<'_>) -> Option<ConnectionInfo> {
     })
 }
 
-/// The fast path for a request control message (see the module docs).
+/// The fast path for a request control message (see the module docs): the layout the writers
+/// produce, else any layout of the known fields.
 pub(crate) fn read_request_control(src: &[u8]) -> Option<RequestControlMessage> {
+    read_written_layout(src).or_else(|| read_any_layout(src))
+}
+
+/// A request control message laid out exactly as [`write_request_control`] and serde_json write
+/// it (fields in declaration order, no whitespace), matched literal by literal: no field name
+/// is scanned or compared at run time, and a TCP connection info in its written layout is
+/// unescaped by its known pieces. `None` for any other layout.
+fn read_written_layout(src: &[u8]) -> Option<RequestControlMessage> {
+    let mut cursor = Cursor::new(src)?;
+    if !cursor.literal(b"{\"id\":") {
+        return None;
+    }
+    let id = cursor.string()?.into_owned();
+    let request_type = if cursor.literal(b",\"request_type\":\"single_in\"") {
+        RequestType::SingleIn
+    } else if cursor.literal(b",\"request_type\":\"many_in\"") {
+        RequestType::ManyIn
+    } else {
+        return None;
+    };
+    let response_type = if cursor.literal(b",\"response_type\":\"many_out\"") {
+        ResponseType::ManyOut
+    } else if cursor.literal(b",\"response_type\":\"single_out\"") {
+        ResponseType::SingleOut
+    } else {
+        return None;
+    };
+    let payload_codec = if cursor.literal(b",\"payload_codec\":\"msgpack\"") {
+        PayloadCodec::Msgpack
+    } else if cursor.literal(b",\"payload_codec\":\"json\"") {
+        PayloadCodec::Json
+    } else {
+        return None;
+    };
+    if !cursor.literal(b",\"connection_info\":{\"transport\":") {
+        return None;
+    }
+    let transport = cursor.string()?.into_owned();
+    if !cursor.literal(b",\"info\":") {
+        return None;
+    }
+    let info = match written_tcp_info(&mut cursor) {
+        Some(info) => info,
+        None => cursor.string()?.into_owned(),
+    };
+    if !cursor.literal(b"}") {
+        return None;
+    }
+    let metadata = if cursor.literal(b",\"metadata\":") {
+        string_map(&mut cursor)?
+    } else {
+        BTreeMap::new()
+    };
+    let frontend_send_ts_ns = if cursor.literal(b",\"frontend_send_ts_ns\":") {
+        Some(cursor.u64()?)
+    } else {
+        None
+    };
+    let request_stream_connection_info = if cursor.literal(b",\"request_stream_connection_info\":")
+    {
+        Some(connection_info(&mut cursor)?)
+    } else {
+        None
+    };
+    if !cursor.literal(b"}") || !cursor.at_end() {
+        return None;
+    }
+    Some(RequestControlMessage {
+        id,
+        request_type,
+        response_type,
+        payload_codec,
+        connection_info: ConnectionInfo { transport, info },
+        metadata,
+        frontend_send_ts_ns,
+        request_stream_connection_info,
+    })
+}
+
+/// The `info` string of a TCP connection info as [`write_tcp_info`] writes it and
+/// [`write_request_control`] escapes it (`"{\"address\":\"…\",…}"`, values without escapes),
+/// unescaped from its pieces; `None`, with nothing consumed, for any other string.
+fn written_tcp_info(cursor: &mut Cursor<'_>) -> Option<String> {
+    let start = cursor.pos();
+    let info = written_tcp_info_pieces(cursor);
+    if info.is_none() {
+        cursor.set_pos(start);
+    }
+    info
+}
+
+fn written_tcp_info_pieces(cursor: &mut Cursor<'_>) -> Option<String> {
+    if !cursor.literal(br#""{\"address\":\""#) {
+        return None;
+    }
+    let address = cursor.plain_until(br#"\",\"subject\":\""#)?;
+    let subject = cursor.plain_until(br#"\",\"context\":\""#)?;
+    let context = cursor.plain_until(br#"\",\"stream_type\":\""#)?;
+    let stream_type = if cursor.literal(br#"response\"}""#) {
+        "response\"}"
+    } else if cursor.literal(br#"request\"}""#) {
+        "request\"}"
+    } else {
+        return None;
+    };
+    let pieces = [
+        "{\"address\":\"",
+        address,
+        "\",\"subject\":\"",
+        subject,
+        "\",\"context\":\"",
+        context,
+        "\",\"stream_type\":\"",
+        stream_type,
+    ];
+    let mut info = String::with_capacity(pieces.iter().map(|piece| piece.len()).sum());
+    for piece in pieces {
+        info.push_str(piece);
+    }
+    Some(info)
+}
+
+/// The fast path for a request control message in any layout of its known fields (any order,
+/// any whitespace, escapes).
+fn read_any_layout(src: &[u8]) -> Option<RequestControlMessage> {
     let mut cursor = Cursor::new(src)?;
     let mut id = None;
     let mut request_type = None;
@@ -298,6 +424,14 @@ mod tests {
         )
     }
 
+    /// A message whose connection info is a TCP one, as every Dynamo caller sends.
+    fn arb_tcp_message() -> impl Strategy<Value = RequestControlMessage> {
+        (arb_message(), arb_tcp_info()).prop_map(|(mut message, tcp)| {
+            message.connection_info = tcp.to_connection_info();
+            message
+        })
+    }
+
     /// Whatever the fast path accepts, serde_json accepts with the same value.
     fn agrees_with_serde_json(text: &[u8]) -> Result<(), TestCaseError> {
         if let Some(ours) = read_request_control(text) {
@@ -327,6 +461,20 @@ mod tests {
             write_request_control(&message, &mut ours);
             prop_assert_eq!(&ours[..], &serde_json::to_vec(&message).unwrap()[..]);
             prop_assert_eq!(read_request_control(&ours), Some(message));
+        }
+
+        #[test]
+        fn written_messages_take_the_written_layout_path(message in arb_tcp_message()) {
+            let json = serde_json::to_vec(&message).unwrap();
+            prop_assert_eq!(read_written_layout(&json), Some(message));
+        }
+
+        #[test]
+        fn edited_tcp_messages_are_read_as_serde_json_reads_them(
+            message in arb_tcp_message(),
+            edits in prop::collection::vec(arb_edit(), 1..4),
+        ) {
+            agrees_with_serde_json(&apply(serde_json::to_vec(&message).unwrap(), &edits))?;
         }
 
         #[test]
@@ -369,6 +517,35 @@ mod tests {
             let theirs: RequestControlMessage = serde_json::from_slice(text).unwrap();
             assert_eq!(ours, theirs);
         }
+    }
+
+    #[test]
+    fn a_written_tcp_info_is_unescaped_from_its_pieces() {
+        for stream_type in [StreamType::Response, StreamType::Request] {
+            let tcp = TcpStreamConnectionInfo {
+                address: "10.1.2.3:40123".to_owned(),
+                subject: "5f1e0c4a-9b2d-4e8f-a7c6-3d2b1a0f9e8d".to_owned(),
+                context: "0b7a51c2-3f4e-4d7a-9a53-1f0e2d3c4b5a".to_owned(),
+                stream_type,
+            };
+            let info = tcp.to_connection_info().info;
+            let mut json = BytesMut::new();
+            write_str(&info, &mut json);
+            json.extend_from_slice(b"}");
+            let mut cursor = Cursor::new(&json).unwrap();
+            assert_eq!(written_tcp_info(&mut cursor), Some(info));
+            assert!(cursor.literal(b"}"), "the cursor is after the string");
+        }
+        // Not the written layout (a value with an escape): nothing consumed, left to the
+        // general string reader.
+        let mut json = BytesMut::new();
+        write_str(
+            r#"{"address":"a\"b","subject":"s","context":"c","stream_type":"request"}"#,
+            &mut json,
+        );
+        let mut cursor = Cursor::new(&json).unwrap();
+        assert_eq!(written_tcp_info(&mut cursor), None);
+        assert_eq!(cursor.pos(), 0);
     }
 
     #[test]

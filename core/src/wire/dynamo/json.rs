@@ -260,6 +260,11 @@ impl<'a> Cursor<'a> {
         self.pos
     }
 
+    /// Moves the cursor back to `pos` (an offset [`Self::pos`] returned).
+    pub(crate) fn set_pos(&mut self, pos: usize) {
+        self.pos = pos;
+    }
+
     /// Skips JSON whitespace and returns the next byte, without consuming it.
     pub(crate) fn peek(&mut self) -> Option<u8> {
         while let Some(&b) = self.src.get(self.pos) {
@@ -274,6 +279,30 @@ impl<'a> Cursor<'a> {
     /// Consumes the byte [`Self::peek`] returned.
     pub(crate) fn bump(&mut self) {
         self.pos += 1;
+    }
+
+    /// Consumes `literal` if the bytes at the cursor are exactly it (no whitespace skipped).
+    #[inline]
+    pub(crate) fn literal(&mut self, literal: &[u8]) -> bool {
+        let found = self.src[self.pos..].starts_with(literal);
+        if found {
+            self.pos += literal.len();
+        }
+        found
+    }
+
+    /// The text up to the next `"`, `\` or control byte, consumed if `end` follows it exactly:
+    /// a piece of a string that needs no unescaping, for readers of a known layout.
+    #[inline]
+    pub(crate) fn plain_until(&mut self, end: &[u8]) -> Option<&'a str> {
+        let start = self.pos;
+        let stop = start + plain_len(&self.src[start..]);
+        if !self.src[stop..].starts_with(end) {
+            return None;
+        }
+        let text = self.plain(start, stop).ok()?;
+        self.pos = stop + end.len();
+        Some(text)
     }
 
     /// Consumes `byte` (after whitespace).
@@ -429,7 +458,12 @@ fn unescape(src: &[u8], start: usize, mut at: usize) -> Result<(String, usize), 
     let unterminated = StringError::Unterminated { start: start - 1 };
     // Unescaping never lengthens, so the rest of the document bounds the value; the 256 keeps a
     // message of many short escaped strings from zeroing the rest of the message for each.
-    let mut out = vec![0; (src.len() - start).min(256).max(at - start) + 16];
+    // Zeroed by `resize` (malloc and memset) rather than `vec![0; n]`, whose calloc skips the
+    // allocator's fast per-thread cache and cost more than the unescaping.
+    let size = (src.len() - start).min(256).max(at - start) + 16;
+    let mut out = Vec::with_capacity(size);
+    #[allow(clippy::slow_vector_initialization)]
+    out.resize(size, 0);
     let mut len = at - start;
     out[..len].copy_from_slice(&src[start..at]);
     loop {
