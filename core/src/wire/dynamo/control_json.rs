@@ -2,10 +2,17 @@
 //!
 //! Every request a Dynamo caller sends carries one [`RequestControlMessage`]; serde_json's
 //! derived code for it was most of a small request's encode and decode time. The writer here
-//! produces serde_json's bytes exactly (field order, omissions, escapes); the reader is a fast
-//! path over the shape senders write (any field order, any whitespace, escapes) that leaves
-//! everything else — unknown fields, the array form of a struct, every malformed input — to
-//! serde_json, so results and error messages are serde_json's (see [`super::json`]).
+//! produces serde_json's bytes exactly (field order, omissions, escapes). The reader has two
+//! fast paths, tried in order:
+//!
+//! 1. the layout both writers (this one and Dynamo's serde_json) produce, matched literal by
+//!    literal, with a TCP connection info in its written layout unescaped from its known pieces
+//!    (the general unescaping of that string, every field name an escaped quote, was a third of
+//!    a decode);
+//! 2. any layout of the known fields (any order, any whitespace, escapes).
+//!
+//! Everything else — unknown fields, the array form of a struct, every malformed input — goes
+//! to serde_json, so results and error messages are serde_json's (see [`super::json`]).
 
 use std::collections::BTreeMap;
 
