@@ -181,7 +181,7 @@ mod raw {
         let mut rd = tokio::io::BufReader::with_capacity(256 * 1024, rd);
         let mut request = vec![4u8; 4 + SMALL];
         request[..4].copy_from_slice(&(SMALL as u32).to_be_bytes());
-        let mut reply = vec![0u8; SMALL];
+        let mut reply = [0u8; SMALL];
         let mut batch = Vec::new();
         let mut exchange = async |n: u64| {
             let (mut sent, mut received) = (0u64, 0u64);

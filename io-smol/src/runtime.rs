@@ -159,7 +159,7 @@ fn read_when_readable(
         }
         let read = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            let n = (&*tcp.get_ref()).read(&mut scratch)?;
+            let n = tcp.get_ref().read(&mut scratch)?;
             buf.extend_from_slice(&scratch[..n]);
             Ok::<_, io::Error>(n)
         });
