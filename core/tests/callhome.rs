@@ -436,7 +436,7 @@ fn worker_prologue_error_then_sentinel_then_drain_timeout() {
     w.handle_timeout(deadline - Duration::from_millis(1));
     assert!(!w.is_closed());
     w.handle_timeout(deadline);
-    assert_eq!(worker_events(&mut w), [WorkerEvent::Done]);
+    assert_eq!(worker_events(&mut w), [WorkerEvent::CloseTimedOut]);
     assert!(w.poll_timeout().is_none());
 }
 

@@ -362,6 +362,16 @@ impl World {
             format_args!("c{caller}"),
             "request {req} -> {chosen} at {addr} ({items} x {item_size} B)"
         );
+        // Dynamo's protocol to an instance without dynrt's mux (a 1.6.1 worker), and from a
+        // 1.6.1-style frontend to every instance.
+        let (mux, codec) = self.callers[caller]
+            .set
+            .get(chosen)
+            .map_or((Some(1), None), |i| (i.mux, i.codec));
+        if self.dcallers[caller].frontend || mux.is_none() {
+            self.dyn_send(caller, req, addr, codec.unwrap_or_default());
+            return;
+        }
         let link = match self.callers[caller].conns.get(&addr) {
             Some(&link) => link,
             None => {
@@ -423,7 +433,12 @@ impl World {
     /// What became of `req`'s attempt on the instance it was offered to: an answer, or a
     /// refusal (offered to another, or given up). Returns the verdict (`None` once the
     /// request ended or after a driver misuse).
-    fn attempt_outcome(&mut self, caller: usize, req: u64, outcome: Outcome) -> Option<Verdict> {
+    pub(crate) fn attempt_outcome(
+        &mut self,
+        caller: usize,
+        req: u64,
+        outcome: Outcome,
+    ) -> Option<Verdict> {
         let placement = self.callers[caller].attempts.get_mut(&req)?;
         let verdict = match placement.handle_outcome(outcome) {
             Ok(verdict) => verdict,
@@ -440,7 +455,7 @@ impl World {
     }
 
     /// Reports down the instances a request's placement says to.
-    fn placement_events(&mut self, caller: usize, req: u64) {
+    pub(crate) fn placement_events(&mut self, caller: usize, req: u64) {
         let now = self.now_instant();
         let c = &mut self.callers[caller];
         let Some(placement) = c.attempts.get_mut(&req) else {
@@ -457,7 +472,7 @@ impl World {
     }
 
     /// The instance `req` was offered to never took it: offer it to another, or give up.
-    fn refused(&mut self, caller: usize, req: u64, outcome: Outcome, reason: String) {
+    pub(crate) fn refused(&mut self, caller: usize, req: u64, outcome: Outcome, reason: String) {
         match self.attempt_outcome(caller, req, outcome) {
             Some(Verdict::Retry(_)) => {
                 trace!(
@@ -488,7 +503,7 @@ impl World {
         }
     }
 
-    fn end_request(&mut self, caller: usize, req: u64, end: ClientEnd) {
+    pub(crate) fn end_request(&mut self, caller: usize, req: u64, end: ClientEnd) {
         let double = self.cfg.planted_bug == Some(PlantedBug::DoubleEnd) && req % 7 == 3;
         self.callers[caller].attempts.remove(&req);
         self.callers[caller].cancel_at.remove(&req);
@@ -729,6 +744,31 @@ impl World {
             let why = format!("connection closed before the request was sent: {reason}");
             self.refused(caller, req, outcome, why);
         }
+    }
+}
+
+/// What the Dynamo side of a caller needs of its placement and cancel plans.
+impl World {
+    pub(crate) fn callers_attempts(&mut self, caller: usize, req: u64) -> Option<&mut Placement> {
+        self.callers[caller].attempts.get_mut(&req)
+    }
+
+    /// Whether the caller killed `req` itself (forgets it).
+    pub(crate) fn callers_killed(&mut self, caller: usize, req: u64) -> bool {
+        self.callers[caller].killed.remove(&req)
+    }
+
+    pub(crate) fn callers_mark_killed(&mut self, caller: usize, req: u64) {
+        self.callers[caller].killed.insert(req);
+    }
+
+    /// When (bytes received) and how the caller cancels `req`, if it does.
+    pub(crate) fn callers_cancel_at(&self, caller: usize, req: u64) -> Option<(u64, CancelMode)> {
+        self.callers[caller].cancel_at.get(&req).copied()
+    }
+
+    pub(crate) fn callers_take_cancel(&mut self, caller: usize, req: u64) {
+        self.callers[caller].cancel_at.remove(&req);
     }
 }
 

@@ -56,8 +56,9 @@ impl World {
         // What still runs, from the worker's own records (not the shutdown's bookkeeping):
         // streams its handlers serve, answers finished but not yet delivered, canaries.
         let delivering: usize = w.delivering.values().map(Vec::len).sum();
-        let truth_running =
-            (w.serving.len() + w.finished.len() + delivering + w.canaries.len()) as u64;
+        let truth_running = (w.serving.len() + w.finished.len() + delivering + w.canaries.len())
+            as u64
+            + self.dyn_running(slot);
         let reported_running: u64 = report.in_flight.values().sum();
         let reported_lost: u64 = report.lost.values().sum();
         let outcome = report.outcome();

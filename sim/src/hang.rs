@@ -48,6 +48,7 @@ impl World {
         for (link, stream) in parked {
             self.schedule(now, Ev::HandlerTick { link, stream });
         }
+        self.dyn_resume_parked(slot);
     }
 
     /// Whether the handler of `slot` is stalled now; if so, the stream `key` (if any) waits

@@ -140,6 +140,8 @@ pub(crate) struct Request {
     pub(crate) server_accepted: bool,
     pub(crate) server_end: Option<ServerEnd>,
     pub(crate) server_sent: u64,
+    /// Its items came as text over Dynamo's protocol: each byte is [`letter`] of the pattern.
+    pub(crate) letters: bool,
 }
 
 impl Request {
@@ -174,6 +176,7 @@ impl Ledger {
             server_accepted: false,
             server_end: None,
             server_sent: 0,
+            letters: false,
         });
         self.requests.len() as u64 - 1
     }
@@ -235,11 +238,15 @@ impl Ledger {
         ] {
             if let Some(&byte) = byte {
                 let item = (r.received + at as u64) / size;
-                if byte != pattern(req, item) {
+                let want = if r.letters {
+                    letter(pattern(req, item))
+                } else {
+                    pattern(req, item)
+                };
+                if byte != want {
                     return Err(format!(
-                        "request {req}: byte {} is {byte:#x}, not item {item}'s {:#x}",
+                        "request {req}: byte {} is {byte:#x}, not item {item}'s {want:#x}",
                         r.received + at as u64,
-                        pattern(req, item)
                     ));
                 }
             }
@@ -287,6 +294,11 @@ impl Ledger {
 /// The byte every position of item `item` of request `req` holds.
 pub(crate) fn pattern(req: u64, item: u64) -> u8 {
     (req.wrapping_mul(31).wrapping_add(item)) as u8
+}
+
+/// The text byte standing for pattern byte `byte` in items sent as text (`a` to `z`).
+pub(crate) fn letter(byte: u8) -> u8 {
+    b'a' + byte % 26
 }
 
 /// Virtual nanoseconds as a `Duration`.

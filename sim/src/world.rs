@@ -14,6 +14,7 @@ use dynrt_core::wire::mux::StreamId;
 use crate::caller::Caller;
 use crate::deregistration::Promises;
 use crate::drain::DrainRecord;
+use crate::dynamo::{DynCaller, DynEv, DynNet, DynWorker};
 use crate::faults::{FaultAction, FaultState};
 use crate::ledger::{Invariant, Ledger, Violation, at};
 use crate::net::{Net, Side};
@@ -101,6 +102,8 @@ pub(crate) enum Ev {
     Fault(FaultAction),
     /// A deregistration deadline: a step then, so that the per-step check sees it come.
     DeregistrationDue,
+    /// Something on Dynamo's connections (see [`crate::dynamo`]).
+    Dyn(DynEv),
 }
 
 /// One run.
@@ -113,6 +116,12 @@ pub(crate) struct World {
     pub(crate) queue: Queue,
     pub(crate) trace: Trace,
     pub(crate) net: Net,
+    /// Dynamo's request and call-home connections.
+    pub(crate) dnet: DynNet,
+    /// Each caller's Dynamo calls.
+    pub(crate) dcallers: Vec<DynCaller>,
+    /// Each worker slot's Dynamo answers.
+    pub(crate) dworkers: Vec<DynWorker>,
     pub(crate) store: Store,
     pub(crate) workers: Vec<Worker>,
     pub(crate) callers: Vec<Caller>,
@@ -147,6 +156,21 @@ impl World {
             .map(|i| Caller::new(i, rng.next_u64()))
             .collect();
         let to_issue = cfg.callers as u64 * u64::from(cfg.requests_per_caller);
+        // Who speaks Dynamo's protocol: drawn from its own stream of the seed, so that runs
+        // without it are the runs they were before it existed.
+        let mut drng = Rng::new(cfg.seed ^ 0xd1a0_5eed_ca11_0e0e);
+        let dworkers = (0..cfg.workers)
+            .map(|_| {
+                let only = drng.chance(cfg.dynamo_percent);
+                let codec = drng
+                    .chance(50)
+                    .then_some(dynrt_core::wire::dynamo::PayloadCodec::Msgpack);
+                DynWorker::new(only, codec)
+            })
+            .collect();
+        let dcallers = (0..cfg.callers)
+            .map(|_| DynCaller::new(drng.chance(cfg.dynamo_percent)))
+            .collect();
         Self {
             trace: Trace::new(cfg.trace),
             faults: FaultState::new(cfg.workers, cfg.callers),
@@ -157,6 +181,9 @@ impl World {
             rng,
             queue: Queue::default(),
             net: Net::default(),
+            dnet: DynNet::default(),
+            dcallers,
+            dworkers,
             store,
             workers,
             callers,
@@ -321,6 +348,7 @@ impl World {
             Ev::Fault(action) => self.on_fault(action),
             // The check runs after every step (`check_step`); this event only makes a step.
             Ev::DeregistrationDue => {}
+            Ev::Dyn(ev) => self.on_dyn(ev),
         }
     }
 }
