@@ -298,8 +298,8 @@ impl World {
         }
     }
 
-    /// A key went away with its lease: if that was an expiry (not a revoke), the worker that
-    /// held the lease must not believe it still holds it.
+    /// A key went away with its lease, or leases may have expired: if the lease is gone (not
+    /// revoked), the worker that held it must not believe it still holds it, nor report ready.
     fn check_expiry_observed(&mut self, lease: Option<LeaseId>) {
         let Some(lease) = lease else { return };
         if self.store.kv.lease_info(lease).is_some() {
@@ -321,6 +321,17 @@ impl World {
                     deadline - now
                 );
                 self.fail(Invariant::LeaseDeregisters, detail);
+                return;
+            }
+            if w.ready {
+                // Cut off from the store until its lease expired there: by its own count
+                // (never later than the store's) the worker lost the lease first, shut down
+                // and withdrew readiness.
+                let detail = format!(
+                    "w{}: the store expired lease {lease} and the worker still reports ready",
+                    w.slot
+                );
+                self.fail(Invariant::ReadinessTruthful, detail);
                 return;
             }
         }

@@ -327,3 +327,62 @@ fn planted_bug_canary_bypassing_the_handler_is_caught() {
         "{caught:?}"
     );
 }
+
+/// Readiness under partitions. A worker cut off from the store loses its lease within the
+/// TTL, shuts down (exit code 4) and reports not ready — before the store expires the lease,
+/// which the invariant checks. A worker cut off from its peers stays ready: its canaries are
+/// served in-process, as dynrt's client serves a call to its own instance, so its handler is
+/// (truthfully) answering; its callers fail over meanwhile.
+#[test]
+fn a_store_partition_turns_a_worker_not_ready_a_peer_partition_does_not() {
+    let outcome = run(&SimConfig {
+        seed: 51,
+        workers: 3,
+        callers: 2,
+        requests_per_caller: 60,
+        faults: Vec::new(),
+        cancel_percent: (0, 0),
+        script: vec![
+            at(2.0, FaultKind::PartitionStore, 0, 20.0),
+            at(2.0, FaultKind::PartitionPeers, 1, 20.0),
+        ],
+        trace: true,
+        ..SimConfig::default()
+    });
+    clean(&outcome);
+    let readiness = |worker: &str| -> Vec<(f64, bool)> {
+        outcome
+            .trace
+            .lines()
+            .filter(|l| l.contains(worker) && l.contains("health: ready = "))
+            .map(|l| {
+                let t = l.split_whitespace().next().unwrap().parse::<f64>().unwrap();
+                (t, l.ends_with("true"))
+            })
+            .collect()
+    };
+    let w0 = readiness(" w0 ");
+    let lost = w0
+        .iter()
+        .find(|(t, ready)| *t > 2.0 && !ready)
+        .expect("w0 turned not ready");
+    assert!(lost.0 <= 2.0 + 10.0, "{w0:?}");
+    let drain = outcome
+        .drains
+        .iter()
+        .find(|d| d.worker == 0)
+        .expect("w0 shut down");
+    assert_eq!(drain.outcome, ShutdownOutcome::LeaseLost, "{drain:?}");
+    assert_eq!(drain.exit_code, 4, "{drain:?}");
+    let w1 = readiness(" w1 ");
+    assert!(
+        !w1.iter().any(|(t, ready)| *t > 1.0 && *t < 22.0 && !ready),
+        "w1 turned not ready while only its peers were cut off: {w1:?}"
+    );
+    assert_eq!(
+        outcome.stats.ok + outcome.stats.errors,
+        outcome.stats.requests,
+        "{}",
+        outcome.stats
+    );
+}
