@@ -23,4 +23,5 @@ scenarios! {
     a_worker_killed_mid_stream_is_a_disconnect_and_reported_down => worker_killed_mid_stream,
     names_a_dynamo_worker_can_register_are_listed_watched_and_called => peer_names_are_listed_watched_and_called,
     a_dynrt_worker_serves_a_dynamo_caller_in_both_codecs => dynrt_worker_serves_a_dynamo_caller,
+    an_answer_whose_caller_never_closes_is_not_counted_delivered => an_answer_whose_caller_never_closes_is_not_counted_delivered,
 }

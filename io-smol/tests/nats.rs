@@ -43,25 +43,6 @@ fn unreachable_nats_stops_the_start() {
 }
 
 #[test]
-fn user_and_password_from_the_settings() {
-    let nats = NatsServer::start_with_user("alice", "s3cret");
-    smol::block_on(scenario::user_and_password_from_the_settings(
-        &SmolRuntime::new(),
-        &nats.url(),
-    ));
-}
-
-#[test]
-fn token_from_the_settings() {
-    let nats = NatsServer::start_with_token("t0ken");
-    smol::block_on(scenario::token_from_the_settings(
-        &SmolRuntime::new(),
-        &nats.url(),
-        "t0ken",
-    ));
-}
-
-#[test]
 fn component_service_shows_in_srv() {
     let nats = NatsServer::start();
     smol::block_on(scenario::component_service_shows_in_srv(
@@ -84,24 +65,10 @@ fn a_restarted_server_is_survived() {
 }
 
 #[test]
-fn unreadable_files_are_named() {
+fn what_is_sent_right_after_subscribing_arrives() {
     let nats = NatsServer::start();
-    smol::block_on(scenario::unreadable_files_are_named(
+    smol::block_on(scenario::what_is_sent_right_after_subscribing_arrives(
         &SmolRuntime::new(),
         &nats.url(),
-    ));
-}
-
-#[test]
-fn nkey_from_the_settings() {
-    let (config, seed) = scenario::nkey_user();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("nkey.conf");
-    std::fs::write(&path, config).expect("write the server config");
-    let nats = NatsServer::start_with_args(&["-c", path.to_str().unwrap()]);
-    smol::block_on(scenario::nkey_from_the_settings(
-        &SmolRuntime::new(),
-        &nats.url(),
-        &seed,
     ));
 }

@@ -33,18 +33,6 @@ async fn unreachable_nats_stops_the_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_and_password_from_the_settings() {
-    let nats = NatsServer::start_with_user("alice", "s3cret");
-    scenario::user_and_password_from_the_settings(&TokioRuntime::current(), &nats.url()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_from_the_settings() {
-    let nats = NatsServer::start_with_token("t0ken");
-    scenario::token_from_the_settings(&TokioRuntime::current(), &nats.url(), "t0ken").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn component_service_shows_in_srv() {
     let nats = NatsServer::start();
     scenario::component_service_shows_in_srv(&TokioRuntime::current(), &nats.url()).await;
@@ -66,17 +54,8 @@ async fn a_restarted_server_is_survived() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreadable_files_are_named() {
+async fn what_is_sent_right_after_subscribing_arrives() {
     let nats = NatsServer::start();
-    scenario::unreadable_files_are_named(&TokioRuntime::current(), &nats.url()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nkey_from_the_settings() {
-    let (config, seed) = scenario::nkey_user();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("nkey.conf");
-    std::fs::write(&path, config).expect("write the server config");
-    let nats = NatsServer::start_with_args(&["-c", path.to_str().unwrap()]);
-    scenario::nkey_from_the_settings(&TokioRuntime::current(), &nats.url(), &seed).await;
+    scenario::what_is_sent_right_after_subscribing_arrives(&TokioRuntime::current(), &nats.url())
+        .await;
 }

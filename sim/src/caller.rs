@@ -45,8 +45,10 @@ struct ClientLink {
     streams: BTreeMap<StreamId, u64>,
     /// Streams that have had data (their request was taken).
     answered: BTreeSet<StreamId>,
-    /// Bytes received and not yet released (held by a slow consumer).
+    /// Bytes received and not yet released (held by a slow consumer)...
     unreleased: u64,
+    /// ...per stream.
+    unreleased_streams: BTreeMap<StreamId, u64>,
 }
 
 /// One caller.
@@ -288,10 +290,14 @@ impl World {
             let at = self.rng.range(1, total - 1);
             self.callers[caller].cancel_at.insert(req, (at, mode));
         }
-        self.callers[caller].attempts.insert(
-            req,
-            Placement::new(Policy::RoundRobin, RetryConfig::default()),
-        );
+        let retry = if self.cfg.planted_bug == Some(PlantedBug::GiveUpOnRefusal) {
+            RetryConfig::never()
+        } else {
+            RetryConfig::default()
+        };
+        self.callers[caller]
+            .attempts
+            .insert(req, Placement::new(Policy::RoundRobin, retry));
         self.route(caller, req);
     }
 
@@ -317,6 +323,16 @@ impl World {
                 return;
             }
             Err(e) => {
+                if let ChooseError::Exhausted { .. } = e {
+                    let tried = attempts.tried();
+                    if let Some(left) = ids.iter().find(|id| !tried.contains(id)) {
+                        let detail = format!(
+                            "c{caller}: request {req} given up with instance {left} available and never tried (tried {tried:?})"
+                        );
+                        self.fail(Invariant::RefusalsRetried, detail);
+                        return;
+                    }
+                }
                 trace!(self, format_args!("c{caller}"), "request {req}: {e}");
                 self.end_request(caller, req, ClientEnd::Error(format!("route: {e}")));
                 return;
@@ -346,6 +362,16 @@ impl World {
             format_args!("c{caller}"),
             "request {req} -> {chosen} at {addr} ({items} x {item_size} B)"
         );
+        // Dynamo's protocol to an instance without dynrt's mux (a 1.6.1 worker), and from a
+        // 1.6.1-style frontend to every instance.
+        let (mux, codec) = self.callers[caller]
+            .set
+            .get(chosen)
+            .map_or((Some(1), None), |i| (i.mux, i.codec));
+        if self.dcallers[caller].frontend || mux.is_none() {
+            self.dyn_send(caller, req, addr, codec.unwrap_or_default());
+            return;
+        }
         let link = match self.callers[caller].conns.get(&addr) {
             Some(&link) => link,
             None => {
@@ -407,7 +433,12 @@ impl World {
     /// What became of `req`'s attempt on the instance it was offered to: an answer, or a
     /// refusal (offered to another, or given up). Returns the verdict (`None` once the
     /// request ended or after a driver misuse).
-    fn attempt_outcome(&mut self, caller: usize, req: u64, outcome: Outcome) -> Option<Verdict> {
+    pub(crate) fn attempt_outcome(
+        &mut self,
+        caller: usize,
+        req: u64,
+        outcome: Outcome,
+    ) -> Option<Verdict> {
         let placement = self.callers[caller].attempts.get_mut(&req)?;
         let verdict = match placement.handle_outcome(outcome) {
             Ok(verdict) => verdict,
@@ -424,7 +455,7 @@ impl World {
     }
 
     /// Reports down the instances a request's placement says to.
-    fn placement_events(&mut self, caller: usize, req: u64) {
+    pub(crate) fn placement_events(&mut self, caller: usize, req: u64) {
         let now = self.now_instant();
         let c = &mut self.callers[caller];
         let Some(placement) = c.attempts.get_mut(&req) else {
@@ -441,7 +472,7 @@ impl World {
     }
 
     /// The instance `req` was offered to never took it: offer it to another, or give up.
-    fn refused(&mut self, caller: usize, req: u64, outcome: Outcome, reason: String) {
+    pub(crate) fn refused(&mut self, caller: usize, req: u64, outcome: Outcome, reason: String) {
         match self.attempt_outcome(caller, req, outcome) {
             Some(Verdict::Retry(_)) => {
                 trace!(
@@ -452,12 +483,27 @@ impl World {
                 self.stats.retries += 1;
                 self.route(caller, req);
             }
-            Some(_) => self.end_request(caller, req, ClientEnd::Error(reason)),
+            Some(_) => {
+                // Given up: only with the retry budget spent (a direct call never moves).
+                let attempts = self.callers[caller]
+                    .attempts
+                    .get(&req)
+                    .map_or(0, Placement::attempts);
+                let budget = RetryConfig::default().max_attempts.get();
+                if attempts < budget {
+                    let detail = format!(
+                        "c{caller}: request {req} refused ({reason}) and given up after {attempts} of {budget} attempts"
+                    );
+                    self.fail(Invariant::RefusalsRetried, detail);
+                    return;
+                }
+                self.end_request(caller, req, ClientEnd::Error(reason));
+            }
             None => {}
         }
     }
 
-    fn end_request(&mut self, caller: usize, req: u64, end: ClientEnd) {
+    pub(crate) fn end_request(&mut self, caller: usize, req: u64, end: ClientEnd) {
         let double = self.cfg.planted_bug == Some(PlantedBug::DoubleEnd) && req % 7 == 3;
         self.callers[caller].attempts.remove(&req);
         self.callers[caller].cancel_at.remove(&req);
@@ -579,6 +625,16 @@ impl World {
         let len = payload.len() as u64;
         if self.faults.caller_slow_until[caller] > self.now {
             cl.unreleased += len;
+            let held = cl.unreleased_streams.entry(id).or_insert(0);
+            *held += len;
+            let credit = u64::from(self.conn_config.stream_credit);
+            if *held > credit {
+                let detail = format!(
+                    "c{caller} #{link}: holds {held} unreleased bytes of stream {id:?}, more than the {credit} bytes of stream credit it granted"
+                );
+                self.fail(Invariant::MemoryWithinCredit, detail);
+                return;
+            }
             let at = self.now + self.rng.range(5_000_000, 300_000_000);
             self.schedule(
                 at,
@@ -636,6 +692,12 @@ impl World {
     pub(crate) fn on_release(&mut self, caller: usize, link: u32, stream: StreamId, len: u64) {
         if let Some(cl) = self.callers[caller].links.get_mut(&link) {
             cl.unreleased -= len;
+            if let Some(held) = cl.unreleased_streams.get_mut(&stream) {
+                *held -= len;
+                if *held == 0 {
+                    cl.unreleased_streams.remove(&stream);
+                }
+            }
         }
         let end = &mut self.net.links[link as usize].ends[0];
         if !end.open {
@@ -682,6 +744,31 @@ impl World {
             let why = format!("connection closed before the request was sent: {reason}");
             self.refused(caller, req, outcome, why);
         }
+    }
+}
+
+/// What the Dynamo side of a caller needs of its placement and cancel plans.
+impl World {
+    pub(crate) fn callers_attempts(&mut self, caller: usize, req: u64) -> Option<&mut Placement> {
+        self.callers[caller].attempts.get_mut(&req)
+    }
+
+    /// Whether the caller killed `req` itself (forgets it).
+    pub(crate) fn callers_killed(&mut self, caller: usize, req: u64) -> bool {
+        self.callers[caller].killed.remove(&req)
+    }
+
+    pub(crate) fn callers_mark_killed(&mut self, caller: usize, req: u64) {
+        self.callers[caller].killed.insert(req);
+    }
+
+    /// When (bytes received) and how the caller cancels `req`, if it does.
+    pub(crate) fn callers_cancel_at(&self, caller: usize, req: u64) -> Option<(u64, CancelMode)> {
+        self.callers[caller].cancel_at.get(&req).copied()
+    }
+
+    pub(crate) fn callers_take_cancel(&mut self, caller: usize, req: u64) {
+        self.callers[caller].cancel_at.remove(&req);
     }
 }
 

@@ -42,10 +42,16 @@ pub enum FaultKind {
     PartialWrites,
     /// One connection stalls (deliveries wait) for a while.
     Stall,
+    /// A worker's handler stops answering for a while: its streams produce nothing and its
+    /// canaries get no answer (the process, its connections and its lease carry on).
+    HandlerStall,
+    /// A caller's Dynamo response-stream server is unreachable for a while: call-home dials
+    /// to it vanish, and bytes of its call-home connections wait until it heals.
+    CallHomeDrop,
 }
 
 /// Every fault kind.
-pub const ALL_FAULTS: [FaultKind; 12] = [
+pub const ALL_FAULTS: [FaultKind; 14] = [
     FaultKind::Kill,
     FaultKind::StoreRestart,
     FaultKind::PartitionStore,
@@ -58,6 +64,8 @@ pub const ALL_FAULTS: [FaultKind; 12] = [
     FaultKind::Reset,
     FaultKind::PartialWrites,
     FaultKind::Stall,
+    FaultKind::HandlerStall,
+    FaultKind::CallHomeDrop,
 ];
 
 impl FaultKind {
@@ -76,6 +84,8 @@ impl FaultKind {
             Self::Reset => "reset",
             Self::PartialWrites => "partial-writes",
             Self::Stall => "stall",
+            Self::HandlerStall => "handler-stall",
+            Self::CallHomeDrop => "callhome-drop",
         }
     }
 }
@@ -139,6 +149,7 @@ pub(crate) struct FaultState {
     pub(crate) caller_store_cut_until: Vec<u64>,
     pub(crate) caller_paused_until: Vec<u64>,
     pub(crate) caller_slow_until: Vec<u64>,
+    pub(crate) callhome_cut_until: Vec<u64>,
     /// Store latency multiplier (1: normal).
     pub(crate) store_slowness: u64,
     pub(crate) partial_writes: u32,
@@ -156,6 +167,7 @@ impl FaultState {
             caller_store_cut_until: vec![0; callers],
             caller_paused_until: vec![0; callers],
             caller_slow_until: vec![0; callers],
+            callhome_cut_until: vec![0; callers],
             store_slowness: 1,
             partial_writes: 0,
             active: 0,
@@ -202,6 +214,8 @@ impl World {
                 FaultKind::Reset => (self.rng.next_u64() as usize, 0),
                 FaultKind::PartialWrites => (0, self.rng.range(S, 10 * S)),
                 FaultKind::Stall => (self.rng.next_u64() as usize, self.rng.range(S / 10, 15 * S)),
+                FaultKind::HandlerStall => (worker, self.rng.range(S, 30 * S)),
+                FaultKind::CallHomeDrop => (caller, self.rng.range(S, 20 * S)),
             };
             self.schedule(
                 at,
@@ -272,6 +286,27 @@ impl World {
                 self.faults.store_slowness = self.faults.store_slowness.max(factor);
             }
             FaultKind::Drain => self.start_drain(target),
+            FaultKind::Reset | FaultKind::Stall if (target / 7).is_multiple_of(3) => {
+                // One fault in three hits a Dynamo connection, when there is one.
+                let open = self.dyn_open_links();
+                if open.is_empty() {
+                    return;
+                }
+                let link = open[target % open.len()];
+                if kind == FaultKind::Reset {
+                    let side = if target.is_multiple_of(2) {
+                        Side::Client
+                    } else {
+                        Side::Server
+                    };
+                    trace!(self, "fault", "reset d#{link} from the {side:?}");
+                    self.dyn_reset(link, side);
+                } else {
+                    trace!(self, "fault", "stall d#{link}");
+                    let l = &mut self.dnet.links[link as usize];
+                    l.stalled_until = l.stalled_until.max(until);
+                }
+            }
             FaultKind::Reset | FaultKind::Stall => {
                 let open: Vec<u32> = (0..self.net.links.len() as u32)
                     .filter(|&l| {
@@ -298,6 +333,10 @@ impl World {
                 }
             }
             FaultKind::PartialWrites => f.partial_writes += 1,
+            FaultKind::HandlerStall => self.stall_handler(target, until),
+            FaultKind::CallHomeDrop => {
+                f.callhome_cut_until[target] = f.callhome_cut_until[target].max(until);
+            }
         }
     }
 
@@ -315,6 +354,7 @@ impl World {
                             self.read(link, Side::Client);
                         }
                     }
+                    self.dyn_caller_reads(target);
                 }
             }
             FaultKind::Drain => {
@@ -322,12 +362,14 @@ impl World {
                     self.start_worker(target);
                 }
             }
+            FaultKind::HandlerStall => self.resume_handler(target),
             FaultKind::PartitionStore
             | FaultKind::LeaseExpiry
             | FaultKind::PartitionPeers
             | FaultKind::SlowConsumer
             | FaultKind::Reset
-            | FaultKind::Stall => {}
+            | FaultKind::Stall
+            | FaultKind::CallHomeDrop => {}
         }
     }
 }

@@ -18,19 +18,40 @@ pub enum Invariant {
     /// An accepted request is never lost silently: it completes, or its caller gets a typed
     /// error.
     NoSilentLoss,
-    /// After a caller observed an instance's removal, it routes no new request to it.
+    /// After a caller observed an instance's removal, it routes no new request to it (checked
+    /// at every routing decision, retries included).
     NoRouteToRemoved,
     /// A worker whose drain the core's `Shutdown` reported clean delivered every stream it had
     /// accepted to the end, or its caller cancelled it.
     CleanDrainDelivers,
-    /// A lost lease leads to deregistration within its TTL, and a worker never believes it
-    /// holds a lease the store has already expired.
+    /// The drain's report, taken when phase 3 begins, tells what really happened: its
+    /// in-flight count is what the worker still had (streams running, answers not yet
+    /// delivered), its lost count what it lost during the drain, its outcome and exit code
+    /// follow from those (work running at the deadline: 3, a request lost: 6, the lease lost:
+    /// 4, otherwise clean: 0); and every stream still running when phase 3 cuts its connection
+    /// ends at its caller with a typed error.
+    DrainReportTruthful,
+    /// Checked after every step: phase 1 of a shutdown completes in the step that began it;
+    /// phase 2 never outlasts its deadline, nor waits with nothing in flight.
+    DrainBounded,
+    /// A shutting-down worker refuses every new request (typed: `WorkerUnavailable`), and a
+    /// caller offers a request an instance never took to another one while its retry budget
+    /// and untried instances last.
+    RefusalsRetried,
+    /// A lost lease leads to deregistration within its TTL (plus the RPC timeout, for a
+    /// keep-alive already on its way), whether the worker saw it lost or died holding it:
+    /// checked after every step, and each time the store renews a lease under that promise. A
+    /// worker never believes it holds a lease the store has already expired.
     LeaseDeregisters,
-    /// The bytes held for one connection stay within the credit it granted (receiver) and the
-    /// output limit (sender).
+    /// The bytes held for one connection stay within the credit it granted (receiver: per
+    /// connection and per stream) and the output limit (sender); checked at every change.
     MemoryWithinCredit,
-    /// A worker's health tells the truth: never ready once its shutdown withdrew readiness,
-    /// and ready once it has served a canary round without shutting down.
+    /// A worker's health tells the truth, checked after every step: never ready once its
+    /// shutdown withdrew readiness; ready only while its last canary passed within the canary
+    /// window (wait + request timeout) or real traffic succeeded within the traffic window (two
+    /// waits + timeout: the runtime notes traffic lazily), so not ready within that bound once
+    /// its handler stops answering; and ready once its handler has answered for a canary round
+    /// without a shutdown.
     ReadinessTruthful,
     /// No node panics.
     NoPanic,
@@ -44,6 +65,9 @@ impl Invariant {
             Self::NoSilentLoss => "no-silent-loss",
             Self::NoRouteToRemoved => "no-route-to-removed",
             Self::CleanDrainDelivers => "clean-drain-delivers",
+            Self::DrainReportTruthful => "drain-report-truthful",
+            Self::DrainBounded => "drain-bounded",
+            Self::RefusalsRetried => "refusals-retried",
             Self::LeaseDeregisters => "lease-deregisters",
             Self::MemoryWithinCredit => "memory-within-credit",
             Self::ReadinessTruthful => "readiness-truthful",
@@ -116,6 +140,8 @@ pub(crate) struct Request {
     pub(crate) server_accepted: bool,
     pub(crate) server_end: Option<ServerEnd>,
     pub(crate) server_sent: u64,
+    /// Its items came as text over Dynamo's protocol: each byte is [`letter`] of the pattern.
+    pub(crate) letters: bool,
 }
 
 impl Request {
@@ -150,6 +176,7 @@ impl Ledger {
             server_accepted: false,
             server_end: None,
             server_sent: 0,
+            letters: false,
         });
         self.requests.len() as u64 - 1
     }
@@ -211,11 +238,15 @@ impl Ledger {
         ] {
             if let Some(&byte) = byte {
                 let item = (r.received + at as u64) / size;
-                if byte != pattern(req, item) {
+                let want = if r.letters {
+                    letter(pattern(req, item))
+                } else {
+                    pattern(req, item)
+                };
+                if byte != want {
                     return Err(format!(
-                        "request {req}: byte {} is {byte:#x}, not item {item}'s {:#x}",
+                        "request {req}: byte {} is {byte:#x}, not item {item}'s {want:#x}",
                         r.received + at as u64,
-                        pattern(req, item)
                     ));
                 }
             }
@@ -263,6 +294,11 @@ impl Ledger {
 /// The byte every position of item `item` of request `req` holds.
 pub(crate) fn pattern(req: u64, item: u64) -> u8 {
     (req.wrapping_mul(31).wrapping_add(item)) as u8
+}
+
+/// The text byte standing for pattern byte `byte` in items sent as text (`a` to `z`).
+pub(crate) fn letter(byte: u8) -> u8 {
+    b'a' + byte % 26
 }
 
 /// Virtual nanoseconds as a `Duration`.

@@ -41,6 +41,13 @@
 //!   ([`dynrt_core::router::Placement`]: a request an instance never took goes to another),
 //!   keep one client `Conn` per worker address, consume responses (slowly, under the
 //!   slow-consumer fault), and cancel some requests midway (kill or stop).
+//! - **Dynamo's protocol**: some workers (drawn from the seed) register without dynrt's mux
+//!   capability, as 1.6.1 workers do, and some callers are 1.6.1-style frontends; their calls
+//!   use Dynamo's TCP request plane with the same core machines the runtime uses — the request
+//!   frame and its ack on a pooled request connection, the worker's call-home connection back
+//!   to the caller's response-stream server with the handshake, prologue, items, final marker
+//!   and sentinel, stop and kill — with the faults hitting both connections (see the
+//!   `dynamo` module).
 //!
 //! ## Invariants
 //! See [`Invariant`]: each is checked after every step and named in the trace when it fails.
@@ -48,11 +55,18 @@
 //! ## Simplifications (said here so nobody reads more into a clean run)
 //! - A restarted store keeps its data and its lease timers run while it is down (etcd would
 //!   persist the data and extend the leases on its next leader election).
-//! - Connections carry the mux protocol only; Dynamo's TCP call-home protocol is not simulated.
+//! - Dynamo's call-home protocol ([`dynrt_core::callhome`]) runs on its own simulated
+//!   connections: a worker knows a Dynamo request connection from a mux one at accept (the
+//!   runtime tells them apart by their first bytes). The slow-consumer fault does not hold
+//!   Dynamo items back (the runtime's 64-item buffer per call would fill, then the socket).
 #![forbid(unsafe_code)]
 
 mod caller;
+mod deregistration;
+mod drain;
+mod dynamo;
 mod faults;
+mod hang;
 mod health;
 mod ledger;
 mod net;
@@ -66,6 +80,7 @@ mod world;
 use std::fmt;
 use std::time::Duration;
 
+pub use drain::DrainRecord;
 pub use faults::{ALL_FAULTS, FaultKind, UnknownFault};
 // (ScriptedFault is defined below.)
 pub use ledger::{Invariant, Violation};
@@ -85,6 +100,20 @@ pub enum PlantedBug {
     /// to the shutdown as finished, not lost: the core's behaviour before seeds 100285 and
     /// 100903 found it.
     LossCountedFinished,
+    /// Workers count a Dynamo answer delivered when the caller never closed after the sentinel
+    /// (the close timeout): the core's behaviour before Dynamo calls ran in the simulation.
+    CloseTimeoutDelivered,
+    /// Workers report a request finished once its handler has produced its last item, not
+    /// once the answer is delivered: a drain may then end, and report clean, with answers
+    /// still waiting behind a slow reader.
+    FinishedAtLastItem,
+    /// Workers never act on the drain deadline: phase 2 waits for as long as requests run.
+    IgnoreDrainDeadline,
+    /// Callers never offer a refused request to another instance.
+    GiveUpOnRefusal,
+    /// Canaries are answered without going through the handler (a health check that checks
+    /// nothing): a hung handler's worker stays ready.
+    CanaryBypassesHandler,
 }
 
 /// One simulation run's settings.
@@ -134,6 +163,10 @@ pub struct SimConfig {
     pub slow_store_factor: Option<u64>,
     /// Percent of requests their caller kills midway, and percent it asks to stop midway.
     pub cancel_percent: (u64, u64),
+    /// Percent chance, drawn per worker, that it is a Dynamo-only (1.6.1) worker, and per
+    /// caller, that it is a 1.6.1-style frontend: their calls use Dynamo's call-home protocol
+    /// (a request connection and a call-home connection per call) instead of dynrt's mux.
+    pub dynamo_percent: u64,
 }
 
 /// A fault at a fixed time.
@@ -172,6 +205,7 @@ impl Default for SimConfig {
             burst: false,
             slow_store_factor: None,
             cancel_percent: (4, 2),
+            dynamo_percent: 25,
         }
     }
 }
@@ -191,6 +225,8 @@ pub struct Outcome {
     pub trace: String,
     /// A fingerprint of the whole run, equal across replays of the same seed.
     pub fingerprint: u64,
+    /// Every drain of the run (worker shutdowns that reached phase 3), in order.
+    pub drains: Vec<DrainRecord>,
     /// Counters.
     pub stats: Stats,
 }
@@ -221,13 +257,26 @@ pub struct Stats {
     pub max_output_overshoot: u64,
     /// Canary requests workers sent to themselves.
     pub canaries: u64,
+    /// Shutdowns that reached phase 3 (their reports checked)...
+    pub drains: u64,
+    /// ...of which clean.
+    pub clean_drains: u64,
+    /// Streams still running that phase 3 cut.
+    pub streams_cut: u64,
+    /// Attempts sent over Dynamo's protocol (a request retried elsewhere counts again).
+    pub dynamo_requests: u64,
+    /// Requests a drain reported clean whose Dynamo answer did not reach its caller, in the
+    /// one case Dynamo's protocol cannot tell the worker about: the whole answer was written
+    /// and the caller then closed (a reset, as callers close call-home sockets) without having
+    /// read it — it had given the call up, or stopped reading.
+    pub dynamo_unconfirmed: u64,
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} requests ({} ok, {} typed errors, {} cancelled by their callers, {} retried), {} faults, {} connections, {} leases lost",
+            "{} requests ({} ok, {} typed errors, {} cancelled by their callers, {} retried), {} faults, {} connections, {} leases lost, {} drains ({} clean, {} running streams cut)",
             self.requests,
             self.ok,
             self.errors,
@@ -235,8 +284,19 @@ impl fmt::Display for Stats {
             self.retries,
             self.faults,
             self.connections,
-            self.leases_lost
-        )
+            self.leases_lost,
+            self.drains,
+            self.clean_drains,
+            self.streams_cut
+        )?;
+        if self.dynamo_unconfirmed > 0 {
+            write!(
+                f,
+                ", {} Dynamo answers a clean drain counted but no caller read",
+                self.dynamo_unconfirmed
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -263,6 +323,7 @@ pub fn run(config: &SimConfig) -> Outcome {
                 }),
                 trace: String::new(),
                 fingerprint: 0,
+                drains: Vec::new(),
                 stats: Stats::default(),
             }
         }

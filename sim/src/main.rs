@@ -29,7 +29,7 @@ struct Args {
     requests: u32,
     /// Faults to draw from, comma-separated (`all`, `none`, or names: kill, store-restart,
     /// partition-store, partition-peers, slow-consumer, stop-reading, lease-expiry, slow-store,
-    /// drain, reset, partial-writes, stall).
+    /// drain, reset, partial-writes, stall, handler-stall, callhome-drop).
     #[arg(long, default_value = "all")]
     faults: String,
     /// Faults per run.
@@ -38,6 +38,13 @@ struct Args {
     /// Lease TTL in seconds.
     #[arg(long, default_value_t = 10)]
     ttl: u64,
+    /// How long a worker's drain may last, in seconds (shutdown phase 2).
+    #[arg(long, default_value_t = 25)]
+    drain_limit: u64,
+    /// Percent chance per worker that it is Dynamo-only (1.6.1), and per caller that it is a
+    /// 1.6.1-style frontend: their calls use Dynamo's call-home protocol.
+    #[arg(long, default_value_t = 25)]
+    dynamo_percent: u64,
     /// With a single seed: print only the summary, not the trace.
     #[arg(long)]
     quiet: bool,
@@ -78,6 +85,8 @@ fn main() -> ExitCode {
         faults,
         fault_count: args.fault_count,
         lease_ttl: Duration::from_secs(args.ttl.max(1)),
+        drain_limit: Duration::from_secs(args.drain_limit),
+        dynamo_percent: args.dynamo_percent.min(100),
         ..SimConfig::default()
     };
     match args.seeds {
@@ -127,6 +136,7 @@ fn sweep(config: SimConfig, count: u64) -> ExitCode {
     let started = Instant::now();
     let (mut events, mut failures, mut requests, mut faults) = (0u64, Vec::new(), 0u64, 0u64);
     let mut overshoot = 0u64;
+    let (mut dynamo, mut unconfirmed) = (0u64, 0u64);
     for seed in config.seed..config.seed.saturating_add(count) {
         let outcome = run(&SimConfig {
             seed,
@@ -135,6 +145,8 @@ fn sweep(config: SimConfig, count: u64) -> ExitCode {
         events += outcome.events;
         requests += outcome.stats.requests;
         faults += outcome.stats.faults;
+        dynamo += outcome.stats.dynamo_requests;
+        unconfirmed += outcome.stats.dynamo_unconfirmed;
         overshoot = overshoot.max(outcome.stats.max_output_overshoot);
         if let Some(v) = outcome.violation {
             bar.println(format!("seed {seed}: {v}"));
@@ -146,7 +158,7 @@ fn sweep(config: SimConfig, count: u64) -> ExitCode {
     bar.finish();
     let wall = started.elapsed();
     eprintln!(
-        "{count} seeds in {wall:?}: {events} events ({:.0} events/s), {requests} requests, {faults} faults, largest output-limit overshoot {overshoot} B; {} failed{}",
+        "{count} seeds in {wall:?}: {events} events ({:.0} events/s), {requests} requests ({dynamo} attempts over Dynamo's protocol; {unconfirmed} Dynamo answers a clean drain counted that no caller read), {faults} faults, largest output-limit overshoot {overshoot} B; {} failed{}",
         events as f64 / wall.as_secs_f64().max(1e-9),
         failures.len(),
         if failures.is_empty() {

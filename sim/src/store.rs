@@ -158,7 +158,10 @@ impl World {
                 Err(e) => StoreReply::Refused(e.to_string()),
             },
             StoreOp::KeepAlive { id } => match self.store.kv.keep_alive(id, now) {
-                Ok(ttl) => StoreReply::KeptAlive { ttl },
+                Ok(ttl) => {
+                    self.check_lease_renewal(id);
+                    StoreReply::KeptAlive { ttl }
+                }
                 Err(_) => StoreReply::KeptAlive {
                     ttl: Duration::ZERO,
                 },
@@ -218,6 +221,13 @@ impl World {
         self.store.timer = None;
         let now = self.now_instant();
         self.store.kv.handle_timeout(now);
+        // Leases may have expired, watched or not: no live worker may still count one held.
+        for slot in 0..self.workers.len() {
+            let lease = self.workers[slot].lease_id();
+            if self.workers[slot].alive && lease.is_some() {
+                self.check_expiry_observed(lease);
+            }
+        }
         self.store_changed();
     }
 
@@ -288,8 +298,8 @@ impl World {
         }
     }
 
-    /// A key went away with its lease: if that was an expiry (not a revoke), the worker that
-    /// held the lease must not believe it still holds it.
+    /// A key went away with its lease, or leases may have expired: if the lease is gone (not
+    /// revoked), the worker that held it must not believe it still holds it, nor report ready.
     fn check_expiry_observed(&mut self, lease: Option<LeaseId>) {
         let Some(lease) = lease else { return };
         if self.store.kv.lease_info(lease).is_some() {
@@ -313,23 +323,17 @@ impl World {
                 self.fail(Invariant::LeaseDeregisters, detail);
                 return;
             }
-        }
-    }
-
-    /// A TTL and an RPC timeout after a worker lost its lease: its registrations must be gone.
-    pub(crate) fn check_deregistered(&mut self, slot: usize, lease: LeaseId) {
-        let held: Vec<String> = self
-            .store
-            .kv
-            .range("v1/")
-            .filter(|kv| kv.lease == Some(lease))
-            .map(|kv| kv.key.to_string())
-            .collect();
-        if !held.is_empty() {
-            let detail = format!(
-                "w{slot} lost lease {lease} a TTL and an RPC timeout ago and the store still holds {held:?}"
-            );
-            self.fail(Invariant::LeaseDeregisters, detail);
+            if w.ready {
+                // Cut off from the store until its lease expired there: by its own count
+                // (never later than the store's) the worker lost the lease first, shut down
+                // and withdrew readiness.
+                let detail = format!(
+                    "w{}: the store expired lease {lease} and the worker still reports ready",
+                    w.slot
+                );
+                self.fail(Invariant::ReadinessTruthful, detail);
+                return;
+            }
         }
     }
 }

@@ -30,7 +30,7 @@ use dynrt_core::conn::{CloseReason, Event, SendError};
 use dynrt_core::discovery::{
     DiscoveryRecord, DynrtCapabilities, EndpointRecord, Transport, instance_key,
 };
-use dynrt_core::health::{CanaryId, HealthConfig, SystemHealth};
+use dynrt_core::health::{CanaryId, HealthConfig, SystemHealth, TrafficSignal};
 use dynrt_core::kv::LeaseId;
 use dynrt_core::lease::{Lease, LeaseCommand, LeaseConfig, LeaseEvent};
 use dynrt_core::names::{EndpointId, InstanceId};
@@ -92,8 +92,8 @@ fn item(byte: u8, size: usize) -> Bytes {
 }
 
 /// A request a handler is answering.
-struct Serving {
-    req: u64,
+pub(crate) struct Serving {
+    pub(crate) req: u64,
     items_left: u32,
     item_size: u32,
     next_item: u64,
@@ -124,13 +124,13 @@ pub(crate) struct Worker {
     /// The shutdown has begun.
     pub(crate) draining: bool,
     pub(crate) links: Vec<u32>,
-    serving: BTreeMap<(u32, StreamId), Serving>,
+    pub(crate) serving: BTreeMap<(u32, StreamId), Serving>,
     /// Streams finished (END queued) whose END the core has not transmitted yet.
-    finished: BTreeMap<(u32, StreamId), u64>,
+    pub(crate) finished: BTreeMap<(u32, StreamId), u64>,
     /// Answers whose END is in a connection's output, with the output position it ends at:
     /// delivered once the socket took that much (at the graceful close while the connection
     /// goes away).
-    delivering: BTreeMap<u32, Vec<(u64, u64)>>,
+    pub(crate) delivering: BTreeMap<u32, Vec<(u64, u64)>>,
     rpcs: BTreeMap<u64, Rpc>,
     keepalives: VecDeque<u64>,
     next_rpc: u64,
@@ -139,7 +139,7 @@ pub(crate) struct Worker {
     pub(crate) shutdown: Shutdown,
     shutdown_timer: Option<u64>,
     /// Requests the shutdown counts in flight.
-    counted: BTreeSet<u64>,
+    pub(crate) counted: BTreeSet<u64>,
     /// When the shutdown began: the requests in flight, which a clean drain must deliver.
     drain_reqs: Vec<u64>,
     /// Phase 3: connections still open at this time are cut.
@@ -157,6 +157,31 @@ pub(crate) struct Worker {
     pub(crate) last_ready: Option<bool>,
     /// Restart after an exit (not after a kill: the kill fault restarts it).
     restart_pending: bool,
+    /// Requests lost (cut off under their callers) during phases 1 and 2 of the shutdown: what
+    /// the drain's report must count.
+    pub(crate) drain_lost: u64,
+    /// This incarnation's entry in the run's drain records, once its phase 3 began.
+    pub(crate) drain_record: Option<usize>,
+    /// Its drain's report was checked.
+    report_checked: bool,
+    /// The handler answers nothing until then (the `handler-stall` fault)...
+    pub(crate) stalled_until: u64,
+    /// ...since then (`None`: it answers).
+    pub(crate) stall_began: Option<u64>,
+    /// Streams waiting for the stall to end.
+    pub(crate) parked: BTreeSet<(u32, StreamId)>,
+    /// Since when the handler answers (start of the incarnation, or end of its last stall).
+    pub(crate) answering_since: u64,
+    /// The endpoint's traffic signal: the request plane's hot path notes good items there, as
+    /// the runtime's does (lazily; the canary scheduler reads it when a canary is due).
+    pub(crate) traffic: Option<TrafficSignal>,
+    /// When the handler last produced a good item of real traffic...
+    pub(crate) last_traffic: Option<u64>,
+    /// ...and when a canary last passed (its first item arrived).
+    pub(crate) last_canary_pass: Option<u64>,
+    /// Readiness as last computed (it changes only on a health input, each followed by
+    /// `drive_health`).
+    pub(crate) ready: bool,
 }
 
 impl Worker {
@@ -190,6 +215,17 @@ impl Worker {
             serving_since: None,
             last_ready: None,
             restart_pending: false,
+            drain_lost: 0,
+            drain_record: None,
+            report_checked: false,
+            stalled_until: 0,
+            stall_began: None,
+            parked: BTreeSet::new(),
+            answering_since: 0,
+            traffic: None,
+            last_traffic: None,
+            last_canary_pass: None,
+            ready: false,
         }
     }
 
@@ -244,6 +280,17 @@ impl World {
         w.readiness_withdrawn = false;
         w.serving_since = Some(now_ns);
         w.last_ready = None;
+        w.drain_lost = 0;
+        w.drain_record = None;
+        w.report_checked = false;
+        w.stalled_until = 0;
+        w.stall_began = None;
+        w.parked.clear();
+        w.answering_since = now_ns;
+        w.traffic = w.health.traffic_signal(crate::health::HEALTH_KEY);
+        w.last_traffic = None;
+        w.last_canary_pass = None;
+        w.ready = false;
         let config = LeaseConfig {
             ttl,
             ..LeaseConfig::default()
@@ -304,12 +351,7 @@ impl World {
                 LeaseEvent::Lost { id, .. } => {
                     self.stats.leases_lost += 1;
                     if let Some(id) = id {
-                        // A keep-alive still in flight when the machine gave up may reach the
-                        // store up to an RPC timeout later and renew the lease for a full TTL:
-                        // the bound on deregistration is TTL + RPC timeout, not TTL.
-                        let bound = self.cfg.lease_ttl + crate::store::RPC_TIMEOUT;
-                        let at = self.now + bound.as_nanos() as u64;
-                        self.schedule(at, Ev::CheckDeregistered { slot, lease: id });
+                        self.promise_deregistration(slot, id);
                     }
                     let now = self.now_instant();
                     let w = &mut self.workers[slot];
@@ -361,7 +403,9 @@ impl World {
         let ep = endpoint();
         let transport = Transport::Tcp(format!("{addr}/{:x}/dynamo/backend/generate", instance.0));
         let mut record = EndpointRecord::new(&ep, instance, transport);
-        record.dynrt = Some(DynrtCapabilities::with_mux(1));
+        let d = &self.dworkers[slot];
+        record.dynrt = (!d.dynamo_only).then(|| DynrtCapabilities::with_mux(1));
+        record.request_plane_codec = d.codec;
         let key = instance_key(&ep, instance);
         let value = Bytes::from(DiscoveryRecord::Endpoint(record).to_json());
         self.rpc(slot, Rpc::Create, StoreOp::Create { key, value, lease });
@@ -494,6 +538,14 @@ impl World {
             self.pump(link, Side::Server);
             return;
         }
+        if self.workers[slot].draining {
+            let detail = format!(
+                "w{slot}: the shutdown ({}) admitted request {req}",
+                self.workers[slot].shutdown.phase()
+            );
+            self.fail(Invariant::RefusalsRetried, detail);
+            return;
+        }
         let inc = self.workers[slot].inc;
         let r = &mut self.ledger.requests[req as usize];
         if r.server_accepted {
@@ -528,7 +580,7 @@ impl World {
         self.schedule(at, Ev::HandlerTick { link, stream });
     }
 
-    fn server_end(&mut self, req: u64, end: ServerEnd) {
+    pub(crate) fn server_end(&mut self, req: u64, end: ServerEnd) {
         self.open_streams -= 1;
         if let Err(detail) = self.ledger.server_end(req, end) {
             self.fail(Invariant::StreamEndsOnce, detail);
@@ -536,13 +588,17 @@ impl World {
     }
 
     /// A request the shutdown counts ended: delivered (or given up by its caller), or lost.
-    fn request_done(&mut self, slot: usize, req: u64, lost: bool) {
-        let lost = lost && self.cfg.planted_bug != Some(PlantedBug::LossCountedFinished);
+    pub(crate) fn request_done(&mut self, slot: usize, req: u64, lost: bool) {
         let now = self.now_instant();
         let w = &mut self.workers[slot];
         if !w.counted.remove(&req) {
             return;
         }
+        if lost && matches!(w.shutdown.phase(), Phase::StopAccepting | Phase::Draining) {
+            w.drain_lost += 1;
+        }
+        let lost = lost && self.cfg.planted_bug != Some(PlantedBug::LossCountedFinished);
+        let w = &mut self.workers[slot];
         let result = if lost {
             w.shutdown.request_lost(ENDPOINT_PATH, now)
         } else {
@@ -622,6 +678,9 @@ impl World {
         let slot = self.net.links[link as usize].slot;
         let key = (link, stream);
         let forget = self.cfg.planted_bug == Some(PlantedBug::ForgetStreams);
+        if self.workers[slot].serving.contains_key(&key) && self.handler_parks(slot, Some(key)) {
+            return;
+        }
         loop {
             let Some(s) = self.workers[slot].serving.get_mut(&key) else {
                 return;
@@ -640,6 +699,9 @@ impl World {
                             self.workers[slot].serving.remove(&key);
                             self.workers[slot].finished.insert(key, req);
                             self.server_end(req, ServerEnd::Finished);
+                            if self.cfg.planted_bug == Some(PlantedBug::FinishedAtLastItem) {
+                                self.request_done(slot, req, false);
+                            }
                         }
                         // Killed, or its connection closed, in input the core has read and
                         // whose `Cancelled` event this worker has not handled yet: that event
@@ -663,11 +725,13 @@ impl World {
                     let sent = before - s.partial.len() as u64;
                     self.ledger.requests[req as usize].server_sent += sent;
                     if s.partial.is_empty() {
-                        // A whole good item: real traffic, for the health machine.
-                        let now = self.now_instant();
-                        self.workers[slot]
-                            .health
-                            .record_traffic(crate::health::HEALTH_KEY, now);
+                        // A whole good item: real traffic, noted on the endpoint's signal as
+                        // the runtime's request plane does.
+                        let w = &mut self.workers[slot];
+                        if let Some(signal) = &w.traffic {
+                            signal.record();
+                        }
+                        w.last_traffic = Some(self.now);
                     }
                     let Some(s) = self.workers[slot].serving.get_mut(&key) else {
                         return;
@@ -727,6 +791,13 @@ impl World {
             return;
         }
         loop {
+            // Phase 3's report is checked the moment it exists, before its commands cut
+            // anything (they are queued ahead of the event that says phase 3 began).
+            let w = &mut self.workers[slot];
+            if !w.report_checked && w.shutdown.report().is_some() {
+                w.report_checked = true;
+                self.drain_closing(slot);
+            }
             if let Some(command) = self.workers[slot].shutdown.poll_command() {
                 self.shutdown_command(slot, command);
                 continue;
@@ -736,20 +807,11 @@ impl World {
                 break;
             };
             trace!(self, format_args!("w{slot}"), "shutdown: {phase}");
-            if phase == Phase::Closing
-                && let Some(report) = self.workers[slot].shutdown.report()
-            {
-                let outcome = report.outcome();
-                let lost = report.lost.clone();
-                trace!(
-                    self,
-                    format_args!("w{slot}"),
-                    "drain report: {outcome:?}, lost {lost:?}"
-                );
-            }
         }
         let w = &mut self.workers[slot];
-        if let Some(deadline) = w.shutdown.poll_timeout() {
+        let ignore_deadline = self.cfg.planted_bug == Some(PlantedBug::IgnoreDrainDeadline)
+            && w.shutdown.phase() == Phase::Draining;
+        if let Some(deadline) = w.shutdown.poll_timeout().filter(|_| !ignore_deadline) {
             let at = self.ns(deadline).max(self.now);
             let w = &mut self.workers[slot];
             if w.shutdown_timer.is_none_or(|armed| at < armed) {
@@ -835,6 +897,7 @@ impl World {
         for link in self.workers[slot].links.clone() {
             if self.net.links[link as usize].ends[1].open {
                 trace!(self, format_args!("w{slot}"), "#{link} cut (phase 3)");
+                self.note_cut_streams(slot, link);
                 // As the runtime's abort: the machine learns the transport is gone (its open
                 // streams end, `Cancelled`), then the socket is dropped.
                 let now = self.now_instant();
@@ -872,6 +935,7 @@ impl World {
         w.alive = false;
         w.addr = None;
         w.serving_since = None;
+        w.ready = false;
         w.health_timer = None;
         w.restart_pending = true;
         let inc = w.inc;
@@ -883,6 +947,8 @@ impl World {
                 .push((slot, inc, std::mem::take(&mut w.drain_reqs)));
         }
         trace!(self, format_args!("w{slot}"), "exit after shutdown");
+        self.drain_exited(slot);
+        self.dyn_worker_gone(slot, inc);
         let at = self.now + Duration::from_secs(2).as_nanos() as u64;
         self.schedule(at, Ev::Fault(crate::faults::FaultAction::Restart { slot }));
     }
@@ -895,7 +961,6 @@ impl World {
         }
         w.alive = false;
         w.addr = None;
-        w.lease = None;
         w.lease_timer = None;
         w.draining = false;
         w.finished.clear();
@@ -904,7 +969,15 @@ impl World {
         w.canaries.clear();
         w.health_timer = None;
         w.serving_since = None;
+        w.ready = false;
+        w.stall_began = None;
+        w.parked.clear();
+        let lease = w.lease.take().and_then(|l| l.id());
         trace!(self, format_args!("w{slot}"), "killed");
+        if let Some(lease) = lease {
+            // Its lease is left to expire in the store: the same promise as a lost one.
+            self.promise_deregistration(slot, lease);
+        }
         let serving = std::mem::take(&mut self.workers[slot].serving);
         for s in serving.values() {
             self.server_end(s.req, ServerEnd::Died);
@@ -912,6 +985,8 @@ impl World {
         for link in std::mem::take(&mut self.workers[slot].links) {
             self.drop_end(link, Side::Server);
         }
+        let inc = self.workers[slot].inc;
+        self.dyn_worker_gone(slot, inc);
     }
 
     /// A server end's socket closed: after a graceful close whose linger ended well
@@ -940,10 +1015,17 @@ impl World {
         for (slot, inc, reqs) in std::mem::take(&mut self.faults.clean_drains) {
             for req in reqs {
                 let r = &self.ledger.requests[req as usize];
-                if !matches!(
+                let delivered = matches!(
                     r.client_end,
                     Some(crate::ledger::ClientEnd::Ok | crate::ledger::ClientEnd::Cancelled)
-                ) {
+                );
+                if !delivered && self.dyn_unconfirmable(req) {
+                    // Dynamo's protocol cannot tell the worker (see `DynNet::unconfirmable`):
+                    // counted, not a violation.
+                    self.stats.dynamo_unconfirmed += 1;
+                    continue;
+                }
+                if !delivered {
                     let detail = format!(
                         "w{slot}.{inc} drained clean but request {req} ended {:?} at its caller",
                         r.client_end

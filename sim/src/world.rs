@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dynrt_core::conn::ConnConfig;
-use dynrt_core::kv::{LeaseId, WatchEvent};
+use dynrt_core::kv::WatchEvent;
 use dynrt_core::wire::mux::StreamId;
 
 use crate::caller::Caller;
+use crate::deregistration::Promises;
+use crate::drain::DrainRecord;
+use crate::dynamo::{DynCaller, DynEv, DynNet, DynWorker};
 use crate::faults::{FaultAction, FaultState};
 use crate::ledger::{Invariant, Ledger, Violation, at};
 use crate::net::{Net, Side};
@@ -97,8 +100,10 @@ pub(crate) enum Ev {
     SetTimer { caller: usize, at: u64 },
     /// A fault starts or ends.
     Fault(FaultAction),
-    /// A lease was lost at this worker `ttl` ago: its keys must be gone.
-    CheckDeregistered { slot: usize, lease: LeaseId },
+    /// A deregistration deadline: a step then, so that the per-step check sees it come.
+    DeregistrationDue,
+    /// Something on Dynamo's connections (see [`crate::dynamo`]).
+    Dyn(DynEv),
 }
 
 /// One run.
@@ -111,6 +116,12 @@ pub(crate) struct World {
     pub(crate) queue: Queue,
     pub(crate) trace: Trace,
     pub(crate) net: Net,
+    /// Dynamo's request and call-home connections.
+    pub(crate) dnet: DynNet,
+    /// Each caller's Dynamo calls.
+    pub(crate) dcallers: Vec<DynCaller>,
+    /// Each worker slot's Dynamo answers.
+    pub(crate) dworkers: Vec<DynWorker>,
     pub(crate) store: Store,
     pub(crate) workers: Vec<Worker>,
     pub(crate) callers: Vec<Caller>,
@@ -127,6 +138,12 @@ pub(crate) struct World {
     pub(crate) to_issue: u64,
     /// Largest amount by which a sender's held bytes exceeded its output limit.
     pub(crate) max_output_overshoot: u64,
+    /// Every drain's report and end.
+    pub(crate) drains: Vec<DrainRecord>,
+    /// Requests whose stream phase 3 cut while it ran (their callers owe a typed error).
+    pub(crate) cut_requests: Vec<u64>,
+    /// Deregistrations the store owes by a deadline.
+    pub(crate) promises: Promises,
 }
 
 impl World {
@@ -139,6 +156,21 @@ impl World {
             .map(|i| Caller::new(i, rng.next_u64()))
             .collect();
         let to_issue = cfg.callers as u64 * u64::from(cfg.requests_per_caller);
+        // Who speaks Dynamo's protocol: drawn from its own stream of the seed, so that runs
+        // without it are the runs they were before it existed.
+        let mut drng = Rng::new(cfg.seed ^ 0xd1a0_5eed_ca11_0e0e);
+        let dworkers = (0..cfg.workers)
+            .map(|_| {
+                let only = drng.chance(cfg.dynamo_percent);
+                let codec = drng
+                    .chance(50)
+                    .then_some(dynrt_core::wire::dynamo::PayloadCodec::Msgpack);
+                DynWorker::new(only, codec)
+            })
+            .collect();
+        let dcallers = (0..cfg.callers)
+            .map(|_| DynCaller::new(drng.chance(cfg.dynamo_percent)))
+            .collect();
         Self {
             trace: Trace::new(cfg.trace),
             faults: FaultState::new(cfg.workers, cfg.callers),
@@ -149,6 +181,9 @@ impl World {
             rng,
             queue: Queue::default(),
             net: Net::default(),
+            dnet: DynNet::default(),
+            dcallers,
+            dworkers,
             store,
             workers,
             callers,
@@ -160,6 +195,9 @@ impl World {
             open_streams: 0,
             to_issue,
             max_output_overshoot: 0,
+            drains: Vec::new(),
+            cut_requests: Vec::new(),
+            promises: Promises::new(),
         }
     }
 
@@ -218,6 +256,7 @@ impl World {
             self.events += 1;
             self.trace.mix(time);
             self.dispatch(ev);
+            self.check_step();
             if self.violation.is_some() {
                 break;
             }
@@ -238,6 +277,9 @@ impl World {
         if self.violation.is_none() {
             self.check_drains();
         }
+        if self.violation.is_none() {
+            self.check_cut_streams();
+        }
         trace!(
             self,
             "END",
@@ -253,11 +295,20 @@ impl World {
             violation: self.violation.take(),
             trace: self.trace.take_text(),
             fingerprint: self.trace.fingerprint(),
+            drains: std::mem::take(&mut self.drains),
             stats: Stats {
                 max_output_overshoot: self.max_output_overshoot,
                 ..self.stats.clone()
             },
         }
+    }
+
+    /// The invariants that hold between any two steps (the others are checked where their
+    /// facts change): each costs a comparison or two unless something is due.
+    fn check_step(&mut self) {
+        self.check_drains_bounded();
+        self.check_readiness_windows();
+        self.check_deregistrations();
     }
 
     fn dispatch(&mut self, ev: Ev) {
@@ -295,7 +346,9 @@ impl World {
             Ev::Watch { caller, epoch, ev } => self.on_watch(caller, epoch, *ev),
             Ev::SetTimer { caller, at } => self.on_set_timer(caller, at),
             Ev::Fault(action) => self.on_fault(action),
-            Ev::CheckDeregistered { slot, lease } => self.check_deregistered(slot, lease),
+            // The check runs after every step (`check_step`); this event only makes a step.
+            Ev::DeregistrationDue => {}
+            Ev::Dyn(ev) => self.on_dyn(ev),
         }
     }
 }

@@ -1,16 +1,7 @@
-//! Scenarios from Dynamo's incident history, each replayed in the simulation (or, for the
-//! call-home one, on the core machines under a virtual clock).
+//! Scenarios from Dynamo's incident history, each replayed in the simulation.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use dynrt_core::callhome::{
-    AckEvent, CallHomeConfig, PendingEvent, PendingStreams, RequestEvent, RequestReceiver,
-    RequestSender,
-};
-use dynrt_core::wire::OutBuf;
-use dynrt_core::wire::dynamo::{AckFrame, RequestFrame};
 use dynrt_sim::{FaultKind, ScriptedFault, SimConfig, run};
 
 /// Dynamo moved its lease keep-alive to a dedicated thread after heartbeats starved behind
@@ -36,6 +27,8 @@ fn keepalive_survives_20k_concurrent_requests() {
         item_delay_ms: (25_000, 25_000),
         faults: Vec::new(),
         cancel_percent: (0, 0),
+        // The mux carries these: the scenario is about 20k streams on few connections.
+        dynamo_percent: 0,
         ..SimConfig::default()
     });
     assert!(
@@ -141,79 +134,111 @@ fn lease_loss_while_the_store_is_only_slow() {
     assert!(slow.stats.leases_lost >= 1, "{}", slow.stats);
 }
 
-/// Moves everything one side writes to the other, as a socket pair would.
-fn pipe(out: &mut OutBuf) -> BytesMut {
-    BytesMut::from(&out.take_contiguous()[..])
+/// The times (in virtual seconds) of the trace lines that mention `what`, with their text.
+fn lines_with<'a>(trace: &'a str, what: &str) -> Vec<(f64, &'a str)> {
+    trace
+        .lines()
+        .filter(|l| l.contains(what))
+        .filter_map(|l| Some((l.split_whitespace().next()?.parse().ok()?, l)))
+        .collect()
 }
 
-/// A Dynamo frontend sends a request, the worker accepts it, and the worker never connects
-/// back (it died between the ack and the call-home). 1.6.1's frontend waits until discovery
-/// removes the worker; dynrt's registry gives up after the establish timeout with the value
-/// handed back, so the call fails with a typed error. A worker that never even acks fails the
-/// request after the ack timeout.
+/// A Dynamo frontend sends requests over Dynamo's protocol on the simulated network; the
+/// worker acks each and dials back, but the frontend's response-stream server is unreachable
+/// (the `callhome-drop` fault: the call-home SYNs vanish) for longer than any deadline. 1.6.1's
+/// frontend waits until discovery removes the worker — forever, for a worker that stays
+/// registered; dynrt's registry gives up after the establish timeout (60 s), so every call
+/// fails with a typed error within its deadline and no invariant breaks. The worker's dial
+/// gives up after its connect timeout; its handler never ran, so nothing is counted lost.
+///
+/// The second half: the request connection itself is partitioned after it was established,
+/// so the acks never come in time: those calls fail with the ack timeout (5 s).
 #[test]
 fn frontend_waiting_for_a_callhome_that_never_comes_gives_up() {
-    let t0 = Instant::now();
-    let config = CallHomeConfig::default();
-    let mut sender = RequestSender::new(config.clone());
-    let mut receiver = RequestReceiver::new(config.max_message_size);
-    let mut pending: PendingStreams<u64> = PendingStreams::new(config.establish_timeout, 1024);
-
-    let frame = RequestFrame::new(
-        "dynamo.backend.generate-1",
-        &BTreeMap::new(),
-        Bytes::from_static(b"{}"),
-    )
-    .expect("a small frame encodes");
-    let token = sender.send(frame, t0).expect("the connection is open");
-    pending
-        .register("subject-1".to_owned(), token, t0)
-        .expect("room for one subject");
-
-    // The worker reads the request and accepts it...
-    let mut out = OutBuf::new();
-    assert!(sender.poll_transmit(&mut out));
-    receiver.handle_input(&mut pipe(&mut out), t0);
-    let Some(RequestEvent::Request { seq, .. }) = receiver.poll_event() else {
-        panic!("the worker got no request");
-    };
-    assert!(receiver.ack(seq, AckFrame::accepted()));
-    assert!(receiver.poll_transmit(&mut out));
-    sender.handle_input(&mut pipe(&mut out), t0);
+    let outcome = run(&SimConfig {
+        seed: 60,
+        workers: 1,
+        callers: 1,
+        requests_per_caller: 4,
+        dynamo_percent: 100,
+        cancel_percent: (0, 0),
+        fault_window: Duration::from_secs(2),
+        script: vec![ScriptedFault {
+            at: Duration::ZERO,
+            kind: FaultKind::CallHomeDrop,
+            target: 0,
+            duration: Duration::from_secs(150),
+        }],
+        trace: true,
+        ..SimConfig::default()
+    });
     assert!(
-        matches!(sender.poll_event(), Some(AckEvent::Acked { token: t, ack }) if t == token && ack.is_accepted())
+        outcome.violation.is_none(),
+        "{}\n{}",
+        outcome.violation.unwrap(),
+        outcome.trace
+    );
+    assert_eq!(outcome.stats.requests, 4, "{}", outcome.stats);
+    assert_eq!(outcome.stats.errors, 4, "{}", outcome.stats);
+    for req in 0..4 {
+        let sent = lines_with(&outcome.trace, &format!("request {req} over Dynamo"));
+        let failed = lines_with(&outcome.trace, &format!("request {req} failed:"));
+        let (Some((sent, _)), [(failed, line)]) = (sent.first(), failed.as_slice()) else {
+            panic!(
+                "request {req}: sent {sent:?}, failed {failed:?}\n{}",
+                outcome.trace
+            );
+        };
+        assert!(
+            line.contains("did not connect back within 60 s"),
+            "request {req}: {line}"
+        );
+        let waited = failed - sent;
+        assert!(
+            (60.0..61.0).contains(&waited),
+            "request {req} waited {waited} s"
+        );
+    }
+    assert!(
+        !lines_with(&outcome.trace, "cannot call home").is_empty(),
+        "the worker's dial must give up:\n{}",
+        outcome.trace
     );
 
-    // ...and never calls home. Virtual time runs to each deadline the registry asks for.
-    let mut now = t0;
-    let mut expired = None;
-    for _ in 0..10 {
-        let Some(deadline) = pending.poll_timeout() else {
-            break;
-        };
-        assert!(deadline > now, "the registry's deadline must move forward");
-        now = deadline;
-        pending.handle_timeout(now);
-        if let Some(PendingEvent::Expired { subject, value }) = pending.poll_event() {
-            expired = Some((subject, value, now - t0));
-            break;
-        }
-    }
-    let (subject, value, after) = expired.expect("the wait ends");
-    assert_eq!((subject.as_str(), value), ("subject-1", token));
-    assert_eq!(after, config.establish_timeout);
-    assert!(pending.is_empty());
-
-    // A worker that never acks: the sender fails the request at the ack timeout.
-    let mut sender = RequestSender::new(config.clone());
-    let frame = RequestFrame::new("dynamo.backend.generate-1", &BTreeMap::new(), Bytes::new())
-        .expect("a small frame encodes");
-    let token = sender.send(frame, t0).expect("open");
-    assert!(sender.poll_transmit(&mut out));
-    let deadline = sender
-        .poll_timeout()
-        .expect("an unacked request has a deadline");
-    assert_eq!(deadline, t0 + config.ack_timeout);
-    sender.handle_timeout(deadline);
-    assert!(matches!(sender.poll_event(), Some(AckEvent::Failed { token: t, .. }) if t == token));
+    // The request connection is cut after it was established: no ack in time.
+    let outcome = run(&SimConfig {
+        seed: 61,
+        workers: 1,
+        callers: 1,
+        requests_per_caller: 20,
+        dynamo_percent: 100,
+        cancel_percent: (0, 0),
+        fault_window: Duration::from_secs(4),
+        script: vec![ScriptedFault {
+            at: Duration::from_secs(1),
+            kind: FaultKind::PartitionPeers,
+            target: 0,
+            duration: Duration::from_secs(30),
+        }],
+        trace: true,
+        ..SimConfig::default()
+    });
+    assert!(
+        outcome.violation.is_none(),
+        "{}\n{}",
+        outcome.violation.unwrap(),
+        outcome.trace
+    );
+    let timed_out = lines_with(&outcome.trace, "no ack within 5 s");
+    assert!(
+        !timed_out.is_empty(),
+        "no call failed by the ack timeout:\n{}",
+        outcome.trace
+    );
+    assert_eq!(
+        outcome.stats.ok + outcome.stats.errors,
+        outcome.stats.requests,
+        "{}",
+        outcome.stats
+    );
 }

@@ -14,9 +14,10 @@ fn config(seed: u64) -> SimConfig {
 
 #[test]
 fn a_seed_replays_byte_for_byte() {
-    for seed in [0, 1, 110, 4242] {
+    for (seed, dynamo_percent) in [(0, 25), (1, 25), (110, 25), (4242, 25), (16, 100)] {
         let traced = SimConfig {
             trace: true,
+            dynamo_percent,
             ..config(seed)
         };
         let first = run(&traced);
@@ -26,7 +27,10 @@ fn a_seed_replays_byte_for_byte() {
         assert_eq!(first.fingerprint, second.fingerprint);
         assert_eq!(first.events, second.events);
         // Tracing changes nothing but the text.
-        let quiet = run(&config(seed));
+        let quiet = run(&SimConfig {
+            dynamo_percent,
+            ..config(seed)
+        });
         assert_eq!(
             quiet.fingerprint, first.fingerprint,
             "seed {seed}: tracing changed the run"
@@ -105,6 +109,125 @@ const REGRESSIONS: &[(u64, &str)] = &[
     (7688, "a reset during the linger counted as delivered"),
 ];
 
+/// Seeds that failed once Dynamo's call-home protocol ran on the simulated network (every
+/// worker and caller speaking it: `dynamo_percent: 100`), each with what it found. Faults
+/// added since change the schedules, so they no longer replay those runs; the planted bug and
+/// the search below keep finding what they found.
+const DYNAMO_REGRESSIONS: &[(u64, &str)] = &[
+    // A caller stopped reading after the worker wrote the whole answer; the worker's close
+    // timeout after the sentinel ended the exchange as `Done`, so the drain counted the answer
+    // delivered and reported clean. Fixed in the core: the close timeout is
+    // `WorkerEvent::CloseTimedOut`, which the runtime reports to the drain as lost
+    // (executor scenario `an_answer_whose_caller_never_closes_is_not_counted_delivered`);
+    // `planted_bug_close_timeout_counted_delivered_is_caught` plants it back.
+    (34, "close timeout after the sentinel counted as delivered"),
+    (98, "same"),
+    // A request reached its worker after its caller's ack timeout (a partition); the worker
+    // acked it, called home and wrote the whole answer, and the caller — which had given the
+    // call up, and here had stopped reading too — reset the connection unread. Dynamo's
+    // protocol cannot tell the worker: callers close call-home sockets with a reset whether
+    // they read the answer or not, so the drain counts it delivered. Recorded, not a
+    // violation: `Stats::dynamo_unconfirmed` counts such answers.
+    (
+        16,
+        "an answer nobody read, which the protocol cannot tell the worker about",
+    ),
+    (4, "same"),
+];
+
+/// The faults that found the Dynamo drain bugs.
+fn dynamo_drain_config(seed: u64) -> SimConfig {
+    SimConfig {
+        dynamo_percent: 100,
+        faults: vec![
+            FaultKind::PartitionPeers,
+            FaultKind::StopReading,
+            FaultKind::Drain,
+        ],
+        fault_count: 8,
+        ..config(seed)
+    }
+}
+
+#[test]
+fn dynamo_regression_seeds_stay_clean() {
+    for &(seed, what) in DYNAMO_REGRESSIONS {
+        let outcome = run(&SimConfig {
+            dynamo_percent: 100,
+            ..config(seed)
+        });
+        assert!(
+            outcome.violation.is_none(),
+            "seed {seed} ({what}): {}",
+            outcome.violation.unwrap()
+        );
+        assert!(outcome.stats.dynamo_requests > 0, "{}", outcome.stats);
+    }
+    // The protocol's blind spot still shows up, counted and not a violation.
+    let unconfirmed = (0..40).find(|&seed| {
+        let outcome = run(&dynamo_drain_config(seed));
+        assert!(
+            outcome.violation.is_none(),
+            "seed {seed}: {}",
+            outcome.violation.unwrap()
+        );
+        outcome.stats.dynamo_unconfirmed > 0
+    });
+    assert!(
+        unconfirmed.is_some(),
+        "no unconfirmable Dynamo answer found"
+    );
+}
+
+/// The core bug the Dynamo calls found, planted back: a worker whose caller never closed after
+/// the sentinel counts the answer delivered, and a drain reports clean though the caller never
+/// read it. The sweep must catch it, and the same seed without the bug is clean.
+#[test]
+fn planted_bug_close_timeout_counted_delivered_is_caught() {
+    let caught = (0..40).find_map(|seed| {
+        let outcome = run(&SimConfig {
+            planted_bug: Some(PlantedBug::CloseTimeoutDelivered),
+            ..dynamo_drain_config(seed)
+        });
+        outcome.violation.map(|v| (seed, v.invariant))
+    });
+    assert!(
+        matches!(caught, Some((_, Invariant::CleanDrainDelivers))),
+        "{caught:?}"
+    );
+    let (seed, _) = caught.expect("caught");
+    let fixed = run(&dynamo_drain_config(seed));
+    assert!(fixed.violation.is_none(), "{:?}", fixed.violation);
+}
+
+/// Every worker and caller on Dynamo's protocol, under every fault: the invariants hold for
+/// its calls as for mux streams.
+#[test]
+fn dynamo_calls_keep_every_invariant() {
+    for seed in 500..512 {
+        let outcome = run(&SimConfig {
+            dynamo_percent: 100,
+            requests_per_caller: 40,
+            ..config(seed)
+        });
+        assert!(
+            outcome.violation.is_none(),
+            "seed {seed}: {}",
+            outcome.violation.unwrap()
+        );
+        assert_eq!(
+            outcome.stats.ok + outcome.stats.errors + outcome.stats.cancelled,
+            outcome.stats.requests
+        );
+        // Every attempt is a Dynamo call (a request no instance could take has none).
+        assert!(
+            outcome.stats.dynamo_requests + outcome.stats.errors >= outcome.stats.requests,
+            "{}",
+            outcome.stats
+        );
+    }
+}
+
 #[test]
 fn regression_seeds_stay_clean() {
     for &(seed, what) in REGRESSIONS {
@@ -181,8 +304,16 @@ fn planted_bug_loss_counted_as_finished_is_caught() {
         });
         outcome.violation.map(|v| (seed, v.invariant))
     });
+    // Its report now fails first (it counts no loss where the worker lost a stream); the
+    // clean drain's check at the end of the run caught it before that check existed.
     assert!(
-        matches!(caught, Some((_, Invariant::CleanDrainDelivers))),
+        matches!(
+            caught,
+            Some((
+                _,
+                Invariant::DrainReportTruthful | Invariant::CleanDrainDelivers
+            ))
+        ),
         "{caught:?}"
     );
     // Without the planted bug the same seed is clean.

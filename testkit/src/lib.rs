@@ -12,6 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod operator;
+mod tls;
+
+pub use operator::{OperatorMode, nkey_user};
+pub use tls::TlsFiles;
+
 /// How long a server may take to become healthy.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -275,12 +281,53 @@ impl NatsServer {
         Self::start_with_args(&["--auth", token])
     }
 
+    /// Starts a server that accepts only a fresh nkey user, and returns it with that user's
+    /// seed (`NATS_AUTH_NKEY`).
+    pub fn start_with_nkey() -> (Self, String) {
+        let dir = Self::new_dir();
+        let (config, seed) = nkey_user();
+        let path = dir.path().join("nkey.conf");
+        std::fs::write(&path, config).expect("writing the nkey server config");
+        let path = path.display().to_string();
+        (Self::start_in(dir, &["-c", &path]), seed)
+    }
+
+    /// Starts a server that requires TLS with the certificate `files` made; with
+    /// `verify_clients`, clients must also present a certificate of that CA (mutual TLS).
+    /// Connect through [`Self::tls_url`].
+    pub fn start_with_tls(files: &TlsFiles, verify_clients: bool) -> Self {
+        let (cert, key, ca) = (
+            files.server_cert().display().to_string(),
+            files.server_key().display().to_string(),
+            files.ca().display().to_string(),
+        );
+        let mut args = vec!["--tls", "--tlscert", &cert, "--tlskey", &key];
+        if verify_clients {
+            args.extend(["--tlscacert", &ca, "--tlsverify"]);
+        }
+        Self::start_with_args(&args)
+    }
+
+    /// Starts a server in operator mode (decentralised JWT authentication) trusting `mode`'s
+    /// operator and account: only its users' credentials files connect.
+    pub fn start_in_operator_mode(mode: &OperatorMode) -> Self {
+        let config = mode.server_config().display().to_string();
+        Self::start_with_args(&["-c", &config])
+    }
+
     /// Starts a server with `args` added to the defaults (loopback, free ports, JetStream).
     pub fn start_with_args(args: &[&str]) -> Self {
-        let dir = tempfile::Builder::new()
+        Self::start_in(Self::new_dir(), args)
+    }
+
+    fn new_dir() -> tempfile::TempDir {
+        tempfile::Builder::new()
             .prefix("dynrt-nats-")
             .tempdir()
-            .expect("creating a temp dir for nats-server");
+            .expect("creating a temp dir for nats-server")
+    }
+
+    fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
         let mut server = Self {
             child: None,
             dir,
@@ -323,6 +370,12 @@ impl NatsServer {
     /// The client URL, e.g. `nats://127.0.0.1:41235`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The client URL with the `tls://` scheme (which makes a client require TLS), e.g.
+    /// `tls://127.0.0.1:41235`.
+    pub fn tls_url(&self) -> String {
+        format!("tls://127.0.0.1:{}", self.port)
     }
 
     /// Stops the server, keeping its ports and data for [`Self::restart`].

@@ -11,7 +11,8 @@
 //! | `AwaitPrologue`, `Streaming` | header `"stop"` / `"kill"` | `Closed`; [`WorkerEvent::Cancelled`]; nothing more is written (no final, no sentinel) |
 //! | `AwaitPrologue`, `Streaming` | EOF, any other frame | `Closed`; `Cancelled(Kill)` (1.6.1 kills the work) |
 //! | any | `handle_write_failed` | `Closed`; [`WorkerEvent::Failed`]; no sentinel |
-//! | `Draining` | EOF or the close timeout | `Closed`; [`WorkerEvent::Done`] |
+//! | `Draining` | EOF | `Closed`; [`WorkerEvent::Done`] |
+//! | `Draining` | the close timeout | `Closed`; [`WorkerEvent::CloseTimedOut`] |
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -31,8 +32,13 @@ use crate::wire::{EncodeError, OutBuf};
 pub enum WorkerEvent {
     /// The caller sent `"stop"` or `"kill"` (or went away): stop producing. Terminal.
     Cancelled(Cancel),
-    /// The stream ended cleanly (sentinel written, caller closed or the close timeout passed).
+    /// The stream ended cleanly: the sentinel was written and the caller closed.
     Done,
+    /// The sentinel was written but the caller did not close within the close timeout. A
+    /// caller closes once it read the sentinel, so it may never have read the answer (it
+    /// stopped reading, or had given the call up before the worker connected): the exchange
+    /// is over, and the answer is not known delivered. Terminal.
+    CloseTimedOut,
     /// Writing failed. Terminal.
     Failed(CallHomeError),
 }
@@ -235,7 +241,7 @@ impl WorkerStream {
             && now >= deadline
         {
             self.state = State::Closed;
-            self.events.push_back(WorkerEvent::Done);
+            self.events.push_back(WorkerEvent::CloseTimedOut);
         }
     }
 

@@ -17,34 +17,6 @@ use crate::cancel::CancellationToken;
 use crate::mux::Handler;
 use crate::runtime::{Clock, Runtime};
 
-/// How long the server may take to confirm a new subscription.
-const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Returns once the server has processed every command this client sent before. async-nats'
-/// `flush` only empties the socket buffer; the server handles one connection's commands in
-/// order, so a message published to a fresh inbox after them coming back is the proof. Runs
-/// on the tokio bridge, bounded by the runtime's `clock`.
-async fn confirm_processed(client: &async_nats::Client, clock: &Clock) -> Result<(), String> {
-    let inbox = client.new_inbox();
-    let mut probe = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    client
-        .publish(inbox, bytes::Bytes::new())
-        .await
-        .map_err(|e| e.to_string())?;
-    let echoed = clock.bridge_timeout(CONFIRM_TIMEOUT, probe.next()).await;
-    let _ = probe.unsubscribe().await;
-    match echoed {
-        Some(Some(_)) => Ok(()),
-        Some(None) => Err("the connection closed before the server confirmed it".into()),
-        None => Err(format!(
-            "the server did not confirm it within {CONFIRM_TIMEOUT:?}"
-        )),
-    }
-}
-
 /// What one subscription serves.
 pub struct NatsServe<R: Runtime> {
     /// Runs the handlers and the call-home connections.
@@ -79,7 +51,7 @@ impl<R: Runtime> NatsServe<R> {
         let clock = Clock::of(&self.rt);
         self.nats
             .tokio()
-            .spawn(async move { confirm_processed(&client, &clock).await })
+            .spawn(async move { crate::nats::confirm_processed(&client, &clock).await })
             .await
             .map_err(|e| format!("subscription check task failed: {e}"))?
             .map_err(|e| format!("subscribing to {}: {e}", self.subject))?;

@@ -121,6 +121,15 @@ pub(super) async fn respond<R: Runtime>(rt: R, request: Accepted, config: CallHo
                     cancel.set(CancelMode::Kill);
                 }
                 WorkerEvent::Done => {}
+                // The caller never closed after the sentinel: it may not have read the answer,
+                // so the drain must not count it delivered (found by the simulation: a drain
+                // reported clean with the answer of a caller that had stopped reading).
+                WorkerEvent::CloseTimedOut => {
+                    tracing::warn!(
+                        "Dynamo caller did not close its call-home connection after the sentinel; answer not known delivered"
+                    );
+                    cancel.mark_lost();
+                }
             }
         }
         if worker.is_closed() {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use dynrt_core::config::NatsConfig;
 use tokio::runtime::Handle;
 
-use super::{NatsError, Subscription, options};
+use super::{NatsError, Subscription, confirm_processed, options};
 use crate::runtime::{Clock, Runtime};
 
 /// Told whether the connection is up, each time that changes.
@@ -131,6 +131,11 @@ impl NatsClient {
         run_on(&self.inner.handle, future).await
     }
 
+    /// The application runtime's clock, which bounds the client's waits.
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
     /// The servers it was configured with, for messages.
     pub fn servers(&self) -> &str {
         &self.inner.servers
@@ -174,18 +179,21 @@ impl NatsClient {
             })
     }
 
-    /// Subscribes to `subject` (wildcards allowed).
+    /// Subscribes to `subject` (wildcards allowed). Returns once the server has the
+    /// subscription: what any client publishes from then on reaches it.
     pub async fn subscribe(&self, subject: impl Into<String>) -> Result<Subscription, NatsError> {
         let subject = subject.into();
         let client = self.inner.client.clone();
+        let clock = self.inner.clock.clone();
         let s = subject.clone();
         let subscriber = self
-            .run(async move { client.subscribe(s).await })
+            .run(async move {
+                let subscriber = client.subscribe(s).await.map_err(|e| e.to_string())?;
+                confirm_processed(&client, &clock).await?;
+                Ok::<_, String>(subscriber)
+            })
             .await?
-            .map_err(|e| NatsError::Subscribe {
-                subject,
-                reason: e.to_string(),
-            })?;
+            .map_err(|reason| NatsError::Subscribe { subject, reason })?;
         Ok(Subscription::new(subscriber, self.inner.handle.clone()))
     }
 

@@ -29,6 +29,24 @@ pub enum NatsError {
         /// The last attempt's error.
         reason: String,
     },
+    /// The TLS handshake with the server failed: its certificate is not signed by the CA the
+    /// client trusts, it refused the client's certificate (or its absence), or it does not
+    /// speak TLS. Not retried: a certificate does not become valid by waiting.
+    #[error(
+        "TLS with NATS at {servers} failed: {reason} (the server's certificate was checked against {trusted}; client certificate: {client_cert})"
+    )]
+    Tls {
+        /// The servers tried.
+        servers: String,
+        /// What the server's certificate was checked against: `NATS_TLS_CA_CERT_PATH` and its
+        /// path, or the system's roots.
+        trusted: String,
+        /// The certificate the client presented: `NATS_TLS_CLIENT_CERT_PATH` and its path, or
+        /// none.
+        client_cert: String,
+        /// The handshake's error.
+        reason: String,
+    },
     /// A setting names a file that cannot be used.
     #[error("{var}: {reason}")]
     Setting {

@@ -21,6 +21,8 @@ mod bridged;
 #[cfg(feature = "nats")]
 mod client;
 #[cfg(feature = "nats")]
+mod confirm;
+#[cfg(feature = "nats")]
 mod options;
 #[cfg(feature = "nats")]
 mod service;
@@ -31,5 +33,7 @@ pub use async_nats;
 pub use bridged::{ServiceEndpoint, Subscription};
 #[cfg(feature = "nats")]
 pub use client::NatsClient;
+#[cfg(feature = "nats")]
+pub(crate) use confirm::confirm_processed;
 #[cfg(feature = "nats")]
 pub use service::{NatsComponentService, service_name};

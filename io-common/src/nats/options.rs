@@ -100,11 +100,29 @@ pub(super) async fn connect_with_retry(
             }
             Err(error) => error,
         };
+        if let Some(reason) = tls_failure(&error) {
+            return Err(NatsError::Tls {
+                servers,
+                trusted: trusted_roots(config),
+                client_cert: client_certificate(config),
+                reason,
+            });
+        }
         let failed = |reason: String| NatsError::Connect {
             servers: servers.clone(),
             attempts,
             reason,
         };
+        let refused = matches!(
+            error.kind(),
+            ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation
+        );
+        if refused {
+            return Err(failed(format!(
+                "{error} (credentials from {})",
+                credential_source(config)
+            )));
+        }
         let retryable = matches!(
             error.kind(),
             ConnectErrorKind::Io | ConnectErrorKind::TimedOut | ConnectErrorKind::Dns
@@ -132,5 +150,72 @@ pub(super) async fn connect_with_retry(
         );
         clock.bridge_sleep_until(now + delay).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The handshake's own words when `error` is a TLS failure: a TLS setup error, or an I/O error
+/// carrying rustls's (tokio-rustls wraps a failed handshake or a fatal alert in an
+/// `io::Error`, which async-nats reports as a plain I/O error — retrying it would only wait
+/// out the start-up timeout).
+fn tls_failure(error: &async_nats::ConnectError) -> Option<String> {
+    use std::error::Error as _;
+    if error.kind() == ConnectErrorKind::Tls {
+        return Some(
+            error
+                .source()
+                .map_or_else(|| error.to_string(), ToString::to_string),
+        );
+    }
+    let mut next = error.source();
+    while let Some(cause) = next {
+        // `io::Error::source` skips the error it wraps: look inside it.
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(tls) = inner.downcast_ref::<async_nats::rustls::Error>()
+        {
+            return Some(tls.to_string());
+        }
+        if let Some(tls) = cause.downcast_ref::<async_nats::rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        next = cause.source();
+    }
+    None
+}
+
+/// What the server's certificate is checked against, for [`NatsError::Tls`].
+fn trusted_roots(config: &NatsConfig) -> String {
+    match &config.tls.ca_cert {
+        Some(ca) => format!("{}={}", vars::NATS_TLS_CA_CERT_PATH, ca.display()),
+        None => format!(
+            "the system's root certificates ({} not set)",
+            vars::NATS_TLS_CA_CERT_PATH
+        ),
+    }
+}
+
+/// The certificate the client presents, for [`NatsError::Tls`].
+fn client_certificate(config: &NatsConfig) -> String {
+    match &config.tls.client_cert {
+        Some((cert, _)) => format!("{}={}", vars::NATS_TLS_CLIENT_CERT_PATH, cert.display()),
+        None => format!("none ({} not set)", vars::NATS_TLS_CLIENT_CERT_PATH),
+    }
+}
+
+/// Which settings supplied the credentials a server refused (never the secret itself).
+fn credential_source(config: &NatsConfig) -> String {
+    match &config.auth {
+        NatsAuth::UserPassword { user, .. } => format!(
+            "{} and {}: user '{user}' (Dynamo's default 'user'/'user' when unset)",
+            vars::NATS_AUTH_USERNAME,
+            vars::NATS_AUTH_PASSWORD
+        ),
+        NatsAuth::Token(_) => vars::NATS_AUTH_TOKEN.to_owned(),
+        NatsAuth::NKey(_) => vars::NATS_AUTH_NKEY.to_owned(),
+        NatsAuth::CredentialsFile(path) => {
+            format!("{}={}", vars::NATS_AUTH_CREDENTIALS_FILE, path.display())
+        }
+        #[allow(unreachable_patterns)]
+        other => format!("{other:?}"),
     }
 }

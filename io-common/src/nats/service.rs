@@ -6,14 +6,15 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use super::{NatsClient, NatsError, ServiceEndpoint};
+use super::{NatsClient, NatsError, ServiceEndpoint, confirm_processed};
 
 pub use dynrt_core::names::nats_service_name as service_name;
 
 /// The version the service reports (Dynamo reports its crate version; this is ours).
 const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// One component's NATS service. Stopped by [`Self::stop`] (the runtime does at shutdown).
+/// One component's NATS service: answering `$SRV` once started, each endpoint once added.
+/// Stopped by [`Self::stop`] (the runtime does at shutdown).
 pub struct NatsComponentService {
     name: String,
     client: NatsClient,
@@ -33,12 +34,18 @@ impl NatsComponentService {
             .service_builder()
             .description(description.to_owned());
         let (n, version) = (name.to_owned(), SERVICE_VERSION.to_owned());
+        let (nats, clock) = (client.client().clone(), client.clock().clone());
+        // `$SRV` requests are answered from the moment this returns.
         let service = client
-            .run(async move { builder.start(n, version).await })
+            .run(async move {
+                let service = builder.start(n, version).await.map_err(|e| e.to_string())?;
+                confirm_processed(&nats, &clock).await?;
+                Ok::<_, String>(service)
+            })
             .await?
-            .map_err(|e| NatsError::Service {
+            .map_err(|reason| NatsError::Service {
                 name: name.to_owned(),
-                reason: e.to_string(),
+                reason,
             })?;
         tracing::info!(service = name, "NATS service started");
         Ok(Self {
@@ -65,9 +72,15 @@ impl NatsComponentService {
             service.group(&self.name)
         };
         let n = name.to_owned();
+        let (nats, clock) = (self.client.client().clone(), self.client.clock().clone());
+        // Requests to it are answered from the moment this returns (not "no responders").
         let endpoint = self
             .client
-            .run(async move { group.endpoint(n).await })
+            .run(async move {
+                let endpoint = group.endpoint(n).await.map_err(|e| e.to_string())?;
+                confirm_processed(&nats, &clock).await?;
+                Ok::<_, String>(endpoint)
+            })
             .await?
             .map_err(|e| NatsError::Service {
                 name: self.name.clone(),

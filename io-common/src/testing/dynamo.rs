@@ -646,3 +646,125 @@ pub async fn dynrt_worker_serves_a_dynamo_caller<R: Runtime>(rt: &R) {
     );
     worker.shutdown().await;
 }
+
+/// A Dynamo caller that reads the whole answer — items, final marker, sentinel — and then
+/// never closes its call-home connection (it stopped reading, or had given the call up). The
+/// worker waits the close timeout, then ends the exchange; it cannot know the answer was
+/// read, so the drain must not count it delivered. Found by the deterministic simulation
+/// (dynrt-sim, Dynamo calls: seeds 34 and 98 with `--dynamo-percent 100`): the close timeout
+/// used to end the exchange as `Done`, and a drain reported clean.
+pub async fn an_answer_whose_caller_never_closes_is_not_counted_delivered<R: Runtime>(rt: &R) {
+    use dynrt_core::callhome::{AckEvent, CallerEvent, CallerStream, RequestSender};
+    use dynrt_core::shutdown::{EXIT_REQUESTS_LOST, ShutdownOutcome};
+    use dynrt_core::wire::dynamo::{
+        Checksum, RequestFrame, RequestType, ResponseType, StreamType, TwoPartFrame,
+    };
+
+    within(
+        rt,
+        Duration::from_secs(60),
+        "a caller that never closes",
+        async {
+            let store = MemStore::new();
+            let mut config = DistributedConfig::process_local();
+            config.graceful_shutdown_timeout = Duration::from_secs(40);
+            let worker =
+                DistributedRuntime::with_backend(rt.clone(), config, Arc::new(store.session(rt)))
+                    .await
+                    .expect("worker runtime");
+            let ns = super::unique_namespace();
+            let ep = worker
+                .namespace(&ns)
+                .and_then(|n| n.component("backend"))
+                .and_then(|c| c.endpoint("generate"))
+                .expect("valid names");
+            ep.serve(generator()).await.expect("serve");
+            let route = TcpRoute::new(worker.instance_id(), ep.id().clone()).to_string();
+            let addr = worker.request_plane_addr().expect("a server");
+
+            // The caller's response-stream server, and its request.
+            let listener = rt.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let local = R::local_addr(&listener).unwrap();
+            let control = RequestControlMessage {
+                id: "req-1".into(),
+                request_type: RequestType::SingleIn,
+                response_type: ResponseType::ManyOut,
+                payload_codec: PayloadCodec::Json,
+                connection_info: TcpStreamConnectionInfo {
+                    address: local.to_string(),
+                    subject: "subject-1".into(),
+                    context: "req-1".into(),
+                    stream_type: StreamType::Response,
+                }
+                .to_connection_info(),
+                metadata: Default::default(),
+                frontend_send_ts_ns: None,
+                request_stream_connection_info: None,
+            };
+            let mut header = BytesMut::new();
+            control.write_json(&mut header);
+            let mut payload = OutBuf::new();
+            TwoPartFrame::new(header.freeze(), Bytes::from_static(br#"{"n":2}"#))
+                .encode(Checksum::None, &mut payload);
+            let frame = RequestFrame::new(&route, &Default::default(), payload.take_contiguous())
+                .expect("a small frame");
+            let mut request = crate::dynamo::test_sock::<R>(rt.connect(addr).await.expect("dial"));
+            let mut sender = RequestSender::new(CallHomeConfig::default());
+            sender.send(frame, Instant::now()).expect("open");
+            let _ = sender.poll_transmit(&mut request.out);
+            request.flush().await.expect("request written");
+            loop {
+                assert!(matches!(request.read().await, Ok(n) if n > 0), "no ack");
+                sender.handle_input(&mut request.rbuf, Instant::now());
+                if let Some(event) = sender.poll_event() {
+                    assert!(
+                        matches!(&event, AckEvent::Acked { ack, .. } if ack.is_accepted()),
+                        "{event:?}"
+                    );
+                    break;
+                }
+            }
+
+            // The worker calls home; the caller reads the whole answer and keeps the socket open.
+            let (tcp, _) = runtime::accept::<R>(&listener).await.expect("call-home");
+            let mut home = crate::dynamo::test_sock::<R>(tcp);
+            let mut caller = CallerStream::new(CallHomeConfig::default(), Instant::now());
+            let mut items = 0;
+            'read: loop {
+                assert!(
+                    matches!(home.read().await, Ok(n) if n > 0),
+                    "call-home closed"
+                );
+                caller.handle_input(&mut home.rbuf, Instant::now());
+                while let Some(event) = caller.poll_event() {
+                    match event {
+                        CallerEvent::Handshake { subject } => {
+                            assert_eq!(subject, "subject-1");
+                            caller.accept(PayloadCodec::Json, Instant::now());
+                            caller.handle_input(&mut home.rbuf, Instant::now());
+                        }
+                        CallerEvent::Accepted => {}
+                        CallerEvent::Item(_) => items += 1,
+                        CallerEvent::Finished { stopped: false } => break 'read,
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+            }
+            assert_eq!(items, 2);
+
+            // The answer was written to the end; the caller never closed: not known delivered.
+            let report = worker.shutdown().await;
+            assert!(!report.deadline_hit && !report.forced, "{report:?}");
+            assert!(!report.is_clean(), "{report:?}");
+            assert_eq!(
+                report.lost.get(&format!("{ns}/backend/generate")),
+                Some(&1),
+                "{report:?}"
+            );
+            assert_eq!(report.outcome(), ShutdownOutcome::RequestsLost);
+            assert_eq!(report.exit_code(), EXIT_REQUESTS_LOST);
+            drop((home, request, listener));
+        },
+    )
+    .await;
+}

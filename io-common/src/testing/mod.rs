@@ -32,6 +32,8 @@ pub mod mux;
 pub mod mux_bounds;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "nats")]
+pub mod nats_auth;
 pub mod nats_plane;
 pub mod routing;
 pub mod runtime;

@@ -222,89 +222,6 @@ pub async fn unreachable_nats_stops_the_start<R: Runtime>(rt: &R, dead_url: &str
     .await;
 }
 
-/// Credentials from the settings: the right user and password connect, a wrong password is
-/// refused at once (not retried until the start-up timeout).
-pub async fn user_and_password_from_the_settings<R: Runtime>(rt: &R, url: &str) {
-    within(rt, LIMIT, "user and password", async {
-        let drt = runtime_with(
-            rt,
-            &[
-                ("NATS_SERVER", url),
-                ("NATS_AUTH_USERNAME", "alice"),
-                ("NATS_AUTH_PASSWORD", "s3cret"),
-            ],
-        )
-        .await
-        .expect("the right password connects");
-        assert!(drt.nats().unwrap().is_connected());
-        drt.shutdown().await;
-
-        let refused = runtime_with(
-            rt,
-            &[
-                ("NATS_SERVER", url),
-                ("NATS_AUTH_USERNAME", "alice"),
-                ("NATS_AUTH_PASSWORD", "wrong"),
-                // Long: a refusal must not wait for it.
-                ("NATS_STARTUP_CONNECT_TIMEOUT_SECONDS", "600"),
-            ],
-        )
-        .await;
-        match refused {
-            Err(RuntimeError::Nats(NatsError::Connect {
-                attempts, reason, ..
-            })) => {
-                assert_eq!(attempts, 1, "{reason}");
-                assert!(!reason.contains("wrong"), "the password leaked: {reason}");
-            }
-            Err(other) => panic!("expected a NATS connect error, got {other}"),
-            Ok(_) => panic!("a wrong password connected"),
-        }
-        // Dynamo's default credentials (user/user) do not pass this server either.
-        assert!(
-            runtime_with(
-                rt,
-                &[
-                    ("NATS_SERVER", url),
-                    ("NATS_STARTUP_CONNECT_TIMEOUT_SECONDS", "600")
-                ]
-            )
-            .await
-            .is_err()
-        );
-    })
-    .await;
-}
-
-/// A token from the settings.
-pub async fn token_from_the_settings<R: Runtime>(rt: &R, url: &str, token: &str) {
-    within(rt, LIMIT, "a token", async {
-        let drt = runtime_with(rt, &[("NATS_SERVER", url), ("NATS_AUTH_TOKEN", token)])
-            .await
-            .expect("the token connects");
-        assert!(drt.nats().unwrap().is_connected());
-        drt.shutdown().await;
-        let refused = runtime_with(
-            rt,
-            &[
-                ("NATS_SERVER", url),
-                ("NATS_AUTH_TOKEN", "not-it"),
-                ("NATS_STARTUP_CONNECT_TIMEOUT_SECONDS", "600"),
-            ],
-        )
-        .await;
-        assert!(
-            matches!(
-                refused,
-                Err(RuntimeError::Nats(NatsError::Connect { attempts: 1, .. }))
-            ),
-            "{:?}",
-            refused.err()
-        );
-    })
-    .await;
-}
-
 /// One NATS service per component, however often it is asked for; its endpoint answers on
 /// `{ns}_{comp}.{name}`, and `$SRV.INFO` / `$SRV.STATS` (asked by a peer, as `nats micro`
 /// would) show it and count the request. At shutdown it stops answering.
@@ -499,80 +416,88 @@ pub async fn a_restarted_server_is_survived<R: Runtime>(
     .await;
 }
 
-/// A credentials file or TLS file that cannot be read stops the start with an error naming the
-/// setting and the path (not an opaque handshake failure).
-pub async fn unreadable_files_are_named<R: Runtime>(rt: &R, url: &str) {
-    within(rt, LIMIT, "unreadable NATS files", async {
-        let missing = "/nonexistent/dynrt-test/x.pem";
-        let tls_url = url.replacen("nats://", "tls://", 1);
-        let cases: [(&[(&str, &str)], &str); 2] = [
-            (
-                &[
-                    ("NATS_SERVER", url),
-                    ("NATS_AUTH_CREDENTIALS_FILE", missing),
-                ],
-                "NATS_AUTH_CREDENTIALS_FILE",
-            ),
-            (
-                &[
-                    ("NATS_SERVER", &tls_url),
-                    ("NATS_TLS_CA_CERT_PATH", missing),
-                ],
-                "NATS_TLS_CA_CERT_PATH",
-            ),
-        ];
-        for (settings, var) in cases {
-            match runtime_with(rt, settings).await {
-                Err(RuntimeError::Nats(NatsError::Setting { var: named, reason })) => {
-                    assert_eq!(named, var);
-                    assert!(reason.contains(missing), "{reason}");
-                }
-                Err(other) => panic!("{settings:?}: expected a setting error, got {other}"),
-                Ok(_) => panic!("{settings:?}: started"),
+/// A subscription is in effect when the call that made it returns: a peer (another connection,
+/// which the server serves independently) that publishes right then is heard. Each kind of
+/// NATS subscriber the runtime makes, many times over: the KV router's subscribe, the event
+/// plane's NATS subscriber, a component service's endpoint and its `$SRV` handlers.
+pub async fn what_is_sent_right_after_subscribing_arrives<R: Runtime>(rt: &R, url: &str) {
+    use crate::events::{EventPublisher, EventSubscriber};
+    use dynrt_core::discovery::EventScope;
+    within(
+        rt,
+        Duration::from_secs(120),
+        "subscribe, then send",
+        async {
+            let drt = runtime_with(rt, &[("NATS_SERVER", url), ("DYN_EVENT_PLANE", "nats")])
+                .await
+                .expect("starts");
+            let worker = peer(rt, url).await;
+
+            for i in 0..100 {
+                let subject = format!("race.kv.{i}");
+                let mut sub = drt.kv_router_nats_subscribe(&subject).await.expect("sub");
+                worker
+                    .publish(subject.clone(), Bytes::from_static(b"now"))
+                    .await
+                    .expect("publish");
+                let heard =
+                    within(rt, EVENT_TIMEOUT, &format!("{subject} heard"), sub.next()).await;
+                assert!(heard.is_some(), "{subject}: the subscription ended");
             }
-        }
-    })
-    .await;
-}
 
-/// A fresh nkey user: the nats-server configuration that admits it (write it to a file and
-/// start the server with `-c`), and its seed for `NATS_AUTH_NKEY`.
-pub fn nkey_user() -> (String, String) {
-    let user = nkeys::KeyPair::new_user();
-    let config = format!(
-        "authorization {{ users = [ {{ nkey: {} }} ] }}\n",
-        user.public_key()
-    );
-    (config, user.seed().expect("a new key pair has its seed"))
-}
+            for i in 0..20 {
+                let scope = EventScope::Component {
+                    namespace: "race".into(),
+                    component: format!("c{i}"),
+                };
+                let publisher = EventPublisher::new(&drt, scope.clone(), "kv")
+                    .await
+                    .expect("publisher");
+                let mut subscriber = EventSubscriber::subscribe(&drt, scope, "kv")
+                    .await
+                    .expect("subscriber");
+                publisher.publish_bytes(b"now").await.expect("publish");
+                let event = within(rt, EVENT_TIMEOUT, &format!("event {i}"), subscriber.next())
+                    .await
+                    .expect("the stream is open")
+                    .expect("a good event");
+                assert_eq!(&event.payload[..], b"now");
+            }
 
-/// An nkey seed from the settings signs the server's nonce; another user's seed is refused at
-/// once.
-pub async fn nkey_from_the_settings<R: Runtime>(rt: &R, url: &str, seed: &str) {
-    within(rt, LIMIT, "an nkey", async {
-        let drt = runtime_with(rt, &[("NATS_SERVER", url), ("NATS_AUTH_NKEY", seed)])
-            .await
-            .expect("the nkey connects");
-        assert!(drt.nats().unwrap().is_connected());
-        drt.shutdown().await;
-        let (_, stranger) = nkey_user();
-        let refused = runtime_with(
-            rt,
-            &[
-                ("NATS_SERVER", url),
-                ("NATS_AUTH_NKEY", &stranger),
-                ("NATS_STARTUP_CONNECT_TIMEOUT_SECONDS", "600"),
-            ],
-        )
-        .await;
-        match refused {
-            Err(RuntimeError::Nats(NatsError::Connect {
-                attempts: 1,
-                reason,
-                ..
-            })) => assert!(!reason.contains(&stranger), "the seed leaked: {reason}"),
-            other => panic!("another user's nkey: {:?}", other.err()),
-        }
-    })
+            let namespace = drt.namespace("race").unwrap();
+            for i in 0..20 {
+                let component = namespace.component(&format!("svc{i}")).unwrap();
+                let service = drt
+                    .register_nats_service(&component)
+                    .await
+                    .expect("service");
+                let ping = worker
+                    .request(
+                        format!("$SRV.PING.{}", service.name()),
+                        Bytes::new(),
+                        EVENT_TIMEOUT,
+                    )
+                    .await;
+                assert!(ping.is_ok(), "{}: {ping:?}", service.name());
+                let mut endpoint = service.endpoint("generate-1").await.expect("endpoint");
+                let subject = endpoint.subject().to_owned();
+                let nats = drt.nats().unwrap().clone();
+                rt.spawn(async move {
+                    while let Some(request) = endpoint.next().await {
+                        let _ = nats
+                            .run(
+                                async move { request.respond(Ok(Bytes::from_static(b"ok"))).await },
+                            )
+                            .await;
+                    }
+                });
+                let reply = worker
+                    .request(subject.clone(), Bytes::new(), EVENT_TIMEOUT)
+                    .await;
+                assert!(reply.is_ok(), "{subject}: {reply:?}");
+            }
+            drt.shutdown().await;
+        },
+    )
     .await;
 }
