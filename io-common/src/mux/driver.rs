@@ -36,7 +36,8 @@ pub(crate) struct Driver<R: Runtime> {
     tcp: R::Tcp,
     read_buf: BytesMut,
     out: OutBuf,
-    timer: Option<(R::Timer, Instant)>,
+    /// The timer, and the deadline it is set to (`None` once it fired).
+    timer: Option<(R::Timer, Option<Instant>)>,
     /// Server role: where requests go.
     handlers: Option<Handlers>,
     read_closed: bool,
@@ -106,25 +107,55 @@ impl<R: Runtime> Driver<R> {
                 // A reset: the peer closed with data unread, or died.
                 Poll::Ready(Err(_)) => return Poll::Ready(false),
                 Poll::Pending => {
-                    let timer = match &mut self.timer {
-                        Some((timer, at)) => {
-                            if *at != deadline {
-                                R::reset_timer(timer, deadline);
-                                *at = deadline;
-                            }
-                            timer
-                        }
-                        None => &mut self.timer.insert((self.rt.timer(deadline), deadline)).0,
+                    // The timer may still be set for an earlier deadline of the open
+                    // connection: if that one fired, the second poll sets it to the linger's.
+                    let fired = self.poll_timer(cx, deadline).is_ready()
+                        && (self.rt.now() >= deadline || self.poll_timer(cx, deadline).is_ready());
+                    return if fired {
+                        Poll::Ready(true)
+                    } else {
+                        Poll::Pending
                     };
-                    if Pin::new(timer).poll(cx).is_ready() {
-                        return Poll::Ready(true);
-                    }
-                    return Poll::Pending;
                 }
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Polls the timer for `deadline`; ready when it fired (possibly before `deadline`: the
+    /// driver then looks at the core's deadlines again and sets it anew).
+    ///
+    /// A later deadline leaves a set timer alone. The core's next deadline moves with every
+    /// frame received (the keep-alive counts from the last one), and moving a timer is not free:
+    /// on smol each move is a message to the reactor and a write to its eventfd — two
+    /// syscalls per driver turn. Firing early instead costs one extra turn per keep-alive
+    /// interval.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        let timer = match &mut self.timer {
+            Some((timer, set)) => {
+                if set.is_none_or(|at| deadline < at) {
+                    R::reset_timer(timer, deadline);
+                    *set = Some(deadline);
+                }
+                timer
+            }
+            None => {
+                &mut self
+                    .timer
+                    .insert((self.rt.timer(deadline), Some(deadline)))
+                    .0
+            }
+        };
+        match Pin::new(timer).poll(cx) {
+            Poll::Ready(_) => {
+                if let Some((_, set)) = &mut self.timer {
+                    *set = None;
+                }
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// The driver stops: answers still held will not be written by it; release them (outside
@@ -302,20 +333,10 @@ impl<R: Runtime> Future for Driver<R> {
                 this.release_held(delivered && !aborted);
                 return Poll::Ready(());
             }
-            if let Some(deadline) = deadline {
-                let timer = match &mut this.timer {
-                    Some((timer, at)) => {
-                        if *at != deadline {
-                            R::reset_timer(timer, deadline);
-                            *at = deadline;
-                        }
-                        timer
-                    }
-                    None => &mut this.timer.insert((this.rt.timer(deadline), deadline)).0,
-                };
-                if Pin::new(timer).poll(cx).is_ready() {
-                    progress = true;
-                }
+            if let Some(deadline) = deadline
+                && this.poll_timer(cx, deadline).is_ready()
+            {
+                progress = true;
             }
             if !progress {
                 return Poll::Pending;

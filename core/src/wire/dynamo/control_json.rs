@@ -15,7 +15,7 @@ use super::control::{
     ConnectionInfo, PayloadCodec, RequestControlMessage, RequestType, ResponseType, StreamType,
     TcpStreamConnectionInfo,
 };
-use super::json::{Cursor, Sink, write_str, write_u64};
+use super::json::{Cursor, Sink, write_str, write_string_map, write_u64};
 
 /// Appends `message` as serde_json writes it.
 pub(crate) fn write_request_control(message: &RequestControlMessage, out: &mut BytesMut) {
@@ -37,16 +37,14 @@ pub(crate) fn write_request_control(message: &RequestControlMessage, out: &mut B
     out.put_slice(b",\"connection_info\":");
     write_connection_info(&message.connection_info, out);
     if !message.metadata.is_empty() {
-        out.put_slice(b",\"metadata\":{");
-        for (i, (name, value)) in message.metadata.iter().enumerate() {
-            if i > 0 {
-                out.put_u8(b',');
-            }
-            write_str(name, out);
-            out.put_u8(b':');
-            write_str(value, out);
-        }
-        out.put_u8(b'}');
+        out.put_slice(b",\"metadata\":");
+        write_string_map(
+            message
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+            out,
+        );
     }
     if let Some(ts) = message.frontend_send_ts_ns {
         out.put_slice(b",\"frontend_send_ts_ns\":");
@@ -242,18 +240,18 @@ pub(crate) fn read_tcp_info(src: &[u8]) -> Option<TcpStreamConnectionInfo> {
 mod tests {
     use proptest::prelude::*;
 
+    use super::super::json::edits::{apply, arb_edit, arb_text};
     use super::*;
 
     fn arb_info() -> impl Strategy<Value = ConnectionInfo> {
-        (any::<String>(), any::<String>())
-            .prop_map(|(transport, info)| ConnectionInfo { transport, info })
+        (arb_text(), arb_text()).prop_map(|(transport, info)| ConnectionInfo { transport, info })
     }
 
     fn arb_message() -> impl Strategy<Value = RequestControlMessage> {
         (
-            (any::<String>(), any::<bool>(), any::<bool>(), any::<bool>()),
+            (arb_text(), any::<bool>(), any::<bool>(), any::<bool>()),
             arb_info(),
-            prop::collection::btree_map(any::<String>(), any::<String>(), 0..3),
+            prop::collection::btree_map(arb_text(), arb_text(), 0..3),
             any::<Option<u64>>(),
             prop::option::of(arb_info()),
         )
@@ -286,44 +284,18 @@ mod tests {
     }
 
     fn arb_tcp_info() -> impl Strategy<Value = TcpStreamConnectionInfo> {
-        (
-            any::<String>(),
-            any::<String>(),
-            any::<String>(),
-            any::<bool>(),
-        )
-            .prop_map(
-                |(address, subject, context, request)| TcpStreamConnectionInfo {
-                    address,
-                    subject,
-                    context,
-                    stream_type: if request {
-                        StreamType::Request
-                    } else {
-                        StreamType::Response
-                    },
+        (arb_text(), arb_text(), arb_text(), any::<bool>()).prop_map(
+            |(address, subject, context, request)| TcpStreamConnectionInfo {
+                address,
+                subject,
+                context,
+                stream_type: if request {
+                    StreamType::Request
+                } else {
+                    StreamType::Response
                 },
-            )
-    }
-
-    /// A byte edit of a JSON text: delete, overwrite or insert (with bytes that matter to JSON).
-    fn arb_edit() -> impl Strategy<Value = (usize, u8, u8)> {
-        let bytes = prop::sample::select(b"{}[]\":,\\ \n\t0123456789-.eEnul\x01\xffa_".to_vec());
-        (any::<usize>(), 0u8..3, bytes)
-    }
-
-    fn apply(mut text: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
-        for &(at, kind, byte) in edits {
-            let at = at % (text.len() + 1);
-            match kind {
-                0 if at < text.len() => {
-                    text.remove(at);
-                }
-                1 if at < text.len() => text[at] = byte,
-                _ => text.insert(at, byte),
-            }
-        }
-        text
+            },
+        )
     }
 
     /// Whatever the fast path accepts, serde_json accepts with the same value.

@@ -2,11 +2,13 @@
 //! their corpora on stable Rust. Each decodes arbitrary bytes, re-encodes every frame it got and
 //! asserts the result is exactly the bytes the decoder consumed. A panic here is a bug.
 
+use std::collections::BTreeMap;
+
 use bytes::BytesMut;
 
 use super::control::TCP_TRANSPORT;
 use super::{
-    AckDecoder, Checksum, ConnectionInfo, RequestControlMessage, RequestDecoder,
+    AckDecoder, Checksum, ConnectionInfo, RequestControlMessage, RequestDecoder, RequestFrame,
     TcpStreamConnectionInfo, TwoPartDecoder,
 };
 use crate::wire::OutBuf;
@@ -20,7 +22,7 @@ pub fn dynamo_request(data: &[u8]) {
     let mut decoder = RequestDecoder::new(FUZZ_LIMIT);
     let mut consumed = 0;
     while let Ok(Some(frame)) = decoder.decode(&mut src) {
-        let _ = frame.headers();
+        headers_agree_with_serde_json(&frame);
         let mut out = OutBuf::new();
         frame.encode(&mut out);
         let wire = out.take_contiguous();
@@ -45,6 +47,27 @@ pub fn dynamo_request(data: &[u8]) {
             "re-encoded ack differs"
         );
         consumed += wire.len();
+    }
+}
+
+/// dynrt's headers reader gives what serde_json gives for a map of strings (the same pairs,
+/// the last of a name sent twice), or both refuse; an empty field is no headers.
+fn headers_agree_with_serde_json(frame: &RequestFrame) {
+    let ours = frame.headers();
+    let json = frame.headers_json();
+    if json.is_empty() {
+        assert_eq!(
+            ours,
+            Ok(BTreeMap::new()),
+            "an empty headers field is no headers"
+        );
+        return;
+    }
+    let theirs: Result<BTreeMap<String, String>, _> = serde_json::from_slice(json);
+    match (&ours, &theirs) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "headers read differently"),
+        (Err(_), Err(_)) => {}
+        _ => panic!("headers: dynrt {ours:?}, serde_json {theirs:?}"),
     }
 }
 

@@ -9,26 +9,16 @@
 
 use std::borrow::Cow;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
-use super::json::{plain_len, write_str};
+use super::json::{Cursor, write_string_map};
 use crate::wire::DecodeError;
 
 const WHAT: &str = "request headers";
 
 /// Appends `{"k":"v",...}` for `pairs`, in their order, escaped as serde_json escapes.
 pub fn write_headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, out: &mut BytesMut) {
-    out.reserve(128);
-    out.put_u8(b'{');
-    for (i, (name, value)) in pairs.into_iter().enumerate() {
-        if i > 0 {
-            out.put_u8(b',');
-        }
-        write_str(name, out);
-        out.put_u8(b':');
-        write_str(value, out);
-    }
-    out.put_u8(b'}');
+    write_string_map(pairs, out);
 }
 
 /// The pairs of a headers field, in wire order, borrowed from the frame. An empty field has no
@@ -36,10 +26,7 @@ pub fn write_headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, ou
 /// name is yielded twice (a map built from the pairs keeps the last, as serde_json's does).
 #[derive(Debug, Clone)]
 pub struct HeaderIter<'a> {
-    src: &'a [u8],
-    /// `src` as text if it is all UTF-8 (checked once: the strings are then slices of it).
-    text: Option<&'a str>,
-    pos: usize,
+    cursor: Cursor<'a>,
     state: State,
 }
 
@@ -64,9 +51,7 @@ impl<'a> HeaderIter<'a> {
             State::Start
         };
         Self {
-            src,
-            text: std::str::from_utf8(src).ok(),
-            pos: 0,
+            cursor: Cursor::lenient(src),
             state,
         }
     }
@@ -76,191 +61,50 @@ impl<'a> HeaderIter<'a> {
         DecodeError::Malformed { what: WHAT, reason }
     }
 
-    fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.src.get(self.pos) {
-            self.pos += 1;
-        }
-    }
-
     fn expect(&mut self, byte: u8) -> Result<(), DecodeError> {
-        self.skip_ws();
-        match self.src.get(self.pos) {
-            Some(&b) if b == byte => {
-                self.pos += 1;
+        match self.cursor.peek() {
+            Some(b) if b == byte => {
+                self.cursor.bump();
                 Ok(())
             }
-            Some(&b) => Err(self.error(format!(
-                "expected '{}' at byte {}, found {:?}",
-                byte as char,
-                self.pos,
-                char::from(b)
-            ))),
-            None => Err(self.error(format!(
-                "expected '{}' at byte {}, found the end",
-                byte as char, self.pos
-            ))),
+            found => {
+                let found =
+                    found.map_or_else(|| "the end".to_owned(), |b| format!("{:?}", char::from(b)));
+                let at = self.cursor.pos();
+                Err(self.error(format!(
+                    "expected '{}' at byte {at}, found {found}",
+                    char::from(byte)
+                )))
+            }
         }
     }
 
     /// After the closing brace only whitespace may follow.
     fn finish(&mut self) -> Result<(), DecodeError> {
-        self.skip_ws();
-        if self.pos != self.src.len() {
-            return Err(self.error(format!("trailing bytes at byte {}", self.pos)));
+        if !self.cursor.at_end() {
+            let at = self.cursor.pos();
+            return Err(self.error(format!("trailing bytes at byte {at}")));
         }
         self.state = State::Done;
         Ok(())
     }
 
     fn string(&mut self, field: &str) -> Result<Cow<'a, str>, DecodeError> {
-        self.skip_ws();
-        if self.src.get(self.pos) != Some(&b'"') {
-            return Err(self.error(format!("expected a string ({field}) at byte {}", self.pos)));
+        match self.cursor.read_string() {
+            Ok(value) => Ok(value),
+            Err(e) => Err(self.error(format!("{field}: {e}"))),
         }
-        let start = self.pos + 1;
-        let i = start + plain_len(&self.src[start..]);
-        match self.src.get(i) {
-            None => return Err(self.error(format!("unterminated string at byte {start}"))),
-            Some(b'"') => {}
-            Some(b'\\') => return self.escaped_string(start),
-            Some(_) => {
-                return Err(self.error(format!("control character in a string at byte {i}")));
-            }
-        }
-        self.pos = i + 1;
-        // Both ends are next to a quote (ASCII), so on character boundaries.
-        if let Some(text) = self.text.and_then(|text| text.get(start..i)) {
-            return Ok(Cow::Borrowed(text));
-        }
-        match std::str::from_utf8(&self.src[start..i]) {
-            Ok(s) => Ok(Cow::Borrowed(s)),
-            Err(e) => Err(self.error(format!("invalid UTF-8 at byte {}", start + e.valid_up_to()))),
-        }
-    }
-
-    /// The slow path: a string with escapes, unescaped into a new `String`.
-    fn escaped_string(&mut self, start: usize) -> Result<Cow<'a, str>, DecodeError> {
-        let mut out = Vec::with_capacity(16);
-        let mut i = start;
-        loop {
-            let Some(&b) = self.src.get(i) else {
-                return Err(self.error(format!("unterminated string at byte {start}")));
-            };
-            i += 1;
-            match b {
-                b'"' => break,
-                b'\\' => {
-                    let Some(&e) = self.src.get(i) else {
-                        return Err(self.error(format!("unterminated string at byte {start}")));
-                    };
-                    i += 1;
-                    match e {
-                        b'"' | b'\\' | b'/' => out.push(e),
-                        b'b' => out.push(0x08),
-                        b'f' => out.push(0x0c),
-                        b'n' => out.push(b'\n'),
-                        b'r' => out.push(b'\r'),
-                        b't' => out.push(b'\t'),
-                        b'u' => {
-                            let c = self.unicode_escape(&mut i)?;
-                            let mut utf8 = [0u8; 4];
-                            out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-                        }
-                        _ => {
-                            return Err(self.error(format!("invalid escape at byte {}", i - 2)));
-                        }
-                    }
-                }
-                b if b < 0x20 => {
-                    return Err(
-                        self.error(format!("control character in a string at byte {}", i - 1))
-                    );
-                }
-                b => out.push(b),
-            }
-        }
-        self.pos = i;
-        match String::from_utf8(out) {
-            Ok(s) => Ok(Cow::Owned(s)),
-            Err(_) => Err(self.error(format!("invalid UTF-8 in the string at byte {start}"))),
-        }
-    }
-
-    /// `\uXXXX` (the `\u` already read; `i` at the first hex digit), with a surrogate pair
-    /// taking a second `\uXXXX`.
-    fn unicode_escape(&mut self, i: &mut usize) -> Result<char, DecodeError> {
-        let first = self.hex4(i)?;
-        let code = match first {
-            0xD800..=0xDBFF => {
-                if self.src.get(*i..*i + 2) != Some(b"\\u") {
-                    return Err(self.error(format!("lone surrogate at byte {}", *i - 6)));
-                }
-                *i += 2;
-                let second = self.hex4(i)?;
-                if !(0xDC00..=0xDFFF).contains(&second) {
-                    return Err(self.error(format!("lone surrogate at byte {}", *i - 12)));
-                }
-                0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
-            }
-            0xDC00..=0xDFFF => {
-                return Err(self.error(format!("lone surrogate at byte {}", *i - 6)));
-            }
-            code => code,
-        };
-        char::from_u32(code).ok_or_else(|| self.error(format!("invalid \\u escape at {}", *i)))
-    }
-
-    fn hex4(&mut self, i: &mut usize) -> Result<u32, DecodeError> {
-        let Some(digits) = self.src.get(*i..*i + 4) else {
-            return Err(self.error(format!("truncated \\u escape at byte {}", *i)));
-        };
-        let mut code = 0u32;
-        for &d in digits {
-            let Some(v) = char::from(d).to_digit(16) else {
-                return Err(self.error(format!("invalid \\u escape at byte {}", *i)));
-            };
-            code = code * 16 + v;
-        }
-        *i += 4;
-        Ok(code)
     }
 
     fn pair(&mut self) -> Result<(Cow<'a, str>, Cow<'a, str>), DecodeError> {
-        if let Some((name, value)) = self.plain_pair() {
+        // The layout every sender writes, in one step; anything else member by member.
+        if let Some((name, value)) = self.cursor.plain_member() {
             return Ok((Cow::Borrowed(name), Cow::Borrowed(value)));
         }
         let name = self.string("a header name")?;
         self.expect(b':')?;
         let value = self.string("a header value")?;
         Ok((name, value))
-    }
-}
-
-impl<'a> HeaderIter<'a> {
-    /// The layout every sender writes, `"name":"value"` without whitespace or escapes, read in
-    /// one step; `None` (nothing consumed) for anything else, which the general path reads.
-    fn plain_pair(&mut self) -> Option<(&'a str, &'a str)> {
-        let (src, text) = (self.src, self.text?);
-        if src.get(self.pos) != Some(&b'"') {
-            return None;
-        }
-        let name_start = self.pos + 1;
-        let name_end = name_start + plain_len(&src[name_start..]);
-        if src.get(name_end..name_end + 3)? != b"\":\"" {
-            return None;
-        }
-        let value_start = name_end + 3;
-        let value_end = value_start + plain_len(&src[value_start..]);
-        if src.get(value_end) != Some(&b'"') {
-            return None;
-        }
-        // Every end is next to a quote (ASCII), so on a character boundary.
-        let pair = (
-            text.get(name_start..name_end)?,
-            text.get(value_start..value_end)?,
-        );
-        self.pos = value_end + 1;
-        Some(pair)
     }
 }
 
@@ -278,33 +122,27 @@ impl<'a> Iterator for HeaderIter<'a> {
                     self.state = State::First;
                 }
                 State::First => {
-                    self.skip_ws();
-                    if self.src.get(self.pos) == Some(&b'}') {
-                        self.pos += 1;
+                    if self.cursor.peek() == Some(b'}') {
+                        self.cursor.bump();
                         return self.finish().err().map(Err);
                     }
                     self.state = State::Next;
                     return Some(self.pair());
                 }
-                State::Next => {
-                    self.skip_ws();
-                    match self.src.get(self.pos) {
-                        Some(b'}') => {
-                            self.pos += 1;
-                            return self.finish().err().map(Err);
-                        }
-                        Some(b',') => {
-                            self.pos += 1;
-                            return Some(self.pair());
-                        }
-                        _ => {
-                            let at = self.pos;
-                            return Some(Err(
-                                self.error(format!("expected ',' or '}}' at byte {at}"))
-                            ));
-                        }
+                State::Next => match self.cursor.peek() {
+                    Some(b'}') => {
+                        self.cursor.bump();
+                        return self.finish().err().map(Err);
                     }
-                }
+                    Some(b',') => {
+                        self.cursor.bump();
+                        return Some(self.pair());
+                    }
+                    _ => {
+                        let at = self.cursor.pos();
+                        return Some(Err(self.error(format!("expected ',' or '}}' at byte {at}"))));
+                    }
+                },
             }
         }
     }
@@ -314,6 +152,9 @@ impl<'a> Iterator for HeaderIter<'a> {
 mod tests {
     use std::collections::BTreeMap;
 
+    use proptest::prelude::*;
+
+    use super::super::json::edits::{apply, arb_edit, arb_text};
     use super::*;
 
     fn parse(src: &[u8]) -> Result<BTreeMap<String, String>, DecodeError> {
@@ -403,5 +244,37 @@ mod tests {
         let err = iter.next().unwrap().unwrap_err();
         assert!(err.to_string().contains("request headers"), "{err}");
         assert!(iter.next().is_none());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn headers_read_as_serde_json_reads_them_even_edited(
+            pairs in prop::collection::vec((arb_text(), arb_text()), 0..4),
+            edits in prop::collection::vec(arb_edit(), 0..4),
+        ) {
+            let mut text = BytesMut::new();
+            write_headers(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), &mut text);
+            if edits.is_empty() {
+                // Unedited: exactly the pairs written (the last of a name written twice).
+                let expected: BTreeMap<String, String> = pairs.into_iter().collect();
+                prop_assert_eq!(parse(&text), Ok(expected));
+            }
+            let text = apply(text.to_vec(), &edits);
+            prop_assume!(!text.is_empty());
+            let theirs: Result<BTreeMap<String, String>, _> = serde_json::from_slice(&text);
+            match (parse(&text), theirs) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                (Err(_), Err(_)) => {}
+                (ours, theirs) => prop_assert!(
+                    false,
+                    "{}: ours {:?}, serde_json {:?}",
+                    String::from_utf8_lossy(&text),
+                    ours,
+                    theirs
+                ),
+            }
+        }
     }
 }
