@@ -603,6 +603,21 @@ fn handler_bytes_map_to_dynamo_values_and_back() {
     assert_eq!(&value::item_to_json(br#"{"a":1}"#)[..], br#"{"a":1}"#);
     assert_eq!(&value::item_to_json(b"hello")[..], br#""hello""#);
     assert_eq!(&value::item_to_json(&[0xff, 1])[..], b"[255,1]");
+    // JSON whose number overflows a double is sent as a string, so the caller can decode it
+    // and gets the handler's bytes back (passed through, it failed the caller's decoding).
+    let digits = vec![b'1'; 400];
+    let json = value::item_to_json(&digits);
+    assert_eq!(json[0], b'"');
+    let wrapper: serde_json::Value =
+        serde_json::from_slice(&value::annotated_data(&json)).expect("the caller decodes it");
+    assert_eq!(
+        value::received_item(wrapper),
+        value::Received::Data(digits.clone())
+    );
+    assert_eq!(&value::item_to_json(b"[1e400]")[..], br#""[1e400]""#);
+    // In range, exponents and long runs pass through unchanged.
+    assert_eq!(&value::item_to_json(b"[1e30]")[..], b"[1e30]");
+    assert_eq!(&value::item_to_json(&digits[..200])[..], &digits[..200]);
     assert_eq!(value::annotated_data(b"1"), br#"{"data":1}"#);
     assert_eq!(
         value::annotated_error("Internal", "x"),

@@ -60,6 +60,14 @@ impl Store {
         }
     }
 
+    /// The nats-server, on the NATS store, to stop and start under running processes.
+    pub fn nats_mut(&mut self) -> Option<&mut NatsServer> {
+        match self {
+            Self::EtcdNats { nats, .. } => Some(nats),
+            _ => None,
+        }
+    }
+
     /// The environment that points a Dynamo or dynrt process at this store. On the file and
     /// etcd stores: request plane over TCP on loopback and no NATS anywhere (1.6.1 opens a
     /// NATS client only when the request plane or the event plane is NATS, or `NATS_SERVER`

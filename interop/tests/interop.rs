@@ -90,6 +90,14 @@ impl Cluster {
         );
         output
     }
+
+    /// As [`Self::call`], with `env` added to the store's environment.
+    fn call_with(&self, request: &str, env: &[(&str, String)]) -> Proc {
+        let mut args: Vec<&str> = NAMES.to_vec();
+        args.push(request);
+        let name = self.caller.caller();
+        Proc::spawn_with(name, &program(name), &args, &self.store, env)
+    }
 }
 
 /// What a caller printed, in order.
@@ -429,3 +437,102 @@ interop_cases!(
     worker_killed,
     discovery_record,
 );
+
+const ECHO: &str = r#"{"op":"echo","msg":"hello"}"#;
+
+/// nats-server restarted under a live worker on the NATS plane (issue 11 part 6 against
+/// 1.6.1): a stream in flight ends without a hang — completed (its answer travels over the
+/// call-home TCP stream, not NATS) or with an error; a call made while the server is down fails
+/// with an error, not a hang; once the server is back, new calls reach the worker again (its
+/// client reconnected and restored the subscription) within a bounded time.
+fn nats_restarted(c: &mut Cluster) {
+    unary(c);
+    let mut in_flight = c.call(r#"{"op":"stream","n":100,"delay_ms":20}"#, &[]);
+    in_flight.expect("ITEM", CALL);
+    c.store.nats_mut().expect("the NATS store").stop();
+
+    let mut down = c.call_with(
+        ECHO,
+        &[("NATS_STARTUP_CONNECT_TIMEOUT_SECONDS", "2".to_owned())],
+    );
+    let out = Output {
+        lines: down.finish(CALL),
+    };
+    assert!(
+        !out.has("TIMEOUT") && (out.has("FAILED") || !out.errors().is_empty()),
+        "a call while NATS is down did not fail promptly\n{}",
+        down.report()
+    );
+    assert!(out.items().is_empty(), "{}", down.report());
+
+    let rest = Output {
+        lines: in_flight.finish(CALL),
+    };
+    assert!(
+        !rest.has("TIMEOUT"),
+        "a stream in flight hung when NATS went away\n{}",
+        in_flight.report()
+    );
+    let items = in_flight
+        .transcript()
+        .iter()
+        .filter(|l| l.starts_with("ITEM "))
+        .count();
+    let completed = rest.has("END") && rest.errors().is_empty() && items == 100;
+    // Which of the two outcomes (both correct), for whoever reads the test's output.
+    eprintln!(
+        "{:?} caller, worker {}: the stream in flight {} ({items} items); the call while NATS was down: {:?}",
+        c.caller,
+        c.worker_id,
+        if completed { "completed" } else { "failed" },
+        out.lines.iter().rev().find(|l| !l.is_empty())
+    );
+    assert!(
+        completed || !rest.errors().is_empty() || rest.has("FAILED"),
+        "a stream in flight ended short without an error ({items} items)\n{}",
+        in_flight.report()
+    );
+
+    c.store.nats_mut().expect("the NATS store").restart();
+    let deadline = std::time::Instant::now() + READY;
+    loop {
+        let mut caller = c.call(ECHO, &[]);
+        let out = Output {
+            lines: caller.finish(CALL),
+        };
+        if out.items() == vec![json!({"echo": "hello"})] && out.has("END") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no call reached the worker within {READY:?} of the restart\n{}\n{}",
+            caller.report(),
+            c.worker.report()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+mod nats_restarted {
+    use super::*;
+
+    fn run(caller: Side, worker: Side) {
+        let mut cluster = Cluster::start(caller, worker, Store::etcd_nats());
+        super::nats_restarted(&mut cluster);
+    }
+
+    #[test]
+    fn dynamo_calls_dynamo() {
+        run(Side::Dynamo, Side::Dynamo);
+    }
+
+    #[test]
+    fn dynamo_calls_dynrt() {
+        run(Side::Dynamo, Side::Dynrt);
+    }
+
+    #[test]
+    fn dynrt_calls_dynamo() {
+        run(Side::Dynrt, Side::Dynamo);
+    }
+}

@@ -23,10 +23,12 @@ use serde_json::Value;
 use crate::wire::dynamo::{PayloadCodec, TypedError};
 use crate::wire::{DecodeError, EncodeError};
 
-/// A handler's item as JSON text: itself if it is JSON, a JSON string if it is other UTF-8,
+/// A handler's item as JSON text: itself if it is JSON a receiver can read as a value, a JSON
+/// string if it is other UTF-8 (including JSON whose numbers overflow a double, such as a run
+/// of 400 digits: passed through, it would fail the caller's decoding and kill the stream),
 /// else a JSON array of its bytes.
 pub fn item_to_json(item: &[u8]) -> Cow<'_, [u8]> {
-    if serde_json::from_slice::<serde::de::IgnoredAny>(item).is_ok() {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(item).is_ok() && numbers_fit(item) {
         return Cow::Borrowed(item);
     }
     let value = match std::str::from_utf8(item) {
@@ -34,6 +36,31 @@ pub fn item_to_json(item: &[u8]) -> Cow<'_, [u8]> {
         Err(_) => Value::Array(item.iter().map(|b| Value::from(*b)).collect()),
     };
     Cow::Owned(serde_json::to_vec(&value).expect("a JSON value always serialises"))
+}
+
+/// Whether the numbers of the JSON text `json` fit the double a JSON value holds. Validating
+/// with `IgnoredAny` does not look at their range; a receiver parsing a value does, and fails
+/// on an integer of 309 digits or more, or an exponent past the double's range. Only text with
+/// a long digit run or an exponent is parsed again, so ordinary items cost one scan.
+fn numbers_fit(json: &[u8]) -> bool {
+    let mut run = 0usize;
+    let mut suspicious = false;
+    for &b in json {
+        if b.is_ascii_digit() {
+            run += 1;
+            if run >= 300 {
+                suspicious = true;
+                break;
+            }
+        } else {
+            if (b == b'e' || b == b'E') && run > 0 {
+                suspicious = true;
+                break;
+            }
+            run = 0;
+        }
+    }
+    !suspicious || serde_json::from_slice::<Value>(json).is_ok()
 }
 
 /// `Annotated` carrying `json` (JSON text) as its data: `{"data":<json>}`.

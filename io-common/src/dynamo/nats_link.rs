@@ -1,8 +1,9 @@
 //! The NATS request plane's view of the runtime's NATS client (`crate::nats::NatsClient`):
 //! async-nats, driven on its tokio handle (async-nats runs only on tokio).
 //!
-//! Every call that may touch tokio's reactor or timers runs as a task on that handle and is
-//! awaited through its `JoinHandle`, an ordinary future any executor can await.
+//! Every call that may touch tokio's reactor or timers runs on that handle: awaited in place
+//! when the caller already runs inside a tokio runtime, else as a task there awaited through
+//! its `JoinHandle`, an ordinary future any executor can await.
 
 use std::time::Duration;
 
@@ -64,10 +65,15 @@ impl NatsLink {
             .headers(headers)
             .payload(payload)
             .timeout(Some(timeout));
-        let sent = self
-            .tokio
-            .spawn(async move { client.send_request(subject, request).await });
-        match sent.await {
+        let send = async move { client.send_request(subject, request).await };
+        // On tokio already (the caller's executor is the client's): awaited here, which saves
+        // a task and its wake-up per request.
+        let sent = if tokio::runtime::Handle::try_current().is_ok() {
+            Ok(send.await)
+        } else {
+            self.tokio.spawn(send).await
+        };
+        match sent {
             Ok(Ok(message)) => Ok(message.payload),
             Ok(Err(e)) => Err(match e.kind() {
                 RequestErrorKind::NoResponders => NatsFailure::NoResponders,

@@ -16,7 +16,7 @@ use futures_lite::{StreamExt, future};
 
 use super::sock::{Sock, until};
 use crate::mux::state::CancelState;
-use crate::mux::{Handler, HandlerError, RequestContext};
+use crate::mux::{BoxItemStream, Handler, HandlerError, RequestContext};
 use crate::runtime::Runtime;
 
 /// How long the worker tries to reach the caller's response-stream server.
@@ -89,6 +89,14 @@ pub(super) async fn respond<R: Runtime>(rt: R, request: Accepted, config: CallHo
     // The handler's stream once it has ended: held until the exchange is over, since its drop
     // ends the request for the drain, which must wait until the answer was written.
     let mut finished = None;
+    // Items the handler has ready at once go out with the handshake, in one write: a short
+    // answer then costs the caller one wake-up and the socket one send, not two of each.
+    if let Some(stream) = items.as_mut()
+        && let Some(next) = future::poll_once(stream.next()).await
+        && !take_ready(&mut worker, stream, next, &mut prologue_sent).await
+    {
+        finished = items.take();
+    }
     // The caller closed the connection before the end: its kill means the answer was cut off
     // under it, not given up (1.6.1 kills the work on a closed connection too).
     let mut peer_closed = false;
@@ -150,30 +158,48 @@ pub(super) async fn respond<R: Runtime>(rt: R, request: Accepted, config: CallHo
             }
             Turn::Timeout => worker.handle_timeout(now),
             Turn::Item(next) => {
-                let mut more = on_item(&mut worker, next, &mut prologue_sent);
-                // Coalesce the items that are ready at once into one write (up to a budget).
-                for _ in 0..BATCH {
-                    let Some(stream) = items.as_mut().filter(|_| more) else {
-                        break;
-                    };
-                    match future::poll_once(stream.next()).await {
-                        Some(next) => more = on_item(&mut worker, next, &mut prologue_sent),
-                        None => break,
-                    }
-                }
+                let more = match items.as_mut() {
+                    Some(stream) => take_ready(&mut worker, stream, next, &mut prologue_sent).await,
+                    None => false,
+                };
                 if !more {
                     finished = items.take();
                 }
             }
         }
     }
-    sock.close().await;
+    // A caller that closed has seen the end; closing the socket (below) sends the FIN, so a
+    // shutdown first would only fail on a reset connection.
+    if !peer_closed {
+        sock.close().await;
+    }
     drop(items);
     drop(finished);
 }
 
 /// Items queued for one write, at most, when a handler has many ready at once.
 const BATCH: usize = 64;
+
+/// Queues `next` and then the items `stream` has ready at once (up to [`BATCH`]), to go out
+/// in one write; returns whether the stream should be polled again.
+async fn take_ready(
+    worker: &mut WorkerStream,
+    stream: &mut BoxItemStream,
+    next: Option<Result<Bytes, HandlerError>>,
+    prologue_sent: &mut bool,
+) -> bool {
+    let mut more = on_item(worker, next, prologue_sent);
+    for _ in 0..BATCH {
+        if !more {
+            break;
+        }
+        match future::poll_once(stream.next()).await {
+            Some(next) => more = on_item(worker, next, prologue_sent),
+            None => break,
+        }
+    }
+    more
+}
 
 /// Queues what the handler's `next` outcome means on the wire; returns whether the handler's
 /// stream should be polled again.

@@ -105,15 +105,21 @@ async fn accept_loop<R: Runtime>(
     config: CallHomeConfig,
 ) {
     loop {
-        // Look at the registry at least every second while idle.
-        let accepted = future::or(
-            async { Some(runtime::accept::<R>(&listener).await) },
-            async {
-                runtime::sleep_until(&rt, rt.now() + Duration::from_secs(1)).await;
-                None
-            },
-        )
-        .await;
+        // A connection already waiting is taken without arming a timer (one per call-home
+        // connection otherwise); while idle, look at the registry at least every second.
+        let accepted = match future::poll_once(runtime::accept::<R>(&listener)).await {
+            Some(accepted) => Some(accepted),
+            None => {
+                future::or(
+                    async { Some(runtime::accept::<R>(&listener).await) },
+                    async {
+                        runtime::sleep_until(&rt, rt.now() + Duration::from_secs(1)).await;
+                        None
+                    },
+                )
+                .await
+            }
+        };
         let Some(registry) = registry.upgrade() else {
             tracing::info!("Dynamo response-stream server stopped (its runtime is gone)");
             return;

@@ -5,7 +5,7 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -36,7 +36,8 @@ pub(crate) struct Driver<R: Runtime> {
     tcp: R::Tcp,
     read_buf: BytesMut,
     out: OutBuf,
-    timer: Option<(R::Timer, Instant)>,
+    /// The timer, and the deadline it is set to (`None` once it fired).
+    timer: Option<(R::Timer, Option<Instant>)>,
     /// Server role: where requests go.
     handlers: Option<Handlers>,
     read_closed: bool,
@@ -49,6 +50,10 @@ pub(crate) struct Driver<R: Runtime> {
     woke: usize,
     /// Bytes written to the socket so far (held answers are released as it passes them).
     written: u64,
+    /// Tasks to wake once the lock is released (kept for its capacity).
+    wakes: Vec<Waker>,
+    /// Requests opened this turn (kept for its capacity).
+    opened: Vec<Request>,
     /// Set once the connection closed gracefully and everything was written: until then, keep
     /// reading until the peer closes too (see `poll_linger`).
     linger: Option<Instant>,
@@ -76,6 +81,8 @@ impl<R: Runtime> Driver<R> {
             handlers,
             read_closed: false,
             written: 0,
+            wakes: Vec::new(),
+            opened: Vec::new(),
             linger: None,
         }
     }
@@ -106,25 +113,55 @@ impl<R: Runtime> Driver<R> {
                 // A reset: the peer closed with data unread, or died.
                 Poll::Ready(Err(_)) => return Poll::Ready(false),
                 Poll::Pending => {
-                    let timer = match &mut self.timer {
-                        Some((timer, at)) => {
-                            if *at != deadline {
-                                R::reset_timer(timer, deadline);
-                                *at = deadline;
-                            }
-                            timer
-                        }
-                        None => &mut self.timer.insert((self.rt.timer(deadline), deadline)).0,
+                    // The timer may still be set for an earlier deadline of the open
+                    // connection: if that one fired, the second poll sets it to the linger's.
+                    let fired = self.poll_timer(cx, deadline).is_ready()
+                        && (self.rt.now() >= deadline || self.poll_timer(cx, deadline).is_ready());
+                    return if fired {
+                        Poll::Ready(true)
+                    } else {
+                        Poll::Pending
                     };
-                    if Pin::new(timer).poll(cx).is_ready() {
-                        return Poll::Ready(true);
-                    }
-                    return Poll::Pending;
                 }
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Polls the timer for `deadline`; ready when it fired (possibly before `deadline`: the
+    /// driver then looks at the core's deadlines again and sets it anew).
+    ///
+    /// A later deadline leaves a set timer alone. The core's next deadline moves with every
+    /// frame received (the keep-alive counts from the last one), and moving a timer is not free:
+    /// on smol each move is a message to the reactor and a write to its eventfd — two
+    /// syscalls per driver turn. Firing early instead costs one extra turn per keep-alive
+    /// interval.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        let timer = match &mut self.timer {
+            Some((timer, set)) => {
+                if set.is_none_or(|at| deadline < at) {
+                    R::reset_timer(timer, deadline);
+                    *set = Some(deadline);
+                }
+                timer
+            }
+            None => {
+                &mut self
+                    .timer
+                    .insert((self.rt.timer(deadline), Some(deadline)))
+                    .0
+            }
+        };
+        match Pin::new(timer).poll(cx) {
+            Poll::Ready(_) => {
+                if let Some((_, set)) = &mut self.timer {
+                    *set = None;
+                }
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// The driver stops: answers still held will not be written by it; release them (outside
@@ -188,12 +225,14 @@ impl<R: Runtime> Future for Driver<R> {
                 let mut state = this.shared.lock();
                 state.dispatch_events(&this.shared.can_open, &mut Vec::new());
                 state.release_budget();
+                state.take_wakes(&mut this.wakes);
                 drop(state);
+                wake_all(&mut this.wakes);
                 this.release_held(false);
                 return Poll::Ready(());
             }
             let mut progress = false;
-            let mut opened: Vec<Request> = Vec::new();
+            let mut opened = std::mem::take(&mut this.opened);
             let (closed, abandoned, deadline, released) = {
                 let mut state = this.shared.lock();
                 state.set_driver_waker(cx.waker());
@@ -237,6 +276,7 @@ impl<R: Runtime> Future for Driver<R> {
                 state.dispatch_events(&this.shared.can_open, &mut opened);
                 state.sync_budget();
                 this.woke += std::mem::take(&mut state.woken);
+                state.take_wakes(&mut this.wakes);
                 let released = state.delivery.take_released();
                 (
                     state.conn.is_closed(),
@@ -245,14 +285,16 @@ impl<R: Runtime> Future for Driver<R> {
                     released,
                 )
             };
+            wake_all(&mut this.wakes);
             // Answers written to the socket: their requests end now (outside the lock).
             drop(released);
-            for request in opened {
+            for request in opened.drain(..) {
                 let spawned =
                     start_request(&this.rt, &this.shared, this.handlers.as_ref(), request, cx);
                 this.woke += usize::from(spawned);
                 progress = true;
             }
+            this.opened = opened;
             // Small writes after waking several tasks: yield once first, so that the callers and
             // handlers woken can queue their frames and they leave together (one syscall for
             // many frames, where a multi-threaded executor would otherwise poll the driver once
@@ -289,8 +331,10 @@ impl<R: Runtime> Future for Driver<R> {
                 let mut ignored = Vec::new();
                 state.dispatch_events(&this.shared.can_open, &mut ignored);
                 state.release_budget();
+                state.take_wakes(&mut this.wakes);
                 let graceful = matches!(state.closed, Some(CloseReason::Drained));
                 drop(state);
+                wake_all(&mut this.wakes);
                 // Held answers count as delivered after a graceful close that wrote every
                 // byte; any other end (a stall, output left unwritten) cut them off.
                 let mut delivered = graceful && !abandoned && this.out.is_empty();
@@ -302,20 +346,10 @@ impl<R: Runtime> Future for Driver<R> {
                 this.release_held(delivered && !aborted);
                 return Poll::Ready(());
             }
-            if let Some(deadline) = deadline {
-                let timer = match &mut this.timer {
-                    Some((timer, at)) => {
-                        if *at != deadline {
-                            R::reset_timer(timer, deadline);
-                            *at = deadline;
-                        }
-                        timer
-                    }
-                    None => &mut this.timer.insert((this.rt.timer(deadline), deadline)).0,
-                };
-                if Pin::new(timer).poll(cx).is_ready() {
-                    progress = true;
-                }
+            if let Some(deadline) = deadline
+                && this.poll_timer(cx, deadline).is_ready()
+            {
+                progress = true;
             }
             if !progress {
                 return Poll::Pending;
@@ -324,5 +358,12 @@ impl<R: Runtime> Future for Driver<R> {
         // Out of budget with work left: let other tasks run, then continue.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+/// Wakes every task in `wakes`, leaving it empty (with its capacity).
+fn wake_all(wakes: &mut Vec<Waker>) {
+    for waker in wakes.drain(..) {
+        waker.wake();
     }
 }
