@@ -454,6 +454,7 @@ fn word_at(src: &[u8], at: usize) -> u64 {
 /// field name is an escaped quote, costs a few steps per escape rather than a copy call per run.
 /// Out of line: the plain path of [`Cursor::read_string`] stays small where it is inlined.
 #[inline(never)]
+#[allow(clippy::slow_vector_initialization)] // deliberately not calloc: see the buffer's comment
 fn unescape(src: &[u8], start: usize, mut at: usize) -> Result<(String, usize), StringError> {
     let unterminated = StringError::Unterminated { start: start - 1 };
     // Unescaping never lengthens, so the rest of the document bounds the value; the 256 keeps a
@@ -462,7 +463,6 @@ fn unescape(src: &[u8], start: usize, mut at: usize) -> Result<(String, usize), 
     // allocator's fast per-thread cache and cost more than the unescaping.
     let size = (src.len() - start).min(256).max(at - start) + 16;
     let mut out = Vec::with_capacity(size);
-    #[allow(clippy::slow_vector_initialization)]
     out.resize(size, 0);
     let mut len = at - start;
     out[..len].copy_from_slice(&src[start..at]);
