@@ -145,6 +145,13 @@ fn tls_files_need_tls_urls_and_come_in_pairs() {
         error(&[("NATS_TLS_CLIENT_CERT_PATH", "/c.pem")]),
         "NATS_TLS_CLIENT_CERT_PATH: '/c.pem' is set without NATS_TLS_CLIENT_KEY_PATH"
     );
+    assert_eq!(
+        error(&[
+            ("NATS_TLS_CLIENT_CERT_PATH", "/c.pem"),
+            ("NATS_TLS_CLIENT_KEY_PATH", "/k.pem"),
+        ]),
+        "NATS_TLS_CLIENT_CERT_PATH: '/c.pem' is set without NATS_TLS_CA_CERT_PATH"
+    );
     let e = error(&[("NATS_TLS_INSECURE", "true")]);
     assert!(
         e.starts_with("NATS_TLS_INSECURE: 'true' is not supported"),

@@ -24,7 +24,7 @@
 //! | `NATS_AUTH_NKEY` | — | a user seed `SU…` | used when neither user nor token is set |
 //! | `NATS_AUTH_CREDENTIALS_FILE` | — | a path | used when no other credential is set; read at connect |
 //! | `NATS_TLS_CA_CERT_PATH` | system roots | a PEM path | needs `tls://` URLs |
-//! | `NATS_TLS_CLIENT_CERT_PATH`, `NATS_TLS_CLIENT_KEY_PATH` | — | PEM paths | both or neither; need `tls://` URLs |
+//! | `NATS_TLS_CLIENT_CERT_PATH`, `NATS_TLS_CLIENT_KEY_PATH` | — | PEM paths | both or neither, and `NATS_TLS_CA_CERT_PATH` (as in Dynamo); need `tls://` URLs |
 //! | `NATS_TLS_INSECURE` | false | a boolean | true is an error: dynrt always verifies the server |
 //! | `NATS_STARTUP_CONNECT_TIMEOUT_SECONDS` | 10 s | seconds ≥ 1 | Dynamo's default is 120 s; invalid or 0: warning, default |
 //! | `DYN_NATS_REQUEST_TIMEOUT_SECS` | async-nats's 10 s | seconds ≥ 1 | |

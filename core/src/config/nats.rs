@@ -226,6 +226,14 @@ fn parse_tls(s: &Settings) -> Result<NatsTls, ConfigError> {
             Problem::Needs(NATS_TLS_CLIENT_CERT_PATH),
         ))?,
     };
+    // Dynamo's rule: a client identity needs the CA that verifies the server given too (1.6.1
+    // refuses it otherwise; dynrt would silently check against the system's roots).
+    if client_cert.is_some() && ca_cert.is_none() {
+        Err(s.error(
+            NATS_TLS_CLIENT_CERT_PATH,
+            Problem::Needs(NATS_TLS_CA_CERT_PATH),
+        ))?;
+    }
     if let Some(v) = s.get(NATS_TLS_INSECURE) {
         match parse_bool(v) {
             None => Err(s.error(NATS_TLS_INSECURE, Problem::NotABool))?,

@@ -1,6 +1,5 @@
 //! The caller's side: open a request stream, read its response items.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,7 +10,7 @@ use dynrt_core::wire::mux::{CancelMode, ErrorKind, StreamId, WireStr};
 use futures_lite::Stream;
 
 use super::error::CallError;
-use super::state::{CallSlot, Shared, State};
+use super::state::{CallSlot, Items, Shared, State};
 
 /// A handle to one mux connection, for opening request streams. Cheap to clone.
 #[derive(Clone)]
@@ -28,16 +27,17 @@ impl MuxClient {
         header: Bytes,
         payload: Bytes,
     ) -> Result<ResponseStream, CallError> {
-        let route = WireStr::from(route);
         loop {
             let listener = {
                 let mut state = self.shared.lock();
                 if let Some(reason) = &state.closed {
                     return Err(CallError::closed(reason));
                 }
+                // A fresh route string per attempt: cloning one would turn its bytes into a
+                // shared allocation on every call.
                 match state
                     .conn
-                    .open(route.clone(), header.clone(), payload.clone())
+                    .open(WireStr::from(route), header.clone(), payload.clone())
                 {
                     Ok(id) => {
                         state.calls.insert(id, CallSlot::default());
@@ -86,7 +86,7 @@ pub struct ResponseStream {
     done: bool,
     /// Items taken from the connection, not yet handed out, with the bytes of each still to
     /// release to the core.
-    ready: VecDeque<(Bytes, u64)>,
+    ready: Items,
     /// Bytes of items handed out whose credit has not gone back to the core yet.
     taken: u64,
     /// How the stream ended, once the end was taken with the last batch (the connection no
@@ -103,7 +103,7 @@ impl ResponseStream {
             shared,
             id,
             done: false,
-            ready: VecDeque::new(),
+            ready: Items::default(),
             taken: 0,
             end: None,
         }
@@ -152,6 +152,14 @@ impl Stream for ResponseStream {
         if let Some(item) = this.next_ready() {
             return Poll::Ready(Some(Ok(item)));
         }
+        // The end came with the last batch and every credit went back: nothing to tell the
+        // connection (a unary call ends here without a third lock).
+        if this.taken == 0
+            && let Some(end) = this.end.take()
+        {
+            this.done = true;
+            return Poll::Ready(end.map(Err));
+        }
         let id = this.id;
         let shared = this.shared.clone();
         let mut state = shared.lock();
@@ -180,7 +188,10 @@ impl Stream for ResponseStream {
             this.end = Some(end);
         }
         if let Some((item, unreleased)) = this.ready.pop_front() {
+            // The batch ran dry before this lock: the first item's credit goes back under it
+            // now rather than under the next one.
             this.taken += unreleased;
+            this.release_taken(state);
             return Poll::Ready(Some(Ok(item)));
         }
         if let Some(end) = this.end.take() {
@@ -212,10 +223,10 @@ impl Drop for ResponseStream {
         let mut state = self.shared.lock();
         // Give back the credit of what was taken or never read, then cancel unless the stream
         // already ended.
-        let mut unread = self.taken + self.ready.iter().map(|(_, n)| n).sum::<u64>();
+        let mut unread = self.taken + self.ready.unreleased();
         let ended = match state.calls.remove(&self.id) {
             Some(slot) => {
-                unread += slot.items.iter().map(|(_, n)| n).sum::<u64>();
+                unread += slot.items.unreleased();
                 slot.end.is_some()
             }
             // Taken with the last batch, or the connection forgot the call.

@@ -5,7 +5,7 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -50,6 +50,10 @@ pub(crate) struct Driver<R: Runtime> {
     woke: usize,
     /// Bytes written to the socket so far (held answers are released as it passes them).
     written: u64,
+    /// Tasks to wake once the lock is released (kept for its capacity).
+    wakes: Vec<Waker>,
+    /// Requests opened this turn (kept for its capacity).
+    opened: Vec<Request>,
     /// Set once the connection closed gracefully and everything was written: until then, keep
     /// reading until the peer closes too (see `poll_linger`).
     linger: Option<Instant>,
@@ -77,6 +81,8 @@ impl<R: Runtime> Driver<R> {
             handlers,
             read_closed: false,
             written: 0,
+            wakes: Vec::new(),
+            opened: Vec::new(),
             linger: None,
         }
     }
@@ -219,12 +225,14 @@ impl<R: Runtime> Future for Driver<R> {
                 let mut state = this.shared.lock();
                 state.dispatch_events(&this.shared.can_open, &mut Vec::new());
                 state.release_budget();
+                state.take_wakes(&mut this.wakes);
                 drop(state);
+                wake_all(&mut this.wakes);
                 this.release_held(false);
                 return Poll::Ready(());
             }
             let mut progress = false;
-            let mut opened: Vec<Request> = Vec::new();
+            let mut opened = std::mem::take(&mut this.opened);
             let (closed, abandoned, deadline, released) = {
                 let mut state = this.shared.lock();
                 state.set_driver_waker(cx.waker());
@@ -268,6 +276,7 @@ impl<R: Runtime> Future for Driver<R> {
                 state.dispatch_events(&this.shared.can_open, &mut opened);
                 state.sync_budget();
                 this.woke += std::mem::take(&mut state.woken);
+                state.take_wakes(&mut this.wakes);
                 let released = state.delivery.take_released();
                 (
                     state.conn.is_closed(),
@@ -276,14 +285,16 @@ impl<R: Runtime> Future for Driver<R> {
                     released,
                 )
             };
+            wake_all(&mut this.wakes);
             // Answers written to the socket: their requests end now (outside the lock).
             drop(released);
-            for request in opened {
+            for request in opened.drain(..) {
                 let spawned =
                     start_request(&this.rt, &this.shared, this.handlers.as_ref(), request, cx);
                 this.woke += usize::from(spawned);
                 progress = true;
             }
+            this.opened = opened;
             // Small writes after waking several tasks: yield once first, so that the callers and
             // handlers woken can queue their frames and they leave together (one syscall for
             // many frames, where a multi-threaded executor would otherwise poll the driver once
@@ -320,8 +331,10 @@ impl<R: Runtime> Future for Driver<R> {
                 let mut ignored = Vec::new();
                 state.dispatch_events(&this.shared.can_open, &mut ignored);
                 state.release_budget();
+                state.take_wakes(&mut this.wakes);
                 let graceful = matches!(state.closed, Some(CloseReason::Drained));
                 drop(state);
+                wake_all(&mut this.wakes);
                 // Held answers count as delivered after a graceful close that wrote every
                 // byte; any other end (a stall, output left unwritten) cut them off.
                 let mut delivered = graceful && !abandoned && this.out.is_empty();
@@ -345,5 +358,12 @@ impl<R: Runtime> Future for Driver<R> {
         // Out of budget with work left: let other tasks run, then continue.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+/// Wakes every task in `wakes`, leaving it empty (with its capacity).
+fn wake_all(wakes: &mut Vec<Waker>) {
+    for waker in wakes.drain(..) {
+        waker.wake();
     }
 }

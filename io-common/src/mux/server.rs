@@ -311,13 +311,17 @@ pub(crate) fn start_request<R: Runtime>(
         return false;
     };
     let cancel = Arc::new(CancelState::default());
-    shared.lock().serving.insert(
-        id,
-        ServeSlot {
-            cancel: cancel.clone(),
-            waker: None,
-        },
-    );
+    let budget = {
+        let mut state = shared.lock();
+        state.serving.insert(
+            id,
+            ServeSlot {
+                cancel: cancel.clone(),
+                waker: None,
+            },
+        );
+        state.budget.clone()
+    };
     let context = RequestContext {
         stream: id,
         header: request.header,
@@ -325,7 +329,6 @@ pub(crate) fn start_request<R: Runtime>(
     };
     let mut items = handler.handle(request.payload, context);
     let mut pending: Option<Bytes> = None;
-    let budget = shared.lock().budget.clone();
     loop {
         if budget.as_ref().is_some_and(|b| !b.has_room()) {
             break; // the task waits for room before it takes the next item

@@ -41,6 +41,7 @@ impl Shared {
                 charged: 0,
                 delivery: Delivery::default(),
                 woken: 0,
+                to_wake: Vec::new(),
             }),
             can_open: Notify::new(),
             abort: AtomicBool::new(false),
@@ -80,6 +81,9 @@ pub(crate) struct State {
     /// Tasks woken by `dispatch_events` since the driver last took the count (see the driver's
     /// write batching).
     pub(crate) woken: usize,
+    /// Tasks `dispatch_events` has to wake: the driver wakes them once it has released the
+    /// lock (see [`State::take_wakes`]).
+    to_wake: Vec<Waker>,
 }
 
 impl Drop for State {
@@ -119,11 +123,39 @@ impl Hasher for IdHasher {
     }
 }
 
+/// Items in order, each with the number of its bytes still to release to the core once
+/// taken. The first waits inline: a unary answer (one item) costs no queue allocation.
+#[derive(Default)]
+pub(crate) struct Items {
+    /// Set only while `rest` is empty, so it is always the oldest.
+    first: Option<(Bytes, u64)>,
+    rest: VecDeque<(Bytes, u64)>,
+}
+
+impl Items {
+    pub(crate) fn push_back(&mut self, item: (Bytes, u64)) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(item);
+        } else {
+            self.rest.push_back(item);
+        }
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<(Bytes, u64)> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    /// The bytes of every item still to release.
+    pub(crate) fn unreleased(&self) -> u64 {
+        self.first.iter().chain(&self.rest).map(|(_, n)| n).sum()
+    }
+}
+
 /// A response stream's inbox: whole items in order, then the end.
 #[derive(Default)]
 pub(crate) struct CallSlot {
     /// Items with the number of their bytes still to release to the core once taken.
-    pub(crate) items: VecDeque<(Bytes, u64)>,
+    pub(crate) items: Items,
     /// Pieces of an item that continues (`more`), already released to the core.
     partial: Option<BytesMut>,
     pub(crate) end: Option<Result<(), StreamError>>,
@@ -201,6 +233,13 @@ impl State {
         }
     }
 
+    /// Moves the wake-ups `dispatch_events` collected into `into` (empty, its capacity reused),
+    /// for the driver to wake once it no longer holds the lock: a task woken under the lock on
+    /// another thread would run straight into it and sleep on the mutex.
+    pub(crate) fn take_wakes(&mut self, into: &mut Vec<Waker>) {
+        std::mem::swap(&mut self.to_wake, into);
+    }
+
     /// Wakes the driver if the core has something to send.
     pub(crate) fn wake_driver_if_needed(&mut self) {
         if self.conn.wants_transmit() || self.conn.is_closed() {
@@ -231,7 +270,7 @@ impl State {
                     cut += usize::from(result.is_err());
                     if let Some(slot) = self.calls.get_mut(&id) {
                         slot.end = Some(result);
-                        self.woken += wake(&mut slot.waker);
+                        self.woken += defer_wake(&mut slot.waker, &mut self.to_wake);
                     }
                 }
                 Event::Cancelled { id, mode, cause } => {
@@ -241,12 +280,12 @@ impl State {
                             slot.cancel.mark_lost();
                         }
                         slot.cancel.set(mode);
-                        self.woken += wake(&mut slot.waker);
+                        self.woken += defer_wake(&mut slot.waker, &mut self.to_wake);
                     }
                 }
                 Event::Writable { id } => {
                     if let Some(slot) = self.serving.get_mut(&id) {
-                        self.woken += wake(&mut slot.waker);
+                        self.woken += defer_wake(&mut slot.waker, &mut self.to_wake);
                     }
                 }
                 Event::EndTransmitted { id } => self.delivery.transmitted(id),
@@ -266,10 +305,10 @@ impl State {
                     can_open.notify(usize::MAX);
                     for slot in self.serving.values_mut() {
                         slot.cancel.set(CancelMode::Kill);
-                        wake(&mut slot.waker);
+                        defer_wake(&mut slot.waker, &mut self.to_wake);
                     }
                     for slot in self.calls.values_mut() {
-                        wake(&mut slot.waker);
+                        defer_wake(&mut slot.waker, &mut self.to_wake);
                     }
                 }
                 _ => {}
@@ -299,7 +338,7 @@ impl State {
             let len = payload.len() as u64;
             slot.items.push_back((payload, len));
         }
-        self.woken += wake(&mut slot.waker);
+        self.woken += defer_wake(&mut slot.waker, &mut self.to_wake);
     }
 }
 
@@ -318,11 +357,12 @@ fn log_closed(reason: &CloseReason, cut_streams: usize) {
     }
 }
 
-/// Wakes the task waiting in `waker`, if any; returns how many it woke (0 or 1).
-fn wake(waker: &mut Option<Waker>) -> usize {
+/// Queues the task waiting in `waker`, if any, to be woken after the lock is released;
+/// returns how many it queued (0 or 1).
+fn defer_wake(waker: &mut Option<Waker>, to_wake: &mut Vec<Waker>) -> usize {
     match waker.take() {
         Some(waker) => {
-            waker.wake();
+            to_wake.push(waker);
             1
         }
         None => 0,
