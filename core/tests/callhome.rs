@@ -662,3 +662,41 @@ fn handler_bytes_map_to_dynamo_values_and_back() {
         }
     );
 }
+
+/// `json_string` writes what serde_json writes: every ASCII byte at every offset of a string
+/// of 70 bytes (three of its 32-byte blocks, the last one short), a few multi-byte texts, and
+/// arbitrary strings.
+#[test]
+fn json_string_matches_serde_json() {
+    let expect =
+        |text: &str| serde_json::to_vec(&serde_json::Value::String(text.to_owned())).unwrap();
+    for byte in 0u8..0x80 {
+        for at in 0..70 {
+            let mut text = vec![b'a'; 70];
+            text[at] = byte;
+            let text = String::from_utf8(text).unwrap();
+            assert_eq!(
+                value::json_string(&text),
+                expect(&text),
+                "byte {byte:#04x} at {at}"
+            );
+        }
+    }
+    for text in [
+        "",
+        "é",
+        "日本語 \"q\" \\ \u{7f}\u{1f}",
+        &"x".repeat(6000),
+        "\n\t\r\u{8}\u{c}",
+    ] {
+        assert_eq!(value::json_string(text), expect(text), "{text:?}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn json_string_matches_serde_json_on_any_text(text in "\\PC*|[\\x00-\\x7f]{0,40}") {
+        let expect = serde_json::to_vec(&serde_json::Value::String(text.clone())).unwrap();
+        proptest::prop_assert_eq!(value::json_string(&text), expect);
+    }
+}
