@@ -534,24 +534,7 @@ impl World {
         }
         let at = self.arrival(link, side);
         let end = &mut self.net.links[link as usize].ends[side.idx()];
-        let data = if n == end.out.len() {
-            // The whole output: no copy when it is one segment.
-            end.out.take_contiguous()
-        } else {
-            // Part of it, as a socket takes part of a write: copied, as a kernel would.
-            let mut data = BytesMut::with_capacity(n);
-            let mut slices = [std::io::IoSlice::new(&[]); 16];
-            let count = end.out.io_slices(&mut slices);
-            for slice in &slices[..count] {
-                let take = (n - data.len()).min(slice.len());
-                data.extend_from_slice(&slice[..take]);
-                if data.len() == n {
-                    break;
-                }
-            }
-            end.out.advance(data.len());
-            data.freeze()
-        };
+        let data = take_written(&mut end.out, n);
         end.in_flight += data.len();
         end.written += data.len() as u64;
         self.schedule(
@@ -630,4 +613,24 @@ impl World {
             .find(|w| w.alive && w.addr == Some(addr))
             .map(|w| (w.slot, w.inc))
     }
+}
+
+/// Takes the first `n` bytes of `out`, as a socket takes a write of that size: the whole output
+/// without a copy when it is one segment, a part of it copied, as a kernel would.
+pub(crate) fn take_written(out: &mut OutBuf, n: usize) -> Bytes {
+    if n == out.len() {
+        return out.take_contiguous();
+    }
+    let mut data = BytesMut::with_capacity(n);
+    let mut slices = [std::io::IoSlice::new(&[]); 16];
+    let count = out.io_slices(&mut slices);
+    for slice in &slices[..count] {
+        let take = (n - data.len()).min(slice.len());
+        data.extend_from_slice(&slice[..take]);
+        if data.len() == n {
+            break;
+        }
+    }
+    out.advance(data.len());
+    data.freeze()
 }

@@ -511,6 +511,26 @@ impl World {
         }
     }
 
+    /// The ledger's side of a worker accepting `req` (mux or Dynamo): a request is accepted
+    /// once, by one worker incarnation, and counts as open until it ends. `false` when it was
+    /// already accepted (the invariant failed).
+    pub(crate) fn note_accepted(&mut self, slot: usize, req: u64) -> bool {
+        let inc = self.workers[slot].inc;
+        let r = &mut self.ledger.requests[req as usize];
+        if r.server_accepted {
+            self.fail(
+                Invariant::StreamEndsOnce,
+                format!("request {req} accepted twice"),
+            );
+            return false;
+        }
+        r.server_accepted = true;
+        r.worker = Some((slot, inc));
+        self.open_streams += 1;
+        self.workers[slot].counted.insert(req);
+        true
+    }
+
     fn accept(&mut self, link: u32, slot: usize, stream: StreamId, payload: &[u8]) {
         let Some(head) = payload.get(..20) else {
             let detail = format!("w{slot}: a request payload of {} bytes", payload.len());
@@ -546,20 +566,10 @@ impl World {
             self.fail(Invariant::RefusalsRetried, detail);
             return;
         }
-        let inc = self.workers[slot].inc;
-        let r = &mut self.ledger.requests[req as usize];
-        if r.server_accepted {
-            self.fail(
-                Invariant::StreamEndsOnce,
-                format!("request {req} accepted twice"),
-            );
+        if !self.note_accepted(slot, req) {
             return;
         }
-        r.server_accepted = true;
-        r.worker = Some((slot, inc));
-        self.open_streams += 1;
         let w = &mut self.workers[slot];
-        w.counted.insert(req);
         w.serving.insert(
             (link, stream),
             Serving {

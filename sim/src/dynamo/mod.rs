@@ -38,7 +38,7 @@ use dynrt_core::wire::OutBuf;
 pub(crate) use caller::DynCaller;
 pub(crate) use worker::DynWorker;
 
-use crate::net::{Side, WINDOW};
+use crate::net::{Side, WINDOW, take_written};
 use crate::trace::trace;
 use crate::world::{Ev, World};
 
@@ -582,22 +582,7 @@ impl World {
         }
         let at = self.dyn_arrival(link, side);
         let end = &mut self.dnet.links[link as usize].ends[side.idx()];
-        let data = if n == end.out.len() {
-            end.out.take_contiguous()
-        } else {
-            let mut data = BytesMut::with_capacity(n);
-            let mut slices = [std::io::IoSlice::new(&[]); 16];
-            let count = end.out.io_slices(&mut slices);
-            for slice in &slices[..count] {
-                let take = (n - data.len()).min(slice.len());
-                data.extend_from_slice(&slice[..take]);
-                if data.len() == n {
-                    break;
-                }
-            }
-            end.out.advance(data.len());
-            data.freeze()
-        };
+        let data = take_written(&mut end.out, n);
         end.in_flight += data.len();
         self.schedule(
             at,

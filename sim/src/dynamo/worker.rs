@@ -234,19 +234,9 @@ impl World {
             self.dyn_pump(link, Side::Client);
             return;
         }
-        let inc = self.workers[slot].inc;
-        let r = &mut self.ledger.requests[req as usize];
-        if r.server_accepted {
-            self.fail(
-                Invariant::StreamEndsOnce,
-                format!("request {req} accepted twice"),
-            );
+        if !self.note_accepted(slot, req) {
             return;
         }
-        r.server_accepted = true;
-        r.worker = Some((slot, inc));
-        self.open_streams += 1;
-        self.workers[slot].counted.insert(req);
         if let Some(a) = self.dworkers[slot].serving.get_mut(&link) {
             a.started = true;
             a.ticking = true;
