@@ -286,50 +286,39 @@ impl World {
                 self.faults.store_slowness = self.faults.store_slowness.max(factor);
             }
             FaultKind::Drain => self.start_drain(target),
-            FaultKind::Reset | FaultKind::Stall if (target / 7).is_multiple_of(3) => {
-                // One fault in three hits a Dynamo connection, when there is one.
-                let open = self.dyn_open_links();
-                if open.is_empty() {
-                    return;
-                }
-                let link = open[target % open.len()];
-                if kind == FaultKind::Reset {
-                    let side = if target.is_multiple_of(2) {
-                        Side::Client
-                    } else {
-                        Side::Server
-                    };
-                    trace!(self, "fault", "reset d#{link} from the {side:?}");
-                    self.dyn_reset(link, side);
-                } else {
-                    trace!(self, "fault", "stall d#{link}");
-                    let l = &mut self.dnet.links[link as usize];
-                    l.stalled_until = l.stalled_until.max(until);
-                }
-            }
             FaultKind::Reset | FaultKind::Stall => {
-                let open: Vec<u32> = (0..self.net.links.len() as u32)
-                    .filter(|&l| {
-                        let ends = &self.net.links[l as usize].ends;
-                        ends[0].open && ends[1].open
-                    })
-                    .collect();
+                // One fault in three hits a Dynamo connection, when there is one.
+                let dynamo = (target / 7).is_multiple_of(3);
+                let open = if dynamo {
+                    self.dyn_open_links()
+                } else {
+                    self.open_links()
+                };
                 if open.is_empty() {
                     return;
                 }
                 let link = open[target % open.len()];
+                let mark = if dynamo { "d#" } else { "#" };
                 if kind == FaultKind::Reset {
                     let side = if target.is_multiple_of(2) {
                         Side::Client
                     } else {
                         Side::Server
                     };
-                    trace!(self, "fault", "reset #{link} from the {side:?}");
-                    self.reset(link, side);
+                    trace!(self, "fault", "reset {mark}{link} from the {side:?}");
+                    if dynamo {
+                        self.dyn_reset(link, side);
+                    } else {
+                        self.reset(link, side);
+                    }
                 } else {
-                    trace!(self, "fault", "stall #{link}");
-                    let l = &mut self.net.links[link as usize];
-                    l.stalled_until = l.stalled_until.max(until);
+                    trace!(self, "fault", "stall {mark}{link}");
+                    let stalled_until = if dynamo {
+                        &mut self.dnet.links[link as usize].stalled_until
+                    } else {
+                        &mut self.net.links[link as usize].stalled_until
+                    };
+                    *stalled_until = (*stalled_until).max(until);
                 }
             }
             FaultKind::PartialWrites => f.partial_writes += 1,

@@ -521,6 +521,16 @@ impl World {
         }
     }
 
+    /// The mux links open at both ends.
+    pub(crate) fn open_links(&self) -> Vec<u32> {
+        (0..self.net.links.len() as u32)
+            .filter(|&l| {
+                let ends = &self.net.links[l as usize].ends;
+                ends[0].open && ends[1].open
+            })
+            .collect()
+    }
+
     /// Writes what the window takes (a partial write under the fault).
     fn write(&mut self, link: u32, side: Side) {
         let partial = self.faults.partial_writes > 0 && self.rng.chance(30);

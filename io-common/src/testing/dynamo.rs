@@ -22,7 +22,7 @@ use futures_lite::{StreamExt, stream};
 
 use super::{eventually, within};
 use crate::discovery::MemStore;
-use crate::distributed::{CallStream, ClientError, DistributedRuntime};
+use crate::distributed::{CallStream, ClientError, DistributedRuntime, Endpoint};
 use crate::dynamo::DynamoServeConfig;
 use crate::mux::{
     BoxItemStream, CallError, CancelMode, ErrorKind, HandlerError, Handlers, MuxServer,
@@ -560,17 +560,16 @@ async fn peer_names<R: Runtime>(rt: &R, component: &str, name: &str) {
     w.client.shutdown().await;
 }
 
-/// A dynrt worker, registered the ordinary way (mux capability and all), answers a caller that
-/// speaks only Dynamo's protocol, in either codec; its record names JSON.
-pub async fn dynrt_worker_serves_a_dynamo_caller<R: Runtime>(rt: &R) {
+/// A dynrt worker on an in-memory store serving `generator()` at `{ns}/backend/generate` in a
+/// fresh namespace: the runtime, the endpoint and the namespace.
+async fn worker_serving_generator<R: Runtime>(
+    rt: &R,
+    config: DistributedConfig,
+) -> (DistributedRuntime<R>, Endpoint<R>, String) {
     let store = MemStore::new();
-    let worker = DistributedRuntime::with_backend(
-        rt.clone(),
-        DistributedConfig::process_local(),
-        Arc::new(store.session(rt)),
-    )
-    .await
-    .expect("worker runtime");
+    let worker = DistributedRuntime::with_backend(rt.clone(), config, Arc::new(store.session(rt)))
+        .await
+        .expect("worker runtime");
     let ns = super::unique_namespace();
     let ep = worker
         .namespace(&ns)
@@ -578,7 +577,14 @@ pub async fn dynrt_worker_serves_a_dynamo_caller<R: Runtime>(rt: &R) {
         .and_then(|c| c.endpoint("generate"))
         .expect("valid names");
     ep.serve(generator()).await.expect("serve");
-    let endpoint = EndpointId::new(ns.as_str(), "backend", "generate").expect("valid");
+    (worker, ep, ns)
+}
+
+/// A dynrt worker, registered the ordinary way (mux capability and all), answers a caller that
+/// speaks only Dynamo's protocol, in either codec; its record names JSON.
+pub async fn dynrt_worker_serves_a_dynamo_caller<R: Runtime>(rt: &R) {
+    let (worker, ep, _) = worker_serving_generator(rt, DistributedConfig::process_local()).await;
+    let endpoint = ep.id().clone();
     let listing = worker
         .discovery()
         .list(&dynrt_core::discovery::Query::Endpoint(endpoint.clone()))
@@ -665,20 +671,9 @@ pub async fn an_answer_whose_caller_never_closes_is_not_counted_delivered<R: Run
         Duration::from_secs(60),
         "a caller that never closes",
         async {
-            let store = MemStore::new();
             let mut config = DistributedConfig::process_local();
             config.graceful_shutdown_timeout = Duration::from_secs(40);
-            let worker =
-                DistributedRuntime::with_backend(rt.clone(), config, Arc::new(store.session(rt)))
-                    .await
-                    .expect("worker runtime");
-            let ns = super::unique_namespace();
-            let ep = worker
-                .namespace(&ns)
-                .and_then(|n| n.component("backend"))
-                .and_then(|c| c.endpoint("generate"))
-                .expect("valid names");
-            ep.serve(generator()).await.expect("serve");
+            let (worker, ep, ns) = worker_serving_generator(rt, config).await;
             let route = TcpRoute::new(worker.instance_id(), ep.id().clone()).to_string();
             let addr = worker.request_plane_addr().expect("a server");
 
