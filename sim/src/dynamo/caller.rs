@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
-use dynrt_core::callhome::value::{Received, received_item};
+use dynrt_core::callhome::value::Received;
 use dynrt_core::callhome::{
     AckEvent, CallHomeError, CallerEvent, Cancel, PendingEvent, PendingStreams, RequestSender,
 };
@@ -450,7 +450,7 @@ impl World {
         };
         match ev {
             CallerEvent::Handshake { .. } | CallerEvent::Accepted => {}
-            CallerEvent::Item(value) => match received_item(value) {
+            CallerEvent::Item(received) => match received {
                 Received::Data(bytes) => self.dyn_item(caller, link, req, &bytes),
                 Received::Error { class, message } => {
                     let kind = ErrorKind::from_dynamo_name(&class).unwrap_or(ErrorKind::INTERNAL);

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use dynrt_core::callhome::value::{annotated_data, item_to_json, request_body_to_json};
+use dynrt_core::callhome::value::request_body_to_json;
 use dynrt_core::callhome::{Cancel, RequestEvent, WorkerEvent, WorkerStream};
 use dynrt_core::wire::dynamo::{
     ACK_UNAVAILABLE_PREFIX, AckFrame, PayloadCodec, RequestControlMessage, RequestFrame,
@@ -313,8 +313,7 @@ impl World {
             let item = text_item(req, a.next_item, a.item_size as usize);
             a.next_item += 1;
             a.items_left -= 1;
-            let data = annotated_data(&item_to_json(&item));
-            if let Err(e) = m.send_item_json(&data) {
+            if let Err(e) = m.send_handler_item(&item) {
                 let detail = format!("request {req}: item refused: {e}");
                 self.fail(Invariant::StreamEndsOnce, detail);
                 return;
