@@ -190,7 +190,15 @@ impl WorkerStream {
                     data: &'a str,
                 }
                 let item = StreamItem::data(Annotated { data: text });
-                Bytes::from(PayloadCodec::Msgpack.encode(&item)?)
+                // `PayloadCodec::encode`'s bytes, in a buffer sized for the text at once.
+                let mut body = Vec::with_capacity(text.len() + 32);
+                rmp_serde::encode::write_named(&mut body, &item).map_err(|e| {
+                    EncodeError::Serialize {
+                        what: "msgpack payload",
+                        reason: e.to_string(),
+                    }
+                })?;
+                Bytes::from(body)
             }
             (PayloadCodec::Msgpack, ItemJson::Json) => msgpack_item(&annotated_data(item))?,
             (PayloadCodec::Msgpack, ItemJson::Bytes) => {

@@ -534,7 +534,7 @@ impl World {
         if first {
             let _ = self.attempt_outcome(caller, req, Outcome::Answered);
         }
-        // The handler's items are text (see `worker::text_item`).
+        // The handler's items are text (see `worker::TextRuns`).
         self.ledger.requests[req as usize].letters = true;
         if let Err(detail) = self.ledger.received(req, bytes) {
             self.fail(Invariant::StreamEndsOnce, detail);
