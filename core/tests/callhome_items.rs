@@ -213,3 +213,36 @@ fn msgpack_item_bodies_mean_what_their_value_means() {
         check_handler_item(item).unwrap();
     }
 }
+
+/// Text items in the exact shapes a worker writes, with and without anything to escape, and
+/// with bytes that are not UTF-8 or not allowed raw in a JSON string.
+#[test]
+fn json_text_items_in_the_shapes_workers_write_mean_their_text() {
+    let texts: [&[u8]; 10] = [
+        b"",
+        b"tok",
+        &[b'x'; 100],
+        "naïve ✓".as_bytes(),
+        br#"a\"b"#,
+        br"a\nb",
+        br"a\u0041",
+        b"tab\there",
+        b"raw\ncontrol",
+        &[b'a', 0xff, b'b'],
+    ];
+    for text in texts {
+        for (head, tail) in [
+            (
+                &br#"{"data":{"data":""#[..],
+                &br#""},"complete_final":false}"#[..],
+            ),
+            (br#"{"data":""#, br#"","complete_final":false}"#),
+            (br#"{"data":""#, br#"","complete_final":true}"#),
+        ] {
+            let mut body = head.to_vec();
+            body.extend_from_slice(text);
+            body.extend_from_slice(tail);
+            check_body(PayloadCodec::Json, &body).unwrap();
+        }
+    }
+}
