@@ -17,7 +17,7 @@
 //! by 100 items at a time), `stream16` (16 such calls at once), `bulk` (1 MiB answers, 4 in
 //! flight). Executors: `tokio` (a 2-worker runtime, as the bench), `smol` (smol's global
 //! executor, as the bench), `raw` (the bench's baseline arrangement on tokio: plain sockets,
-//! length-prefixed messages; `unary1` and `unary64` only).
+//! length-prefixed messages; `unary1`, `unary64` and `bulk`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -138,7 +138,8 @@ mod raw {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
-    pub(crate) async fn server() -> SocketAddr {
+    /// A server that answers every `u32 len | bytes` message with `reply_len` bytes.
+    pub(crate) async fn server(reply_len: usize) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
@@ -148,8 +149,8 @@ mod raw {
                     let (mut rd, mut wr) = socket.split();
                     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, &mut rd);
                     let mut wr = tokio::io::BufWriter::with_capacity(256 * 1024, &mut wr);
-                    let mut reply = vec![3u8; 4 + SMALL];
-                    reply[..4].copy_from_slice(&(SMALL as u32).to_be_bytes());
+                    let mut reply = vec![3u8; 4 + reply_len];
+                    reply[..4].copy_from_slice(&(reply_len as u32).to_be_bytes());
                     let mut msg = vec![0u8; 64 * 1024];
                     loop {
                         let Ok(len) = rd.read_u32().await else { return };
@@ -169,19 +170,20 @@ mod raw {
     /// `n` requests with `window` outstanding, one write per reply read (the bench's
     /// `raw_tcp` cases).
     pub(crate) async fn run(case: Case, n: u64) -> Measured {
-        let window = match case {
-            Case::Unary1 => 1,
-            Case::Unary64 => 64,
-            _ => panic!("the raw baseline runs unary1 and unary64 only"),
+        let (window, reply_len) = match case {
+            Case::Unary1 => (1, SMALL),
+            Case::Unary64 => (64, SMALL),
+            Case::Bulk => (4, BULK),
+            _ => panic!("the raw baseline runs unary1, unary64 and bulk only"),
         };
-        let addr = server().await;
+        let addr = server(reply_len).await;
         let socket = TcpStream::connect(addr).await.expect("connect");
         socket.set_nodelay(true).expect("nodelay");
         let (rd, mut wr) = socket.into_split();
         let mut rd = tokio::io::BufReader::with_capacity(256 * 1024, rd);
         let mut request = vec![4u8; 4 + SMALL];
         request[..4].copy_from_slice(&(SMALL as u32).to_be_bytes());
-        let mut reply = [0u8; SMALL];
+        let mut reply = vec![0u8; reply_len];
         let mut batch = Vec::new();
         let mut exchange = async |n: u64| {
             let (mut sent, mut received) = (0u64, 0u64);
@@ -206,11 +208,13 @@ mod raw {
     }
 }
 
-/// Wall time, CPU time of every thread of the process, and context switches.
+/// Wall time, CPU time of every thread of the process, context switches and page faults.
 struct Measured {
     wall: Duration,
     cpu: Duration,
     switches: u64,
+    /// Minor page faults of the process (fresh memory touched: a buffer that is not reused).
+    faults: u64,
     at: Instant,
 }
 
@@ -235,10 +239,19 @@ impl Measured {
                     .sum::<u64>();
             }
         }
+        // Field 10 of /proc/self/stat (after the parenthesised name): minor faults.
+        let faults = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|stat| {
+                let fields = stat.rsplit_once(')')?.1;
+                fields.split_whitespace().nth(7)?.parse::<u64>().ok()
+            })
+            .unwrap_or(0);
         Self {
             wall: Duration::ZERO,
             cpu: Duration::from_nanos(cpu_ns),
             switches,
+            faults,
             at: Instant::now(),
         }
     }
@@ -248,6 +261,7 @@ impl Measured {
             wall: self.at - before.at,
             cpu: self.cpu.saturating_sub(before.cpu),
             switches: self.switches.saturating_sub(before.switches),
+            faults: self.faults.saturating_sub(before.faults),
             at: self.at,
         }
     }
@@ -298,11 +312,12 @@ fn main() {
     let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
         "{executor} {case:?} {n} calls: wall {:.2} µs/call ({:.0} calls/s), CPU {:.2} µs/call \
-         ({:.2} cores busy), {:.3} context switches/call",
+         ({:.2} cores busy), {:.3} context switches/call, {:.1} page faults/call",
         per(measured.wall),
         n as f64 / measured.wall.as_secs_f64(),
         per(measured.cpu),
         measured.cpu.as_secs_f64() / measured.wall.as_secs_f64(),
         measured.switches as f64 / n as f64,
+        measured.faults as f64 / n as f64,
     );
 }

@@ -29,6 +29,14 @@ fn streaming_10000_items_arrive_in_order() {
 }
 
 #[test]
+fn large_items_several_at_once_arrive_whole_and_exact() {
+    smol::block_on(async {
+        let (server, _) = server().await;
+        scenario::large_items(&SmolRuntime::new(), server.local_addr()).await;
+    })
+}
+
+#[test]
 fn a_thousand_concurrent_streams_share_one_connection() {
     smol::block_on(async {
         let (server, _) = server().await;

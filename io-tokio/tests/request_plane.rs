@@ -25,6 +25,12 @@ async fn streaming_10000_items_arrive_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_items_several_at_once_arrive_whole_and_exact() {
+    let (server, _) = server().await;
+    scenario::large_items(&TokioRuntime::current(), server.local_addr()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_streams_share_one_connection() {
     let (server, _) = server().await;
     scenario::concurrent(&TokioRuntime::current(), server.local_addr()).await;

@@ -20,6 +20,7 @@ mod driver;
 mod error;
 mod handler;
 pub mod limit;
+mod pieces;
 mod server;
 pub(crate) mod state;
 

@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use dynrt_core::conn::{CloseReason, Conn, Event};
 use dynrt_core::wire::mux::{CancelMode, Request, StreamError, StreamId};
 use event_listener::Event as Notify;
 
 use super::budget::OutputBudget;
 use super::delivery::Delivery;
+use super::pieces::Pieces;
 
 /// One connection: the core state machine plus what the adapters hang off it.
 pub(crate) struct Shared {
@@ -162,7 +163,7 @@ pub(crate) struct CallSlot {
     /// Items with the number of their bytes still to release to the core once taken.
     pub(crate) items: Items,
     /// Pieces of an item that continues (`more`), already released to the core.
-    partial: Option<BytesMut>,
+    partial: Option<Pieces>,
     pub(crate) end: Option<Result<(), StreamError>>,
     pub(crate) waker: Option<Waker>,
 }
@@ -348,15 +349,14 @@ impl State {
             return 0;
         };
         if more || slot.partial.is_some() {
-            // A piece of a larger item: keep it in our own buffer and release it now, so an
-            // item larger than the stream credit can still arrive whole.
-            let partial = slot.partial.get_or_insert_with(BytesMut::new);
-            partial.extend_from_slice(&payload);
+            // A piece of a larger item: keep it (see `pieces`) and release it now, so an item
+            // larger than the stream credit can still arrive whole.
             let _ = self.conn.release(id, payload.len() as u64);
+            slot.partial.get_or_insert_default().push(payload);
             if more {
                 return 0;
             }
-            let whole = slot.partial.take().expect("set above").freeze();
+            let whole = slot.partial.take().expect("set above").join();
             slot.items.push_back((whole, 0));
         } else {
             // Released when the caller takes it: the credit bounds what waits here.

@@ -28,7 +28,7 @@ pub struct Observed {
 
 /// Handlers: `echo` (the payload back), `count` (N items `0..N` as decimal text), `slow` (an
 /// item every 2 ms until killed), `flood` (1 KiB items as fast as credit allows), `fail` (one
-/// item, then an `InvalidRequest` error).
+/// item, then an `InvalidRequest` error), `big` (one item of N bytes, see [`big_item`]).
 pub fn test_handlers<R: Runtime>(rt: &R, observed: &Arc<Observed>) -> Handlers {
     let handlers = Handlers::new();
     handlers.insert(
@@ -80,6 +80,16 @@ pub fn test_handlers<R: Runtime>(rt: &R, observed: &Arc<Observed>) -> Handlers {
         }),
     );
     handlers.insert(
+        "big",
+        handler_fn(|payload: Bytes, _ctx| {
+            let len: usize = std::str::from_utf8(&payload)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            stream::once(Ok(big_item(len)))
+        }),
+    );
+    handlers.insert(
         "fail",
         handler_fn(|_payload: Bytes, _ctx| {
             stream::iter([
@@ -89,6 +99,15 @@ pub fn test_handlers<R: Runtime>(rt: &R, observed: &Arc<Observed>) -> Handlers {
         }),
     );
     handlers
+}
+
+/// The `big` handler's answer: `len` bytes, each its offset's low byte mixed with the length,
+/// so a piece lost, repeated or out of place shows.
+pub fn big_item(len: usize) -> Bytes {
+    (0..len)
+        .map(|i| (i as u8) ^ ((i >> 8) as u8) ^ (len as u8))
+        .collect::<Vec<u8>>()
+        .into()
 }
 
 struct KillProbe {
@@ -313,6 +332,43 @@ pub async fn handler_error<R: Runtime>(client_rt: &R, addr: SocketAddr) {
             error.expect("an error").to_string(),
             "NotFound: no handler for route 'nope'"
         );
+    })
+    .await;
+}
+
+/// Large items, several at once, arrive whole and exact: items larger than the stream credit
+/// (sent in pieces, each released as it arrives) and 1 MiB items four at a time (which the
+/// server's output limit cuts into pieces of varied sizes).
+pub async fn large_items<R: Runtime>(client_rt: &R, addr: SocketAddr) {
+    let connector = Arc::new(Connector::new(client_rt.clone(), ConnConfig::default()));
+    within(client_rt, LIMIT, "large items", async {
+        let sizes = [
+            3 * 1024 * 1024 + 7,
+            1024 * 1024,
+            1024 * 1024,
+            1024 * 1024,
+            65_537,
+        ];
+        for _round in 0..3 {
+            // Every request goes out before any answer is read: the server answers them at once.
+            let mut streams = Vec::new();
+            for len in sizes {
+                let stream = connector
+                    .call(addr, "big", header("b"), Bytes::from(len.to_string()))
+                    .await
+                    .expect("opens");
+                streams.push((len, stream));
+            }
+            for (len, mut stream) in streams {
+                let (items, error) = collect(&mut stream).await;
+                assert!(error.is_none(), "{error:?}");
+                assert_eq!(items.len(), 1, "one item of {len} bytes");
+                assert!(
+                    items[0] == big_item(len),
+                    "the item of {len} bytes is exact"
+                );
+            }
+        }
     })
     .await;
 }
