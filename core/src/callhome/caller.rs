@@ -24,12 +24,14 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use super::received::{ItemBody, decode_item};
+use super::value::Received;
 use super::{CallHomeConfig, CallHomeError, Cancel};
 use crate::wire::OutBuf;
 use crate::wire::dynamo::control::{TypedError, from_json};
 use crate::wire::dynamo::{
     CONTROL_MESSAGE_MAX_BYTES, CallHomeHandshake, ControlMessage, PayloadCodec,
-    ResponseStreamPrologue, StreamItem, StreamType, TwoPartDecoder, TwoPartFrame,
+    ResponseStreamPrologue, StreamType, TwoPartDecoder, TwoPartFrame,
 };
 
 /// What the caller's side of a call-home connection reports.
@@ -50,8 +52,9 @@ pub enum CallerEvent {
         /// Its typed error, if it sent one.
         typed_error: Option<TypedError>,
     },
-    /// One item: the `data` of a `{"data":…,"complete_final":false}` wrapper.
-    Item(serde_json::Value),
+    /// One item: what the `data` of a `{"data":…,"complete_final":false}` wrapper means to a
+    /// dynrt caller ([`received_item`](super::value::received_item) of it).
+    Item(Received),
     /// The stream ended cleanly: after the final marker, or after a stop or kill. Terminal.
     Finished {
         /// Whether it ended because the caller stopped or killed it.
@@ -333,8 +336,8 @@ impl CallerStream {
                 "response received after generation ended".into(),
             ));
         }
-        match codec.decode::<StreamItem<serde_json::Value>>(&frame.body) {
-            Ok(StreamItem {
+        match decode_item(codec, &frame.body) {
+            Ok(ItemBody {
                 complete_final: true,
                 data,
             }) => {
@@ -346,10 +349,10 @@ impl CallerStream {
                     final_seen: true,
                 };
             }
-            Ok(StreamItem {
+            Ok(ItemBody {
                 data: Some(data), ..
             }) => self.events.push_back(CallerEvent::Item(data)),
-            Ok(StreamItem { data: None, .. }) => self.protocol_kill(CallHomeError::Protocol(
+            Ok(ItemBody { data: None, .. }) => self.protocol_kill(CallHomeError::Protocol(
                 "empty response received (no data, not final)".into(),
             )),
             Err(e) => self.protocol_kill(CallHomeError::Decode(e)),

@@ -27,6 +27,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod pending;
+mod received;
 mod request_conn;
 pub mod value;
 mod worker;

@@ -18,6 +18,7 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
 use serde_json::Value;
 
 use crate::wire::dynamo::{PayloadCodec, TypedError};
@@ -28,16 +29,40 @@ use crate::wire::{DecodeError, EncodeError};
 /// of 400 digits: passed through, it would fail the caller's decoding and kill the stream),
 /// else a JSON array of its bytes.
 pub fn item_to_json(item: &[u8]) -> Cow<'_, [u8]> {
-    if serde_json::from_slice::<serde::de::IgnoredAny>(item).is_ok() && numbers_fit(item) {
-        return Cow::Borrowed(item);
+    match ItemJson::of(item) {
+        ItemJson::Json => Cow::Borrowed(item),
+        ItemJson::Text(text) => Cow::Owned(json_string(text)),
+        ItemJson::Bytes => Cow::Owned(bytes_json(item)),
     }
-    match std::str::from_utf8(item) {
-        Ok(text) => Cow::Owned(json_string(text)),
-        Err(_) => {
-            let value = Value::Array(item.iter().map(|b| Value::from(*b)).collect());
-            Cow::Owned(serde_json::to_vec(&value).expect("a JSON value always serialises"))
+}
+
+/// Which JSON [`item_to_json`] makes of a handler's item: decided once, so that a writer can
+/// put the JSON straight into its frame without reading it again.
+pub(crate) enum ItemJson<'a> {
+    /// The item is JSON a receiver reads as a value: itself.
+    Json,
+    /// Other UTF-8: a JSON string of it.
+    Text(&'a str),
+    /// Anything else: a JSON array of its bytes.
+    Bytes,
+}
+
+impl<'a> ItemJson<'a> {
+    pub(crate) fn of(item: &'a [u8]) -> Self {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(item).is_ok() && numbers_fit(item) {
+            return Self::Json;
+        }
+        match std::str::from_utf8(item) {
+            Ok(text) => Self::Text(text),
+            Err(_) => Self::Bytes,
         }
     }
+}
+
+/// `item` (not UTF-8) as a JSON array of its byte values.
+pub(crate) fn bytes_json(item: &[u8]) -> Vec<u8> {
+    let value = Value::Array(item.iter().map(|b| Value::from(*b)).collect());
+    serde_json::to_vec(&value).expect("a JSON value always serialises")
 }
 
 /// `text` as a JSON string, byte for byte what `serde_json` writes (`\"`, `\\`, the short
@@ -46,9 +71,16 @@ pub fn item_to_json(item: &[u8]) -> Cow<'_, [u8]> {
 /// branching (the compiler vectorises it) where serde_json looks at each byte, the largest
 /// cost of a Dynamo answer's items.
 pub fn json_string(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    json_string_into(text, &mut out);
+    out
+}
+
+/// [`json_string`], appended to `out`.
+pub(crate) fn json_string_into(text: &str, out: &mut Vec<u8>) {
     const BLOCK: usize = 32;
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() + 2);
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut copied = 0;
     for (n, block) in bytes.chunks(BLOCK).enumerate() {
@@ -78,7 +110,6 @@ pub fn json_string(text: &str) -> Vec<u8> {
     }
     out.extend_from_slice(&bytes[copied..]);
     out.push(b'"');
-    out
 }
 
 enum Escape {
@@ -192,7 +223,7 @@ pub fn json_to_request_body(codec: PayloadCodec, json: &[u8]) -> Result<Vec<u8>,
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
     /// Data for the caller: JSON text, or the raw text of a JSON string.
-    Data(Vec<u8>),
+    Data(Bytes),
     /// An `Annotated` error: the stream ends with it.
     Error {
         /// Its Dynamo class name (`"Internal"` when absent).
@@ -249,9 +280,9 @@ pub fn received_item(value: Value) -> Received {
     }
 }
 
-fn data_bytes(value: Value) -> Vec<u8> {
-    match value {
+fn data_bytes(value: Value) -> Bytes {
+    Bytes::from(match value {
         Value::String(text) => text.into_bytes(),
         other => serde_json::to_vec(&other).expect("a JSON value always serialises"),
-    }
+    })
 }

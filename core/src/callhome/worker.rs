@@ -17,8 +17,9 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
+use super::value::{ItemJson, annotated_data, bytes_json, json_string_into};
 use super::{CallHomeConfig, CallHomeError, Cancel};
 use crate::wire::dynamo::control::from_json;
 use crate::wire::dynamo::{
@@ -130,7 +131,9 @@ impl WorkerStream {
     }
 
     /// Writes one item whose data is the JSON text `json` (for example an `Annotated`), as
-    /// `{"data":<json>,"complete_final":false}` in the request's codec.
+    /// `{"data":<json>,"complete_final":false}` in the request's codec. `json` is checked: it
+    /// comes from outside the mapping (for a handler's item, [`Self::send_handler_item`] writes
+    /// the same bytes without reading its own JSON again).
     pub fn send_item_json(&mut self, json: &[u8]) -> Result<(), WorkerSendError> {
         if !self.is_streaming() {
             return Err(WorkerSendError::NotOpen("items"));
@@ -143,21 +146,70 @@ impl WorkerStream {
                         reason: format!("not JSON: {e}"),
                     }
                 })?;
-                let mut body = BytesMut::with_capacity(json.len() + 32);
-                body.put_slice(br#"{"data":"#);
-                body.put_slice(json);
-                body.put_slice(br#","complete_final":false}"#);
-                body.freeze()
+                let mut body = Vec::with_capacity(ITEM_HEAD.len() + json.len() + ITEM_TAIL.len());
+                body.extend_from_slice(ITEM_HEAD);
+                body.extend_from_slice(json);
+                body.extend_from_slice(ITEM_TAIL);
+                Bytes::from(body)
             }
-            PayloadCodec::Msgpack => {
-                let value: serde_json::Value =
-                    serde_json::from_slice(json).map_err(|e| EncodeError::Serialize {
-                        what: "response item",
-                        reason: format!("not JSON: {e}"),
-                    })?;
-                Bytes::from(PayloadCodec::Msgpack.encode(&StreamItem::data(value))?)
+            PayloadCodec::Msgpack => msgpack_item(json)?,
+        };
+        self.push_item(body)
+    }
+
+    /// Writes a handler's item as Dynamo's `Annotated` carrying it,
+    /// `{"data":<item_to_json(item)>}` (see [`value`](super::value)): the same bytes as
+    /// `send_item_json(&annotated_data(&item_to_json(item)))`, built in one buffer. The JSON is
+    /// the mapping's own, valid by construction, so it is not parsed again; a text item in
+    /// msgpack is encoded as a string without going through a JSON value.
+    pub fn send_handler_item(&mut self, item: &[u8]) -> Result<(), WorkerSendError> {
+        if !self.is_streaming() {
+            return Err(WorkerSendError::NotOpen("items"));
+        }
+        let mapped = ItemJson::of(item);
+        let body = match (self.codec, mapped) {
+            (PayloadCodec::Json, mapped) => {
+                const ANNOTATED: &[u8] = br#"{"data":"#;
+                let len = ITEM_HEAD.len() + ANNOTATED.len() + item.len() + 3 + ITEM_TAIL.len();
+                let mut body = Vec::with_capacity(len);
+                body.extend_from_slice(ITEM_HEAD);
+                body.extend_from_slice(ANNOTATED);
+                match mapped {
+                    ItemJson::Json => body.extend_from_slice(item),
+                    ItemJson::Text(text) => json_string_into(text, &mut body),
+                    ItemJson::Bytes => body.extend_from_slice(&bytes_json(item)),
+                }
+                body.push(b'}');
+                body.extend_from_slice(ITEM_TAIL);
+                Bytes::from(body)
+            }
+            (PayloadCodec::Msgpack, ItemJson::Text(text)) => {
+                /// `Annotated` with only its data, as a JSON value `{"data":…}` encodes.
+                #[derive(serde::Serialize)]
+                struct Annotated<'a> {
+                    data: &'a str,
+                }
+                let item = StreamItem::data(Annotated { data: text });
+                // `PayloadCodec::encode`'s bytes, in a buffer sized for the text at once.
+                let mut body = Vec::with_capacity(text.len() + 32);
+                rmp_serde::encode::write_named(&mut body, &item).map_err(|e| {
+                    EncodeError::Serialize {
+                        what: "msgpack payload",
+                        reason: e.to_string(),
+                    }
+                })?;
+                Bytes::from(body)
+            }
+            (PayloadCodec::Msgpack, ItemJson::Json) => msgpack_item(&annotated_data(item))?,
+            (PayloadCodec::Msgpack, ItemJson::Bytes) => {
+                msgpack_item(&annotated_data(&bytes_json(item)))?
             }
         };
+        self.push_item(body)
+    }
+
+    /// Queues an item's encoded body, if the frame fits the message limit.
+    fn push_item(&mut self, body: Bytes) -> Result<(), WorkerSendError> {
         let frame = TwoPartFrame::body_only(body);
         if frame.encoded_len() > self.config.max_message_size {
             return Err(EncodeError::TooLarge {
@@ -293,4 +345,20 @@ impl WorkerStream {
         self.out
             .push_back(TwoPartFrame::header_only(Bytes::from(header)));
     }
+}
+
+/// The JSON body of an item: `ITEM_HEAD`, its data, `ITEM_TAIL`.
+const ITEM_HEAD: &[u8] = br#"{"data":"#;
+const ITEM_TAIL: &[u8] = br#","complete_final":false}"#;
+
+/// The msgpack body of an item whose data is the JSON text `json`, transcoded through a value.
+fn msgpack_item(json: &[u8]) -> Result<Bytes, WorkerSendError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| EncodeError::Serialize {
+            what: "response item",
+            reason: format!("not JSON: {e}"),
+        })?;
+    Ok(Bytes::from(
+        PayloadCodec::Msgpack.encode(&StreamItem::data(value))?,
+    ))
 }

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use dynrt_core::callhome::value::{
-    annotated_data, annotated_error, item_to_json, request_body_to_json,
-};
+use dynrt_core::callhome::value::{annotated_error, request_body_to_json};
 use dynrt_core::callhome::{CallHomeConfig, Cancel, WorkerEvent, WorkerStream};
 use dynrt_core::wire::dynamo::{RequestControlMessage, ResponseStreamPrologue, TypedError};
 use dynrt_core::wire::mux::{CancelMode, RequestHeader, StreamId};
@@ -220,8 +218,7 @@ fn on_item(
     }
     match next {
         Some(Ok(item)) => {
-            let data = annotated_data(&item_to_json(&item));
-            if let Err(e) = worker.send_item_json(&data) {
+            if let Err(e) = worker.send_handler_item(&item) {
                 let error = annotated_error("Internal", &e.to_string());
                 let _ = worker.send_item_json(&error);
                 let _ = worker.finish();

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use dynrt_core::callhome::value::{Received, received_item};
+use dynrt_core::callhome::value::Received;
 use dynrt_core::callhome::{
     CallHomeConfig, CallHomeError, CallerEvent, CallerStream, Cancel, PendingEvent, PendingStreams,
 };
@@ -186,10 +186,10 @@ async fn serve_stream<R: Runtime>(
                     }
                 }
                 CallerEvent::Accepted => {}
-                CallerEvent::Item(value) => match received_item(value) {
+                CallerEvent::Item(received) => match received {
                     Received::Data(bytes) if !ended => {
                         let delivered = match &sink {
-                            Some(s) => s.items.send(Msg::Item(Bytes::from(bytes))).await.is_ok(),
+                            Some(s) => s.items.send(Msg::Item(bytes)).await.is_ok(),
                             None => false,
                         };
                         if !delivered {

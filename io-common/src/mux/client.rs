@@ -2,7 +2,8 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use dynrt_core::conn::OpenError;
@@ -27,6 +28,10 @@ impl MuxClient {
         header: Bytes,
         payload: Bytes,
     ) -> Result<ResponseStream, CallError> {
+        // This task's waker, registered with the call as it opens: the caller nearly always
+        // reads the answer in the same task, whose first poll can then wait without taking the
+        // connection's lock again only to register itself (see `ResponseStream::armed`).
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         loop {
             let listener = {
                 let mut state = self.shared.lock();
@@ -40,9 +45,13 @@ impl MuxClient {
                     .open(WireStr::from(route), header.clone(), payload.clone())
                 {
                     Ok(id) => {
-                        state.calls.insert(id, CallSlot::default());
+                        state.calls.insert(id, CallSlot::waiting(waker.clone()));
                         state.wake_driver();
-                        return Ok(ResponseStream::new(self.shared.clone(), id));
+                        let armed = Armed {
+                            waker,
+                            calls_woken: self.shared.calls_woken.load(Ordering::Acquire),
+                        };
+                        return Ok(ResponseStream::new(self.shared.clone(), id, armed));
                     }
                     Err(
                         OpenError::Handshaking
@@ -92,13 +101,25 @@ pub struct ResponseStream {
     /// How the stream ended, once the end was taken with the last batch (the connection no
     /// longer knows the call then): `Some(None)` clean, `Some(Some(error))` failed.
     end: Option<Option<CallError>>,
+    /// The waker the call registered as it opened, until the first poll (see [`Armed`]).
+    armed: Option<Armed>,
+}
+
+/// The waker a call registered as it opened, and the connection's count of callers woken at
+/// that moment. A first poll by that same task, with the count unchanged, returns `Pending`
+/// without the lock: no dispatch has taken a caller's waker since, so this one is still
+/// registered and the first item or the end will wake it (a dispatch that takes it after the
+/// check wakes it after, which polls the task again). Any other poll takes the lock.
+struct Armed {
+    waker: Waker,
+    calls_woken: u64,
 }
 
 /// Taken bytes are released to the core at least this often, even while a batch lasts.
 const RELEASE_EVERY: u64 = 16 * 1024;
 
 impl ResponseStream {
-    fn new(shared: Arc<Shared>, id: StreamId) -> Self {
+    fn new(shared: Arc<Shared>, id: StreamId, armed: Armed) -> Self {
         Self {
             shared,
             id,
@@ -106,6 +127,7 @@ impl ResponseStream {
             ready: Items::default(),
             taken: 0,
             end: None,
+            armed: Some(armed),
         }
     }
 
@@ -159,6 +181,12 @@ impl Stream for ResponseStream {
         {
             this.done = true;
             return Poll::Ready(end.map(Err));
+        }
+        if let Some(armed) = this.armed.take()
+            && armed.waker.will_wake(cx.waker())
+            && this.shared.calls_woken.load(Ordering::Acquire) == armed.calls_woken
+        {
+            return Poll::Pending;
         }
         let id = this.id;
         let shared = this.shared.clone();

@@ -223,7 +223,7 @@ impl<R: Runtime> Future for Driver<R> {
                 // Drop the socket without a word: the peer sees the transport vanish.
                 this.transport_failed(now);
                 let mut state = this.shared.lock();
-                state.dispatch_events(&this.shared.can_open, &mut Vec::new());
+                state.dispatch_events(&this.shared, &mut Vec::new());
                 state.release_budget();
                 state.take_wakes(&mut this.wakes);
                 drop(state);
@@ -233,6 +233,13 @@ impl<R: Runtime> Future for Driver<R> {
             }
             let mut progress = false;
             let mut opened = std::mem::take(&mut this.opened);
+            // The read's syscall happens before the lock is taken: callers on other threads
+            // wait for the lock only while the core works, not while the kernel copies.
+            let read = if this.read_closed {
+                Poll::Pending
+            } else {
+                R::poll_read_buf(&mut this.tcp, cx, &mut this.read_buf)
+            };
             let (closed, abandoned, deadline, released) = {
                 let mut state = this.shared.lock();
                 state.set_driver_waker(cx.waker());
@@ -249,19 +256,17 @@ impl<R: Runtime> Future for Driver<R> {
                 if std::mem::take(&mut this.unfed_input) {
                     state.conn.handle_input(&mut this.read_buf, now);
                 }
-                if !this.read_closed {
-                    match R::poll_read_buf(&mut this.tcp, cx, &mut this.read_buf) {
-                        Poll::Ready(Ok(n)) if n > 0 => {
-                            state.conn.handle_input(&mut this.read_buf, now);
-                            progress = true;
-                        }
-                        Poll::Ready(_) => {
-                            this.read_closed = true;
-                            state.conn.handle_transport_closed(now);
-                            progress = true;
-                        }
-                        Poll::Pending => {}
+                match read {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        state.conn.handle_input(&mut this.read_buf, now);
+                        progress = true;
                     }
+                    Poll::Ready(_) => {
+                        this.read_closed = true;
+                        state.conn.handle_transport_closed(now);
+                        progress = true;
+                    }
+                    Poll::Pending => {}
                 }
                 if state.conn.poll_timeout().is_some_and(|t| t <= now) {
                     state.conn.handle_timeout(now);
@@ -273,7 +278,7 @@ impl<R: Runtime> Future for Driver<R> {
                 let output_end = this.written + this.out.len() as u64;
                 state.delivery.progress(this.written, output_end, release);
                 // After the transmit: it may have freed room and raised `Writable`.
-                state.dispatch_events(&this.shared.can_open, &mut opened);
+                state.dispatch_events(&this.shared, &mut opened);
                 state.sync_budget();
                 this.woke += std::mem::take(&mut state.woken);
                 state.take_wakes(&mut this.wakes);
@@ -329,7 +334,7 @@ impl<R: Runtime> Future for Driver<R> {
                 let _ = R::poll_shutdown_write(&mut this.tcp, cx);
                 let mut state = this.shared.lock();
                 let mut ignored = Vec::new();
-                state.dispatch_events(&this.shared.can_open, &mut ignored);
+                state.dispatch_events(&this.shared, &mut ignored);
                 state.release_budget();
                 state.take_wakes(&mut this.wakes);
                 let graceful = matches!(state.closed, Some(CloseReason::Drained));

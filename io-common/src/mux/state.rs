@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -22,6 +22,10 @@ pub(crate) struct Shared {
     pub(crate) can_open: Notify,
     /// Set to drop the socket at once, without GOAWAY (a server killed mid-stream).
     pub(crate) abort: AtomicBool,
+    /// Raised (under the lock) by every dispatch that took a caller's waker to wake it: a
+    /// caller that registered its waker at a known count, and finds it unchanged, knows its
+    /// waker is still registered (see `ResponseStream::armed`).
+    pub(crate) calls_woken: AtomicU64,
 }
 
 impl Shared {
@@ -46,6 +50,7 @@ impl Shared {
             }),
             can_open: Notify::new(),
             abort: AtomicBool::new(false),
+            calls_woken: AtomicU64::new(0),
         })
     }
 
@@ -171,6 +176,16 @@ pub(crate) struct CallSlot {
     pub(crate) waker: Option<Waker>,
 }
 
+impl CallSlot {
+    /// A call just opened, its reader's waker registered.
+    pub(crate) fn waiting(waker: Waker) -> Self {
+        Self {
+            waker: Some(waker),
+            ..Self::default()
+        }
+    }
+}
+
 /// A request being served: cancellation state and the task waiting for credit.
 pub(crate) struct ServeSlot {
     pub(crate) cancel: Arc<CancelState>,
@@ -264,22 +279,28 @@ impl State {
 
     /// Routes every pending core event to the stream it concerns. Requests that opened are
     /// returned for the caller to start handlers for, once the lock is released.
-    pub(crate) fn dispatch_events(&mut self, can_open: &Notify, opened: &mut Vec<Request>) {
+    pub(crate) fn dispatch_events(&mut self, shared: &Shared, opened: &mut Vec<Request>) {
+        let can_open = &shared.can_open;
         // Streams ended by force in this pass: a close reports each open stream so, just
         // before `Closed`.
         let mut cut = 0;
+        let mut calls_woken = 0;
         while let Some(event) = self.conn.poll_event() {
             match event {
                 Event::HandshakeDone(_) | Event::CanOpen => {
                     can_open.notify(usize::MAX);
                 }
                 Event::StreamOpened(request) => opened.push(request),
-                Event::Data { id, payload, more } => self.on_data(id, payload, more),
+                Event::Data { id, payload, more } => {
+                    calls_woken += self.on_data(id, payload, more);
+                }
                 Event::End { id, result } => {
                     cut += usize::from(result.is_err());
                     if let Some(slot) = self.calls.get_mut(&id) {
                         slot.end = Some(result);
-                        self.woken += defer_wake(&mut slot.waker, &mut self.to_wake);
+                        let woken = defer_wake(&mut slot.waker, &mut self.to_wake);
+                        self.woken += woken;
+                        calls_woken += woken;
                     }
                 }
                 Event::Cancelled { id, mode, cause } => {
@@ -317,19 +338,23 @@ impl State {
                         defer_wake(&mut slot.waker, &mut self.to_wake);
                     }
                     for slot in self.calls.values_mut() {
-                        defer_wake(&mut slot.waker, &mut self.to_wake);
+                        calls_woken += defer_wake(&mut slot.waker, &mut self.to_wake);
                     }
                 }
                 _ => {}
             }
         }
+        if calls_woken > 0 {
+            shared.calls_woken.fetch_add(1, Ordering::Release);
+        }
     }
 
-    fn on_data(&mut self, id: StreamId, payload: Bytes, more: bool) {
+    /// Returns how many callers' wakers it took (0 or 1).
+    fn on_data(&mut self, id: StreamId, payload: Bytes, more: bool) -> usize {
         let Some(slot) = self.calls.get_mut(&id) else {
             // The response stream was dropped: give the credit back at once.
             let _ = self.conn.release(id, payload.len() as u64);
-            return;
+            return 0;
         };
         if more || slot.partial.is_some() {
             // A piece of a larger item: keep it (see `pieces`) and release it now, so an item
@@ -337,7 +362,7 @@ impl State {
             let _ = self.conn.release(id, payload.len() as u64);
             slot.partial.get_or_insert_default().push(payload);
             if more {
-                return;
+                return 0;
             }
             let whole = slot.partial.take().expect("set above").join();
             slot.items.push_back((whole, 0));
@@ -346,7 +371,9 @@ impl State {
             let len = payload.len() as u64;
             slot.items.push_back((payload, len));
         }
-        self.woken += defer_wake(&mut slot.waker, &mut self.to_wake);
+        let woken = defer_wake(&mut slot.waker, &mut self.to_wake);
+        self.woken += woken;
+        woken
     }
 }
 

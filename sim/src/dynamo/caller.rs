@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
-use dynrt_core::callhome::value::{Received, received_item};
+use dynrt_core::callhome::value::Received;
 use dynrt_core::callhome::{
     AckEvent, CallHomeError, CallerEvent, Cancel, PendingEvent, PendingStreams, RequestSender,
 };
@@ -450,7 +450,7 @@ impl World {
         };
         match ev {
             CallerEvent::Handshake { .. } | CallerEvent::Accepted => {}
-            CallerEvent::Item(value) => match received_item(value) {
+            CallerEvent::Item(received) => match received {
                 Received::Data(bytes) => self.dyn_item(caller, link, req, &bytes),
                 Received::Error { class, message } => {
                     let kind = ErrorKind::from_dynamo_name(&class).unwrap_or(ErrorKind::INTERNAL);
@@ -534,7 +534,7 @@ impl World {
         if first {
             let _ = self.attempt_outcome(caller, req, Outcome::Answered);
         }
-        // The handler's items are text (see `worker::text_item`).
+        // The handler's items are text (see `worker::TextRuns`).
         self.ledger.requests[req as usize].letters = true;
         if let Err(detail) = self.ledger.received(req, bytes) {
             self.fail(Invariant::StreamEndsOnce, detail);

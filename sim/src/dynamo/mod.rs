@@ -165,6 +165,8 @@ pub(crate) struct DynNet {
     /// (`SO_LINGER` 0, 1.6.1's and dynrt's callers alike) whether it read the answer or had
     /// given the call up, so the worker counts the answer delivered and cannot know better.
     pub(crate) unconfirmable: std::collections::BTreeSet<u64>,
+    /// The Dynamo handlers' item text.
+    pub(crate) text: worker::TextRuns,
 }
 
 impl World {

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use dynrt_core::callhome::value::{annotated_data, item_to_json, request_body_to_json};
+use dynrt_core::callhome::value::request_body_to_json;
 use dynrt_core::callhome::{Cancel, RequestEvent, WorkerEvent, WorkerStream};
 use dynrt_core::wire::dynamo::{
     ACK_UNAVAILABLE_PREFIX, AckFrame, PayloadCodec, RequestControlMessage, RequestFrame,
@@ -121,10 +121,22 @@ fn parse(frame: RequestFrame) -> Result<Asked, String> {
     })
 }
 
-/// Item `item` of `req`, as the Dynamo handler yields it: text (a Dynamo engine yields
-/// tokens), so that the value mapping gives the caller back the same bytes.
-fn text_item(req: u64, item: u64, size: usize) -> Vec<u8> {
-    vec![crate::ledger::letter(pattern(req, item)); size]
+/// The Dynamo handlers' items: text (a Dynamo engine yields tokens), so that the value mapping
+/// gives the caller back the same bytes. Item `item` of `req` is `size` times the letter of its
+/// pattern; each letter's run is kept, grown to the largest item asked, so that an item is a
+/// slice of it rather than a buffer allocated and filled per item.
+#[derive(Default)]
+pub(crate) struct TextRuns([Vec<u8>; 26]);
+
+impl TextRuns {
+    fn item(&mut self, req: u64, item: u64, size: usize) -> &[u8] {
+        let letter = crate::ledger::letter(pattern(req, item));
+        let run = &mut self.0[usize::from(letter - b'a')];
+        if run.len() < size {
+            run.resize(size, letter);
+        }
+        &run[..size]
+    }
 }
 
 impl World {
@@ -310,11 +322,10 @@ impl World {
                 self.server_end(req, ServerEnd::Finished);
             }
         } else {
-            let item = text_item(req, a.next_item, a.item_size as usize);
+            let item = self.dnet.text.item(req, a.next_item, a.item_size as usize);
             a.next_item += 1;
             a.items_left -= 1;
-            let data = annotated_data(&item_to_json(&item));
-            if let Err(e) = m.send_item_json(&data) {
+            if let Err(e) = m.send_handler_item(item) {
                 let detail = format!("request {req}: item refused: {e}");
                 self.fail(Invariant::StreamEndsOnce, detail);
                 return;
