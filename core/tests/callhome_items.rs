@@ -212,13 +212,26 @@ fn msgpack_item_bodies_mean_what_their_value_means() {
     ] {
         check_handler_item(item).unwrap();
     }
+    // Past the first blocks of the ASCII-only escape: a later byte that is not ASCII (UTF-8 or
+    // not), after and before bytes to escape.
+    for tail in [&"é\n"[..], "\né", "✓"] {
+        let mut item = vec![b'a'; 300];
+        item.extend_from_slice(tail.as_bytes());
+        check_handler_item(&item).unwrap();
+        item.push(0xff);
+        check_handler_item(&item).unwrap();
+    }
 }
 
 /// Text items in the exact shapes a worker writes, with and without anything to escape, and
 /// with bytes that are not UTF-8 or not allowed raw in a JSON string.
 #[test]
 fn json_text_items_in_the_shapes_workers_write_mean_their_text() {
-    let texts: [&[u8]; 10] = [
+    let long_then_unicode = [&[b'x'; 300][..], "é".as_bytes()].concat();
+    let long_then_bad = [&[b'x'; 300][..], &[0xc3]].concat();
+    let texts: [&[u8]; 12] = [
+        &long_then_unicode,
+        &long_then_bad,
         b"",
         b"tok",
         &[b'x'; 100],

@@ -63,19 +63,31 @@ fn plain_text_item(body: &[u8]) -> Option<&[u8]> {
     ];
     SHAPES.iter().find_map(|(head, tail)| {
         let text = body.strip_prefix(*head)?.strip_suffix(*tail)?;
-        (nothing_to_escape(text) && std::str::from_utf8(text).is_ok()).then_some(text)
+        let (dirty, high) = scan(text);
+        // ASCII is UTF-8; only text with other bytes needs the UTF-8 check.
+        (!dirty && (!high || std::str::from_utf8(text).is_ok())).then_some(text)
     })
 }
 
-/// Whether `text` holds no byte a JSON string must escape (`"`, `\`, below 0x20); tested 256
-/// bytes at a time without branching, which the compiler vectorises (the first block that
-/// needs an escape ends the test: such text goes to the parser).
-fn nothing_to_escape(text: &[u8]) -> bool {
-    text.chunks(256).all(|block| {
-        !block.iter().fold(false, |any, &b| {
-            any | (b < 0x20) | (b == b'"') | (b == b'\\')
-        })
-    })
+/// Whether `text` holds a byte a JSON string must escape (`"`, `\`, below 0x20), and whether
+/// it holds a byte that is not ASCII; tested 256 bytes at a time without branching, which the
+/// compiler vectorises (the first block that needs an escape ends the test: such text goes to
+/// the parser).
+fn scan(text: &[u8]) -> (bool, bool) {
+    let mut high = false;
+    for block in text.chunks(256) {
+        let (dirty, block_high) = block.iter().fold((false, false), |(dirty, high), &b| {
+            (
+                dirty | (b < 0x20) | (b == b'"') | (b == b'\\'),
+                high | (b >= 0x80),
+            )
+        });
+        if dirty {
+            return (true, true);
+        }
+        high |= block_high;
+    }
+    (false, high)
 }
 
 /// Text data: a string, or an `Annotated` whose data is a string and that is no error.

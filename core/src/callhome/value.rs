@@ -49,13 +49,18 @@ pub(crate) enum ItemJson<'a> {
 
 impl<'a> ItemJson<'a> {
     pub(crate) fn of(item: &'a [u8]) -> Self {
-        if serde_json::from_slice::<serde::de::IgnoredAny>(item).is_ok() && numbers_fit(item) {
+        if Self::is_json(item) {
             return Self::Json;
         }
         match std::str::from_utf8(item) {
             Ok(text) => Self::Text(text),
             Err(_) => Self::Bytes,
         }
+    }
+
+    /// Whether `item` is JSON a receiver reads as a value (the first case of [`Self::of`]).
+    pub(crate) fn is_json(item: &[u8]) -> bool {
+        serde_json::from_slice::<serde::de::IgnoredAny>(item).is_ok() && numbers_fit(item)
     }
 }
 
@@ -79,15 +84,34 @@ pub fn json_string(text: &str) -> Vec<u8> {
 
 /// [`json_string`], appended to `out`.
 pub(crate) fn json_string_into(text: &str, out: &mut Vec<u8>) {
+    let written = escape_into(text.as_bytes(), out, false);
+    debug_assert!(written, "only an ASCII-only escape stops early");
+}
+
+/// `bytes` as a JSON string appended to `out` ([`json_string`]'s bytes) if they are ASCII,
+/// which is UTF-8: the escape test's blocks look for a byte ≥ 0x80 as well, so text needs no
+/// separate UTF-8 check. False, with `out` as it was, if they are not ASCII.
+pub(crate) fn ascii_json_string_into(bytes: &[u8], out: &mut Vec<u8>) -> bool {
+    escape_into(bytes, out, true)
+}
+
+fn escape_into(bytes: &[u8], out: &mut Vec<u8>, ascii_only: bool) -> bool {
     const BLOCK: usize = 64;
-    let bytes = text.as_bytes();
+    let start = out.len();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut copied = 0;
     for (n, block) in bytes.chunks(BLOCK).enumerate() {
-        let dirty = block.iter().fold(false, |any, &b| {
-            any | (b < 0x20) | (b == b'"') | (b == b'\\')
+        let (dirty, high) = block.iter().fold((false, false), |(dirty, high), &b| {
+            (
+                dirty | (b < 0x20) | (b == b'"') | (b == b'\\'),
+                high | (b >= 0x80),
+            )
         });
+        if ascii_only && high {
+            out.truncate(start);
+            return false;
+        }
         if !dirty {
             continue;
         }
@@ -111,6 +135,7 @@ pub(crate) fn json_string_into(text: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[copied..]);
     out.push(b'"');
+    true
 }
 
 enum Escape {

@@ -19,7 +19,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::value::{ItemJson, annotated_data, bytes_json, json_string_into};
+use super::value::{
+    ItemJson, annotated_data, ascii_json_string_into, bytes_json, json_string_into,
+};
 use super::{CallHomeConfig, CallHomeError, Cancel};
 use crate::wire::dynamo::control::from_json;
 use crate::wire::dynamo::{
@@ -166,24 +168,27 @@ impl WorkerStream {
         if !self.is_streaming() {
             return Err(WorkerSendError::NotOpen("items"));
         }
-        let mapped = ItemJson::of(item);
-        let body = match (self.codec, mapped) {
-            (PayloadCodec::Json, mapped) => {
-                const ANNOTATED: &[u8] = br#"{"data":"#;
-                let len = ITEM_HEAD.len() + ANNOTATED.len() + item.len() + 3 + ITEM_TAIL.len();
-                let mut body = Vec::with_capacity(len);
-                body.extend_from_slice(ITEM_HEAD);
-                body.extend_from_slice(ANNOTATED);
-                match mapped {
-                    ItemJson::Json => body.extend_from_slice(item),
-                    ItemJson::Text(text) => json_string_into(text, &mut body),
-                    ItemJson::Bytes => body.extend_from_slice(&bytes_json(item)),
+        if self.codec == PayloadCodec::Json {
+            const ANNOTATED: &[u8] = br#"{"data":"#;
+            let len = ITEM_HEAD.len() + ANNOTATED.len() + item.len() + 3 + ITEM_TAIL.len();
+            let mut body = Vec::with_capacity(len);
+            body.extend_from_slice(ITEM_HEAD);
+            body.extend_from_slice(ANNOTATED);
+            if ItemJson::is_json(item) {
+                body.extend_from_slice(item);
+            } else if !ascii_json_string_into(item, &mut body) {
+                // Not ASCII: UTF-8 text, or bytes (`ItemJson::of` without its JSON test).
+                match std::str::from_utf8(item) {
+                    Ok(text) => json_string_into(text, &mut body),
+                    Err(_) => body.extend_from_slice(&bytes_json(item)),
                 }
-                body.push(b'}');
-                body.extend_from_slice(ITEM_TAIL);
-                Bytes::from(body)
             }
-            (PayloadCodec::Msgpack, ItemJson::Text(text)) => {
+            body.push(b'}');
+            body.extend_from_slice(ITEM_TAIL);
+            return self.push_item(Bytes::from(body));
+        }
+        let body = match ItemJson::of(item) {
+            ItemJson::Text(text) => {
                 /// `Annotated` with only its data, as a JSON value `{"data":…}` encodes.
                 #[derive(serde::Serialize)]
                 struct Annotated<'a> {
@@ -200,10 +205,8 @@ impl WorkerStream {
                 })?;
                 Bytes::from(body)
             }
-            (PayloadCodec::Msgpack, ItemJson::Json) => msgpack_item(&annotated_data(item))?,
-            (PayloadCodec::Msgpack, ItemJson::Bytes) => {
-                msgpack_item(&annotated_data(&bytes_json(item)))?
-            }
+            ItemJson::Json => msgpack_item(&annotated_data(item))?,
+            ItemJson::Bytes => msgpack_item(&annotated_data(&bytes_json(item)))?,
         };
         self.push_item(body)
     }
