@@ -1,54 +1,48 @@
 //! The event queue: a binary heap ordered by (time, insertion sequence), so that events at the
 //! same virtual instant run in the order they were scheduled — the tie-break that keeps a run
 //! deterministic.
+//!
+//! The heap holds only the ordering key and a slot; the events wait in a slab beside it, so
+//! that sifting moves 24 bytes per level rather than a whole event.
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::world::Ev;
 
-struct Entry {
-    at: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at && self.seq == other.seq
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    // Reversed: `BinaryHeap` is a max-heap and we want the earliest first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.at.cmp(&self.at).then(other.seq.cmp(&self.seq))
-    }
-}
-
 /// Pending events, earliest first.
 #[derive(Default)]
 pub(crate) struct Queue {
-    heap: BinaryHeap<Entry>,
+    /// `(time, sequence, slot)`, reversed: `BinaryHeap` is a max-heap and we want the earliest
+    /// first. The sequence is unique, so the slot never decides the order.
+    heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    slab: Vec<Option<Ev>>,
+    free: Vec<u32>,
     seq: u64,
 }
 
 impl Queue {
     pub(crate) fn push(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
-        self.heap.push(Entry {
-            at,
-            seq: self.seq,
-            ev,
-        });
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = Some(ev);
+                slot
+            }
+            None => {
+                self.slab.push(Some(ev));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.heap.push(Reverse((at, self.seq, slot)));
     }
 
     pub(crate) fn pop(&mut self) -> Option<(u64, Ev)> {
-        self.heap.pop().map(|e| (e.at, e.ev))
+        let Reverse((at, _, slot)) = self.heap.pop()?;
+        self.free.push(slot);
+        let ev = self.slab[slot as usize]
+            .take()
+            .expect("a queued slot holds its event");
+        Some((at, ev))
     }
 }

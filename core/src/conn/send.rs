@@ -145,7 +145,13 @@ impl Conn {
                 break;
             }
             let n = data.len().min(room as usize);
-            let piece = data.split_to(n);
+            // The whole rest in one frame (nearly always): moved, not split (a split clones the
+            // handle through its vtable and leaves an empty one to drop).
+            let piece = if n == data.len() {
+                std::mem::take(data)
+            } else {
+                data.split_to(n)
+            };
             *credit -= n as u64;
             self.send_credit -= n as u64;
             *item_open = !data.is_empty();

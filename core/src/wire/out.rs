@@ -85,6 +85,17 @@ impl OutBuf {
         self.segments.push_back(bytes);
     }
 
+    /// Appends a payload the caller keeps (an encoder borrowing its frame): copied if small,
+    /// with no handle cloned and dropped for it (an atomic count each on shared `Bytes`), or
+    /// queued as its own segment, sharing the buffer, if large.
+    pub fn put_shared(&mut self, bytes: &Bytes) {
+        if bytes.len() < self.copy_threshold {
+            self.put_slice(bytes);
+        } else {
+            self.put_bytes(bytes.clone());
+        }
+    }
+
     /// Fills `dst` with the queued data in order and returns how many slices were used. Pass
     /// them to a vectored write, then call [`OutBuf::advance`] with the bytes written.
     pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
