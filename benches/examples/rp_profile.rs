@@ -271,7 +271,8 @@ impl Measured {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: rp_profile <tokio|tokio1|smol|raw> <unary1|unary64|stream|stream16|bulk> <calls>";
+    let usage =
+        "usage: rp_profile <tokio|tokio1|smol|raw> <unary1|unary64|stream|stream16|bulk> <calls>";
     let (Some(executor), Some(case), Some(n)) = (
         args.first(),
         args.get(1).and_then(|c| Case::parse(c)),
