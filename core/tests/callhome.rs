@@ -664,7 +664,7 @@ fn handler_bytes_map_to_dynamo_values_and_back() {
 }
 
 /// `json_string` writes what serde_json writes: every ASCII byte at every offset of a string
-/// of 70 bytes (three of its 32-byte blocks, the last one short), a few multi-byte texts, and
+/// of 70 bytes (two of its 64-byte blocks, the last one short), a few multi-byte texts, and
 /// arbitrary strings.
 #[test]
 fn json_string_matches_serde_json() {

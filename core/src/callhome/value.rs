@@ -67,9 +67,10 @@ pub(crate) fn bytes_json(item: &[u8]) -> Vec<u8> {
 
 /// `text` as a JSON string, byte for byte what `serde_json` writes (`\"`, `\\`, the short
 /// escapes `\b \f \n \r \t`, other control bytes as `\u00xx`; everything else as is). Items
-/// are often kilobytes of text with nothing to escape: this tests 32 bytes at a time without
-/// branching (the compiler vectorises it) where serde_json looks at each byte, the largest
-/// cost of a Dynamo answer's items.
+/// are often kilobytes of text with nothing to escape: this tests 64 bytes at a time without
+/// branching (the compiler vectorises it; 64 rather than 32 halves the per-block reduction,
+/// while a block that needs an escape is still short to look at byte by byte) where
+/// serde_json looks at each byte, the largest cost of a Dynamo answer's items.
 pub fn json_string(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + 2);
     json_string_into(text, &mut out);
@@ -78,7 +79,7 @@ pub fn json_string(text: &str) -> Vec<u8> {
 
 /// [`json_string`], appended to `out`.
 pub(crate) fn json_string_into(text: &str, out: &mut Vec<u8>) {
-    const BLOCK: usize = 32;
+    const BLOCK: usize = 64;
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
