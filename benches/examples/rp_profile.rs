@@ -15,7 +15,9 @@
 //!
 //! Cases: `unary1` (one call at a time), `unary64` (64 in flight), `stream` (one call answered
 //! by 100 items at a time), `stream16` (16 such calls at once), `bulk` (1 MiB answers, 4 in
-//! flight). Executors: `tokio` (a 2-worker runtime, as the bench), `smol` (smol's global
+//! flight). Executors: `tokio` (a 2-worker runtime, as the bench), `tokio1` (a 1-worker
+//! runtime: every task on one thread, as smol's global executor runs them by default, to tell
+//! the cost of work moving between two workers apart), `smol` (smol's global
 //! executor, as the bench), `raw` (the bench's baseline arrangement on tokio: plain sockets,
 //! length-prefixed messages; `unary1`, `unary64` and `bulk`).
 
@@ -269,7 +271,8 @@ impl Measured {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: rp_profile <tokio|smol|raw> <unary1|unary64|stream|stream16|bulk> <calls>";
+    let usage =
+        "usage: rp_profile <tokio|tokio1|smol|raw> <unary1|unary64|stream|stream16|bulk> <calls>";
     let (Some(executor), Some(case), Some(n)) = (
         args.first(),
         args.get(1).and_then(|c| Case::parse(c)),
@@ -279,9 +282,9 @@ fn main() {
         std::process::exit(2);
     };
     let measured = match executor.as_str() {
-        "tokio" | "raw" => {
+        "tokio" | "tokio1" | "raw" => {
             let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                .worker_threads(if executor == "tokio1" { 1 } else { 2 })
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
