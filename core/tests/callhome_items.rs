@@ -214,7 +214,7 @@ fn msgpack_item_bodies_mean_what_their_value_means() {
     }
     // Past the first blocks of the ASCII-only escape: a later byte that is not ASCII (UTF-8 or
     // not), after and before bytes to escape.
-    for tail in [&"é\n"[..], "\né", "✓"] {
+    for tail in ["é\n", "\né", "✓"] {
         let mut item = vec![b'a'; 300];
         item.extend_from_slice(tail.as_bytes());
         check_handler_item(&item).unwrap();
