@@ -18,6 +18,11 @@
 //!   NATS cases are skipped with the reason printed. A line per case gives the medians of
 //!   interleaved rounds of bare mux, client over TCP and client over NATS, and their ratios.
 //!
+//! Threads differ by each executor's default, as an embedder gets them: tokio runs two workers
+//! (client and server tasks can land on different cores, so a connection's lock and wake-ups
+//! cross cores), smol one executor thread (`SMOL_THREADS` unset). With one tokio worker
+//! (`rp_profile`'s `tokio1`) tokio's 64-in-flight rate is on a par with smol's.
+//!
 //! `cargo bench -p dynrt-benches --bench request_plane` (add `-- --quick` for a short run).
 //! Under `cargo test --benches` every case runs once and the interleaved rounds are cut short.
 
