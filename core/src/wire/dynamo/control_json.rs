@@ -158,27 +158,21 @@ fn read_written_layout(src: &[u8]) -> Option<RequestControlMessage> {
         return None;
     }
     let id = cursor.string()?.into_owned();
-    let request_type = if cursor.literal(b",\"request_type\":\"single_in\"") {
-        RequestType::SingleIn
-    } else if cursor.literal(b",\"request_type\":\"many_in\"") {
-        RequestType::ManyIn
-    } else {
-        return None;
-    };
-    let response_type = if cursor.literal(b",\"response_type\":\"many_out\"") {
-        ResponseType::ManyOut
-    } else if cursor.literal(b",\"response_type\":\"single_out\"") {
-        ResponseType::SingleOut
-    } else {
-        return None;
-    };
-    let payload_codec = if cursor.literal(b",\"payload_codec\":\"msgpack\"") {
-        PayloadCodec::Msgpack
-    } else if cursor.literal(b",\"payload_codec\":\"json\"") {
-        PayloadCodec::Json
-    } else {
-        return None;
-    };
+    let request_type = cursor.one_of(&[
+        (b",\"request_type\":\"single_in\"", RequestType::SingleIn),
+        (b",\"request_type\":\"many_in\"", RequestType::ManyIn),
+    ])?;
+    let response_type = cursor.one_of(&[
+        (b",\"response_type\":\"many_out\"", ResponseType::ManyOut),
+        (
+            b",\"response_type\":\"single_out\"",
+            ResponseType::SingleOut,
+        ),
+    ])?;
+    let payload_codec = cursor.one_of(&[
+        (b",\"payload_codec\":\"msgpack\"", PayloadCodec::Msgpack),
+        (b",\"payload_codec\":\"json\"", PayloadCodec::Json),
+    ])?;
     if !cursor.literal(b",\"connection_info\":{\"transport\":") {
         return None;
     }

@@ -291,6 +291,13 @@ impl<'a> Cursor<'a> {
         found
     }
 
+    /// Consumes the first of `choices`' literals found at the cursor and gives its value.
+    pub(crate) fn one_of<T: Copy>(&mut self, choices: &[(&[u8], T)]) -> Option<T> {
+        choices
+            .iter()
+            .find_map(|&(literal, value)| self.literal(literal).then_some(value))
+    }
+
     /// The text up to the next `"`, `\` or control byte, consumed if `end` follows it exactly:
     /// a piece of a string that needs no unescaping, for readers of a known layout.
     #[inline]
