@@ -202,7 +202,11 @@ mod tests {
             unread: 5,
             kill: false,
         });
-        assert_eq!(woken(&count), 1, "an ended stream's drop only gives back credit");
+        assert_eq!(
+            woken(&count),
+            1,
+            "an ended stream's drop only gives back credit"
+        );
         mailbox.post(Command::Dropped {
             id: StreamId(5),
             unread: 0,
@@ -228,6 +232,10 @@ mod tests {
     fn the_batch_is_a_quarter_of_the_smaller_credit() {
         assert_eq!(release_batch(1024 * 1024, 64 * 1024 * 1024), 256 * 1024);
         assert_eq!(release_batch(64, 16), 4);
-        assert_eq!(release_batch(3, 1024), 0, "tiny credits: every release wakes");
+        assert_eq!(
+            release_batch(3, 1024),
+            0,
+            "tiny credits: every release wakes"
+        );
     }
 }

@@ -454,7 +454,10 @@ pub async fn small_credit_comes_back<R: Runtime>(client_rt: &R, addr: SocketAddr
             .expect("opens");
         let (items, error) = collect(&mut last).await;
         assert!(error.is_none(), "{error:?}");
-        assert!(items == vec![big_item(15_000)], "a 15,000-byte answer still fits");
+        assert!(
+            items == vec![big_item(15_000)],
+            "a 15,000-byte answer still fits"
+        );
     })
     .await;
 }
