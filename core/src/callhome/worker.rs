@@ -23,7 +23,6 @@ use super::value::{
     ItemJson, annotated_data, ascii_json_string_into, bytes_json, json_string_into,
 };
 use super::{CallHomeConfig, CallHomeError, Cancel};
-use crate::wire::dynamo::control::from_json;
 use crate::wire::dynamo::{
     CONTROL_MESSAGE_MAX_BYTES, CallHomeHandshake, ControlMessage, PayloadCodec,
     ResponseStreamPrologue, StreamItem, StreamType, TwoPartDecoder, TwoPartFrame,
@@ -85,7 +84,7 @@ impl WorkerStream {
             subject: subject.to_owned(),
             stream_type: StreamType::Response,
         };
-        let header = serde_json::to_vec(&handshake).expect("a struct of strings serialises");
+        let header = handshake.to_json();
         let mut out = VecDeque::new();
         out.push_back(TwoPartFrame::header_only(Bytes::from(header)));
         Self {
@@ -116,10 +115,7 @@ impl WorkerStream {
         if !matches!(self.state, State::AwaitPrologue) {
             return Err(WorkerSendError::NotOpen("a prologue"));
         }
-        let header = serde_json::to_vec(prologue).map_err(|e| EncodeError::Serialize {
-            what: "response-stream prologue",
-            reason: e.to_string(),
-        })?;
+        let header = prologue.to_json()?;
         self.out
             .push_back(TwoPartFrame::header_only(Bytes::from(header)));
         if prologue.error.is_some() {
@@ -238,7 +234,7 @@ impl WorkerStream {
                 continue;
             }
             let control = (!frame.header.is_empty() && frame.body.is_empty())
-                .then(|| from_json::<ControlMessage>("control message", &frame.header).ok())
+                .then(|| ControlMessage::from_json(&frame.header).ok())
                 .flatten();
             match control {
                 Some(ControlMessage::Stop) => self.cancel(Cancel::Stop),
@@ -330,9 +326,10 @@ impl WorkerStream {
     }
 
     fn queue_control(&mut self, message: ControlMessage) {
-        let header = serde_json::to_vec(&message).expect("a unit enum always serialises");
         self.out
-            .push_back(TwoPartFrame::header_only(Bytes::from(header)));
+            .push_back(TwoPartFrame::header_only(Bytes::from_static(
+                message.json(),
+            )));
     }
 }
 
