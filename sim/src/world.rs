@@ -169,7 +169,7 @@ impl World {
             })
             .collect();
         let dcallers = (0..cfg.callers)
-            .map(|_| DynCaller::new(drng.chance(cfg.dynamo_percent)))
+            .map(|caller| DynCaller::new(caller, drng.chance(cfg.dynamo_percent)))
             .collect();
         Self {
             trace: Trace::new(cfg.trace),
