@@ -259,3 +259,53 @@ fn json_text_items_in_the_shapes_workers_write_mean_their_text() {
         }
     }
 }
+
+/// Msgpack text items in the shapes a worker writes — the string's length in each header
+/// (fixstr, str8, str16, str32), in a longer header than needed, and a header that says more or
+/// less than the bytes there — with text that is ASCII, other UTF-8, or not UTF-8.
+#[test]
+fn msgpack_text_items_in_the_shapes_workers_write_mean_their_text() {
+    let texts: [Vec<u8>; 7] = [
+        Vec::new(),
+        b"tok".to_vec(),
+        vec![b'x'; 31],
+        vec![b'x'; 200],
+        vec![b'x'; 70_000],
+        [&[b'x'; 300][..], "é ✓".as_bytes()].concat(),
+        [&[b'x'; 300][..], &[0xc3]].concat(),
+    ];
+    let headers = |len: usize| -> Vec<Vec<u8>> {
+        let mut headers = vec![
+            [&[0xd9, len as u8][..]].concat(),
+            [&[0xda][..], &(len as u16).to_be_bytes()].concat(),
+            [&[0xdb][..], &(len as u32).to_be_bytes()].concat(),
+            [&[0xdb][..], &(len as u32 + 1).to_be_bytes()].concat(),
+        ];
+        if len < 32 {
+            headers.push(vec![0xa0 | len as u8]);
+        }
+        if len > 0 {
+            headers.push([&[0xdb][..], &(len as u32 - 1).to_be_bytes()].concat());
+        }
+        headers
+    };
+    for text in &texts {
+        for header in headers(text.len()) {
+            for (head, tail) in [
+                (
+                    &b"\x82\xa4data\x81\xa4data"[..],
+                    &b"\xaecomplete_final\xc2"[..],
+                ),
+                (b"\x82\xa4data", b"\xaecomplete_final\xc2"),
+                (b"\x82\xa4data", b"\xaecomplete_final\xc3"),
+                (b"\x82\xa4data\x81\xa4data", b"\xaecomplete_final\xc3"),
+            ] {
+                let body = [head, &header, text, tail].concat();
+                check_body(PayloadCodec::Msgpack, &body).unwrap();
+            }
+        }
+        if let Ok(text) = std::str::from_utf8(text) {
+            check_handler_item(text.as_bytes()).unwrap();
+        }
+    }
+}

@@ -90,3 +90,11 @@ fn a_stalled_reader_bounds_what_the_server_produces() {
         scenario::slow_consumer(&SmolRuntime::new(), server.local_addr(), &observed).await;
     })
 }
+
+#[test]
+fn small_credit_given_back_in_small_amounts_reaches_the_server() {
+    smol::block_on(async {
+        let (server, _) = server().await;
+        scenario::small_credit_comes_back(&SmolRuntime::new(), server.local_addr()).await;
+    })
+}

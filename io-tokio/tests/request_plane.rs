@@ -72,3 +72,9 @@ async fn a_stalled_reader_bounds_what_the_server_produces() {
     let (server, observed) = server().await;
     scenario::slow_consumer(&TokioRuntime::current(), server.local_addr(), &observed).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_credit_given_back_in_small_amounts_reaches_the_server() {
+    let (server, _) = server().await;
+    scenario::small_credit_comes_back(&TokioRuntime::current(), server.local_addr()).await;
+}

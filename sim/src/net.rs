@@ -269,11 +269,7 @@ impl World {
         if end.held.is_empty() {
             return;
         }
-        let mut read = 0;
-        for data in end.held.drain(..) {
-            read += data.len();
-            end.rx.extend_from_slice(&data);
-        }
+        let read = take_held(&mut end.held, &mut end.rx);
         peer.in_flight = peer.in_flight.saturating_sub(read);
         if let Some(conn) = end.conn.as_mut() {
             conn.handle_input(&mut end.rx, now);
@@ -623,6 +619,18 @@ impl World {
             .find(|w| w.alive && w.addr == Some(addr))
             .map(|w| (w.slot, w.inc))
     }
+}
+
+/// Moves the bytes that arrived into the read buffer, as a read does; how many. (Handing a
+/// single arrival over as the buffer instead of copying it cost more than it saved: the buffer
+/// then has no room for the next arrival's partial frame.)
+pub(crate) fn take_held(held: &mut Vec<Bytes>, rx: &mut BytesMut) -> usize {
+    let mut read = 0;
+    for data in held.drain(..) {
+        read += data.len();
+        rx.extend_from_slice(&data);
+    }
+    read
 }
 
 /// Takes the first `n` bytes of `out`, as a socket takes a write of that size: the whole output

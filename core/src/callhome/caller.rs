@@ -28,7 +28,7 @@ use super::received::{ItemBody, decode_item};
 use super::value::Received;
 use super::{CallHomeConfig, CallHomeError, Cancel};
 use crate::wire::OutBuf;
-use crate::wire::dynamo::control::{TypedError, from_json};
+use crate::wire::dynamo::control::TypedError;
 use crate::wire::dynamo::{
     CONTROL_MESSAGE_MAX_BYTES, CallHomeHandshake, ControlMessage, PayloadCodec,
     ResponseStreamPrologue, StreamType, TwoPartDecoder, TwoPartFrame,
@@ -267,7 +267,7 @@ impl CallerStream {
                 "the first frame must be a header-only call-home handshake".into(),
             ));
         }
-        match from_json::<CallHomeHandshake>("call-home handshake", &frame.header) {
+        match CallHomeHandshake::from_json(&frame.header) {
             Ok(h) if h.stream_type == StreamType::Response => {
                 self.state = State::Claiming {
                     subject: h.subject.clone(),
@@ -288,7 +288,7 @@ impl CallerStream {
                 "malformed prologue: expected a header-only control message".into(),
             ));
         }
-        match from_json::<ResponseStreamPrologue>("response-stream prologue", &frame.header) {
+        match ResponseStreamPrologue::from_json(&frame.header) {
             Ok(ResponseStreamPrologue { error: None, .. }) => {
                 self.state = State::Streaming {
                     codec,
@@ -310,7 +310,7 @@ impl CallerStream {
 
     fn on_stream_frame(&mut self, frame: TwoPartFrame, codec: PayloadCodec, final_seen: bool) {
         if !frame.header.is_empty() {
-            return match from_json::<ControlMessage>("control message", &frame.header) {
+            return match ControlMessage::from_json(&frame.header) {
                 Ok(ControlMessage::Sentinel) if frame.body.is_empty() => {
                     if final_seen || self.stopped {
                         self.finish()
@@ -360,9 +360,10 @@ impl CallerStream {
     }
 
     fn queue_control(&mut self, message: ControlMessage) {
-        let header = serde_json::to_vec(&message).expect("a unit enum always serialises");
         self.out
-            .push_back(TwoPartFrame::header_only(Bytes::from(header)));
+            .push_back(TwoPartFrame::header_only(Bytes::from_static(
+                message.json(),
+            )));
     }
 
     /// A protocol violation after the stream was set up: tell the worker to stop work (as 1.6.1

@@ -6,7 +6,8 @@
 //! read here with borrowed types that accept only such items and refuse anything else (numbers,
 //! duplicate keys, bytes, an error, an unknown field), and the text is sliced out of the body
 //! when it holds no escapes; a JSON body in exactly the shape a worker writes for such text is
-//! not parsed at all ([`plain_text_item`]). A refused body is decoded the general way, so the result — data,
+//! not parsed at all ([`plain_text_item`]), nor is a msgpack body in the shape a worker writes
+//! ([`msgpack_text_item`]). A refused body is decoded the general way, so the result — data,
 //! error or skip, and every decode error — is the one the value tree gives.
 
 use std::fmt;
@@ -28,6 +29,14 @@ pub(crate) struct ItemBody {
 pub(crate) fn decode_item(codec: PayloadCodec, body: &Bytes) -> Result<ItemBody, DecodeError> {
     if codec == PayloadCodec::Json
         && let Some(text) = plain_text_item(body)
+    {
+        return Ok(ItemBody {
+            data: Some(Received::Data(body.slice_ref(text))),
+            complete_final: false,
+        });
+    }
+    if codec == PayloadCodec::Msgpack
+        && let Some(text) = msgpack_text_item(body)
     {
         return Ok(ItemBody {
             data: Some(Received::Data(body.slice_ref(text))),
@@ -67,6 +76,37 @@ fn plain_text_item(body: &[u8]) -> Option<&[u8]> {
         // ASCII is UTF-8; only text with other bytes needs the UTF-8 check.
         (!dirty && (!high || std::str::from_utf8(text).is_ok())).then_some(text)
     })
+}
+
+/// The text of a msgpack body laid out exactly as a worker writes a text item — rmp_serde's
+/// named encoding of `{"data":{"data":<str>},"complete_final":false}`, or of the same with the
+/// string as the data — read without a decoder: the string's header says where it ends (any of
+/// the string headers, as the decoder takes them), it must end where the known tail begins,
+/// and it must be UTF-8 (ASCII, what tokens nearly always are, is that without the full check).
+fn msgpack_text_item(body: &[u8]) -> Option<&[u8]> {
+    const HEAD: &[u8] = b"\x82\xa4data";
+    const ANNOTATED: &[u8] = b"\x81\xa4data";
+    const TAIL: &[u8] = b"\xaecomplete_final\xc2";
+    let rest = body.strip_prefix(HEAD)?.strip_suffix(TAIL)?;
+    let rest = rest.strip_prefix(ANNOTATED).unwrap_or(rest);
+    let (&marker, rest) = rest.split_first()?;
+    let (len, text) = match marker {
+        0xa0..=0xbf => (usize::from(marker & 0x1f), rest),
+        0xd9 => {
+            let (&len, text) = rest.split_first()?;
+            (usize::from(len), text)
+        }
+        0xda => {
+            let (len, text) = rest.split_first_chunk::<2>()?;
+            (usize::from(u16::from_be_bytes(*len)), text)
+        }
+        0xdb => {
+            let (len, text) = rest.split_first_chunk::<4>()?;
+            (usize::try_from(u32::from_be_bytes(*len)).ok()?, text)
+        }
+        _ => return None,
+    };
+    (text.len() == len && (text.is_ascii() || std::str::from_utf8(text).is_ok())).then_some(text)
 }
 
 /// Whether `text` holds a byte a JSON string must escape (`"`, `\`, below 0x20), and whether

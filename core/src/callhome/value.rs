@@ -60,6 +60,18 @@ impl<'a> ItemJson<'a> {
 
     /// Whether `item` is JSON a receiver reads as a value (the first case of [`Self::of`]).
     pub(crate) fn is_json(item: &[u8]) -> bool {
+        // JSON text begins, after whitespace, with one of these bytes: anything else (a token
+        // of text, as most items are) is not JSON, which serde_json would say with an error
+        // value allocated and dropped.
+        let first = item
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+        if !matches!(
+            first,
+            Some(b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')
+        ) {
+            return false;
+        }
         serde_json::from_slice::<serde::de::IgnoredAny>(item).is_ok() && numbers_fit(item)
     }
 }

@@ -23,7 +23,6 @@ use super::value::{
     ItemJson, annotated_data, ascii_json_string_into, bytes_json, json_string_into,
 };
 use super::{CallHomeConfig, CallHomeError, Cancel};
-use crate::wire::dynamo::control::from_json;
 use crate::wire::dynamo::{
     CONTROL_MESSAGE_MAX_BYTES, CallHomeHandshake, ControlMessage, PayloadCodec,
     ResponseStreamPrologue, StreamItem, StreamType, TwoPartDecoder, TwoPartFrame,
@@ -85,7 +84,7 @@ impl WorkerStream {
             subject: subject.to_owned(),
             stream_type: StreamType::Response,
         };
-        let header = serde_json::to_vec(&handshake).expect("a struct of strings serialises");
+        let header = handshake.to_json();
         let mut out = VecDeque::new();
         out.push_back(TwoPartFrame::header_only(Bytes::from(header)));
         Self {
@@ -116,10 +115,7 @@ impl WorkerStream {
         if !matches!(self.state, State::AwaitPrologue) {
             return Err(WorkerSendError::NotOpen("a prologue"));
         }
-        let header = serde_json::to_vec(prologue).map_err(|e| EncodeError::Serialize {
-            what: "response-stream prologue",
-            reason: e.to_string(),
-        })?;
+        let header = prologue.to_json()?;
         self.out
             .push_back(TwoPartFrame::header_only(Bytes::from(header)));
         if prologue.error.is_some() {
@@ -187,26 +183,12 @@ impl WorkerStream {
             body.extend_from_slice(ITEM_TAIL);
             return self.push_item(Bytes::from(body));
         }
-        let body = match ItemJson::of(item) {
-            ItemJson::Text(text) => {
-                /// `Annotated` with only its data, as a JSON value `{"data":…}` encodes.
-                #[derive(serde::Serialize)]
-                struct Annotated<'a> {
-                    data: &'a str,
-                }
-                let item = StreamItem::data(Annotated { data: text });
-                // `PayloadCodec::encode`'s bytes, in a buffer sized for the text at once.
-                let mut body = Vec::with_capacity(text.len() + 32);
-                rmp_serde::encode::write_named(&mut body, &item).map_err(|e| {
-                    EncodeError::Serialize {
-                        what: "msgpack payload",
-                        reason: e.to_string(),
-                    }
-                })?;
-                Bytes::from(body)
-            }
-            ItemJson::Json => msgpack_item(&annotated_data(item))?,
-            ItemJson::Bytes => msgpack_item(&annotated_data(&bytes_json(item)))?,
+        let body = if ItemJson::is_json(item) {
+            msgpack_item(&annotated_data(item))?
+        } else if let Some(body) = msgpack_text_item(item) {
+            body?
+        } else {
+            msgpack_item(&annotated_data(&bytes_json(item)))?
         };
         self.push_item(body)
     }
@@ -252,7 +234,7 @@ impl WorkerStream {
                 continue;
             }
             let control = (!frame.header.is_empty() && frame.body.is_empty())
-                .then(|| from_json::<ControlMessage>("control message", &frame.header).ok())
+                .then(|| ControlMessage::from_json(&frame.header).ok())
                 .flatten();
             match control {
                 Some(ControlMessage::Stop) => self.cancel(Cancel::Stop),
@@ -344,15 +326,70 @@ impl WorkerStream {
     }
 
     fn queue_control(&mut self, message: ControlMessage) {
-        let header = serde_json::to_vec(&message).expect("a unit enum always serialises");
         self.out
-            .push_back(TwoPartFrame::header_only(Bytes::from(header)));
+            .push_back(TwoPartFrame::header_only(Bytes::from_static(
+                message.json(),
+            )));
     }
 }
 
 /// The JSON body of an item: `ITEM_HEAD`, its data, `ITEM_TAIL`.
 const ITEM_HEAD: &[u8] = br#"{"data":"#;
 const ITEM_TAIL: &[u8] = br#","complete_final":false}"#;
+
+/// The msgpack body of a text item, `{"data":{"data":<text>},"complete_final":false}`, byte
+/// for byte what rmp_serde's named encoding of `StreamItem::data(Annotated { data: text })`
+/// writes (maps with their keys as strings, the string's length in its shortest header), in
+/// one buffer of its exact size. `None` if `item` is not UTF-8 text, or too long for a msgpack
+/// string. ASCII (what tokens nearly always are) is UTF-8 without the full check.
+fn msgpack_text_item(item: &[u8]) -> Option<Result<Bytes, WorkerSendError>> {
+    const HEAD: &[u8] = b"\x82\xa4data\x81\xa4data";
+    const TAIL: &[u8] = b"\xaecomplete_final\xc2";
+    if !item.is_ascii() && std::str::from_utf8(item).is_err() {
+        return None;
+    }
+    let Ok(len) = u32::try_from(item.len()) else {
+        // Beyond any message limit; rmp_serde's own encoding says what it says.
+        return Some(msgpack_annotated_text(item));
+    };
+    let mut body = Vec::with_capacity(HEAD.len() + 5 + item.len() + TAIL.len());
+    body.extend_from_slice(HEAD);
+    match len {
+        0..32 => body.push(0xa0 | len as u8),
+        32..256 => body.extend_from_slice(&[0xd9, len as u8]),
+        256..65536 => {
+            body.push(0xda);
+            body.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            body.push(0xdb);
+            body.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+    body.extend_from_slice(item);
+    body.extend_from_slice(TAIL);
+    Some(Ok(Bytes::from(body)))
+}
+
+/// [`msgpack_text_item`] through rmp_serde.
+fn msgpack_annotated_text(item: &[u8]) -> Result<Bytes, WorkerSendError> {
+    /// `Annotated` with only its data, as a JSON value `{"data":…}` encodes.
+    #[derive(serde::Serialize)]
+    struct Annotated<'a> {
+        data: &'a str,
+    }
+    let text = std::str::from_utf8(item).map_err(|e| EncodeError::Serialize {
+        what: "msgpack payload",
+        reason: e.to_string(),
+    })?;
+    let mut body = Vec::new();
+    rmp_serde::encode::write_named(&mut body, &StreamItem::data(Annotated { data: text }))
+        .map_err(|e| EncodeError::Serialize {
+            what: "msgpack payload",
+            reason: e.to_string(),
+        })?;
+    Ok(Bytes::from(body))
+}
 
 /// The msgpack body of an item whose data is the JSON text `json`, transcoded through a value.
 fn msgpack_item(json: &[u8]) -> Result<Bytes, WorkerSendError> {

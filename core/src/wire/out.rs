@@ -50,6 +50,12 @@ impl OutBuf {
         }
     }
 
+    /// Payloads shorter than this are copied into the coalescing buffer (see
+    /// [`OutBuf::put_bytes`]).
+    pub fn copy_threshold(&self) -> usize {
+        self.copy_threshold
+    }
+
     /// Bytes queued and not yet written.
     pub fn len(&self) -> usize {
         self.len

@@ -2,16 +2,30 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use dynrt_core::conn::OpenError;
-use dynrt_core::wire::mux::{CancelMode, ErrorKind, StreamId, WireStr};
+use dynrt_core::wire::mux::{CancelMode, ErrorKind, StreamError, StreamId, WireStr};
+use event_listener::EventListener;
 use futures_lite::Stream;
 
+use super::call::{CallCell, CallEntry};
 use super::error::CallError;
-use super::state::{CallSlot, Items, Shared, State};
+use super::mailbox::Command;
+use super::state::{Items, Shared};
+
+/// Times a call finding the connection locked yields before it waits for the lock.
+const MAX_YIELDS: u32 = 4;
+
+/// What one attempt to open a call came to.
+enum Attempt {
+    Done(Result<ResponseStream, CallError>),
+    /// The connection's lock is held.
+    Busy,
+    /// No room to open now: wait for this and try again.
+    Wait(EventListener),
+}
 
 /// A handle to one mux connection, for opening request streams. Cheap to clone.
 #[derive(Clone)]
@@ -29,39 +43,70 @@ impl MuxClient {
         payload: Bytes,
     ) -> Result<ResponseStream, CallError> {
         // This task's waker, registered with the call as it opens: the caller nearly always
-        // reads the answer in the same task, whose first poll can then wait without taking the
-        // connection's lock again only to register itself (see `ResponseStream::armed`).
-        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        // reads the answer in the same task, whose first poll then finds it registered.
+        let mut waker = Some(std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await);
+        let mut yields = 0;
         loop {
-            let listener = {
-                let mut state = self.shared.lock();
-                if let Some(reason) = &state.closed {
-                    return Err(CallError::closed(reason));
+            match self.try_open(route, &header, &payload, &mut waker, yields >= MAX_YIELDS) {
+                Attempt::Done(result) => return result,
+                // The driver holds the lock for its turn, on another thread on a multi-threaded
+                // executor: rather than put this thread to sleep on the mutex (and every task
+                // queued behind this one with it), let the others run and try again.
+                Attempt::Busy => {
+                    yields += 1;
+                    futures_lite::future::yield_now().await;
                 }
-                // A fresh route string per attempt: cloning one would turn its bytes into a
-                // shared allocation on every call.
-                match state
-                    .conn
-                    .open(WireStr::from(route), header.clone(), payload.clone())
-                {
-                    Ok(id) => {
-                        state.calls.insert(id, CallSlot::waiting(waker.clone()));
-                        state.wake_driver();
-                        let armed = Armed {
-                            waker,
-                            calls_woken: self.shared.calls_woken.load(Ordering::Acquire),
-                        };
-                        return Ok(ResponseStream::new(self.shared.clone(), id, armed));
-                    }
-                    Err(
-                        OpenError::Handshaking
-                        | OpenError::Blocked { .. }
-                        | OpenError::TooManyStreams { .. },
-                    ) => self.shared.can_open.listen(),
-                    Err(e) => return Err(CallError::Open(e)),
-                }
-            };
-            listener.await;
+                Attempt::Wait(listener) => listener.await,
+            }
+        }
+    }
+
+    /// One attempt to open the call: with `wait`, waits for the lock rather than report it
+    /// busy.
+    fn try_open(
+        &self,
+        route: &str,
+        header: &Bytes,
+        payload: &Bytes,
+        waker: &mut Option<Waker>,
+        wait: bool,
+    ) -> Attempt {
+        let mut state = match self.shared.try_lock() {
+            Some(state) => state,
+            None if wait => self.shared.lock(),
+            None => return Attempt::Busy,
+        };
+        if let Some(reason) = &state.closed {
+            return Attempt::Done(Err(CallError::closed(reason)));
+        }
+        // What response streams posted since the driver's last turn, applied under the lock
+        // this call takes anyway (the driver is woken below).
+        state.apply_mail(&self.shared);
+        // A fresh route string per attempt: cloning one would turn its bytes into a shared
+        // allocation on every call.
+        match state
+            .conn
+            .open(WireStr::from(route), header.clone(), payload.clone())
+        {
+            Ok(id) => {
+                let cell = CallCell::waiting(waker.take().expect("taken only once opened"));
+                state.calls.insert(id, CallEntry::new(cell.clone()));
+                state.wake_driver();
+                Attempt::Done(Ok(ResponseStream::new(self.shared.clone(), id, cell)))
+            }
+            Err(
+                OpenError::Handshaking
+                | OpenError::Blocked { .. }
+                | OpenError::TooManyStreams { .. },
+            ) => {
+                // The mail applied may have queued credit for the server.
+                state.wake_driver_if_needed();
+                Attempt::Wait(self.shared.can_open.listen())
+            }
+            Err(e) => {
+                state.wake_driver_if_needed();
+                Attempt::Done(Err(CallError::Open(e)))
+            }
         }
     }
 
@@ -84,70 +129,65 @@ impl MuxClient {
 /// ends if the stream failed. Dropping it before the end cancels the request on the server
 /// (kill).
 ///
-/// Items are taken from the connection in batches: one lock takes every item that has arrived
-/// (and the end, if it came with them), and later polls serve them without touching the
-/// connection. The credit of taken items goes back to the core when the batch runs dry or
-/// 16 KiB were taken, whichever comes first, so what waits here stays within
-/// the stream credit the core accounts for.
+/// Items are taken from the call's inbox in batches, without the connection's lock: one lock
+/// of the inbox takes every item that has arrived (and the end, if it came with them), and
+/// later polls serve them without touching it. The credit of taken items goes back to the core
+/// (through the connection's mailbox) when the batch runs dry or 16 KiB were taken, whichever
+/// comes first, so what waits here stays within the stream credit the core accounts for.
 pub struct ResponseStream {
     shared: Arc<Shared>,
+    cell: Arc<CallCell>,
     id: StreamId,
     done: bool,
-    /// Items taken from the connection, not yet handed out, with the bytes of each still to
+    /// Items taken from the inbox, not yet handed out, with the bytes of each still to
     /// release to the core.
     ready: Items,
     /// Bytes of items handed out whose credit has not gone back to the core yet.
     taken: u64,
-    /// How the stream ended, once the end was taken with the last batch (the connection no
-    /// longer knows the call then): `Some(None)` clean, `Some(Some(error))` failed.
+    /// How the stream ended, once the end was taken with the last batch: `Some(None)` clean,
+    /// `Some(Some(error))` failed.
     end: Option<Option<CallError>>,
-    /// The waker the call registered as it opened, until the first poll (see [`Armed`]).
-    armed: Option<Armed>,
-}
-
-/// The waker a call registered as it opened, and the connection's count of callers woken at
-/// that moment. A first poll by that same task, with the count unchanged, returns `Pending`
-/// without the lock: no dispatch has taken a caller's waker since, so this one is still
-/// registered and the first item or the end will wake it (a dispatch that takes it after the
-/// check wakes it after, which polls the task again). Any other poll takes the lock.
-struct Armed {
-    waker: Waker,
-    calls_woken: u64,
+    /// Cancels already posted: one of each mode is enough (and keeps the mailbox bounded).
+    stop_posted: bool,
+    kill_posted: bool,
 }
 
 /// Taken bytes are released to the core at least this often, even while a batch lasts.
 const RELEASE_EVERY: u64 = 16 * 1024;
 
 impl ResponseStream {
-    fn new(shared: Arc<Shared>, id: StreamId, armed: Armed) -> Self {
+    fn new(shared: Arc<Shared>, id: StreamId, cell: Arc<CallCell>) -> Self {
         Self {
             shared,
+            cell,
             id,
             done: false,
             ready: Items::default(),
             taken: 0,
             end: None,
-            armed: Some(armed),
+            stop_posted: false,
+            kill_posted: false,
         }
     }
 
     /// Asks the server to stop (finish soon, gracefully) or kill (abort now) the request. After
     /// `Kill` the stream ends with a `Cancelled` error.
     pub fn cancel(&mut self, mode: CancelMode) {
-        if self.done {
+        let posted = match mode {
+            CancelMode::Stop => &mut self.stop_posted,
+            CancelMode::Kill => &mut self.kill_posted,
+        };
+        if self.done || std::mem::replace(posted, true) {
             return;
         }
-        let mut state = self.shared.lock();
-        let _ = state.conn.cancel(self.id, mode);
-        state.wake_driver();
+        self.shared.mailbox.post(Command::Cancel(self.id, mode));
     }
 
     /// Gives the credit of the items handed out so far back to the core.
-    fn release_taken(&mut self, state: &mut State) {
+    fn release_taken(&mut self) {
         let taken = std::mem::take(&mut self.taken);
         if taken > 0 {
-            let _ = state.conn.release(self.id, taken);
-            state.wake_driver_if_needed();
+            self.shared.mailbox.post(Command::Release(self.id, taken));
         }
     }
 
@@ -156,10 +196,19 @@ impl ResponseStream {
         let (item, unreleased) = self.ready.pop_front()?;
         self.taken += unreleased;
         if self.taken >= RELEASE_EVERY {
-            let shared = self.shared.clone();
-            self.release_taken(&mut shared.lock());
+            self.release_taken();
         }
         Some(item)
+    }
+
+    /// The error a failed stream ends with.
+    fn failure(&self, e: StreamError) -> CallError {
+        match self.shared.closed.get() {
+            // The core ended the stream because the connection died: a transport failure,
+            // not an answer from the server.
+            Some(reason) if e.kind == ErrorKind::DISCONNECTED => CallError::closed(reason),
+            _ => CallError::Stream(e),
+        }
     }
 }
 
@@ -174,72 +223,43 @@ impl Stream for ResponseStream {
         if let Some(item) = this.next_ready() {
             return Poll::Ready(Some(Ok(item)));
         }
-        // The end came with the last batch and every credit went back: nothing to tell the
-        // connection (a unary call ends here without a third lock).
-        if this.taken == 0
-            && let Some(end) = this.end.take()
-        {
-            this.done = true;
-            return Poll::Ready(end.map(Err));
-        }
-        if let Some(armed) = this.armed.take()
-            && armed.waker.will_wake(cx.waker())
-            && this.shared.calls_woken.load(Ordering::Acquire) == armed.calls_woken
-        {
-            return Poll::Pending;
-        }
-        let id = this.id;
-        let shared = this.shared.clone();
-        let mut state = shared.lock();
-        let state = &mut *state;
-        this.release_taken(state);
+        // The batch ran dry: the credit of what it handed out goes back.
+        this.release_taken();
         if let Some(end) = this.end.take() {
             this.done = true;
             return Poll::Ready(end.map(Err));
         }
-        let Some(slot) = state.calls.get_mut(&id) else {
-            this.done = true;
-            return Poll::Ready(None);
+        let (end, closed) = {
+            let mut inbox = this.cell.lock();
+            std::mem::swap(&mut inbox.items, &mut this.ready);
+            let end = inbox.end.take();
+            if end.is_none() && !inbox.closed && this.ready.is_empty() {
+                match &inbox.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => inbox.waker = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+            (end, inbox.closed)
         };
-        std::mem::swap(&mut slot.items, &mut this.ready);
-        let end = slot.end.take().map(|end| {
-            end.err().map(|e| match &state.closed {
-                // The core ended the stream because the connection died: a transport failure,
-                // not an answer from the server.
-                Some(reason) if e.kind == ErrorKind::DISCONNECTED => CallError::closed(reason),
-                _ => CallError::Stream(e),
-            })
-        });
         if let Some(end) = end {
-            // The end came with this batch (or alone): the connection is done with the call.
-            state.calls.remove(&id);
-            this.end = Some(end);
+            this.end = Some(end.err().map(|e| this.failure(e)));
         }
-        if let Some((item, unreleased)) = this.ready.pop_front() {
-            // The batch ran dry before this lock: the first item's credit goes back under it
-            // now rather than under the next one.
-            this.taken += unreleased;
-            this.release_taken(state);
+        if let Some(item) = this.next_ready() {
             return Poll::Ready(Some(Ok(item)));
         }
         if let Some(end) = this.end.take() {
             this.done = true;
             return Poll::Ready(end.map(Err));
         }
-        if let Some(reason) = &state.closed {
-            // Closed before the core ended the stream (cannot normally happen: closing ends
-            // every stream first), but never leave the caller hanging.
-            let error = CallError::closed(reason);
-            state.calls.remove(&id);
-            this.done = true;
-            return Poll::Ready(Some(Err(error)));
-        }
-        let slot = state.calls.get_mut(&id).expect("present: no end taken");
-        match &slot.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => slot.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+        // Closed without an end (see `Inbox::closed`): never leave the caller hanging.
+        debug_assert!(closed);
+        this.done = true;
+        let error = match this.shared.closed.get() {
+            Some(reason) => CallError::closed(reason),
+            None => CallError::Disconnected("connection closed".into()),
+        };
+        Poll::Ready(Some(Err(error)))
     }
 }
 
@@ -248,24 +268,25 @@ impl Drop for ResponseStream {
         if self.done {
             return;
         }
-        let mut state = self.shared.lock();
-        // Give back the credit of what was taken or never read, then cancel unless the stream
-        // already ended.
-        let mut unread = self.taken + self.ready.unreleased();
-        let ended = match state.calls.remove(&self.id) {
-            Some(slot) => {
-                unread += slot.items.unreleased();
-                slot.end.is_some()
-            }
-            // Taken with the last batch, or the connection forgot the call.
-            None => true,
+        // From here on the driver releases what arrives instead of keeping it.
+        let (in_inbox, ended) = {
+            let mut inbox = self.cell.lock();
+            inbox.dropped = true;
+            (
+                inbox.items.unreleased(),
+                inbox.end.is_some() || inbox.closed,
+            )
         };
-        if unread > 0 {
-            let _ = state.conn.release(self.id, unread);
+        // Give back the credit of what was taken or never read, then kill unless the stream
+        // already ended.
+        let unread = self.taken + self.ready.unreleased() + in_inbox;
+        let kill = !ended && self.end.is_none();
+        if unread > 0 || kill {
+            self.shared.mailbox.post(Command::Dropped {
+                id: self.id,
+                unread,
+                kill,
+            });
         }
-        if !ended {
-            let _ = state.conn.cancel(self.id, CancelMode::Kill);
-        }
-        state.wake_driver();
     }
 }

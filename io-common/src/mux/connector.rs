@@ -19,6 +19,7 @@ use futures_lite::future;
 use super::client::{MuxClient, ResponseStream};
 use super::driver::Driver;
 use super::error::CallError;
+use super::mailbox;
 use super::state::Shared;
 use crate::runtime::{self, Runtime};
 
@@ -184,7 +185,8 @@ impl<R: Runtime> Connector<R> {
         };
         let conn = Conn::client(self.config.clone(), self.rt.now())
             .map_err(|e| CallError::Disconnected(format!("bad connection settings: {e}")))?;
-        let shared = Shared::new(conn);
+        let batch = mailbox::release_batch(self.config.stream_credit, self.config.conn_credit);
+        let shared = Shared::client(conn, batch);
         self.rt.spawn(Driver::new(
             self.rt.clone(),
             shared.clone(),

@@ -167,6 +167,8 @@ impl<R: Runtime> Driver<R> {
     /// The driver stops: answers still held will not be written by it; release them (outside
     /// the lock), as delivered only after a graceful close that wrote everything.
     fn release_held(&mut self, delivered: bool) {
+        // Nothing posted from now on is applied: the core is closed.
+        self.shared.mailbox.close();
         let released = {
             let mut state = self.shared.lock();
             state.delivery.release_all(delivered);
@@ -242,7 +244,12 @@ impl<R: Runtime> Future for Driver<R> {
             };
             let (closed, abandoned, deadline, released) = {
                 let mut state = this.shared.lock();
-                state.set_driver_waker(cx.waker());
+                if state.set_driver_waker(cx.waker()) {
+                    this.shared.mailbox.set_driver(cx.waker());
+                }
+                // Credit and cancels the response streams posted: before the input, so that
+                // a stream dropped since the last turn is no longer fed.
+                state.apply_mail(&this.shared);
                 // What the socket took since the last turn: write progress for the stall
                 // timeout, and room under the output limit.
                 state.conn.handle_written(this.out.len(), now);

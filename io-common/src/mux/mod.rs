@@ -8,11 +8,14 @@
 //!   [`MuxClient::call`] opens a request stream on it and returns the [`ResponseStream`].
 //!
 //! The connection state lives behind one mutex shared by the connection's driver task, the
-//! callers' response streams and the server's per-request tasks (quinn's pattern): a call
-//! locks, opens a stream in the core and wakes the driver; no task is spawned and no channel
-//! is crossed on the client's hot path.
+//! callers and the server's per-request tasks (quinn's pattern): a call locks, opens a stream
+//! in the core and wakes the driver; no task is spawned and no channel is crossed on the
+//! client's hot path. Response streams do not take that lock: each reads its own inbox
+//! (`call`), which the driver fills, and posts credit and cancels to a mailbox the driver
+//! applies once per turn (`mailbox`).
 
 mod budget;
+mod call;
 mod client;
 mod connector;
 mod delivery;
@@ -20,6 +23,7 @@ mod driver;
 mod error;
 mod handler;
 pub mod limit;
+mod mailbox;
 mod pieces;
 mod server;
 pub(crate) mod state;

@@ -2,18 +2,19 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::task::Waker;
 
 use bytes::Bytes;
 use dynrt_core::conn::{CloseReason, Conn, Event};
-use dynrt_core::wire::mux::{CancelMode, Request, StreamError, StreamId};
+use dynrt_core::wire::mux::{CancelMode, Request, StreamId};
 use event_listener::Event as Notify;
 
 use super::budget::OutputBudget;
+use super::call::{CallEntry, Inbox};
 use super::delivery::Delivery;
-use super::pieces::Pieces;
+use super::mailbox::{Command, Mailbox};
 
 /// One connection: the core state machine plus what the adapters hang off it.
 pub(crate) struct Shared {
@@ -22,19 +23,27 @@ pub(crate) struct Shared {
     pub(crate) can_open: Notify,
     /// Set to drop the socket at once, without GOAWAY (a server killed mid-stream).
     pub(crate) abort: AtomicBool,
-    /// Raised (under the lock) by every dispatch that took a caller's waker to wake it: a
-    /// caller that registered its waker at a known count, and finds it unchanged, knows its
-    /// waker is still registered (see `ResponseStream::armed`).
-    pub(crate) calls_woken: AtomicU64,
+    /// Client: what response streams ask of the connection (credit back, cancels), applied by
+    /// the driver each turn and by each call as it opens.
+    pub(crate) mailbox: Mailbox,
+    /// Why the connection closed, set before the streams it cut short are told: their readers
+    /// name it without taking the lock.
+    pub(crate) closed: OnceLock<CloseReason>,
 }
 
 impl Shared {
-    pub(crate) fn new(conn: Conn) -> Arc<Self> {
-        Self::with_budget(conn, None)
+    /// A client connection; releases of credit wake its driver once `release_batch` bytes wait
+    /// (see `mailbox`).
+    pub(crate) fn client(conn: Conn, release_batch: u64) -> Arc<Self> {
+        Self::build(conn, None, release_batch)
     }
 
     /// A connection whose held output counts against `budget` (servers).
     pub(crate) fn with_budget(conn: Conn, budget: Option<OutputBudget>) -> Arc<Self> {
+        Self::build(conn, budget, 0)
+    }
+
+    fn build(conn: Conn, budget: Option<OutputBudget>, release_batch: u64) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 conn,
@@ -47,10 +56,12 @@ impl Shared {
                 delivery: Delivery::default(),
                 woken: 0,
                 to_wake: Vec::new(),
+                commands: Vec::new(),
             }),
             can_open: Notify::new(),
             abort: AtomicBool::new(false),
-            calls_woken: AtomicU64::new(0),
+            mailbox: Mailbox::new(release_batch),
+            closed: OnceLock::new(),
         })
     }
 
@@ -66,12 +77,22 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Locks the state if no one holds it.
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, State>> {
+        match self.state.try_lock() {
+            Ok(state) => Some(state),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
 }
 
 pub(crate) struct State {
     pub(crate) conn: Conn,
-    /// Client: response streams by stream id.
-    pub(crate) calls: IdMap<CallSlot>,
+    /// Client: the inboxes of the calls in flight by stream id, until their end is delivered
+    /// or their reader is gone.
+    pub(crate) calls: IdMap<CallEntry>,
     /// Server: requests being served by stream id.
     pub(crate) serving: IdMap<ServeSlot>,
     driver_waker: Option<Waker>,
@@ -90,6 +111,8 @@ pub(crate) struct State {
     /// Tasks `dispatch_events` has to wake: the driver wakes them once it has released the
     /// lock (see [`State::take_wakes`]).
     to_wake: Vec<Waker>,
+    /// The mailbox's commands being applied (kept for its capacity).
+    commands: Vec<Command>,
 }
 
 impl Drop for State {
@@ -159,30 +182,13 @@ impl Items {
         self.first.take().or_else(|| self.rest.pop_front())
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
     /// The bytes of every item still to release.
     pub(crate) fn unreleased(&self) -> u64 {
         self.first.iter().chain(&self.rest).map(|(_, n)| n).sum()
-    }
-}
-
-/// A response stream's inbox: whole items in order, then the end.
-#[derive(Default)]
-pub(crate) struct CallSlot {
-    /// Items with the number of their bytes still to release to the core once taken.
-    pub(crate) items: Items,
-    /// Pieces of an item that continues (`more`), already released to the core.
-    partial: Option<Pieces>,
-    pub(crate) end: Option<Result<(), StreamError>>,
-    pub(crate) waker: Option<Waker>,
-}
-
-impl CallSlot {
-    /// A call just opened, its reader's waker registered.
-    pub(crate) fn waiting(waker: Waker) -> Self {
-        Self {
-            waker: Some(waker),
-            ..Self::default()
-        }
     }
 }
 
@@ -232,12 +238,41 @@ impl CancelState {
 }
 
 impl State {
-    /// Remembers the driver's waker; callers wake it after changing the core.
-    pub(crate) fn set_driver_waker(&mut self, waker: &Waker) {
+    /// Remembers the driver's waker; callers wake it after changing the core. Returns whether
+    /// it changed.
+    pub(crate) fn set_driver_waker(&mut self, waker: &Waker) -> bool {
         match &self.driver_waker {
-            Some(current) if current.will_wake(waker) => {}
-            _ => self.driver_waker = Some(waker.clone()),
+            Some(current) if current.will_wake(waker) => false,
+            _ => {
+                self.driver_waker = Some(waker.clone());
+                true
+            }
         }
+    }
+
+    /// Applies what response streams posted to the mailbox, in order.
+    pub(crate) fn apply_mail(&mut self, shared: &Shared) {
+        let mut commands = std::mem::take(&mut self.commands);
+        shared.mailbox.take(&mut commands);
+        for command in commands.drain(..) {
+            match command {
+                Command::Release(id, len) => {
+                    let _ = self.conn.release(id, len);
+                }
+                Command::Cancel(id, mode) => {
+                    let _ = self.conn.cancel(id, mode);
+                }
+                Command::Dropped { id, unread, kill } => {
+                    // What still arrives for it is released at once (see `on_data`).
+                    self.calls.remove(&id);
+                    let _ = self.conn.release(id, unread);
+                    if kill {
+                        let _ = self.conn.cancel(id, CancelMode::Kill);
+                    }
+                }
+            }
+        }
+        self.commands = commands;
     }
 
     /// Brings the budget up to date with what the core holds now.
@@ -284,23 +319,28 @@ impl State {
         // Streams ended by force in this pass: a close reports each open stream so, just
         // before `Closed`.
         let mut cut = 0;
-        let mut calls_woken = 0;
-        while let Some(event) = self.conn.poll_event() {
+        if let Some(reason) = self.conn.close_reason() {
+            // Before the streams it cut short are told: their readers name it.
+            shared.closed.get_or_init(|| reason.clone());
+        }
+        // An event `on_data` took from the core that was for something else.
+        let mut carried = None;
+        while let Some(event) = carried.take().or_else(|| self.conn.poll_event()) {
             match event {
                 Event::HandshakeDone(_) | Event::CanOpen => {
                     can_open.notify(usize::MAX);
                 }
                 Event::StreamOpened(request) => opened.push(request),
                 Event::Data { id, payload, more } => {
-                    calls_woken += self.on_data(id, payload, more);
+                    carried = self.on_data(id, payload, more, &mut cut);
                 }
                 Event::End { id, result } => {
                     cut += usize::from(result.is_err());
-                    if let Some(slot) = self.calls.get_mut(&id) {
-                        slot.end = Some(result);
-                        let woken = defer_wake(&mut slot.waker, &mut self.to_wake);
-                        self.woken += woken;
-                        calls_woken += woken;
+                    // The reader has the cell: the connection is done with the call.
+                    if let Some(entry) = self.calls.remove(&id) {
+                        let mut inbox = entry.cell.lock();
+                        inbox.end = Some(result);
+                        self.woken += defer_wake(&mut inbox.waker, &mut self.to_wake);
                     }
                 }
                 Event::Cancelled { id, mode, cause } => {
@@ -337,43 +377,88 @@ impl State {
                         slot.cancel.set(CancelMode::Kill);
                         defer_wake(&mut slot.waker, &mut self.to_wake);
                     }
-                    for slot in self.calls.values_mut() {
-                        calls_woken += defer_wake(&mut slot.waker, &mut self.to_wake);
+                    for (_, entry) in self.calls.drain() {
+                        let mut inbox = entry.cell.lock();
+                        inbox.closed = true;
+                        defer_wake(&mut inbox.waker, &mut self.to_wake);
                     }
                 }
                 _ => {}
             }
         }
-        if calls_woken > 0 {
-            shared.calls_woken.fetch_add(1, Ordering::Release);
-        }
     }
 
-    /// Returns how many callers' wakers it took (0 or 1).
-    fn on_data(&mut self, id: StreamId, payload: Bytes, more: bool) -> usize {
-        let Some(slot) = self.calls.get_mut(&id) else {
+    /// Hands an item to its call's inbox, together with the whole items and the end of the
+    /// same call that follow it in the core's events, under one lock of the inbox (a batch of
+    /// a stream's items; a unary answer and its end). Returns the first event that is for
+    /// something else, already taken from the core.
+    fn on_data(
+        &mut self,
+        id: StreamId,
+        payload: Bytes,
+        more: bool,
+        cut: &mut usize,
+    ) -> Option<Event> {
+        let Some(entry) = self.calls.get_mut(&id) else {
             // The response stream was dropped: give the credit back at once.
             let _ = self.conn.release(id, payload.len() as u64);
-            return 0;
+            return None;
         };
-        if more || slot.partial.is_some() {
+        let item = if more || entry.partial.is_some() {
             // A piece of a larger item: keep it (see `pieces`) and release it now, so an item
             // larger than the stream credit can still arrive whole.
             let _ = self.conn.release(id, payload.len() as u64);
-            slot.partial.get_or_insert_default().push(payload);
+            entry.partial.get_or_insert_default().push(payload);
             if more {
-                return 0;
+                return None;
             }
-            let whole = slot.partial.take().expect("set above").join();
-            slot.items.push_back((whole, 0));
+            (entry.partial.take().expect("set above").join(), 0)
         } else {
             // Released when the caller takes it: the credit bounds what waits here.
             let len = payload.len() as u64;
-            slot.items.push_back((payload, len));
+            (payload, len)
+        };
+        let mut inbox = entry.cell.lock();
+        hand_over(&mut inbox, &mut self.conn, id, item);
+        let mut ended = false;
+        let next = loop {
+            match self.conn.poll_event() {
+                Some(Event::Data {
+                    id: next,
+                    payload,
+                    more: false,
+                }) if next == id => {
+                    let len = payload.len() as u64;
+                    hand_over(&mut inbox, &mut self.conn, id, (payload, len));
+                }
+                Some(Event::End { id: next, result }) if next == id => {
+                    *cut += usize::from(result.is_err());
+                    inbox.end = Some(result);
+                    ended = true;
+                    break None;
+                }
+                other => break other,
+            }
+        };
+        if !inbox.dropped {
+            self.woken += defer_wake(&mut inbox.waker, &mut self.to_wake);
         }
-        let woken = defer_wake(&mut slot.waker, &mut self.to_wake);
-        self.woken += woken;
-        woken
+        drop(inbox);
+        if ended {
+            // The reader has the cell: the connection is done with the call.
+            self.calls.remove(&id);
+        }
+        next
+    }
+}
+
+/// Puts a whole item in a call's inbox, or gives its credit back at once if the reader is gone
+/// (dropped since the driver's turn began: the mailbox says so next turn).
+fn hand_over(inbox: &mut Inbox, conn: &mut Conn, id: StreamId, item: (Bytes, u64)) {
+    if inbox.dropped {
+        let _ = conn.release(id, item.1);
+    } else {
+        inbox.items.push_back(item);
     }
 }
 

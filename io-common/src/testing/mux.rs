@@ -407,3 +407,57 @@ pub async fn slow_consumer<R: Runtime>(client_rt: &R, addr: SocketAddr, observed
     })
     .await;
 }
+
+/// With little credit (16 KiB for the connection and for each stream), the credit readers give
+/// back in small amounts (through the connection's mailbox, see `mux::mailbox`) still reaches
+/// the server: a 400 KiB stream flows to its end with no other call to carry it, and 64
+/// answers dropped unread do not use the connection's credit up.
+pub async fn small_credit_comes_back<R: Runtime>(client_rt: &R, addr: SocketAddr) {
+    let config = ConnConfig {
+        stream_credit: 16 * 1024,
+        conn_credit: 16 * 1024,
+        // No keep-alive: its pings would run the driver, and so apply held-back credit, every
+        // 10 s; a stall must show as one.
+        keepalive_interval: None,
+        ..ConnConfig::default()
+    };
+    let connector = Connector::new(client_rt.clone(), config);
+    within(client_rt, LIMIT, "small credit", async {
+        let mut flood = connector
+            .call(addr, "flood", header("f"), Bytes::new())
+            .await
+            .expect("opens");
+        for i in 0..400 {
+            let item = flood.next().await.expect("an item").expect("ok");
+            assert_eq!(item.len(), 1024, "item {i}");
+        }
+        drop(flood);
+        for round in 0..64 {
+            // The big answer goes out first; by the time the echo is read it has most likely
+            // arrived, and is dropped unread (or, if not, killed on its way).
+            let unread = connector
+                .call(addr, "big", header("b"), Bytes::from_static(b"1000"))
+                .await
+                .expect("opens");
+            let mut echo = connector
+                .call(addr, "echo", header("e"), Bytes::from(round.to_string()))
+                .await
+                .expect("opens");
+            let (items, error) = collect(&mut echo).await;
+            assert!(error.is_none(), "round {round}: {error:?}");
+            assert_eq!(items, vec![Bytes::from(round.to_string())]);
+            drop(unread);
+        }
+        let mut last = connector
+            .call(addr, "big", header("b"), Bytes::from_static(b"15000"))
+            .await
+            .expect("opens");
+        let (items, error) = collect(&mut last).await;
+        assert!(error.is_none(), "{error:?}");
+        assert!(
+            items == vec![big_item(15_000)],
+            "a 15,000-byte answer still fits"
+        );
+    })
+    .await;
+}

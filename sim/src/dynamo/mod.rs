@@ -38,7 +38,7 @@ use dynrt_core::wire::OutBuf;
 pub(crate) use caller::DynCaller;
 pub(crate) use worker::DynWorker;
 
-use crate::net::{Side, WINDOW, take_written};
+use crate::net::{Side, WINDOW, take_held, take_written};
 use crate::trace::trace;
 use crate::world::{Ev, World};
 
@@ -377,11 +377,7 @@ impl World {
             return;
         }
         if !end.held.is_empty() {
-            let mut read = 0;
-            for data in end.held.drain(..) {
-                read += data.len();
-                end.rx.extend_from_slice(&data);
-            }
+            let read = take_held(&mut end.held, &mut end.rx);
             peer.in_flight = peer.in_flight.saturating_sub(read);
             match end.machine.as_mut() {
                 Some(Machine::Sender(m)) => m.handle_input(&mut end.rx, now),

@@ -100,15 +100,22 @@ fn parse(frame: RequestFrame) -> Result<Asked, String> {
         .ok_or_else(|| format!("invalid request: '{}' is no caller", info.address))?;
     let codec = control.payload_codec;
     let json = request_body_to_json(codec, &two_part.body).map_err(|e| e.to_string())?;
-    let value: serde_json::Value = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
-    let field = |name: &str| value.get(name).and_then(serde_json::Value::as_u64);
-    let (Some(req), Some(items), Some(item_size), Some(delay_us)) = (
-        field("req"),
-        field("items"),
-        field("item_size"),
-        field("delay_us"),
-    ) else {
-        return Err(format!("invalid request body {value}"));
+    let [req, items, item_size, delay_us] = match body_fields(&json) {
+        Some(fields) => fields,
+        None => {
+            let value: serde_json::Value =
+                serde_json::from_slice(&json).map_err(|e| e.to_string())?;
+            let field = |name: &str| value.get(name).and_then(serde_json::Value::as_u64);
+            let (Some(req), Some(items), Some(item_size), Some(delay_us)) = (
+                field("req"),
+                field("items"),
+                field("item_size"),
+                field("delay_us"),
+            ) else {
+                return Err(format!("invalid request body {value}"));
+            };
+            [req, items, item_size, delay_us]
+        }
     };
     Ok(Asked {
         req,
@@ -119,6 +126,37 @@ fn parse(frame: RequestFrame) -> Result<Asked, String> {
         subject: info.subject,
         codec,
     })
+}
+
+/// `req`, `items`, `item_size` and `delay_us` of a request body written as the callers write it
+/// (a flat object of those four unsigned numbers, in any order, without whitespace: the
+/// callers' JSON, or the msgpack body's JSON, whose keys come sorted) without building a value;
+/// `None` for anything else, which the value path reads.
+fn body_fields(json: &[u8]) -> Option<[u64; 4]> {
+    const NAMES: [&[u8]; 4] = [b"req", b"items", b"item_size", b"delay_us"];
+    let mut fields = [None; 4];
+    let mut rest = json.strip_prefix(b"{")?;
+    loop {
+        let quoted = rest.strip_prefix(b"\"")?;
+        let (name, after) = quoted.split_at(quoted.iter().position(|&b| b == b'"')?);
+        let i = NAMES.iter().position(|n| *n == name)?;
+        let after = after.strip_prefix(b"\":")?;
+        let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || digits > 20 || (digits > 1 && after[0] == b'0') || fields[i].is_some() {
+            return None;
+        }
+        let value = std::str::from_utf8(&after[..digits]).ok()?.parse().ok()?;
+        fields[i] = Some(value);
+        match after[digits..].split_first()? {
+            (b',', more) => rest = more,
+            (b'}', []) => break,
+            _ => return None,
+        }
+    }
+    let [Some(a), Some(b), Some(c), Some(d)] = fields else {
+        return None;
+    };
+    Some([a, b, c, d])
 }
 
 /// The Dynamo handlers' items: text (a Dynamo engine yields tokens), so that the value mapping
@@ -441,6 +479,44 @@ impl World {
         }
         if alive {
             self.request_done(slot, a.req, true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::body_fields;
+
+    #[test]
+    fn request_bodies_are_read_as_their_value_reads_them() {
+        assert_eq!(
+            body_fields(br#"{"req":7,"items":3,"item_size":4000,"delay_us":0}"#),
+            Some([7, 3, 4000, 0])
+        );
+        assert_eq!(
+            body_fields(br#"{"delay_us":5,"item_size":1,"items":0,"req":18446744073709551615}"#),
+            Some([u64::MAX, 0, 1, 5])
+        );
+        // Anything else is left to the value path.
+        for other in [
+            &br#"{"req":7,"items":3,"item_size":4000}"#[..],
+            br#"{"req":7,"items":3,"item_size":4000,"delay_us":0,"x":1}"#,
+            br#"{"req":7,"req":7,"items":3,"item_size":4000,"delay_us":0}"#,
+            br#"{"req":07,"items":3,"item_size":4000,"delay_us":0}"#,
+            br#"{"req":-7,"items":3,"item_size":4000,"delay_us":0}"#,
+            br#"{"req":7.0,"items":3,"item_size":4000,"delay_us":0}"#,
+            br#"{"req":18446744073709551616,"items":3,"item_size":4000,"delay_us":0}"#,
+            br#"{"req":7,"items":3,"item_size":4000,"delay_us":0} "#,
+            br#"{ "req":7,"items":3,"item_size":4000,"delay_us":0}"#,
+            b"{",
+            b"",
+        ] {
+            assert_eq!(
+                body_fields(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
         }
     }
 }

@@ -214,6 +214,32 @@ pub struct CallHomeHandshake {
     pub stream_type: StreamType,
 }
 
+impl CallHomeHandshake {
+    /// The JSON header serde_json writes for it.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = BytesMut::with_capacity(48 + self.subject.len());
+        out.put_slice(b"{\"subject\":");
+        super::json::write_str(&self.subject, &mut out);
+        out.put_slice(match self.stream_type {
+            StreamType::Request => b",\"stream_type\":\"request\"}",
+            StreamType::Response => b",\"stream_type\":\"response\"}",
+        });
+        out.to_vec()
+    }
+
+    /// Reads a handshake header: in the layout [`Self::to_json`] writes, with a subject that
+    /// needs no unescaping, without a parser; anything else is read (or refused) by serde_json.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        match control_json::read_handshake(bytes) {
+            Some(handshake) => Ok(handshake),
+            None => from_json("call-home handshake", bytes),
+        }
+    }
+}
+
+/// An accepted request's prologue, as serde_json writes it.
+const PROLOGUE_OK: &[u8] = b"{\"error\":null}";
+
 /// The second frame of a response stream: whether the worker took the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResponseStreamPrologue {
@@ -232,6 +258,26 @@ impl ResponseStreamPrologue {
             error: None,
             typed_error: None,
         }
+    }
+
+    /// The JSON header serde_json writes for it; an accepted request's is a constant.
+    pub fn to_json(&self) -> Result<Vec<u8>, EncodeError> {
+        if *self == Self::ok() {
+            return Ok(PROLOGUE_OK.to_vec());
+        }
+        serde_json::to_vec(self).map_err(|e| EncodeError::Serialize {
+            what: "response-stream prologue",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads a prologue header: an accepted request's exact spelling is matched whole,
+    /// anything else is read (or refused) by serde_json.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes == PROLOGUE_OK {
+            return Ok(Self::ok());
+        }
+        from_json("response-stream prologue", bytes)
     }
 
     /// The prologue of a refused request.
@@ -317,6 +363,28 @@ pub enum ControlMessage {
     Kill,
     /// Clean end of stream.
     Sentinel,
+}
+
+impl ControlMessage {
+    /// The JSON header serde_json writes for it: `"stop"`, `"kill"`, `"sentinel"`.
+    pub fn json(self) -> &'static [u8] {
+        match self {
+            Self::Stop => b"\"stop\"",
+            Self::Kill => b"\"kill\"",
+            Self::Sentinel => b"\"sentinel\"",
+        }
+    }
+
+    /// Reads a control message header: the spellings [`Self::json`] writes are matched whole,
+    /// anything else is read (or refused) by serde_json.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        match bytes {
+            b"\"stop\"" => Ok(Self::Stop),
+            b"\"kill\"" => Ok(Self::Kill),
+            b"\"sentinel\"" => Ok(Self::Sentinel),
+            _ => from_json("control message", bytes),
+        }
+    }
 }
 
 /// The wrapper around every response item (Dynamo's `NetworkStreamWrapper`), encoded with the

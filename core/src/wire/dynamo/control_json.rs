@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use bytes::{BufMut, BytesMut};
 
 use super::control::{
-    ConnectionInfo, PayloadCodec, RequestControlMessage, RequestType, ResponseType, StreamType,
-    TcpStreamConnectionInfo,
+    CallHomeHandshake, ConnectionInfo, PayloadCodec, RequestControlMessage, RequestType,
+    ResponseType, StreamType, TcpStreamConnectionInfo,
 };
 use super::json::{Cursor, Sink, write_str, write_string_map, write_u64};
 
@@ -334,6 +334,25 @@ fn read_any_layout(src: &[u8]) -> Option<RequestControlMessage> {
     })
 }
 
+/// The fast path for a call-home handshake: the layout serde_json writes
+/// (`{"subject":"…","stream_type":"…"}`, no whitespace) with a subject that needs no
+/// unescaping; `None` for anything else.
+pub(crate) fn read_handshake(src: &[u8]) -> Option<CallHomeHandshake> {
+    let mut cursor = Cursor::new(src)?;
+    if !cursor.literal(br#"{"subject":""#) {
+        return None;
+    }
+    let subject = cursor.plain_until(br#"","stream_type":""#)?.to_owned();
+    let stream_type = cursor.one_of(&[
+        (br#"response"}"#, StreamType::Response),
+        (br#"request"}"#, StreamType::Request),
+    ])?;
+    cursor.at_end().then_some(CallHomeHandshake {
+        subject,
+        stream_type,
+    })
+}
+
 /// The fast path for the TCP details inside a connection info's `info` string.
 pub(crate) fn read_tcp_info(src: &[u8]) -> Option<TcpStreamConnectionInfo> {
     let mut cursor = Cursor::new(src)?;
@@ -500,6 +519,85 @@ mod tests {
             edits in prop::collection::vec(arb_edit(), 1..4),
         ) {
             agrees_with_serde_json(&apply(serde_json::to_vec(&info).unwrap(), &edits))?;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+        #[test]
+        fn handshakes_are_written_and_read_as_serde_json_does(
+            subject in arb_text(),
+            request in any::<bool>(),
+            edits in prop::collection::vec(arb_edit(), 0..3),
+        ) {
+            let stream_type = if request { StreamType::Request } else { StreamType::Response };
+            let handshake = CallHomeHandshake { subject, stream_type };
+            let json = handshake.to_json();
+            prop_assert_eq!(&json, &serde_json::to_vec(&handshake).unwrap());
+            prop_assert_eq!(CallHomeHandshake::from_json(&json).ok(), Some(handshake));
+            // Whatever the fast path takes, serde_json takes with the same value; everything
+            // else gets serde_json's answer.
+            let edited = apply(json, &edits);
+            let theirs = serde_json::from_slice::<CallHomeHandshake>(&edited);
+            if let Some(ours) = read_handshake(&edited) {
+                prop_assert_eq!(Some(ours), theirs.as_ref().ok().cloned());
+            }
+            prop_assert_eq!(
+                CallHomeHandshake::from_json(&edited).map_err(|e| e.to_string()),
+                theirs.map_err(|e| format!("call-home handshake is malformed: {e}"))
+            );
+        }
+    }
+
+    #[test]
+    fn control_messages_and_prologues_are_written_and_read_as_serde_json_does() {
+        use super::super::control::{ControlMessage, ResponseStreamPrologue, TypedError};
+        for message in [
+            ControlMessage::Stop,
+            ControlMessage::Kill,
+            ControlMessage::Sentinel,
+        ] {
+            assert_eq!(message.json(), &serde_json::to_vec(&message).unwrap()[..]);
+            assert_eq!(
+                ControlMessage::from_json(message.json()).ok(),
+                Some(message)
+            );
+        }
+        let refused = ResponseStreamPrologue {
+            error: Some("busy".to_owned()),
+            typed_error: Some(TypedError::new("WorkerUnavailable", "busy")),
+        };
+        for prologue in [ResponseStreamPrologue::ok(), refused] {
+            let json = prologue.to_json().unwrap();
+            assert_eq!(json, serde_json::to_vec(&prologue).unwrap());
+            assert_eq!(
+                ResponseStreamPrologue::from_json(&json).ok(),
+                Some(prologue)
+            );
+        }
+        // Other spellings and bad headers: serde_json's answers.
+        for text in [
+            &br#" "stop" "#[..],
+            br#""\u0073top""#,
+            br#""Stop""#,
+            br#""sentinel"x"#,
+            br#"{"error":null} "#,
+            br#"{"error":null,"typed_error":null}"#,
+            br#"{"error":"x"}"#,
+            br#"{"error":1}"#,
+            b"",
+        ] {
+            let theirs: Result<ControlMessage, _> = serde_json::from_slice(text);
+            assert_eq!(
+                ControlMessage::from_json(text).map_err(|e| e.to_string()),
+                theirs.map_err(|e| format!("control message is malformed: {e}"))
+            );
+            let theirs: Result<ResponseStreamPrologue, _> = serde_json::from_slice(text);
+            assert_eq!(
+                ResponseStreamPrologue::from_json(text).map_err(|e| e.to_string()),
+                theirs.map_err(|e| format!("response-stream prologue is malformed: {e}"))
+            );
         }
     }
 

@@ -73,8 +73,13 @@ impl TwoPartFrame {
             Checksum::None => 0,
             Checksum::Xxh3 => self.checksum(),
         };
+        // Room for the parts `out` copies too, so that the buffer grows once per frame.
+        let copied: usize = [self.header.len(), self.body.len()]
+            .into_iter()
+            .filter(|&len| len < out.copy_threshold())
+            .sum();
         out.with_buf(|buf| {
-            buf.reserve(PREFIX_LEN);
+            buf.reserve(PREFIX_LEN + copied);
             buf.put_u64(self.header.len() as u64);
             buf.put_u64(self.body.len() as u64);
             buf.put_u64(sum);
