@@ -2,17 +2,30 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use dynrt_core::conn::OpenError;
 use dynrt_core::wire::mux::{CancelMode, ErrorKind, StreamError, StreamId, WireStr};
+use event_listener::EventListener;
 use futures_lite::Stream;
 
 use super::call::{CallCell, CallEntry};
 use super::error::CallError;
 use super::mailbox::Command;
 use super::state::{Items, Shared};
+
+/// Times a call finding the connection locked yields before it waits for the lock.
+const MAX_YIELDS: u32 = 4;
+
+/// What one attempt to open a call came to.
+enum Attempt {
+    Done(Result<ResponseStream, CallError>),
+    /// The connection's lock is held.
+    Busy,
+    /// No room to open now: wait for this and try again.
+    Wait(EventListener),
+}
 
 /// A handle to one mux connection, for opening request streams. Cheap to clone.
 #[derive(Clone)]
@@ -31,44 +44,69 @@ impl MuxClient {
     ) -> Result<ResponseStream, CallError> {
         // This task's waker, registered with the call as it opens: the caller nearly always
         // reads the answer in the same task, whose first poll then finds it registered.
-        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let mut waker = Some(std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await);
+        let mut yields = 0;
         loop {
-            let listener = {
-                let mut state = self.shared.lock();
-                if let Some(reason) = &state.closed {
-                    return Err(CallError::closed(reason));
+            match self.try_open(route, &header, &payload, &mut waker, yields >= MAX_YIELDS) {
+                Attempt::Done(result) => return result,
+                // The driver holds the lock for its turn, on another thread on a multi-threaded
+                // executor: rather than put this thread to sleep on the mutex (and every task
+                // queued behind this one with it), let the others run and try again.
+                Attempt::Busy => {
+                    yields += 1;
+                    futures_lite::future::yield_now().await;
                 }
-                // What response streams posted since the driver's last turn, applied under the
-                // lock this call takes anyway (the driver is woken below).
-                state.apply_mail(&self.shared);
-                // A fresh route string per attempt: cloning one would turn its bytes into a
-                // shared allocation on every call.
-                match state
-                    .conn
-                    .open(WireStr::from(route), header.clone(), payload.clone())
-                {
-                    Ok(id) => {
-                        let cell = CallCell::waiting(waker);
-                        state.calls.insert(id, CallEntry::new(cell.clone()));
-                        state.wake_driver();
-                        return Ok(ResponseStream::new(self.shared.clone(), id, cell));
-                    }
-                    Err(
-                        OpenError::Handshaking
-                        | OpenError::Blocked { .. }
-                        | OpenError::TooManyStreams { .. },
-                    ) => {
-                        // The mail applied may have queued credit for the server.
-                        state.wake_driver_if_needed();
-                        self.shared.can_open.listen()
-                    }
-                    Err(e) => {
-                        state.wake_driver_if_needed();
-                        return Err(CallError::Open(e));
-                    }
-                }
-            };
-            listener.await;
+                Attempt::Wait(listener) => listener.await,
+            }
+        }
+    }
+
+    /// One attempt to open the call: with `wait`, waits for the lock rather than report it
+    /// busy.
+    fn try_open(
+        &self,
+        route: &str,
+        header: &Bytes,
+        payload: &Bytes,
+        waker: &mut Option<Waker>,
+        wait: bool,
+    ) -> Attempt {
+        let mut state = match self.shared.try_lock() {
+            Some(state) => state,
+            None if wait => self.shared.lock(),
+            None => return Attempt::Busy,
+        };
+        if let Some(reason) = &state.closed {
+            return Attempt::Done(Err(CallError::closed(reason)));
+        }
+        // What response streams posted since the driver's last turn, applied under the lock
+        // this call takes anyway (the driver is woken below).
+        state.apply_mail(&self.shared);
+        // A fresh route string per attempt: cloning one would turn its bytes into a shared
+        // allocation on every call.
+        match state
+            .conn
+            .open(WireStr::from(route), header.clone(), payload.clone())
+        {
+            Ok(id) => {
+                let cell = CallCell::waiting(waker.take().expect("taken only once opened"));
+                state.calls.insert(id, CallEntry::new(cell.clone()));
+                state.wake_driver();
+                Attempt::Done(Ok(ResponseStream::new(self.shared.clone(), id, cell)))
+            }
+            Err(
+                OpenError::Handshaking
+                | OpenError::Blocked { .. }
+                | OpenError::TooManyStreams { .. },
+            ) => {
+                // The mail applied may have queued credit for the server.
+                state.wake_driver_if_needed();
+                Attempt::Wait(self.shared.can_open.listen())
+            }
+            Err(e) => {
+                state.wake_driver_if_needed();
+                Attempt::Done(Err(CallError::Open(e)))
+            }
         }
     }
 

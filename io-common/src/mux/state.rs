@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::task::Waker;
 
 use bytes::Bytes;
@@ -12,7 +12,7 @@ use dynrt_core::wire::mux::{CancelMode, Request, StreamId};
 use event_listener::Event as Notify;
 
 use super::budget::OutputBudget;
-use super::call::CallEntry;
+use super::call::{CallEntry, Inbox};
 use super::delivery::Delivery;
 use super::mailbox::{Command, Mailbox};
 
@@ -76,6 +76,15 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Locks the state if no one holds it.
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, State>> {
+        match self.state.try_lock() {
+            Ok(state) => Some(state),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 }
 
@@ -314,13 +323,17 @@ impl State {
             // Before the streams it cut short are told: their readers name it.
             shared.closed.get_or_init(|| reason.clone());
         }
-        while let Some(event) = self.conn.poll_event() {
+        // An event `on_data` took from the core that was for something else.
+        let mut carried = None;
+        while let Some(event) = carried.take().or_else(|| self.conn.poll_event()) {
             match event {
                 Event::HandshakeDone(_) | Event::CanOpen => {
                     can_open.notify(usize::MAX);
                 }
                 Event::StreamOpened(request) => opened.push(request),
-                Event::Data { id, payload, more } => self.on_data(id, payload, more),
+                Event::Data { id, payload, more } => {
+                    carried = self.on_data(id, payload, more, &mut cut);
+                }
                 Event::End { id, result } => {
                     cut += usize::from(result.is_err());
                     // The reader has the cell: the connection is done with the call.
@@ -375,11 +388,21 @@ impl State {
         }
     }
 
-    fn on_data(&mut self, id: StreamId, payload: Bytes, more: bool) {
+    /// Hands an item to its call's inbox, together with the whole items and the end of the
+    /// same call that follow it in the core's events, under one lock of the inbox (a batch of
+    /// a stream's items; a unary answer and its end). Returns the first event that is for
+    /// something else, already taken from the core.
+    fn on_data(
+        &mut self,
+        id: StreamId,
+        payload: Bytes,
+        more: bool,
+        cut: &mut usize,
+    ) -> Option<Event> {
         let Some(entry) = self.calls.get_mut(&id) else {
             // The response stream was dropped: give the credit back at once.
             let _ = self.conn.release(id, payload.len() as u64);
-            return;
+            return None;
         };
         let item = if more || entry.partial.is_some() {
             // A piece of a larger item: keep it (see `pieces`) and release it now, so an item
@@ -387,7 +410,7 @@ impl State {
             let _ = self.conn.release(id, payload.len() as u64);
             entry.partial.get_or_insert_default().push(payload);
             if more {
-                return;
+                return None;
             }
             (entry.partial.take().expect("set above").join(), 0)
         } else {
@@ -396,14 +419,46 @@ impl State {
             (payload, len)
         };
         let mut inbox = entry.cell.lock();
-        if inbox.dropped {
-            // Dropped since the driver's turn began (the mailbox says so next turn).
-            drop(inbox);
-            let _ = self.conn.release(id, item.1);
-            return;
+        hand_over(&mut inbox, &mut self.conn, id, item);
+        let mut ended = false;
+        let next = loop {
+            match self.conn.poll_event() {
+                Some(Event::Data {
+                    id: next,
+                    payload,
+                    more: false,
+                }) if next == id => {
+                    let len = payload.len() as u64;
+                    hand_over(&mut inbox, &mut self.conn, id, (payload, len));
+                }
+                Some(Event::End { id: next, result }) if next == id => {
+                    *cut += usize::from(result.is_err());
+                    inbox.end = Some(result);
+                    ended = true;
+                    break None;
+                }
+                other => break other,
+            }
+        };
+        if !inbox.dropped {
+            self.woken += defer_wake(&mut inbox.waker, &mut self.to_wake);
         }
+        drop(inbox);
+        if ended {
+            // The reader has the cell: the connection is done with the call.
+            self.calls.remove(&id);
+        }
+        next
+    }
+}
+
+/// Puts a whole item in a call's inbox, or gives its credit back at once if the reader is gone
+/// (dropped since the driver's turn began: the mailbox says so next turn).
+fn hand_over(inbox: &mut Inbox, conn: &mut Conn, id: StreamId, item: (Bytes, u64)) {
+    if inbox.dropped {
+        let _ = conn.release(id, item.1);
+    } else {
         inbox.items.push_back(item);
-        self.woken += defer_wake(&mut inbox.waker, &mut self.to_wake);
     }
 }
 
