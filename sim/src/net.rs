@@ -220,7 +220,7 @@ impl World {
         self.pump(link, Side::Client);
     }
 
-    pub(crate) fn on_bytes(&mut self, link: u32, to: Side, data: Bytes) {
+    pub(crate) fn on_bytes(&mut self, link: u32, to: Side, data: Wire) {
         self.trace.mix(data.len() as u64);
         let end = &mut self.net.links[link as usize].ends[to.idx()];
         if !end.open || end.conn.is_none() {
@@ -240,7 +240,7 @@ impl World {
             }
             return;
         }
-        end.held.push(data);
+        data.hold(&mut end.held);
         if self.is_reading(link, to) {
             self.read(link, to);
         }
@@ -633,11 +633,44 @@ pub(crate) fn take_held(held: &mut Vec<Bytes>, rx: &mut BytesMut) -> usize {
     read
 }
 
+/// Bytes one write put on the wire: the output's segments as they were (no copy), or one
+/// buffer.
+#[derive(Debug)]
+pub(crate) enum Wire {
+    One(Bytes),
+    Segments(Vec<Bytes>),
+}
+
+impl Wire {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::One(data) => data.len(),
+            Self::Segments(segments) => segments.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    /// Adds the bytes to what arrived and waits to be read.
+    pub(crate) fn hold(self, held: &mut Vec<Bytes>) {
+        match self {
+            Self::One(data) => held.push(data),
+            Self::Segments(segments) => held.extend(segments),
+        }
+    }
+}
+
 /// Takes the first `n` bytes of `out`, as a socket takes a write of that size: the whole output
-/// without a copy when it is one segment, a part of it copied, as a kernel would.
-pub(crate) fn take_written(out: &mut OutBuf, n: usize) -> Bytes {
+/// as its segments (no copy, as a vectored write hands them to the kernel), or a part of it
+/// copied, as a kernel would.
+pub(crate) fn take_written(out: &mut OutBuf, n: usize) -> Wire {
     if n == out.len() {
-        return out.take_contiguous();
+        return match out.segment_count() {
+            0 | 1 => Wire::One(out.take_contiguous()),
+            count => {
+                let mut segments = Vec::with_capacity(count);
+                out.drain_segments(&mut segments);
+                Wire::Segments(segments)
+            }
+        };
     }
     let mut data = BytesMut::with_capacity(n);
     let mut slices = [std::io::IoSlice::new(&[]); 16];
@@ -650,5 +683,5 @@ pub(crate) fn take_written(out: &mut OutBuf, n: usize) -> Bytes {
         }
     }
     out.advance(data.len());
-    data.freeze()
+    Wire::One(data.freeze())
 }

@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use dynrt_core::conn::ConnConfig;
 use dynrt_core::kv::WatchEvent;
 use dynrt_core::wire::mux::StreamId;
@@ -17,7 +16,7 @@ use crate::drain::DrainRecord;
 use crate::dynamo::{DynCaller, DynEv, DynNet, DynWorker};
 use crate::faults::{FaultAction, FaultState};
 use crate::ledger::{Invariant, Ledger, Violation, at};
-use crate::net::{Net, Side};
+use crate::net::{Net, Side, Wire};
 use crate::queue::Queue;
 use crate::rng::Rng;
 use crate::store::{Store, StoreOp, StoreReply};
@@ -39,7 +38,7 @@ pub(crate) enum NodeRef {
 #[derive(Debug)]
 pub(crate) enum Ev {
     /// Bytes arrive at one end of a connection.
-    Bytes { link: u32, to: Side, data: Bytes },
+    Bytes { link: u32, to: Side, data: Wire },
     /// A reset, or end of stream (`fin`), arrives at one end.
     Reset { link: u32, to: Side, fin: bool },
     /// A server end's linger after a graceful close runs out.
@@ -169,7 +168,7 @@ impl World {
             })
             .collect();
         let dcallers = (0..cfg.callers)
-            .map(|_| DynCaller::new(drng.chance(cfg.dynamo_percent)))
+            .map(|caller| DynCaller::new(caller, drng.chance(cfg.dynamo_percent)))
             .collect();
         Self {
             trace: Trace::new(cfg.trace),

@@ -267,10 +267,19 @@ impl Conn {
         let queued: u64 = self
             .queue
             .iter()
-            .chain(&self.control)
-            .map(super::output::cost)
-            .sum();
+            .map(super::output::Queued::cost)
+            .sum::<u64>()
+            + self.control.iter().map(super::output::cost).sum::<u64>();
         assert_eq!(queued, self.queued_cost, "queued output cost");
+        let encoded: usize = self
+            .queue
+            .iter()
+            .map(|entry| match entry {
+                super::output::Queued::Encoded { len, .. } => *len,
+                super::output::Queued::Frame(_) => 0,
+            })
+            .sum();
+        assert_eq!(encoded, self.encoded.len(), "encoded output bytes");
         if !self.is_established() {
             return;
         }

@@ -233,12 +233,13 @@ pub use event::{CancelCause, Event, PeerSettings};
 pub use output::FRAME_OVERHEAD;
 pub use queue::{Flushed, QueueFull, SendQueue};
 
+use output::{Queued, clear_queue, reset_encoded};
 use stream::Stream;
 
 use crate::wire::OutBuf;
 use crate::wire::mux::{
     ErrorKind, Frame, GoAway, GoAwayCode, Hello, MIN_MAX_FRAME_SIZE, MuxDecoder, StreamError,
-    StreamId, VERSION, WireStr, decode_preface, encode_preface,
+    StreamId, VERSION, WireStr, decode_preface, encode_preface, whole_frames_len,
 };
 
 /// Which end of the connection this is.
@@ -292,7 +293,9 @@ pub struct Conn {
     /// Our preface and HELLO are still to be written.
     hello_pending: bool,
     /// Frames to write, in order.
-    queue: VecDeque<Frame>,
+    queue: VecDeque<Queued>,
+    /// The bytes of the `Queued::Encoded` entries of `queue`, in order.
+    encoded: Vec<u8>,
     /// PING and CREDIT frames: written before `queue`, so they never wait behind data.
     control: VecDeque<Frame>,
     /// What `queue` and `control` cost (see `output.rs`).
@@ -367,6 +370,7 @@ impl Conn {
             preface_queued: false,
             hello_pending: false,
             queue: VecDeque::new(),
+            encoded: Vec::new(),
             control: VecDeque::new(),
             queued_cost: 0,
             unwritten: 0,
@@ -497,15 +501,30 @@ impl Conn {
         // driver counts the request in flight until the socket has taken it. Not after
         // `Closed`, which stays the last event (a driver flushes what is left, then stops).
         let report_ends = self.role == Role::Server && !self.is_closed();
-        for frame in self.control.drain(..).chain(self.queue.drain(..)) {
-            if let (true, Frame::End(end)) = (report_ends, &frame) {
-                self.events
-                    .push_back(Event::EndTransmitted { id: end.stream });
-            }
+        for frame in self.control.drain(..) {
             frame
                 .encode(out, limit)
-                .expect("queued frames are sized for the peer's limit when queued");
+                .expect("control frames are sized for the peer's limit when queued");
         }
+        let mut encoded_at = 0;
+        for entry in self.queue.drain(..) {
+            match entry {
+                Queued::Encoded { len, .. } => {
+                    out.put_slice(&self.encoded[encoded_at..encoded_at + len]);
+                    encoded_at += len;
+                }
+                Queued::Frame(frame) => {
+                    if let (true, Frame::End(end)) = (report_ends, &frame) {
+                        self.events
+                            .push_back(Event::EndTransmitted { id: end.stream });
+                    }
+                    frame
+                        .encode(out, limit)
+                        .expect("queued frames are sized for the peer's limit when queued");
+                }
+            }
+        }
+        reset_encoded(&mut self.encoded);
         self.queued_cost = 0;
         if moved {
             self.last_write_progress = self.now;
@@ -605,6 +624,12 @@ impl Conn {
                     }
                 }
             }
+            if let State::Open { .. } = self.state {
+                decoded |= self.decode_whole_frames(input);
+                if self.is_closed() {
+                    return decoded;
+                }
+            }
             match self.decoder.decode(input) {
                 Ok(Some(frame)) => {
                     decoded = true;
@@ -618,6 +643,25 @@ impl Conn {
             }
         }
         decoded
+    }
+
+    /// Open: cuts the whole frames at the front of `input` off in one piece and acts on each;
+    /// returns whether there was any. (What is left, a partial frame, goes to the decoder's
+    /// `decode`, which checks its header at once and reserves room for the rest.)
+    fn decode_whole_frames(&mut self, input: &mut BytesMut) -> bool {
+        let len = whole_frames_len(input);
+        if len == 0 {
+            return false;
+        }
+        let mut whole = input.split_to(len).freeze();
+        // After a violation the connection is closed and the rest is never looked at.
+        while !whole.is_empty() && !self.is_closed() {
+            match self.decoder.decode_whole(&mut whole) {
+                Ok(frame) => self.on_frame(frame),
+                Err(e) => self.violation(e.into()),
+            }
+        }
+        true
     }
 
     /// Acts on every deadline that has passed: handshake timeout, keep-alive PING, ping
@@ -802,13 +846,13 @@ impl Conn {
         let unsent: Vec<StreamId> = self
             .queue
             .iter()
-            .filter_map(|frame| match frame {
-                Frame::Request(request) => Some(request.stream),
+            .filter_map(|entry| match entry {
+                Queued::Frame(Frame::Request(request)) => Some(request.stream),
                 _ => None,
             })
             .collect();
         if !matches!(reason, CloseReason::Drained) {
-            self.queue.clear();
+            clear_queue(&mut self.queue, &mut self.encoded);
             self.control.clear();
             self.queued_cost = 0;
             self.pong = None;

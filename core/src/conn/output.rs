@@ -13,12 +13,23 @@
 //! ([`CloseReason::Stalled`]) and, once closed, makes the core give up flushing
 //! ([`Conn::is_flush_abandoned`]): a peer that stops reading cannot pin a connection. A server
 //! stream that wants to send and gets no room for `stall_timeout` is reset on its own.
+//!
+//! A DATA frame with a small payload (below [`DEFAULT_COPY_THRESHOLD`], which the output buffer
+//! would copy anyway) is encoded when it is queued, into one buffer the connection reuses, and
+//! a run of them is one queue entry: a stream of small items costs one copy per item and no
+//! frame value built, moved into the queue, matched, encoded and dropped per item. The bytes
+//! on the wire and their cost in the accounting are the same as for the frame queued whole.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::{CancelCause, CloseReason, Conn, Event, State, Stream};
+use crate::wire::DEFAULT_COPY_THRESHOLD;
 use crate::wire::mux::{
-    CancelMode, ErrorKind, Frame, GoAwayCode, HEADER_LEN, StreamError, StreamId, WireStr,
+    CancelMode, Data, ErrorKind, Frame, GoAwayCode, HEADER_LEN, StreamError, StreamId, WireStr,
+    data_header,
 };
 
 /// What one queued frame costs beyond its header and body: its queue slot plus an allowance
@@ -35,6 +46,90 @@ pub(super) const MIN_PIECE: u64 = 4096;
 /// The cost of queueing `frame`.
 pub(super) fn cost(frame: &Frame) -> u64 {
     PER_FRAME + frame.body_len()
+}
+
+/// The encoded-buffer capacity kept between transmits; a larger one (a burst of small frames)
+/// is given back once it has been written.
+const KEEP_ENCODED: usize = 256 * 1024;
+
+/// One entry of the ordered output queue.
+#[derive(Debug)]
+pub(super) enum Queued {
+    /// A frame, encoded when it is transmitted.
+    Frame(Frame),
+    /// `frames` small DATA frames already encoded: the next `len` bytes of the connection's
+    /// encoded buffer.
+    Encoded {
+        /// Bytes.
+        len: usize,
+        /// Frames in those bytes.
+        frames: u64,
+    },
+}
+
+impl Queued {
+    /// What the entry costs: each of its frames at [`cost`].
+    pub(super) fn cost(&self) -> u64 {
+        match self {
+            Self::Frame(frame) => cost(frame),
+            Self::Encoded { len, frames } => *len as u64 + frames * FRAME_OVERHEAD as u64,
+        }
+    }
+}
+
+/// Queues DATA `payload` on `stream` in order with the rest of `queue`: encoded at once into
+/// `encoded` when small, else as a frame (its payload then leaves without a copy). Returns the
+/// frame's cost.
+pub(super) fn queue_data(
+    queue: &mut VecDeque<Queued>,
+    encoded: &mut Vec<u8>,
+    stream: StreamId,
+    more: bool,
+    payload: Bytes,
+) -> u64 {
+    let body = payload.len();
+    if body >= DEFAULT_COPY_THRESHOLD {
+        queue.push_back(Queued::Frame(Frame::Data(Data {
+            stream,
+            more,
+            payload,
+        })));
+        return PER_FRAME + body as u64;
+    }
+    encoded.extend_from_slice(&data_header(stream.0, more, body as u32));
+    encoded.extend_from_slice(&payload);
+    extend_encoded_run(queue, HEADER_LEN + body, 1);
+    PER_FRAME + body as u64
+}
+
+/// `frames` frames of `len` bytes were appended to the encoded buffer: they join the run at
+/// the back of `queue`, or start one.
+pub(super) fn extend_encoded_run(queue: &mut VecDeque<Queued>, len: usize, frames: u64) {
+    match queue.back_mut() {
+        Some(Queued::Encoded {
+            len: run,
+            frames: count,
+        }) => {
+            *run += len;
+            *count += frames;
+        }
+        _ => queue.push_back(Queued::Encoded { len, frames }),
+    }
+}
+
+/// Drops every queued entry and the encoded bytes behind them.
+pub(super) fn clear_queue(queue: &mut VecDeque<Queued>, encoded: &mut Vec<u8>) {
+    queue.clear();
+    encoded.clear();
+}
+
+/// After a transmit wrote every encoded byte: empty, keeping a moderate capacity.
+pub(super) fn reset_encoded(encoded: &mut Vec<u8>) {
+    if encoded.capacity() > KEEP_ENCODED {
+        *encoded = Vec::new();
+    } else {
+        encoded.clear();
+    }
 }
 
 impl Conn {
@@ -81,7 +176,7 @@ impl Conn {
     pub(super) fn push_frame(&mut self, frame: Frame) {
         self.note_output_start();
         self.queued_cost += cost(&frame);
-        self.queue.push_back(frame);
+        self.queue.push_back(Queued::Frame(frame));
     }
 
     /// Queues a frame that overtakes queued data (PING, CREDIT): keep-alive and credit must
@@ -167,7 +262,7 @@ impl Conn {
             }
             // The peer reads nothing, so the closing GOAWAY would wait forever too.
             self.flush_abandoned = true;
-            self.queue.clear();
+            clear_queue(&mut self.queue, &mut self.encoded);
             self.control.clear();
             self.queued_cost = 0;
             self.hello_pending = false;

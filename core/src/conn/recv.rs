@@ -70,24 +70,27 @@ impl Conn {
     }
 
     fn on_open_frame(&mut self, frame: Frame) -> Verdict {
-        match (frame, self.role) {
-            (Frame::Hello(_), _) => Err(ProtocolViolation::UnexpectedHello),
-            (Frame::Ping(value), _) => {
+        // Matched on the frame alone, the role in guards: a (frame, role) tuple was a copy of
+        // the whole frame value for every frame received.
+        let role = self.role;
+        match frame {
+            Frame::Data(data) if role == Role::Client => self.on_data(data),
+            Frame::Hello(_) => Err(ProtocolViolation::UnexpectedHello),
+            Frame::Ping(value) => {
                 self.pong = Some(value);
                 Ok(())
             }
             // Any input already counts as a sign of life; the value needs no check.
-            (Frame::Pong(_), _) => Ok(()),
-            (Frame::GoAway(goaway), _) => {
+            Frame::Pong(_) => Ok(()),
+            Frame::GoAway(goaway) => {
                 self.on_goaway(goaway);
                 Ok(())
             }
-            (Frame::Credit(credit), _) => self.on_credit(credit),
-            (Frame::Request(request), Role::Server) => self.on_request(request),
-            (Frame::Cancel(cancel), Role::Server) => self.on_cancel(cancel),
-            (Frame::Data(data), Role::Client) => self.on_data(data),
-            (Frame::End(end), Role::Client) => self.on_end(end),
-            (other, role) => Err(ProtocolViolation::WrongDirection {
+            Frame::Credit(credit) => self.on_credit(credit),
+            Frame::Request(request) if role == Role::Server => self.on_request(request),
+            Frame::Cancel(cancel) if role == Role::Server => self.on_cancel(cancel),
+            Frame::End(end) if role == Role::Client => self.on_end(end),
+            other => Err(ProtocolViolation::WrongDirection {
                 frame: other.frame_type(),
                 role,
             }),

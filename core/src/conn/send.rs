@@ -2,13 +2,14 @@
 
 use bytes::Bytes;
 
-use super::output::{MIN_PIECE, PER_FRAME};
+use super::output::{MIN_PIECE, PER_FRAME, extend_encoded_run, queue_data};
 use super::{
     CancelError, CloseReason, Conn, Event, OpenError, ReleaseError, Role, SendError, State, Stream,
 };
+use crate::wire::DEFAULT_COPY_THRESHOLD;
 use crate::wire::mux::{
-    Cancel, CancelMode, Credit, Data, End, ErrorKind, Frame, GoAwayCode, Request, StreamError,
-    StreamId, WireStr,
+    Cancel, CancelMode, Credit, End, ErrorKind, Frame, GoAwayCode, HEADER_LEN, Request,
+    StreamError, StreamId, WireStr, data_header,
 };
 
 impl Conn {
@@ -100,11 +101,17 @@ impl Conn {
     /// byte could be taken. An empty `data` sends an empty piece that ends the item (an empty
     /// item, if none was unfinished), unless the output limit is reached.
     pub fn send_data(&mut self, id: StreamId, data: &mut Bytes) -> Result<usize, SendError> {
-        self.check_server_stream(id)?;
+        if self.role != Role::Server {
+            return Err(SendError::NotServer);
+        }
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
         let max_frame = u64::from(self.frame_limit());
         let limit = self.output_limit();
-        self.note_output_start();
+        let output_was_pending = self.output_pending();
         let now = self.now;
+        // One map lookup per item (this runs for every item a server sends).
         let Some(Stream::Serving {
             credit,
             item_open,
@@ -113,20 +120,20 @@ impl Conn {
             ..
         }) = self.streams.get_mut(&id)
         else {
-            unreachable!("checked by check_server_stream");
+            return Err(SendError::NotOpen(id));
         };
+        // Output is about to be queued: if none was waiting, the stall clock starts now.
+        if !output_was_pending {
+            self.last_write_progress = now;
+        }
         let was_blocked = *blocked_since;
         let mut taken = 0;
         if data.is_empty() {
             let held = self.queued_cost + self.unwritten;
             if held == 0 || held + PER_FRAME <= limit {
                 *item_open = false;
-                self.queued_cost += PER_FRAME;
-                self.queue.push_back(Frame::Data(Data {
-                    stream: id,
-                    more: false,
-                    payload: Bytes::new(),
-                }));
+                self.queued_cost +=
+                    queue_data(&mut self.queue, &mut self.encoded, id, false, Bytes::new());
                 self.set_blocked(id, was_blocked, None);
                 return Ok(0);
             }
@@ -156,12 +163,8 @@ impl Conn {
             self.send_credit -= n as u64;
             *item_open = !data.is_empty();
             taken += n;
-            self.queued_cost += PER_FRAME + n as u64;
-            self.queue.push_back(Frame::Data(Data {
-                stream: id,
-                more: !data.is_empty(),
-                payload: piece,
-            }));
+            let more = !data.is_empty();
+            self.queued_cost += queue_data(&mut self.queue, &mut self.encoded, id, more, piece);
         }
         *wants_write = taken == 0 || !data.is_empty();
         let credit_left = *credit;
@@ -182,6 +185,90 @@ impl Conn {
             });
         }
         Ok(taken)
+    }
+
+    /// Server: sends whole items on stream `id` in order, as [`Self::send_data`] would one
+    /// after the other, and stops at the first item not taken whole (the rest of it stays in
+    /// it). Returns how many items were taken whole; taken items are left empty.
+    ///
+    /// Errors as `send_data` for the first item (`Blocked` when not a byte of it could be
+    /// taken); once an item was taken, a later refusal is the count returned.
+    ///
+    /// A server whose handler has several items ready hands them over in one call: small
+    /// items that fit the credit and the output limit then cost one map lookup for the batch
+    /// and a copy each.
+    pub fn send_items(&mut self, id: StreamId, items: &mut [Bytes]) -> Result<usize, SendError> {
+        let mut done = 0;
+        while done < items.len() {
+            done += self.send_small_items(id, &mut items[done..]);
+            let Some(item) = items.get_mut(done) else {
+                break;
+            };
+            match self.send_data(id, item) {
+                Ok(_) if item.is_empty() => done += 1,
+                Ok(_) => break,
+                Err(SendError::Blocked { .. }) if done > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    /// The fast path of [`Self::send_items`]: takes the leading items that are small (encoded
+    /// at once, see `output`), not empty, and fit whole in one frame within the stream and
+    /// connection credit and the output limit, exactly as `send_data` would take each.
+    /// Returns how many it took; anything else is left to `send_data`.
+    fn send_small_items(&mut self, id: StreamId, items: &mut [Bytes]) -> usize {
+        if self.role != Role::Server || self.is_closed() {
+            return 0;
+        }
+        let max_frame = u64::from(self.frame_limit());
+        let limit = self.output_limit();
+        let output_was_pending = self.output_pending();
+        // A stream waiting for room goes through `send_data`, which keeps its stall clock.
+        let Some(Stream::Serving {
+            credit,
+            item_open,
+            wants_write,
+            blocked_since: None,
+            ..
+        }) = self.streams.get_mut(&id)
+        else {
+            return 0;
+        };
+        let (mut done, mut bytes) = (0, 0);
+        for item in items.iter_mut() {
+            let n = item.len();
+            let len = n as u64;
+            let held = self.queued_cost + self.unwritten;
+            if n == 0
+                || n >= DEFAULT_COPY_THRESHOLD
+                || len > (*credit).min(self.send_credit).min(max_frame)
+                || len > output_room(limit, held, n)
+            {
+                break;
+            }
+            *credit -= len;
+            self.send_credit -= len;
+            self.queued_cost += PER_FRAME + len;
+            self.encoded
+                .extend_from_slice(&data_header(id.0, false, n as u32));
+            self.encoded.extend_from_slice(item);
+            drop(std::mem::take(item));
+            bytes += HEADER_LEN + n;
+            done += 1;
+        }
+        if done == 0 {
+            return 0;
+        }
+        // As `send_data` leaves a stream after an item taken whole.
+        *item_open = false;
+        *wants_write = false;
+        if !output_was_pending {
+            self.last_write_progress = self.now;
+        }
+        extend_encoded_run(&mut self.queue, bytes, done as u64);
+        done
     }
 
     /// Server: ends stream `id` successfully (END). Refused while an item is half sent.

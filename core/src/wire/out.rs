@@ -160,6 +160,20 @@ impl OutBuf {
         }
     }
 
+    /// How many segments the queued bytes are in (the open coalescing buffer counts as one
+    /// when it holds anything): what a vectored write of everything takes.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len() + usize::from(!self.tail.is_empty())
+    }
+
+    /// Takes everything queued as its segments, in order, appended to `into` without a copy:
+    /// for a transport that hands the bytes on as they are (a simulated socket).
+    pub fn drain_segments(&mut self, into: &mut Vec<Bytes>) {
+        self.seal_tail();
+        self.len = 0;
+        into.extend(self.segments.drain(..));
+    }
+
     /// Turns the coalescing buffer into a finished segment so later payloads stay in order.
     fn seal_tail(&mut self) {
         if !self.tail.is_empty() {
@@ -171,6 +185,30 @@ impl OutBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_are_drained_in_order_without_a_copy() {
+        let mut out = OutBuf::new();
+        assert_eq!(out.segment_count(), 0);
+        let large = Bytes::from(vec![7u8; DEFAULT_COPY_THRESHOLD]);
+        out.put_slice(b"head");
+        out.put_bytes(large.clone());
+        out.put_slice(b"tail");
+        assert_eq!(out.segment_count(), 3);
+        let mut segments = Vec::new();
+        out.drain_segments(&mut segments);
+        assert!(out.is_empty() && out.segment_count() == 0);
+        assert_eq!(segments.len(), 3);
+        assert_eq!(&segments[0][..], b"head");
+        assert_eq!(
+            segments[1].as_ptr(),
+            large.as_ptr(),
+            "the large payload is not copied"
+        );
+        assert_eq!(&segments[2][..], b"tail");
+        out.put_slice(b"more");
+        assert_eq!(out.take_contiguous(), Bytes::from_static(b"more"));
+    }
 
     #[test]
     fn small_payloads_are_coalesced_into_one_slice() {

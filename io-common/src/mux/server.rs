@@ -8,16 +8,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use dynrt_core::conn::{Conn, ConnConfig, SendError};
+use dynrt_core::conn::{Conn, ConnConfig, FRAME_OVERHEAD, SendError};
 use dynrt_core::wire::mux::{self, ErrorKind, Request, Sniff, StreamError, StreamId};
 use futures_lite::StreamExt;
 use futures_lite::future;
 
 use super::budget::OutputBudget;
 use super::driver::Driver;
-use super::handler::{BoxItemStream, Handlers, RequestContext};
+use super::handler::{BoxItemStream, HandlerError, Handlers, RequestContext};
 use super::limit::{ConnectionLimit, DEFAULT_MAX_CONNECTIONS, Permit};
-use super::state::{CancelState, ServeSlot, Shared};
+use super::state::{CancelState, ServeSlot, Shared, State};
 use crate::runtime::{self, Runtime};
 
 /// How a server behaves.
@@ -311,7 +311,7 @@ pub(crate) fn start_request<R: Runtime>(
         return false;
     };
     let cancel = Arc::new(CancelState::default());
-    let budget = {
+    let (budget, mut room) = {
         let mut state = shared.lock();
         state.serving.insert(
             id,
@@ -320,7 +320,7 @@ pub(crate) fn start_request<R: Runtime>(
                 waker: None,
             },
         );
-        state.budget.clone()
+        (state.budget.clone(), Room::of(&state.conn, id))
     };
     let context = RequestContext {
         stream: id,
@@ -328,60 +328,160 @@ pub(crate) fn start_request<R: Runtime>(
         cancel: cancel.clone(),
     };
     let mut items = handler.handle(request.payload, context);
-    let mut pending: Option<Bytes> = None;
+    // Items ready at once are taken a batch at a time and handed to the core under one lock,
+    // with the budget brought up to date once per batch: a stream of small items paid a lock,
+    // an unlock and an atomic budget update per item. A batch takes no more than the core has
+    // room for, and one item more (the one that waits for room, as a lone item would).
+    let mut batch: [Bytes; BATCH] = Default::default();
     loop {
-        if budget.as_ref().is_some_and(|b| !b.has_room()) {
-            break; // the task waits for room before it takes the next item
-        }
-        let next = match items.as_mut().poll_next(cx) {
-            Poll::Ready(next) => next,
-            Poll::Pending => break,
-        };
+        let (taken, ended) = take_ready(&mut items, &mut batch, budget.as_ref(), room, cx);
         let mut state = shared.lock();
-        match next {
-            Some(Ok(mut item)) => match state.conn.send_data(id, &mut item) {
-                Ok(_) if item.is_empty() => {
-                    state.sync_budget();
-                    continue;
-                }
-                Ok(_) | Err(SendError::Blocked { .. }) => {
-                    state.sync_budget();
-                    pending = Some(item);
-                    break;
-                }
-                Err(_) => {
-                    state.serving.remove(&id);
-                    return false;
-                }
-            },
-            None => {
+        let sent = match state.conn.send_items(id, &mut batch[..taken]) {
+            Ok(sent) => sent,
+            Err(SendError::Blocked { .. }) => 0,
+            Err(_) => {
+                state.sync_budget();
                 state.serving.remove(&id);
-                if state.conn.finish(id).is_ok() {
-                    state.delivery.hold(id, items, cancel.clone());
-                }
                 return false;
             }
-            Some(Err(error)) => {
+        };
+        state.sync_budget();
+        room = Room::of(&state.conn, id);
+        if sent < taken {
+            // The core is full: the rest waits in a task for room.
+            drop(state);
+            let rest = batch[sent..taken].iter_mut().map(std::mem::take).collect();
+            spawn_serving(rt, shared, id, items, cancel, rest, ended);
+            return true;
+        }
+        match ended {
+            Some(result) => {
                 state.serving.remove(&id);
-                if state.conn.send_error(id, error.into_stream_error()).is_ok() {
-                    state.delivery.hold(id, items, cancel.clone());
-                }
+                end_stream(&mut state, id, result, items, &cancel);
                 return false;
             }
+            None if taken == BATCH => {}
+            None => break, // the handler has to wait, or the budget is spent
         }
     }
+    spawn_serving(rt, shared, id, items, cancel, Vec::new(), None);
+    true
+}
+
+/// Items taken from a handler in one go before they are handed to the core.
+const BATCH: usize = 16;
+/// Bytes of items taken in one go: a batch holds at most about this much besides its last item.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// How a handler's stream ended: `Ok` after its last item, or with its error.
+type Ended = Result<(), HandlerError>;
+
+/// What a stream may still hand the core: payload bytes within its credit, and output bytes
+/// (each item counted as the core counts a frame) within the connection's output limit.
+#[derive(Clone, Copy)]
+struct Room {
+    payload: u64,
+    output: u64,
+}
+
+impl Room {
+    fn of(conn: &Conn, id: StreamId) -> Self {
+        Self {
+            payload: conn.send_capacity(id).unwrap_or(0),
+            output: conn.output_limit().saturating_sub(conn.held_bytes()),
+        }
+    }
+
+    /// Whether items of `payload` bytes in `frames` frames fill it.
+    fn filled_by(self, payload: u64, frames: u64) -> bool {
+        let per_frame = (mux::HEADER_LEN + FRAME_OVERHEAD) as u64;
+        payload >= self.payload || payload + frames * per_frame >= self.output
+    }
+}
+
+/// Fills `batch` with the items `items` has ready (while the budget has room, and until the
+/// items fill `room`), stopping at the stream's end. Returns how many it took, and the end if
+/// it was reached (the stream is then never polled again).
+fn take_ready(
+    items: &mut BoxItemStream,
+    batch: &mut [Bytes; BATCH],
+    budget: Option<&OutputBudget>,
+    room: Room,
+    cx: &mut Context<'_>,
+) -> (usize, Option<Ended>) {
+    let (mut taken, mut bytes) = (0, 0);
+    while taken < BATCH && bytes < BATCH_BYTES {
+        if budget.is_some_and(|b| !b.has_room()) {
+            break; // the task waits for room before it takes the next item
+        }
+        match items.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(item))) => {
+                bytes += item.len();
+                batch[taken] = item;
+                taken += 1;
+                if room.filled_by(bytes as u64, taken as u64) {
+                    break; // the core takes no more now: this item is the one that waits
+                }
+            }
+            Poll::Ready(Some(Err(error))) => return (taken, Some(Err(error))),
+            Poll::Ready(None) => return (taken, Some(Ok(()))),
+            Poll::Pending => break,
+        }
+    }
+    (taken, None)
+}
+
+/// Ends stream `id` after its last item (`finish`) or with the handler's error, and holds its
+/// items until the end is written (see `delivery`).
+fn end_stream(
+    state: &mut State,
+    id: StreamId,
+    result: Ended,
+    items: BoxItemStream,
+    cancel: &Arc<CancelState>,
+) {
+    let queued = match result {
+        Ok(()) => state.conn.finish(id),
+        Err(error) => state.conn.send_error(id, error.into_stream_error()),
+    };
+    if queued.is_ok() {
+        state.delivery.hold(id, items, cancel.clone());
+    }
+}
+
+/// Moves the rest of a request to a task of its own: the items already taken (`rest`), then
+/// the end if the handler already gave it, else the handler's further items.
+fn spawn_serving<R: Runtime>(
+    rt: &R,
+    shared: &Arc<Shared>,
+    id: StreamId,
+    items: BoxItemStream,
+    cancel: Arc<CancelState>,
+    rest: Vec<Bytes>,
+    ended: Option<Ended>,
+) {
     let shared = shared.clone();
     rt.spawn(async move {
-        let sent = match pending {
-            Some(item) => send(&shared, id, item).await,
-            None => true,
-        };
-        if sent {
-            serve(&shared, id, items, &cancel).await;
+        let mut sent = true;
+        for item in rest {
+            sent = send(&shared, id, item).await;
+            if !sent {
+                break;
+            }
+        }
+        match (sent, ended) {
+            (false, _) => {}
+            (true, Some(result)) => {
+                let mut state = shared.lock();
+                state.serving.remove(&id);
+                end_stream(&mut state, id, result, items, &cancel);
+                state.wake_driver();
+                return;
+            }
+            (true, None) => serve(&shared, id, items, &cancel).await,
         }
         shared.lock().serving.remove(&id);
     });
-    true
 }
 
 /// Sends the handler's items in order, then the end; stops at once on kill. Once the end is
@@ -404,16 +504,12 @@ async fn serve(shared: &Shared, id: StreamId, mut items: BoxItemStream, cancel: 
                 }
             }
             None => {
-                if state.conn.finish(id).is_ok() {
-                    state.delivery.hold(id, items, cancel.clone());
-                }
+                end_stream(&mut state, id, Ok(()), items, cancel);
                 state.wake_driver();
                 return;
             }
             Some(Err(error)) => {
-                if state.conn.send_error(id, error.into_stream_error()).is_ok() {
-                    state.delivery.hold(id, items, cancel.clone());
-                }
+                end_stream(&mut state, id, Err(error), items, cancel);
                 state.wake_driver();
                 return;
             }

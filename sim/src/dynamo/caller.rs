@@ -69,10 +69,12 @@ pub(crate) struct DynCaller {
     /// Call-home connections and the request each carries.
     streams: BTreeMap<u32, u64>,
     next_subject: u64,
+    /// The response-stream server's address as control messages name it (written once).
+    address: String,
 }
 
 impl DynCaller {
-    pub(crate) fn new(frontend: bool) -> Self {
+    pub(crate) fn new(caller: usize, frontend: bool) -> Self {
         Self {
             frontend,
             pending: PendingStreams::new(callhome_config().establish_timeout, MAX_PENDING),
@@ -83,8 +85,38 @@ impl DynCaller {
             calls: BTreeMap::new(),
             streams: BTreeMap::new(),
             next_subject: 1,
+            address: response_address(caller).to_string(),
         }
     }
+}
+
+/// Appends `n` in decimal (what `format!("{n}")` writes).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// The subject of a caller's `n`th call: `c{caller}-{n:x}`.
+fn subject_of(caller: usize, n: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut subject = Vec::with_capacity(24);
+    subject.push(b'c');
+    push_decimal(&mut subject, caller as u64);
+    subject.push(b'-');
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        subject.push(HEX[(n >> (4 * i) & 0xf) as usize]);
+    }
+    String::from_utf8(subject).expect("ASCII")
 }
 
 /// A call failure as the runtime's caller reports it, and whether it is a transport failure.
@@ -113,7 +145,7 @@ impl World {
         let (slot, inc) = crate::worker::slot_of(addr);
         self.stats.dynamo_requests += 1;
         let d = &mut self.dcallers[caller];
-        let subject = format!("c{caller}-{:x}", d.next_subject);
+        let subject = subject_of(caller, d.next_subject);
         d.next_subject += 1;
         if d.pending.register(subject.clone(), req, now).is_err() {
             self.end_request(
@@ -209,27 +241,35 @@ impl World {
     fn dyn_request_frame(&mut self, caller: usize, req: u64) -> Option<RequestFrame> {
         let call = self.dcallers[caller].calls.get(&req)?;
         let r = &self.ledger.requests[req as usize];
-        let json = format!(
-            r#"{{"req":{req},"items":{},"item_size":{},"delay_us":{}}}"#,
-            r.items, r.item_size, r.delay_us
-        );
-        let body =
-            match dynrt_core::callhome::value::json_to_request_body(call.codec, json.as_bytes()) {
-                Ok(body) => body,
-                Err(e) => {
-                    let detail = format!("request {req}: body not encodable: {e}");
-                    self.fail(Invariant::StreamEndsOnce, detail);
-                    return None;
-                }
-            };
-        let id = format!("req-{req}");
+        let mut json = Vec::with_capacity(80);
+        for (name, value) in [
+            (&br#"{"req":"#[..], req),
+            (br#","items":"#, u64::from(r.items)),
+            (br#","item_size":"#, u64::from(r.item_size)),
+            (br#","delay_us":"#, u64::from(r.delay_us)),
+        ] {
+            json.extend_from_slice(name);
+            push_decimal(&mut json, value);
+        }
+        json.push(b'}');
+        let body = match dynrt_core::callhome::value::json_to_request_body(call.codec, &json) {
+            Ok(body) => body,
+            Err(e) => {
+                let detail = format!("request {req}: body not encodable: {e}");
+                self.fail(Invariant::StreamEndsOnce, detail);
+                return None;
+            }
+        };
+        let mut id = b"req-".to_vec();
+        push_decimal(&mut id, req);
+        let id = String::from_utf8(id).expect("ASCII");
         let control = RequestControlMessage {
             id: id.clone(),
             request_type: RequestType::SingleIn,
             response_type: ResponseType::ManyOut,
             payload_codec: call.codec,
             connection_info: TcpStreamConnectionInfo {
-                address: response_address(caller).to_string(),
+                address: self.dcallers[caller].address.clone(),
                 subject: call.subject.clone(),
                 context: id.clone(),
                 stream_type: StreamType::Response,
@@ -576,6 +616,36 @@ impl World {
         if let Some(req) = self.dcallers[caller].streams.remove(&link) {
             let detail = format!("c{caller} d#{link} closed with request {req} still on it");
             self.fail(Invariant::StreamEndsOnce, detail);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{push_decimal, subject_of};
+
+    #[test]
+    fn numbers_and_subjects_are_written_as_format_writes_them() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            256,
+            4095,
+            65_536,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+            for caller in [0, 7, 12] {
+                assert_eq!(subject_of(caller, n), format!("c{caller}-{n:x}"));
+            }
         }
     }
 }

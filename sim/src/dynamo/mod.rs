@@ -38,7 +38,7 @@ use dynrt_core::wire::OutBuf;
 pub(crate) use caller::DynCaller;
 pub(crate) use worker::DynWorker;
 
-use crate::net::{Side, WINDOW, take_held, take_written};
+use crate::net::{Side, WINDOW, Wire, take_held, take_written};
 use crate::trace::trace;
 use crate::world::{Ev, World};
 
@@ -86,7 +86,7 @@ pub(crate) enum DynEv {
     /// The dialler gives up a connection not established in time.
     DialTimeout { link: u32 },
     /// Bytes arrive at one end.
-    Bytes { link: u32, to: Side, data: Bytes },
+    Bytes { link: u32, to: Side, data: Wire },
     /// A reset, or end of stream (`fin`), arrives at one end.
     Reset { link: u32, to: Side, fin: bool },
     /// A machine's timer.
@@ -339,7 +339,7 @@ impl World {
         side != l.caller_side() || self.faults.caller_paused_until[l.caller] <= self.now
     }
 
-    fn dyn_bytes(&mut self, link: u32, to: Side, data: Bytes) {
+    fn dyn_bytes(&mut self, link: u32, to: Side, data: Wire) {
         self.trace.mix(data.len() as u64);
         let end = &mut self.dnet.links[link as usize].ends[to.idx()];
         if !end.open || end.machine.is_none() {
@@ -359,7 +359,7 @@ impl World {
             }
             return;
         }
-        end.held.push(data);
+        data.hold(&mut end.held);
         if self.dyn_is_reading(link, to) {
             self.dyn_read(link, to);
         }

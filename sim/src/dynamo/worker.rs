@@ -171,7 +171,9 @@ impl TextRuns {
         let letter = crate::ledger::letter(pattern(req, item));
         let run = &mut self.0[usize::from(letter - b'a')];
         if run.len() < size {
-            run.resize(size, letter);
+            // Grown at once to the largest item a run may ask for (6000 bytes), not item by
+            // item.
+            run.resize(size.max(6000), letter);
         }
         &run[..size]
     }

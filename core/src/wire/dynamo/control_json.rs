@@ -353,8 +353,34 @@ pub(crate) fn read_handshake(src: &[u8]) -> Option<CallHomeHandshake> {
     })
 }
 
-/// The fast path for the TCP details inside a connection info's `info` string.
+/// The fast path for the TCP details inside a connection info's `info` string: the layout
+/// [`write_tcp_info`] writes with values that need no unescaping, matched literal by literal;
+/// else any layout of the known fields.
 pub(crate) fn read_tcp_info(src: &[u8]) -> Option<TcpStreamConnectionInfo> {
+    read_written_tcp_info(src).or_else(|| read_any_tcp_info(src))
+}
+
+fn read_written_tcp_info(src: &[u8]) -> Option<TcpStreamConnectionInfo> {
+    let mut cursor = Cursor::new(src)?;
+    if !cursor.literal(br#"{"address":""#) {
+        return None;
+    }
+    let address = cursor.plain_until(br#"","subject":""#)?;
+    let subject = cursor.plain_until(br#"","context":""#)?;
+    let context = cursor.plain_until(br#"","stream_type":""#)?;
+    let stream_type = cursor.one_of(&[
+        (br#"response"}"#, StreamType::Response),
+        (br#"request"}"#, StreamType::Request),
+    ])?;
+    cursor.at_end().then(|| TcpStreamConnectionInfo {
+        address: address.to_owned(),
+        subject: subject.to_owned(),
+        context: context.to_owned(),
+        stream_type,
+    })
+}
+
+fn read_any_tcp_info(src: &[u8]) -> Option<TcpStreamConnectionInfo> {
     let mut cursor = Cursor::new(src)?;
     let (mut address, mut subject, mut context, mut stream_type) = (None, None, None, None);
     object(&mut cursor, |name, cursor| match name {
@@ -502,7 +528,14 @@ mod tests {
             let mut ours = String::new();
             write_tcp_info(&info, &mut ours);
             prop_assert_eq!(&ours, &serde_json::to_string(&info).unwrap());
-            prop_assert_eq!(read_tcp_info(ours.as_bytes()), Some(info));
+            prop_assert_eq!(read_tcp_info(ours.as_bytes()), Some(info.clone()));
+            // Values that need no unescaping take the literal path, with the same value.
+            let plain = [&info.address, &info.subject, &info.context]
+                .iter()
+                .all(|v| !v.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
+            if plain {
+                prop_assert_eq!(read_written_tcp_info(ours.as_bytes()), Some(info));
+            }
         }
 
         #[test]

@@ -6,6 +6,17 @@ use super::{
 };
 use crate::wire::OutBuf;
 
+/// The 10-byte header of a DATA frame with a `len`-byte payload: the one encoding of it, shared
+/// by [`Frame::encode`] and the connection's already-encoded small frames.
+pub(crate) fn data_header(stream: u32, more: bool, len: u32) -> [u8; HEADER_LEN] {
+    let mut head = [0u8; HEADER_LEN];
+    head[..4].copy_from_slice(&len.to_be_bytes());
+    head[4] = FrameType::Data as u8;
+    head[5] = if more { FLAG_MORE } else { 0 };
+    head[6..].copy_from_slice(&stream.to_be_bytes());
+    head
+}
+
 /// Appends the 15-byte connection preface.
 pub fn encode_preface(out: &mut OutBuf) {
     out.put_slice(&PREFACE);
@@ -44,12 +55,7 @@ impl Frame {
             && d.stream.0 != 0
             && d.payload.len() as u64 <= u64::from(max_frame_size)
         {
-            let mut head = [0u8; HEADER_LEN];
-            head[..4].copy_from_slice(&(d.payload.len() as u32).to_be_bytes());
-            head[4] = FrameType::Data as u8;
-            head[5] = if d.more { FLAG_MORE } else { 0 };
-            head[6..].copy_from_slice(&d.stream.0.to_be_bytes());
-            out.put_slice(&head);
+            out.put_slice(&data_header(d.stream.0, d.more, d.payload.len() as u32));
             out.put_shared(&d.payload);
             return Ok(());
         }

@@ -66,7 +66,9 @@ mod error;
 mod frame;
 mod header;
 
+pub(crate) use decode::whole_frames_len;
 pub use decode::{MuxDecoder, decode_preface};
+pub(crate) use encode::data_header;
 pub use encode::encode_preface;
 pub use error::{MuxDecodeError, MuxEncodeError};
 pub use frame::{
@@ -132,14 +134,17 @@ pub fn sniff(first_bytes: &[u8]) -> Sniff {
 /// Entry points for fuzzers and for the test that replays their corpus. Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
-    use bytes::BytesMut;
+    use bytes::{Bytes, BytesMut};
 
-    use super::{MuxDecoder, RequestHeader, decode_preface, sniff};
+    use super::{MuxDecoder, RequestHeader, decode_preface, sniff, whole_frames_len};
     use crate::wire::OutBuf;
 
     /// Decodes arbitrary bytes as mux frames, re-encodes every frame decoded and checks that the
-    /// result is exactly the bytes the decoder consumed. Panics if not (that is the finding).
+    /// result is exactly the bytes the decoder consumed; and checks that the connection's batch
+    /// path (whole frames cut off at once) decodes the same frames and fails with the same
+    /// error. Panics if not (that is the finding).
     pub fn mux_frames(data: &[u8]) {
+        same_frames_in_one_piece(data);
         let _ = sniff(data);
         let _ = decode_preface(&mut BytesMut::from(data));
         // A small limit so that the fuzzer also reaches the "too large" path.
@@ -168,5 +173,25 @@ pub mod fuzzing {
                 let _ = RequestHeader::from_msgpack(&request.header);
             }
         }
+    }
+
+    /// [`MuxDecoder::decode_whole`] over the whole frames of `data` gives what
+    /// [`MuxDecoder::decode`] gives frame by frame.
+    fn same_frames_in_one_piece(data: &[u8]) {
+        let limit = 64 * 1024;
+        let mut whole = Bytes::copy_from_slice(&data[..whole_frames_len(data)]);
+        let (mut batch, mut single) = (MuxDecoder::new(limit), MuxDecoder::new(limit));
+        let mut input = BytesMut::from(data);
+        while !whole.is_empty() {
+            match (batch.decode_whole(&mut whole), single.decode(&mut input)) {
+                (Ok(a), Ok(Some(b))) => assert_eq!(a, b, "the batch path decoded another frame"),
+                (Err(a), Err(b)) => return assert_eq!(a, b, "the batch path failed otherwise"),
+                (a, b) => panic!("the batch path gave {a:?} where decode gave {b:?}"),
+            }
+        }
+        assert!(
+            !matches!(single.decode(&mut input), Ok(Some(_))),
+            "decode found a whole frame after the whole frames"
+        );
     }
 }
