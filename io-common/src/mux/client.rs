@@ -15,8 +15,11 @@ use super::error::CallError;
 use super::mailbox::Command;
 use super::state::{Items, Shared};
 
-/// Times a call finding the connection locked yields before it waits for the lock.
-const MAX_YIELDS: u32 = 4;
+/// Times a call finding the connection locked yields before it waits for the lock. The
+/// driver's turn is short, so a caller seldom needs more than a few; the bound only keeps a
+/// caller from spinning through the scheduler behind a holder that does not run (4 left
+X
+const MAX_YIELDS: u32 = 64;
 
 /// What one attempt to open a call came to.
 enum Attempt {
