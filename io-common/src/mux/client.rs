@@ -18,7 +18,7 @@ use super::state::{Items, Shared};
 /// Times a call finding the connection locked yields before it waits for the lock. The
 /// driver's turn is short, so a caller seldom needs more than a few; the bound only keeps a
 /// caller from spinning through the scheduler behind a holder that does not run (4 left
-X
+/// tokio's 64-in-flight case ~8% slower, with 1.5x the context switches per call).
 const MAX_YIELDS: u32 = 64;
 
 /// What one attempt to open a call came to.
