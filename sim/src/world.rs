@@ -111,6 +111,9 @@ pub(crate) struct World {
     pub(crate) conn_config: ConnConfig,
     pub(crate) t0: Instant,
     pub(crate) now: u64,
+    /// `now` as an instant (`t0 + now`), kept with it: the machines take instants, many times
+    /// per step.
+    now_at: Instant,
     pub(crate) rng: Rng,
     pub(crate) queue: Queue,
     pub(crate) trace: Trace,
@@ -170,13 +173,15 @@ impl World {
         let dcallers = (0..cfg.callers)
             .map(|caller| DynCaller::new(caller, drng.chance(cfg.dynamo_percent)))
             .collect();
+        let t0 = Instant::now();
         Self {
             trace: Trace::new(cfg.trace),
             faults: FaultState::new(cfg.workers, cfg.callers),
             cfg,
             conn_config,
-            t0: Instant::now(),
+            t0,
             now: 0,
+            now_at: t0,
             rng,
             queue: Queue::default(),
             net: Net::default(),
@@ -211,7 +216,7 @@ impl World {
     }
 
     pub(crate) fn now_instant(&self) -> Instant {
-        self.instant(self.now)
+        self.now_at
     }
 
     pub(crate) fn schedule(&mut self, at: u64, ev: Ev) {
@@ -251,7 +256,10 @@ impl World {
             if time > limit {
                 break;
             }
-            self.now = time;
+            if time != self.now {
+                self.now = time;
+                self.now_at = self.instant(time);
+            }
             self.events += 1;
             self.trace.mix(time);
             self.dispatch(ev);
