@@ -215,6 +215,16 @@ impl World {
         instant.saturating_duration_since(self.t0).as_nanos() as u64
     }
 
+    /// Nanoseconds since the start of `deadline`, or now if it has passed (when a timer set
+    /// for it must fire): a comparison when it has passed, as a machine's "now" deadline has.
+    pub(crate) fn ns_not_before_now(&self, deadline: Instant) -> u64 {
+        if deadline <= self.now_at {
+            self.now
+        } else {
+            self.ns(deadline)
+        }
+    }
+
     pub(crate) fn now_instant(&self) -> Instant {
         self.now_at
     }
