@@ -211,7 +211,7 @@ impl World {
             }
         }
         if let Some(deadline) = self.callers[caller].set.poll_timeout() {
-            let at = self.ns(deadline).max(self.now);
+            let at = self.ns_not_before_now(deadline);
             let c = &mut self.callers[caller];
             if c.set_timer.is_none_or(|armed| at < armed) {
                 c.set_timer = Some(at);

@@ -71,7 +71,7 @@ impl World {
         let Some(deadline) = self.workers[slot].health.poll_timeout() else {
             return;
         };
-        let at = self.ns(deadline).max(self.now);
+        let at = self.ns_not_before_now(deadline);
         let w = &mut self.workers[slot];
         if w.health_timer.is_none_or(|armed| at < armed) {
             w.health_timer = Some(at);

@@ -508,7 +508,7 @@ impl World {
             return;
         }
         if let Some(deadline) = conn.poll_timeout() {
-            let at = self.ns(deadline).max(self.now);
+            let at = self.ns_not_before_now(deadline);
             let end = &mut self.net.links[link as usize].ends[side.idx()];
             if end.timer.is_none_or(|armed| at < armed) {
                 end.timer = Some(at);

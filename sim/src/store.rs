@@ -270,7 +270,7 @@ impl World {
             );
         }
         if let Some(deadline) = self.store.kv.poll_timeout() {
-            let at = self.ns(deadline).max(self.now);
+            let at = self.ns_not_before_now(deadline);
             if self.store.timer.is_none_or(|armed| at < armed) {
                 self.store.timer = Some(at);
                 self.schedule(at, Ev::StoreTimer { at });

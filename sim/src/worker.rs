@@ -369,7 +369,7 @@ impl World {
         else {
             return;
         };
-        let at = self.ns(deadline).max(self.now);
+        let at = self.ns_not_before_now(deadline);
         let w = &mut self.workers[slot];
         if w.lease_timer.is_none_or(|armed| at < armed) {
             w.lease_timer = Some(at);
@@ -822,7 +822,7 @@ impl World {
         let ignore_deadline = self.cfg.planted_bug == Some(PlantedBug::IgnoreDrainDeadline)
             && w.shutdown.phase() == Phase::Draining;
         if let Some(deadline) = w.shutdown.poll_timeout().filter(|_| !ignore_deadline) {
-            let at = self.ns(deadline).max(self.now);
+            let at = self.ns_not_before_now(deadline);
             let w = &mut self.workers[slot];
             if w.shutdown_timer.is_none_or(|armed| at < armed) {
                 w.shutdown_timer = Some(at);

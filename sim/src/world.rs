@@ -111,6 +111,9 @@ pub(crate) struct World {
     pub(crate) conn_config: ConnConfig,
     pub(crate) t0: Instant,
     pub(crate) now: u64,
+    /// `now` as an instant (`t0 + now`), kept with it: the machines take instants, many times
+    /// per step.
+    now_at: Instant,
     pub(crate) rng: Rng,
     pub(crate) queue: Queue,
     pub(crate) trace: Trace,
@@ -170,13 +173,15 @@ impl World {
         let dcallers = (0..cfg.callers)
             .map(|caller| DynCaller::new(caller, drng.chance(cfg.dynamo_percent)))
             .collect();
+        let t0 = Instant::now();
         Self {
             trace: Trace::new(cfg.trace),
             faults: FaultState::new(cfg.workers, cfg.callers),
             cfg,
             conn_config,
-            t0: Instant::now(),
+            t0,
             now: 0,
+            now_at: t0,
             rng,
             queue: Queue::default(),
             net: Net::default(),
@@ -210,8 +215,18 @@ impl World {
         instant.saturating_duration_since(self.t0).as_nanos() as u64
     }
 
+    /// Nanoseconds since the start of `deadline`, or now if it has passed (when a timer set
+    /// for it must fire): a comparison when it has passed, as a machine's "now" deadline has.
+    pub(crate) fn ns_not_before_now(&self, deadline: Instant) -> u64 {
+        if deadline <= self.now_at {
+            self.now
+        } else {
+            self.ns(deadline)
+        }
+    }
+
     pub(crate) fn now_instant(&self) -> Instant {
-        self.instant(self.now)
+        self.now_at
     }
 
     pub(crate) fn schedule(&mut self, at: u64, ev: Ev) {
@@ -251,7 +266,10 @@ impl World {
             if time > limit {
                 break;
             }
-            self.now = time;
+            if time != self.now {
+                self.now = time;
+                self.now_at = self.instant(time);
+            }
             self.events += 1;
             self.trace.mix(time);
             self.dispatch(ev);

@@ -418,7 +418,7 @@ impl World {
         let Some(deadline) = self.dcallers[caller].pending.poll_timeout() else {
             return;
         };
-        let at = self.ns(deadline).max(self.now);
+        let at = self.ns_not_before_now(deadline);
         let d = &mut self.dcallers[caller];
         if d.pending_timer.is_none_or(|armed| at < armed) {
             d.pending_timer = Some(at);

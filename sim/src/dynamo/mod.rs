@@ -505,7 +505,7 @@ impl World {
             Some(Machine::Receiver(_)) | None => None,
         };
         if let Some(deadline) = deadline {
-            let at = self.ns(deadline).max(now);
+            let at = self.ns_not_before_now(deadline);
             let end = &mut self.dnet.links[link as usize].ends[side.idx()];
             if end.timer.is_none_or(|armed| at < armed) {
                 end.timer = Some(at);

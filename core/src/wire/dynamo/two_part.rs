@@ -84,8 +84,10 @@ impl TwoPartFrame {
             buf.put_u64(self.body.len() as u64);
             buf.put_u64(sum);
         });
-        out.put_bytes(self.header.clone());
-        out.put_bytes(self.body.clone());
+        // Small parts are copied without a handle cloned and dropped for them (a clone of a
+        // buffer not yet shared allocates its reference count).
+        out.put_shared(&self.header);
+        out.put_shared(&self.body);
     }
 
     /// Appends a frame whose header `write_header` writes straight into `out`'s coalescing
