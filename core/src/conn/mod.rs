@@ -656,6 +656,16 @@ impl Conn {
         let mut whole = input.split_to(len).freeze();
         // After a violation the connection is closed and the rest is never looked at.
         while !whole.is_empty() && !self.is_closed() {
+            // DATA to a client, nearly every frame it receives, goes straight to its handler
+            // (the general frame value and its dispatch cost a third of a frame's handling).
+            if self.role == Role::Client
+                && let Some(data) = self.decoder.decode_whole_data(&mut whole)
+            {
+                if let Err(violation) = self.on_data(data) {
+                    self.violation(violation);
+                }
+                continue;
+            }
             match self.decoder.decode_whole(&mut whole) {
                 Ok(frame) => self.on_frame(frame),
                 Err(e) => self.violation(e.into()),

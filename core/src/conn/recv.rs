@@ -315,7 +315,7 @@ impl Conn {
         Ok(())
     }
 
-    fn on_data(&mut self, data: Data) -> Verdict {
+    pub(super) fn on_data(&mut self, data: Data) -> Verdict {
         let id = data.stream;
         let len = data.payload.len() as u64;
         self.check_known(FrameType::Data, id)?;

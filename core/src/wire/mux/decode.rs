@@ -103,23 +103,40 @@ impl MuxDecoder {
         let flags = head[5];
         let stream = u32::from_be_bytes([head[6], head[7], head[8], head[9]]);
         let total = HEADER_LEN + len as usize;
-        if ty == FrameType::Data as u8
-            && flags & !FLAG_MORE == 0
-            && stream != 0
-            && len <= self.max_frame_size
-        {
-            let payload = whole.slice(HEADER_LEN..total);
-            whole.advance(total);
-            return Ok(Frame::Data(Data {
-                stream: StreamId(stream),
-                more: flags & FLAG_MORE != 0,
-                payload,
-            }));
+        if let Some(data) = self.decode_whole_data(whole) {
+            return Ok(Frame::Data(data));
         }
         let frame = check_header(ty, flags, stream, len, self.max_frame_size)?;
         let body = whole.slice(HEADER_LEN..total);
         whole.advance(total);
         parse_body(frame, flags, stream, body)
+    }
+}
+
+impl MuxDecoder {
+    /// The DATA frame at the front of `whole` (which holds only whole frames), removed, if it is
+    /// one with a valid header; `None`, with nothing consumed, for any other frame. The fast
+    /// path of [`MuxDecoder::decode_whole`], for a receiver that handles DATA on its own.
+    pub(crate) fn decode_whole_data(&self, whole: &mut Bytes) -> Option<Data> {
+        let head = &whole[..HEADER_LEN];
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let flags = head[5];
+        let stream = u32::from_be_bytes([head[6], head[7], head[8], head[9]]);
+        if head[4] != FrameType::Data as u8
+            || flags & !FLAG_MORE != 0
+            || stream == 0
+            || len > self.max_frame_size
+        {
+            return None;
+        }
+        let total = HEADER_LEN + len as usize;
+        let payload = whole.slice(HEADER_LEN..total);
+        whole.advance(total);
+        Some(Data {
+            stream: StreamId(stream),
+            more: flags & FLAG_MORE != 0,
+            payload,
+        })
     }
 }
 
