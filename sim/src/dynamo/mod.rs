@@ -493,7 +493,6 @@ impl World {
                 break;
             }
         }
-        let now = self.now;
         let end = &mut self.dnet.links[link as usize].ends[side.idx()];
         if !end.open {
             return;
