@@ -72,6 +72,11 @@ impl<R: Runtime> Component<R> {
         })
     }
 
+    /// The runtime it belongs to.
+    pub fn runtime(&self) -> &DistributedRuntime<R> {
+        &self.drt
+    }
+
     /// The component's name.
     pub fn name(&self) -> &str {
         self.name.as_str()
@@ -105,6 +110,15 @@ impl<R: Runtime> Endpoint<R> {
     /// The runtime it belongs to.
     pub fn runtime(&self) -> &DistributedRuntime<R> {
         &self.drt
+    }
+
+    /// The component it belongs to.
+    pub fn component(&self) -> Component<R> {
+        Component {
+            drt: self.drt.clone(),
+            namespace: self.id.namespace.clone(),
+            name: self.id.component.clone(),
+        }
     }
 
     /// Serves this endpoint with `handler` on this process's request-plane server, then
@@ -235,7 +249,7 @@ impl<R: Runtime> Endpoint<R> {
             None => {
                 let subject = self.id.nats_subject(instance);
                 super::nats_plane::serve(
-                    &self.drt,
+                    &self.component(),
                     subject.clone(),
                     Arc::new(SharedHandler(tracked)),
                 )

@@ -55,16 +55,28 @@ impl NatsPlane {
 /// elsewhere, and the record is gone).
 #[cfg(feature = "nats")]
 pub(crate) async fn serve<R: Runtime>(
-    drt: &super::DistributedRuntime<R>,
+    component: &super::Component<R>,
     subject: String,
     handler: Arc<dyn crate::mux::Handler>,
 ) -> Result<(), RuntimeError> {
+    let drt = component.runtime();
     let inner = drt.inner();
     let Some(link) = inner.nats_plane.link.clone() else {
         return Err(RuntimeError::Nats(crate::nats::NatsError::NotConfigured {
             what: "serving on the NATS request plane",
         }));
     };
+    // The specification builds a component's NATS service (`$SRV`) whenever the request plane
+    // is nats, so that `nats micro ls` and `$SRV.PING/INFO` show the component. Requests do not
+    // go through it (they arrive on the instance subject's queue subscription), so, as there,
+    // a service that cannot start is logged and serving goes on.
+    if let Err(e) = drt.register_nats_service(component).await {
+        tracing::warn!(
+            "component {}.{}: its NATS service ($SRV) did not start: {e}",
+            component.namespace_name(),
+            component.name()
+        );
+    }
     let mut config = crate::dynamo::DynamoServeConfig::default();
     config.callhome.max_message_size = inner.config.tcp.max_message_size;
     crate::dynamo::NatsServe {
@@ -82,7 +94,7 @@ pub(crate) async fn serve<R: Runtime>(
 
 #[cfg(not(feature = "nats"))]
 pub(crate) async fn serve<R: Runtime>(
-    _drt: &super::DistributedRuntime<R>,
+    _component: &super::Component<R>,
     _subject: String,
     _handler: Arc<dyn crate::mux::Handler>,
 ) -> Result<(), RuntimeError> {

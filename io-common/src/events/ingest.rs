@@ -109,6 +109,7 @@ impl Ingest {
         }));
     }
 
+    #[cfg(feature = "nats")]
     fn deliver(&self, envelope: EventEnvelope) {
         self.push_events(self.accept(envelope));
     }

@@ -1,7 +1,8 @@
 //! The NATS request plane (`DYN_REQUEST_PLANE=nats`) against a real nats-server: unary and
-//! streamed calls, a request above the server's `max_payload`, an instance nobody serves (no
-//! responders), a tcp-plane caller, and a server restart mid-traffic. Each scenario takes the
-//! server's URL (the adapters' tests start it with testkit).
+//! streamed calls (serving starts the component's `$SRV` service), a request above the
+//! server's `max_payload`, an instance nobody serves (no responders), a tcp-plane caller, and a
+//! server restart mid-traffic. Each scenario takes the server's URL (the adapters' tests start
+//! it with testkit).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -58,6 +59,18 @@ pub async fn unary_and_stream<R: Runtime>(rt: &R, url: &str) {
             "no TCP server on the NATS plane"
         );
         serve_generate(&worker).await;
+        // Serving on the NATS plane started the component's `$SRV` service, as in Dynamo.
+        let service = demo_endpoint(&worker, "generate")
+            .component()
+            .service_name();
+        let info = caller
+            .nats()
+            .expect("a NATS-plane runtime has a client")
+            .request(format!("$SRV.INFO.{service}"), Bytes::new(), LIMIT)
+            .await
+            .expect("the component's service answers $SRV.INFO");
+        let info: serde_json::Value = serde_json::from_slice(&info.payload).expect("JSON");
+        assert_eq!(info["name"], service.as_str(), "{info}");
         let client = demo_endpoint(&caller, "generate")
             .client()
             .await
