@@ -114,6 +114,10 @@ pub enum PlantedBug {
     /// Canaries are answered without going through the handler (a health check that checks
     /// nothing): a hung handler's worker stays ready.
     CanaryBypassesHandler,
+    /// A worker's handler panics on some requests (every thirteenth, at its second item): an
+    /// application bug, unwinding through the worker's step. The run must report `no-panic`,
+    /// naming the worker, not take the process down.
+    PanicInHandler,
 }
 
 /// One simulation run's settings.
@@ -301,10 +305,14 @@ impl fmt::Display for Stats {
 }
 
 /// Runs one simulation. Never panics on a core bug: a panic inside the run is caught and
-/// reported as [`Invariant::NoPanic`].
+/// reported as [`Invariant::NoPanic`], naming the node whose step panicked, with the time,
+/// counters and trace up to that step.
 pub fn run(config: &SimConfig) -> Outcome {
-    let cfg = config.clone();
-    match std::panic::catch_unwind(move || world::World::new(cfg).run()) {
+    let mut world = None;
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        world.insert(world::World::new(config.clone())).run()
+    }));
+    match ran {
         Ok(outcome) => outcome,
         Err(panic) => {
             let detail = panic
@@ -312,19 +320,24 @@ pub fn run(config: &SimConfig) -> Outcome {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                 .unwrap_or_else(|| "a panic without a message".to_owned());
-            Outcome {
-                seed: config.seed,
-                events: 0,
-                virtual_time: Duration::ZERO,
-                violation: Some(Violation {
-                    invariant: Invariant::NoPanic,
-                    at: Duration::ZERO,
-                    detail,
-                }),
-                trace: String::new(),
-                fingerprint: 0,
-                drains: Vec::new(),
-                stats: Stats::default(),
+            // The world is read only to report: the panicking step may have left it
+            // inconsistent, and nothing runs on in it.
+            match world.as_mut() {
+                Some(world) => world.panicked(&detail),
+                None => Outcome {
+                    seed: config.seed,
+                    events: 0,
+                    virtual_time: Duration::ZERO,
+                    violation: Some(Violation {
+                        invariant: Invariant::NoPanic,
+                        at: Duration::ZERO,
+                        detail: format!("setting the run up panicked: {detail}"),
+                    }),
+                    trace: String::new(),
+                    fingerprint: 0,
+                    drains: Vec::new(),
+                    stats: Stats::default(),
+                },
             }
         }
     }

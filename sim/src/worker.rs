@@ -724,6 +724,13 @@ impl World {
                     }
                     break;
                 }
+                if s.next_item == 1
+                    && s.req % 13 == 7
+                    && self.cfg.planted_bug == Some(PlantedBug::PanicInHandler)
+                {
+                    // The message does not name the worker: the run's report must.
+                    panic!("the handler failed on request {}", s.req);
+                }
                 s.partial = item(pattern(s.req, s.next_item), s.item_size as usize);
                 s.next_item += 1;
                 s.items_left -= 1;

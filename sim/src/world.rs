@@ -13,7 +13,7 @@ use dynrt_core::wire::mux::StreamId;
 use crate::caller::Caller;
 use crate::deregistration::Promises;
 use crate::drain::DrainRecord;
-use crate::dynamo::{DynCaller, DynEv, DynNet, DynWorker};
+use crate::dynamo::{DynCaller, DynEv, DynNet, DynWorker, Kind};
 use crate::faults::{FaultAction, FaultState};
 use crate::ledger::{Invariant, Ledger, Violation, at};
 use crate::net::{Net, Side, Wire};
@@ -105,6 +105,68 @@ pub(crate) enum Ev {
     Dyn(DynEv),
 }
 
+/// Whose step an event is: named when the step panics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Who {
+    /// One end of a mux connection.
+    Link(u32, Side),
+    /// One end of a Dynamo connection.
+    DynLink(u32, Side),
+    Worker(usize),
+    Caller(usize),
+    Store,
+    Faults,
+    /// No node: the run's own steps (start, deadlines, the final checks).
+    Run,
+}
+
+impl Ev {
+    /// Whose step this event is, and the event's name (for a panic's report).
+    fn who(&self) -> (Who, &'static str) {
+        match self {
+            Self::Bytes { link, to, .. } => (Who::Link(*link, *to), "Bytes"),
+            Self::Reset { link, to, .. } => (Who::Link(*link, *to), "Reset"),
+            Self::LingerEnd { link } => (Who::Link(*link, Side::Server), "LingerEnd"),
+            Self::Syn { link } => (Who::Link(*link, Side::Server), "Syn"),
+            Self::SynAck { link } => (Who::Link(*link, Side::Client), "SynAck"),
+            Self::ConnTimer { link, side, .. } => (Who::Link(*link, *side), "ConnTimer"),
+            Self::CallerTick { caller } => (Who::Caller(*caller), "CallerTick"),
+            Self::Release { caller, .. } => (Who::Caller(*caller), "Release"),
+            Self::HandlerTick { link, .. } => (Who::Link(*link, Side::Server), "HandlerTick"),
+            Self::LeaseTimer { slot, .. } => (Who::Worker(*slot), "LeaseTimer"),
+            Self::Register { slot, .. } => (Who::Worker(*slot), "Register"),
+            Self::ShutdownTimer { slot, .. } => (Who::Worker(*slot), "ShutdownTimer"),
+            Self::HealthTimer { slot, .. } => (Who::Worker(*slot), "HealthTimer"),
+            Self::CanaryItem { slot, .. } => (Who::Worker(*slot), "CanaryItem"),
+            Self::StoreReq { .. } => (Who::Store, "StoreReq"),
+            Self::StoreReply { to, .. } => match *to {
+                NodeRef::Worker { slot, .. } => (Who::Worker(slot), "StoreReply"),
+                NodeRef::Caller(caller) => (Who::Caller(caller), "StoreReply"),
+            },
+            Self::StoreTimer { .. } => (Who::Store, "StoreTimer"),
+            Self::Watch { caller, .. } => (Who::Caller(*caller), "Watch"),
+            Self::SetTimer { caller, .. } => (Who::Caller(*caller), "SetTimer"),
+            Self::Fault(_) => (Who::Faults, "Fault"),
+            Self::DeregistrationDue => (Who::Run, "DeregistrationDue"),
+            Self::Dyn(ev) => match ev {
+                DynEv::Syn { link } => (Who::DynLink(*link, Side::Server), "Dyn Syn"),
+                DynEv::SynAck { link } => (Who::DynLink(*link, Side::Client), "Dyn SynAck"),
+                DynEv::DialTimeout { link } => {
+                    (Who::DynLink(*link, Side::Client), "Dyn DialTimeout")
+                }
+                DynEv::Bytes { link, to, .. } => (Who::DynLink(*link, *to), "Dyn Bytes"),
+                DynEv::Reset { link, to, .. } => (Who::DynLink(*link, *to), "Dyn Reset"),
+                DynEv::Timer { link, side, .. } => (Who::DynLink(*link, *side), "Dyn Timer"),
+                DynEv::PendingTimer { caller, .. } => (Who::Caller(*caller), "Dyn PendingTimer"),
+                // The worker dials call-home connections: it is their client.
+                DynEv::HandlerTick { link } => {
+                    (Who::DynLink(*link, Side::Client), "Dyn HandlerTick")
+                }
+            },
+        }
+    }
+}
+
 /// One run.
 pub(crate) struct World {
     pub(crate) cfg: SimConfig,
@@ -146,6 +208,8 @@ pub(crate) struct World {
     pub(crate) cut_requests: Vec<u64>,
     /// Deregistrations the store owes by a deadline.
     pub(crate) promises: Promises,
+    /// The step under way (whose, and its event), named if it panics.
+    stepping: (Who, &'static str),
 }
 
 impl World {
@@ -202,6 +266,7 @@ impl World {
             drains: Vec::new(),
             cut_requests: Vec::new(),
             promises: Promises::new(),
+            stepping: (Who::Run, "start"),
         }
     }
 
@@ -252,7 +317,9 @@ impl World {
         });
     }
 
-    pub(crate) fn run(mut self) -> Outcome {
+    /// Runs to the end. A panic unwinds out of it and leaves the world as it was in the
+    /// panicking step: [`World::panicked`] then reports it.
+    pub(crate) fn run(&mut self) -> Outcome {
         for slot in 0..self.workers.len() {
             self.start_worker(slot);
         }
@@ -272,6 +339,7 @@ impl World {
             }
             self.events += 1;
             self.trace.mix(time);
+            self.stepping = ev.who();
             self.dispatch(ev);
             self.check_step();
             if self.violation.is_some() {
@@ -286,6 +354,7 @@ impl World {
                 break;
             }
         }
+        self.stepping = (Who::Run, "the final checks");
         if self.violation.is_none()
             && let Err((invariant, detail)) = self.ledger.settled()
         {
@@ -297,6 +366,48 @@ impl World {
         if self.violation.is_none() {
             self.check_cut_streams();
         }
+        self.outcome()
+    }
+
+    /// A step panicked (`message`): the run ends there with a `no-panic` violation naming the
+    /// node whose step it was, at its time, with the trace and counters up to it.
+    pub(crate) fn panicked(&mut self, message: &str) -> Outcome {
+        let (who, event) = self.stepping;
+        let node = self.who_name(who);
+        // A violation already recorded in this step comes second: the panic is what the run
+        // could not survive.
+        self.violation = None;
+        self.fail(
+            Invariant::NoPanic,
+            format!("{node} panicked handling {event}: {message}"),
+        );
+        self.outcome()
+    }
+
+    /// The name of a step's node, as the trace writes it.
+    fn who_name(&self, who: Who) -> String {
+        match who {
+            Who::Link(link, side) => self.node_name(link, side),
+            Who::DynLink(link, side) => {
+                let l = &self.dnet.links[link as usize];
+                match (l.kind, side) {
+                    (Kind::Request, Side::Client) | (Kind::CallHome, Side::Server) => {
+                        format!("c{}", l.caller)
+                    }
+                    (Kind::Request, Side::Server) | (Kind::CallHome, Side::Client) => {
+                        format!("w{}", l.slot)
+                    }
+                }
+            }
+            Who::Worker(slot) => format!("w{slot}"),
+            Who::Caller(caller) => format!("c{caller}"),
+            Who::Store => "the store".to_owned(),
+            Who::Faults => "the fault schedule".to_owned(),
+            Who::Run => "the run".to_owned(),
+        }
+    }
+
+    fn outcome(&mut self) -> Outcome {
         trace!(
             self,
             "END",

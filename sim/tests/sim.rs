@@ -334,3 +334,51 @@ fn planted_bug_double_end_is_caught() {
         "{caught:?}"
     );
 }
+
+/// A handler that panics on some requests: the run catches the unwind and reports `no-panic`
+/// naming the worker whose step panicked (the panic's own message does not), at the virtual
+/// time it did, with the trace up to it — the test process does not die. The same seed without
+/// the bug is clean.
+#[test]
+fn planted_bug_handler_panic_is_caught() {
+    let caught = (0..40).find_map(|seed| {
+        let outcome = run(&SimConfig {
+            planted_bug: Some(PlantedBug::PanicInHandler),
+            trace: true,
+            ..config(seed)
+        });
+        outcome.violation.clone().map(|v| (seed, v, outcome))
+    });
+    let (seed, v, outcome) = caught.expect("no seed caught the panicking handler");
+    assert_eq!(v.invariant, Invariant::NoPanic, "{v}");
+    // "w<slot> panicked handling <event>: the handler failed on request <n>"
+    let (node, rest) = v
+        .detail
+        .split_once(' ')
+        .expect("a node, then what happened");
+    assert!(
+        node.strip_prefix('w')
+            .is_some_and(|slot| slot.parse::<usize>().is_ok_and(|slot| slot < 3)),
+        "the report names no worker: {v}"
+    );
+    assert!(
+        rest.starts_with("panicked handling ") && rest.contains("the handler failed on request"),
+        "{v}"
+    );
+    assert!(
+        v.at > std::time::Duration::ZERO && outcome.events > 0,
+        "{v}"
+    );
+    assert!(
+        outcome.trace.contains("INVARIANT no-panic FAILED"),
+        "the trace ends without the violation"
+    );
+    // The report replays: same seed, same panic, same place.
+    let again = run(&SimConfig {
+        planted_bug: Some(PlantedBug::PanicInHandler),
+        ..config(seed)
+    });
+    assert_eq!(again.violation, Some(v));
+    let fixed = run(&config(seed));
+    assert!(fixed.violation.is_none(), "{:?}", fixed.violation);
+}
