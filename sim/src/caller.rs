@@ -615,15 +615,24 @@ impl World {
             // The first answer: the instance took the request.
             let _ = self.attempt_outcome(caller, req, Outcome::Answered);
         }
-        let Some(cl) = self.callers[caller].links.get_mut(&link) else {
+        if !self.callers[caller].links.contains_key(&link) {
             return;
-        };
+        }
         if let Err(detail) = self.ledger.received(req, payload) {
             self.fail(Invariant::StreamEndsOnce, detail);
             return;
         }
         let len = payload.len() as u64;
         if self.faults.caller_slow_until[caller] > self.now {
+            if self.cfg.planted_bug == Some(PlantedBug::ReleaseOnReceipt)
+                && let Some(conn) = self.net.links[link as usize].ends[0].conn.as_mut()
+            {
+                // The planted bug: the credit goes back now, the data is consumed later.
+                let _ = conn.release(id, len);
+            }
+            let Some(cl) = self.callers[caller].links.get_mut(&link) else {
+                return;
+            };
             cl.unreleased += len;
             let held = cl.unreleased_streams.entry(id).or_insert(0);
             *held += len;
@@ -701,6 +710,10 @@ impl World {
         }
         let end = &mut self.net.links[link as usize].ends[0];
         if !end.open {
+            return;
+        }
+        if self.cfg.planted_bug == Some(PlantedBug::ReleaseOnReceipt) {
+            // Released when it arrived.
             return;
         }
         if let Some(conn) = end.conn.as_mut()

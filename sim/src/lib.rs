@@ -118,6 +118,14 @@ pub enum PlantedBug {
     /// application bug, unwinding through the worker's step. The run must report `no-panic`,
     /// naming the worker, not take the process down.
     PanicInHandler,
+    /// Callers return a stream's credit as its data arrives, not as the application consumes
+    /// it (a receive buffer that acknowledges what it has merely queued): a slow consumer then
+    /// holds whatever the worker sends, beyond the credit it granted.
+    ReleaseOnReceipt,
+    /// A killed worker's lease keep-alive outlives it (a keep-alive task, or a sidecar, that
+    /// survives the part of the process that serves): the store keeps renewing the dead
+    /// instance's lease, and its record stays registered past TTL + RPC timeout.
+    KeepAliveOutlivesWorker,
 }
 
 /// One simulation run's settings.

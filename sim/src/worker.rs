@@ -994,6 +994,13 @@ impl World {
         if let Some(lease) = lease {
             // Its lease is left to expire in the store: the same promise as a lost one.
             self.promise_deregistration(slot, lease);
+            if self.cfg.planted_bug == Some(PlantedBug::KeepAliveOutlivesWorker)
+                && self.store.kv.lease_info(lease).is_some()
+            {
+                let inc = self.workers[slot].inc;
+                let at = self.now + self.cfg.lease_ttl.as_nanos() as u64 / 3;
+                self.schedule(at, Ev::OrphanKeepAlive { slot, inc, lease });
+            }
         }
         let serving = std::mem::take(&mut self.workers[slot].serving);
         for s in serving.values() {
@@ -1004,6 +1011,28 @@ impl World {
         }
         let inc = self.workers[slot].inc;
         self.dyn_worker_gone(slot, inc);
+    }
+
+    /// The planted bug [`PlantedBug::KeepAliveOutlivesWorker`]: the keep-alive of a killed
+    /// worker's lease goes on, every third of the TTL, until the store no longer has the
+    /// lease (what its next answer would say). Its answers go to the dead incarnation, which
+    /// ignores them.
+    pub(crate) fn on_orphan_keepalive(&mut self, slot: usize, inc: u32, lease: LeaseId) {
+        if self.store.kv.lease_info(lease).is_none() {
+            return;
+        }
+        trace!(
+            self,
+            format_args!("w{slot}"),
+            "orphaned keep-alive of lease {lease} (incarnation {inc})"
+        );
+        self.store_rpc(
+            NodeRef::Worker { slot, inc },
+            0,
+            StoreOp::KeepAlive { id: lease },
+        );
+        let at = self.now + self.cfg.lease_ttl.as_nanos() as u64 / 3;
+        self.schedule(at, Ev::OrphanKeepAlive { slot, inc, lease });
     }
 
     /// A server end's socket closed: after a graceful close whose linger ended well

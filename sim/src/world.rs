@@ -101,6 +101,13 @@ pub(crate) enum Ev {
     Fault(FaultAction),
     /// A deregistration deadline: a step then, so that the per-step check sees it come.
     DeregistrationDue,
+    /// A killed worker's keep-alive that outlives it (only with the planted bug
+    /// [`crate::PlantedBug::KeepAliveOutlivesWorker`]).
+    OrphanKeepAlive {
+        slot: usize,
+        inc: u32,
+        lease: dynrt_core::kv::LeaseId,
+    },
     /// Something on Dynamo's connections (see [`crate::dynamo`]).
     Dyn(DynEv),
 }
@@ -148,6 +155,7 @@ impl Ev {
             Self::SetTimer { caller, .. } => (Who::Caller(*caller), "SetTimer"),
             Self::Fault(_) => (Who::Faults, "Fault"),
             Self::DeregistrationDue => (Who::Run, "DeregistrationDue"),
+            Self::OrphanKeepAlive { slot, .. } => (Who::Worker(*slot), "OrphanKeepAlive"),
             Self::Dyn(ev) => match ev {
                 DynEv::Syn { link } => (Who::DynLink(*link, Side::Server), "Dyn Syn"),
                 DynEv::SynAck { link } => (Who::DynLink(*link, Side::Client), "Dyn SynAck"),
@@ -476,6 +484,7 @@ impl World {
             Ev::Fault(action) => self.on_fault(action),
             // The check runs after every step (`check_step`); this event only makes a step.
             Ev::DeregistrationDue => {}
+            Ev::OrphanKeepAlive { slot, inc, lease } => self.on_orphan_keepalive(slot, inc, lease),
             Ev::Dyn(ev) => self.on_dyn(ev),
         }
     }

@@ -382,3 +382,40 @@ fn planted_bug_handler_panic_is_caught() {
     let fixed = run(&config(seed));
     assert!(fixed.violation.is_none(), "{:?}", fixed.violation);
 }
+
+/// A caller that returns credit as data arrives rather than as it consumes it: under the
+/// slow-consumer fault it holds more of a stream (or a connection) than the credit it granted,
+/// and `memory-within-credit` says so. The same seed without the bug is clean.
+#[test]
+fn planted_bug_release_on_receipt_is_caught() {
+    let caught = first_catch(PlantedBug::ReleaseOnReceipt, vec![FaultKind::SlowConsumer]);
+    assert!(
+        matches!(caught, Some((_, Invariant::MemoryWithinCredit))),
+        "{caught:?}"
+    );
+    let (seed, _) = caught.expect("caught");
+    let fixed = run(&SimConfig {
+        faults: vec![FaultKind::SlowConsumer],
+        ..config(seed)
+    });
+    assert!(fixed.violation.is_none(), "{:?}", fixed.violation);
+}
+
+/// A killed worker whose lease keep-alive lives on: the store keeps renewing the dead
+/// instance's lease, with its record under it, past the TTL + RPC timeout a lost lease has to
+/// disappear in, and `lease-deregisters` catches the renewal. The same seed without the bug is
+/// clean.
+#[test]
+fn planted_bug_keepalive_outliving_its_worker_is_caught() {
+    let caught = first_catch(PlantedBug::KeepAliveOutlivesWorker, vec![FaultKind::Kill]);
+    assert!(
+        matches!(caught, Some((_, Invariant::LeaseDeregisters))),
+        "{caught:?}"
+    );
+    let (seed, _) = caught.expect("caught");
+    let fixed = run(&SimConfig {
+        faults: vec![FaultKind::Kill],
+        ..config(seed)
+    });
+    assert!(fixed.violation.is_none(), "{:?}", fixed.violation);
+}
