@@ -219,13 +219,7 @@ fn nats_server() -> Option<dynrt_testkit::NatsServer> {
         println!("event_plane nats: skipped: built without the `nats` feature");
         return None;
     }
-    match dynrt_testkit::nats_server_binary() {
-        Ok(_) => Some(dynrt_testkit::NatsServer::start()),
-        Err(why) => {
-            println!("event_plane nats: skipped: {why}");
-            None
-        }
-    }
+    dynrt_testkit::nats_server_for_bench("event_plane nats")
 }
 
 fn throughput(c: &mut Criterion) {

@@ -442,13 +442,7 @@ fn nats_server(label: &str) -> Option<dynrt_testkit::NatsServer> {
         println!("request plane nats ({label}): skipped: built without the `nats` feature");
         return None;
     }
-    match dynrt_testkit::nats_server_binary() {
-        Ok(_) => Some(dynrt_testkit::NatsServer::start()),
-        Err(why) => {
-            println!("request plane nats ({label}): skipped: {why}");
-            None
-        }
-    }
+    dynrt_testkit::nats_server_for_bench(&format!("request plane nats ({label})"))
 }
 
 /// The four dynrt benchmarks and the latency line, for one executor. `run` executes a

@@ -91,6 +91,22 @@ pub fn nats_server_binary() -> Result<PathBuf, String> {
     locate_binary("DYNRT_NATS_BIN", &["nats-server"], NATS_INSTALL_HINT)
 }
 
+/// A nats-server for the bench cases `what`, or `None` after printing why they are skipped (no
+/// binary, or a server that does not come up): a bench measures what it can instead of failing.
+pub fn nats_server_for_bench(what: &str) -> Option<NatsServer> {
+    if let Err(why) = nats_server_binary() {
+        println!("{what}: skipped: {why}");
+        return None;
+    }
+    match std::panic::catch_unwind(NatsServer::start) {
+        Ok(server) => Some(server),
+        Err(_) => {
+            println!("{what}: skipped: nats-server did not start (its error is above)");
+            None
+        }
+    }
+}
+
 /// Sends `GET path` over HTTP/1.0 and returns the status code and body, if the server answered.
 fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
