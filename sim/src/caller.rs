@@ -19,7 +19,7 @@ use dynrt_core::conn::{CancelError, CloseReason, Event, OpenError};
 use dynrt_core::discovery::{
     DEFAULT_RECONCILE_INTERVAL, InstanceAddress, InstanceEvent, InstanceSet,
 };
-use dynrt_core::kv::WatchEvent;
+use dynrt_core::kv::{KeyValue, Revision, WatchEvent, WatchStart};
 use dynrt_core::names::InstanceId;
 use dynrt_core::router::{Candidates, Router};
 use dynrt_core::router::{
@@ -57,6 +57,11 @@ pub(crate) struct Caller {
     router: Router,
     set_timer: Option<u64>,
     watch_epoch: u32,
+    /// The revision the caller's view is at (the last it listed or saw a change of); `None`
+    /// until it has listed, and after etcd said its watch was compacted. Used in runs that may
+    /// compact, where the caller is etcd's client: it lists, watches from the listed revision,
+    /// and resumes a broken watch from the revision after this.
+    seen: Option<Revision>,
     /// The connection new requests to each address use.
     conns: BTreeMap<SocketAddr, u32>,
     links: BTreeMap<u32, ClientLink>,
@@ -83,6 +88,7 @@ impl Caller {
             set: InstanceSet::new(ep, DEFAULT_RECONCILE_INTERVAL),
             set_timer: None,
             watch_epoch: 0,
+            seen: None,
             conns: BTreeMap::new(),
             links: BTreeMap::new(),
             issued: 0,
@@ -114,34 +120,77 @@ impl World {
         self.schedule(at, Ev::CallerTick { caller });
     }
 
+    /// Watches the endpoint's instances. Without compaction (as every run did before it was
+    /// modelled) a watch starts with a snapshot, and so does one after a break. In runs that
+    /// may compact the caller is etcd's client: it lists, then watches from the revision after
+    /// the listed one, and resumes a broken watch from the revision after the last it saw.
     fn watch(&mut self, caller: usize) {
+        let compaction = self.compaction;
         let c = &mut self.callers[caller];
         c.watch_epoch += 1;
         let epoch = c.watch_epoch;
         let prefix = format!("{}/", c.set.prefix().trim_end_matches('/'));
-        self.store_rpc(
-            NodeRef::Caller(caller),
-            u64::from(epoch),
-            StoreOp::Watch { prefix, epoch },
-        );
+        let op = match (compaction, c.seen) {
+            (false, _) => StoreOp::Watch {
+                prefix,
+                epoch,
+                start: WatchStart::Snapshot,
+            },
+            (true, None) => StoreOp::List { prefix },
+            (true, Some(seen)) => StoreOp::Watch {
+                prefix,
+                epoch,
+                start: WatchStart::Revision(seen + 1),
+            },
+        };
+        self.store_rpc(NodeRef::Caller(caller), u64::from(epoch), op);
     }
 
     pub(crate) fn on_caller_reply(&mut self, caller: usize, rpc: u64, reply: StoreReply) {
         if rpc != u64::from(self.callers[caller].watch_epoch) {
             return;
         }
-        if let StoreReply::Failed = reply {
-            trace!(
-                self,
-                format_args!("c{caller}"),
-                "watch failed; watching again"
-            );
-            self.callers[caller].watch_epoch += 1;
-            let at = self.now + RPC_TIMEOUT.as_nanos() as u64 / 4;
-            self.schedule(
-                at,
-                Ev::Fault(crate::faults::FaultAction::Rewatch { caller }),
-            );
+        match reply {
+            StoreReply::Failed => {
+                trace!(
+                    self,
+                    format_args!("c{caller}"),
+                    "watch failed; watching again"
+                );
+                self.callers[caller].watch_epoch += 1;
+                let at = self.now + RPC_TIMEOUT.as_nanos() as u64 / 4;
+                self.schedule(
+                    at,
+                    Ev::Fault(crate::faults::FaultAction::Rewatch { caller }),
+                );
+            }
+            StoreReply::Listed { revision, entries } => {
+                self.trace.mix(revision);
+                trace!(
+                    self,
+                    format_args!("c{caller}"),
+                    "listed {} instances at revision {revision}; watching from {}",
+                    entries.len(),
+                    revision + 1
+                );
+                self.apply_snapshot(caller, &entries);
+                self.callers[caller].seen = Some(revision);
+                self.drain_set(caller);
+                self.watch(caller);
+            }
+            _ => {}
+        }
+    }
+
+    /// A snapshot (or a list) replaces the caller's view.
+    fn apply_snapshot(&mut self, caller: usize, entries: &[KeyValue]) {
+        let now = self.now_instant();
+        let skipped = self.callers[caller].set.handle_snapshot(
+            entries.iter().map(|kv| (kv.key.clone(), kv.value.clone())),
+            now,
+        );
+        for e in skipped {
+            trace!(self, format_args!("c{caller}"), "skipped record: {e}");
         }
     }
 
@@ -151,33 +200,37 @@ impl World {
 
     pub(crate) fn on_watch(&mut self, caller: usize, epoch: u32, ev: WatchEvent) {
         let now = self.now_instant();
-        let c = &mut self.callers[caller];
-        if epoch != c.watch_epoch {
+        if epoch != self.callers[caller].watch_epoch {
             return;
         }
         self.trace.mix(ev.revision().unwrap_or(0));
+        if let Some(revision) = ev.revision() {
+            self.callers[caller].seen = Some(revision);
+        }
         match ev {
             WatchEvent::Snapshot { entries, .. } | WatchEvent::Resync { entries, .. } => {
-                let skipped = c.set.handle_snapshot(
-                    entries.iter().map(|kv| (kv.key.clone(), kv.value.clone())),
-                    now,
-                );
-                for e in skipped {
-                    trace!(self, format_args!("c{caller}"), "skipped record: {e}");
-                }
+                self.apply_snapshot(caller, &entries);
             }
             WatchEvent::Put(kv) => {
-                if let Err(e) = c.set.handle_put(&kv.key, &kv.value, now) {
+                if let Err(e) = self.callers[caller].set.handle_put(&kv.key, &kv.value, now) {
                     trace!(self, format_args!("c{caller}"), "skipped put: {e}");
                 }
             }
             WatchEvent::Delete { key, .. } => {
-                if let Err(e) = c.set.handle_delete(&key, now) {
+                if let Err(e) = self.callers[caller].set.handle_delete(&key, now) {
                     trace!(self, format_args!("c{caller}"), "skipped delete: {e}");
                 }
             }
-            WatchEvent::Compacted { .. } => {
-                c.watch_epoch += 1;
+            WatchEvent::Compacted { compact_revision } => {
+                // etcd cancelled the watch: what the caller missed is gone from the history.
+                // It lists again and watches from the listed revision, as etcd's client must.
+                self.stats.watches_compacted += 1;
+                trace!(
+                    self,
+                    format_args!("c{caller}"),
+                    "watch compacted (it resumed below {compact_revision}); listing again"
+                );
+                self.callers[caller].seen = None;
                 self.watch(caller);
             }
         }

@@ -48,10 +48,17 @@ pub enum FaultKind {
     /// A caller's Dynamo response-stream server is unreachable for a while: call-home dials
     /// to it vanish, and bytes of its call-home connections wait until it heals.
     CallHomeDrop,
+    /// The store compacts its history (etcd's `Compact`: at or just below its current
+    /// revision, when the fault starts, at drawn times while it lasts, and when it ends) while
+    /// a caller is cut off from the store: the caller's watch breaks at the next event for it,
+    /// and it resumes from the revision after the last it saw, as etcd's client does — which
+    /// compaction may have removed. etcd then cancels the watch (`Compacted`) and the caller
+    /// lists again and watches from the listed revision. Store restarts meet compactions too.
+    Compact,
 }
 
 /// Every fault kind.
-pub const ALL_FAULTS: [FaultKind; 14] = [
+pub const ALL_FAULTS: [FaultKind; 15] = [
     FaultKind::Kill,
     FaultKind::StoreRestart,
     FaultKind::PartitionStore,
@@ -66,6 +73,7 @@ pub const ALL_FAULTS: [FaultKind; 14] = [
     FaultKind::Stall,
     FaultKind::HandlerStall,
     FaultKind::CallHomeDrop,
+    FaultKind::Compact,
 ];
 
 impl FaultKind {
@@ -86,6 +94,7 @@ impl FaultKind {
             Self::Stall => "stall",
             Self::HandlerStall => "handler-stall",
             Self::CallHomeDrop => "callhome-drop",
+            Self::Compact => "compact",
         }
     }
 }
@@ -139,6 +148,10 @@ pub(crate) enum FaultAction {
     /// A caller watches again after its watch broke.
     Rewatch {
         caller: usize,
+    },
+    /// The store compacts again while a compact fault lasts (until then).
+    Compact {
+        until: u64,
     },
 }
 
@@ -216,6 +229,7 @@ impl World {
                 FaultKind::Stall => (self.rng.next_u64() as usize, self.rng.range(S / 10, 15 * S)),
                 FaultKind::HandlerStall => (worker, self.rng.range(S, 30 * S)),
                 FaultKind::CallHomeDrop => (caller, self.rng.range(S, 20 * S)),
+                FaultKind::Compact => (caller, self.rng.range(2 * S, 20 * S)),
             };
             self.schedule(
                 at,
@@ -258,6 +272,10 @@ impl World {
                 }
             }
             FaultAction::Rewatch { caller } => self.rewatch(caller),
+            FaultAction::Compact { until } => {
+                self.compact_store();
+                self.schedule_compaction(until);
+            }
         }
     }
 
@@ -326,6 +344,22 @@ impl World {
             FaultKind::CallHomeDrop => {
                 f.callhome_cut_until[target] = f.callhome_cut_until[target].max(until);
             }
+            FaultKind::Compact => {
+                if let Some(cut) = f.caller_store_cut_until.get_mut(target) {
+                    *cut = (*cut).max(until);
+                }
+                self.compact_store();
+                self.schedule_compaction(until);
+            }
+        }
+    }
+
+    /// The next compaction while a compact fault lasts: 0.5 to 3 s later, if before its end
+    /// (which compacts too).
+    fn schedule_compaction(&mut self, until: u64) {
+        let at = self.now + self.rng.range(S / 2, 3 * S);
+        if at < until {
+            self.schedule(at, Ev::Fault(FaultAction::Compact { until }));
         }
     }
 
@@ -352,6 +386,10 @@ impl World {
                 }
             }
             FaultKind::HandlerStall => self.resume_handler(target),
+            // The caller's cut ends with this step; the store compacts once more before any
+            // RPC of the caller can reach it, so a caller that missed changes resumes from a
+            // compacted revision.
+            FaultKind::Compact => self.compact_store(),
             FaultKind::PartitionStore
             | FaultKind::LeaseExpiry
             | FaultKind::PartitionPeers

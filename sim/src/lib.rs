@@ -25,7 +25,11 @@
 //!   reading (the window fills and the sender's writes stall).
 //! - **Store**: [`dynrt_core::kv::Kv`] is etcd — revisions, watches, compaction, lease expiry.
 //!   Nodes reach it by RPCs with latency that fail after a timeout when the store is down or
-//!   the node is cut off from it; a watch breaks then and its owner watches again.
+//!   the node is cut off from it; a watch breaks then and its owner watches again. Watches are
+//!   etcd's: one that starts below the compaction point gets `Compacted` and ends. The
+//!   `compact` fault compacts the history while a caller is cut off from the store; in runs
+//!   that may compact, callers are etcd's client (list, watch from the listed revision, resume
+//!   a broken watch from the revision after the last seen, list again after `Compacted`).
 //! - **Workers**: a [`dynrt_core::lease::Lease`] machine keeps the process lease; on `Granted`
 //!   the worker registers its endpoint record under it; on `Lost` it shuts down (1.6.1's
 //!   policy). Shutdown runs the runtime's [`dynrt_core::shutdown::Shutdown`] machine in its
@@ -282,6 +286,11 @@ pub struct Stats {
     /// and the caller then closed (a reset, as callers close call-home sockets) without having
     /// read it — it had given the call up, or stopped reading.
     pub dynamo_unconfirmed: u64,
+    /// Compactions of the store's history (the compact fault).
+    pub compactions: u64,
+    /// Watches etcd cancelled as compacted (a caller resumed below the compaction point), each
+    /// followed by a fresh list and watch.
+    pub watches_compacted: u64,
 }
 
 impl fmt::Display for Stats {
@@ -301,6 +310,13 @@ impl fmt::Display for Stats {
             self.clean_drains,
             self.streams_cut
         )?;
+        if self.compactions > 0 {
+            write!(
+                f,
+                ", {} store compactions ({} watches compacted)",
+                self.compactions, self.watches_compacted
+            )?;
+        }
         if self.dynamo_unconfirmed > 0 {
             write!(
                 f,

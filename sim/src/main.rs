@@ -29,7 +29,7 @@ struct Args {
     requests: u32,
     /// Faults to draw from, comma-separated (`all`, `none`, or names: kill, store-restart,
     /// partition-store, partition-peers, slow-consumer, stop-reading, lease-expiry, slow-store,
-    /// drain, reset, partial-writes, stall, handler-stall, callhome-drop).
+    /// drain, reset, partial-writes, stall, handler-stall, callhome-drop, compact).
     #[arg(long, default_value = "all")]
     faults: String,
     /// Faults per run.
@@ -137,6 +137,7 @@ fn sweep(config: SimConfig, count: u64) -> ExitCode {
     let (mut events, mut failures, mut requests, mut faults) = (0u64, Vec::new(), 0u64, 0u64);
     let mut overshoot = 0u64;
     let (mut dynamo, mut unconfirmed) = (0u64, 0u64);
+    let (mut compactions, mut compacted) = (0u64, 0u64);
     for seed in config.seed..config.seed.saturating_add(count) {
         let outcome = run(&SimConfig {
             seed,
@@ -147,6 +148,8 @@ fn sweep(config: SimConfig, count: u64) -> ExitCode {
         faults += outcome.stats.faults;
         dynamo += outcome.stats.dynamo_requests;
         unconfirmed += outcome.stats.dynamo_unconfirmed;
+        compactions += outcome.stats.compactions;
+        compacted += outcome.stats.watches_compacted;
         overshoot = overshoot.max(outcome.stats.max_output_overshoot);
         if let Some(v) = outcome.violation {
             bar.println(format!("seed {seed}: {v}"));
@@ -158,7 +161,7 @@ fn sweep(config: SimConfig, count: u64) -> ExitCode {
     bar.finish();
     let wall = started.elapsed();
     eprintln!(
-        "{count} seeds in {wall:?}: {events} events ({:.0} events/s), {requests} requests ({dynamo} attempts over Dynamo's protocol; {unconfirmed} Dynamo answers a clean drain counted that no caller read), {faults} faults, largest output-limit overshoot {overshoot} B; {} failed{}",
+        "{count} seeds in {wall:?}: {events} events ({:.0} events/s), {requests} requests ({dynamo} attempts over Dynamo's protocol; {unconfirmed} Dynamo answers a clean drain counted that no caller read), {faults} faults ({compactions} store compactions, {compacted} watches compacted), largest output-limit overshoot {overshoot} B; {} failed{}",
         events as f64 / wall.as_secs_f64().max(1e-9),
         failures.len(),
         if failures.is_empty() {

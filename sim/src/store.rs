@@ -5,13 +5,18 @@
 //! is cut off from it at either crossing, the node learns nothing until its RPC timeout, and
 //! then gets a failure (the operation may have run: a lost reply is not a refusal). Watches
 //! stream their events to their caller in order; one that cannot reach its caller (store down,
-//! caller cut off) breaks, and the caller watches again with a fresh snapshot.
+//! caller cut off) breaks, and the caller watches again: with a fresh snapshot, or, in runs that
+//! may compact, from the revision after the last it saw (etcd's client resumes so). Watches are
+//! etcd's: one that starts below the compaction point gets `Compacted` and ends
+//! ([`OnGap::Cancel`]); its caller then lists and watches from the listed revision.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dynrt_core::kv::{Kv, KvConfig, LeaseId, WatchEvent, WatchId, WatchStart};
+use dynrt_core::kv::{
+    KeyValue, Kv, KvConfig, LeaseId, OnGap, Revision, WatchEvent, WatchId, WatchStart,
+};
 
 use crate::ledger::Invariant;
 use crate::trace::trace;
@@ -43,6 +48,11 @@ pub(crate) enum StoreOp {
     Watch {
         prefix: String,
         epoch: u32,
+        start: WatchStart,
+    },
+    /// Every key under the prefix, with the store's revision (etcd's range).
+    List {
+        prefix: String,
     },
 }
 
@@ -63,6 +73,10 @@ pub(crate) enum StoreReply {
     /// The store refused (the key exists, the lease is gone).
     Refused(String),
     Watching,
+    Listed {
+        revision: Revision,
+        entries: Vec<KeyValue>,
+    },
     /// No answer within the RPC timeout.
     Failed,
 }
@@ -180,14 +194,22 @@ impl World {
                 self.store.kv.delete(&key);
                 StoreReply::Deleted
             }
-            StoreOp::Watch { prefix, epoch } => {
+            StoreOp::Watch {
+                prefix,
+                epoch,
+                start,
+            } => {
                 let NodeRef::Caller(caller) = from else {
                     unreachable!("only callers watch")
                 };
-                let id = self.store.kv.watch(&prefix, WatchStart::Snapshot);
+                let id = self.store.kv.watch_with(&prefix, start, OnGap::Cancel);
                 self.store.watches.insert(id, (caller, epoch));
                 StoreReply::Watching
             }
+            StoreOp::List { prefix } => StoreReply::Listed {
+                revision: self.store.kv.revision(),
+                entries: self.store.kv.range(&prefix).cloned().collect(),
+            },
         };
         self.trace.mix(rpc);
         let at = self.now + self.store_hop();
@@ -237,6 +259,14 @@ impl World {
             let Some(&(caller, epoch)) = self.store.watches.get(&watch) else {
                 continue;
             };
+            if let WatchEvent::Compacted { compact_revision } = ev {
+                // etcd cancels a watch that starts below its compaction point.
+                self.store.watches.remove(&watch);
+                trace!(
+                    self,
+                    "store", "watch of c{caller} compacted (compaction point {compact_revision})"
+                );
+            }
             if let WatchEvent::Delete { prev, .. } = &ev {
                 self.check_expiry_observed(prev.lease);
             }
@@ -275,6 +305,24 @@ impl World {
                 self.store.timer = Some(at);
                 self.schedule(at, Ev::StoreTimer { at });
             }
+        }
+    }
+
+    /// The store compacts its history at its current revision or up to two below (a compact
+    /// fault). A store that is down does not; one already compacted that far does nothing.
+    pub(crate) fn compact_store(&mut self) {
+        if !self.store.up {
+            return;
+        }
+        let current = self.store.kv.revision();
+        let revision = current.saturating_sub(self.rng.range(0, 2)).max(1);
+        if self.store.kv.compact(revision).is_ok() {
+            self.stats.compactions += 1;
+            trace!(
+                self,
+                "store", "compacted at revision {revision} (current {current})"
+            );
+            self.store_changed();
         }
     }
 

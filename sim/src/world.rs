@@ -14,7 +14,7 @@ use crate::caller::Caller;
 use crate::deregistration::Promises;
 use crate::drain::DrainRecord;
 use crate::dynamo::{DynCaller, DynEv, DynNet, DynWorker, Kind};
-use crate::faults::{FaultAction, FaultState};
+use crate::faults::{FaultAction, FaultKind, FaultState};
 use crate::ledger::{Invariant, Ledger, Violation, at};
 use crate::net::{Net, Side, Wire};
 use crate::queue::Queue;
@@ -218,6 +218,9 @@ pub(crate) struct World {
     pub(crate) promises: Promises,
     /// The step under way (whose, and its event), named if it panics.
     stepping: (Who, &'static str),
+    /// The run may compact the store (its faults include `compact`): callers then watch as
+    /// etcd's client does (list, watch from the listed revision, resume from the last seen).
+    pub(crate) compaction: bool,
 }
 
 impl World {
@@ -246,7 +249,13 @@ impl World {
             .map(|caller| DynCaller::new(caller, drng.chance(cfg.dynamo_percent)))
             .collect();
         let t0 = Instant::now();
+        let compaction = if cfg.script.is_empty() {
+            cfg.faults.contains(&FaultKind::Compact)
+        } else {
+            cfg.script.iter().any(|f| f.kind == FaultKind::Compact)
+        };
         Self {
+            compaction,
             trace: Trace::new(cfg.trace),
             faults: FaultState::new(cfg.workers, cfg.callers),
             cfg,
