@@ -176,6 +176,7 @@ impl World {
                 self.apply_snapshot(caller, &entries);
                 self.callers[caller].seen = Some(revision);
                 self.drain_set(caller);
+                self.check_view(caller);
                 self.watch(caller);
             }
             _ => {}
@@ -200,6 +201,9 @@ impl World {
 
     pub(crate) fn on_watch(&mut self, caller: usize, epoch: u32, ev: WatchEvent) {
         let now = self.now_instant();
+        if let Some(n) = self.store.to_caller.get_mut(&caller) {
+            *n = n.saturating_sub(1);
+        }
         if epoch != self.callers[caller].watch_epoch {
             return;
         }
@@ -230,11 +234,47 @@ impl World {
                     format_args!("c{caller}"),
                     "watch compacted (it resumed below {compact_revision}); listing again"
                 );
-                self.callers[caller].seen = None;
+                self.callers[caller].seen =
+                    if self.cfg.planted_bug == Some(PlantedBug::SkipCompactedHistory) {
+                        Some(compact_revision.saturating_sub(1))
+                    } else {
+                        None
+                    };
                 self.watch(caller);
             }
         }
         self.drain_set(caller);
+        self.check_view(caller);
+    }
+
+    /// `view-matches-store`: a caller told every change up to the store's current revision,
+    /// with nothing more on its way to it, knows exactly the instances the store holds (parsed
+    /// as its own view parses them).
+    fn check_view(&mut self, caller: usize) {
+        let c = &self.callers[caller];
+        if c.seen != Some(self.store.kv.revision())
+            || self.store.to_caller.get(&caller).is_some_and(|&n| n > 0)
+        {
+            return;
+        }
+        let prefix = format!("{}/", c.set.prefix().trim_end_matches('/'));
+        let mut store_view = InstanceSet::new(endpoint(), DEFAULT_RECONCILE_INTERVAL);
+        let _ = store_view.handle_snapshot(
+            self.store
+                .kv
+                .range(&prefix)
+                .map(|kv| (kv.key.clone(), kv.value.clone())),
+            self.now_instant(),
+        );
+        let known: BTreeSet<InstanceId> = c.set.instances().map(|i| i.id).collect();
+        let stored: BTreeSet<InstanceId> = store_view.instances().map(|i| i.id).collect();
+        if known != stored {
+            let detail = format!(
+                "c{caller} is at the store's revision {} with nothing on its way, yet knows {known:?} where the store holds {stored:?}",
+                self.store.kv.revision()
+            );
+            self.fail(Invariant::ViewMatchesStore, detail);
+        }
     }
 
     fn drain_set(&mut self, caller: usize) {

@@ -55,6 +55,11 @@ pub enum Invariant {
     ReadinessTruthful,
     /// No node panics.
     NoPanic,
+    /// A caller that has been told every change up to the store's current revision (its last
+    /// event or list is at that revision and nothing more is on its way to it) knows exactly
+    /// the instances the store holds: checked at every watch event and list it applies. A
+    /// view rebuilt wrongly after a compaction (or a break) shows here.
+    ViewMatchesStore,
 }
 
 impl Invariant {
@@ -72,6 +77,7 @@ impl Invariant {
             Self::MemoryWithinCredit => "memory-within-credit",
             Self::ReadinessTruthful => "readiness-truthful",
             Self::NoPanic => "no-panic",
+            Self::ViewMatchesStore => "view-matches-store",
         }
     }
 }

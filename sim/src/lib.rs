@@ -130,6 +130,10 @@ pub enum PlantedBug {
     /// survives the part of the process that serves): the store keeps renewing the dead
     /// instance's lease, and its record stays registered past TTL + RPC timeout.
     KeepAliveOutlivesWorker,
+    /// Callers treat etcd's `Compacted` as "skip ahead": they watch again from the compaction
+    /// point instead of listing, and so miss the changes compacted away (a removal, or a new
+    /// instance) for good.
+    SkipCompactedHistory,
 }
 
 /// One simulation run's settings.

@@ -90,6 +90,8 @@ pub(crate) struct Store {
     timer: Option<u64>,
     /// When the last event to each caller arrives (watch streams are ordered).
     caller_last: BTreeMap<usize, u64>,
+    /// Watch events on their way to each caller (sent, not yet arrived).
+    pub(crate) to_caller: BTreeMap<usize, u32>,
 }
 
 impl Store {
@@ -103,6 +105,7 @@ impl Store {
             watches: BTreeMap::new(),
             timer: None,
             caller_last: BTreeMap::new(),
+            to_caller: BTreeMap::new(),
         }
     }
 }
@@ -290,6 +293,7 @@ impl World {
             let last = self.store.caller_last.entry(caller).or_insert(0);
             let at = (self.now + hop).max(*last);
             *last = at;
+            *self.store.to_caller.entry(caller).or_insert(0) += 1;
             self.schedule(
                 at,
                 Ev::Watch {

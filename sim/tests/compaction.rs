@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use dynrt_sim::{ALL_FAULTS, FaultKind, Outcome, ScriptedFault, SimConfig, run};
+use dynrt_sim::{
+    ALL_FAULTS, FaultKind, Invariant, Outcome, PlantedBug, ScriptedFault, SimConfig, run,
+};
 
 fn at(secs: f64, kind: FaultKind, target: usize, duration_secs: f64) -> ScriptedFault {
     ScriptedFault {
@@ -114,4 +116,49 @@ fn compaction_with_kills_restarts_and_drains_keeps_every_invariant() {
         compacted += outcome.stats.watches_compacted;
     }
     assert!(compacted > 0, "no watch was compacted");
+}
+
+/// A caller that treats `Compacted` as "skip ahead" (watches again from the compaction point,
+/// without listing) misses the changes compacted away: `view-matches-store` catches it, in
+/// the scripted run above and in a sweep, and the same runs without the bug are clean.
+#[test]
+fn planted_bug_skipping_compacted_history_is_caught() {
+    let scripted = SimConfig {
+        seed: 3,
+        workers: 3,
+        callers: 2,
+        faults: Vec::new(),
+        script: vec![
+            at(2.0, FaultKind::Compact, 0, 14.0),
+            at(3.0, FaultKind::Kill, 1, 2.0),
+        ],
+        ..SimConfig::default()
+    };
+    let outcome = run(&SimConfig {
+        planted_bug: Some(PlantedBug::SkipCompactedHistory),
+        ..scripted.clone()
+    });
+    let v = outcome.violation.expect("the stale view is caught");
+    assert_eq!(v.invariant, Invariant::ViewMatchesStore, "{v}");
+    clean(&run(&scripted));
+
+    let config = SimConfig {
+        faults: vec![FaultKind::Compact, FaultKind::Kill, FaultKind::Drain],
+        fault_count: 6,
+        ..SimConfig::default()
+    };
+    let caught = (0..60).find_map(|seed| {
+        let outcome = run(&SimConfig {
+            seed,
+            planted_bug: Some(PlantedBug::SkipCompactedHistory),
+            ..config.clone()
+        });
+        outcome.violation.map(|v| (seed, v.invariant))
+    });
+    assert!(
+        matches!(caught, Some((_, Invariant::ViewMatchesStore))),
+        "{caught:?}"
+    );
+    let (seed, _) = caught.expect("caught");
+    clean(&run(&SimConfig { seed, ..config }));
 }
