@@ -246,6 +246,42 @@ fn regression_seeds_stay_clean() {
     }
 }
 
+/// Found by the compaction sweep (seed 4399, faults compact, kill, store-restart,
+/// lease-expiry, drain, slow-store), not caused by compaction: a 1.6.1-style caller asks a
+/// Dynamo worker to stop a call (`"stop"` on the call-home connection), and the worker is
+/// killed before the stop reaches it. The reset reaches the caller, whose
+/// `dynrt_core::callhome::CallerStream` takes any end of its socket after a stop as a clean
+/// end (`handle_eof`: "or the socket failed"; io-common's response server feeds a read error
+/// there too) and reports `Finished { stopped: true }`: the call ends `Ok`, though its worker
+/// died under it. A mux stream stopped so ends with a typed error instead. `stream-ends-once`
+/// says a caller's `Ok` means the worker finished. Not fixed here: it is the core's behaviour
+/// (a fix would tell a reset from an end of stream in the caller's machine and its drivers).
+/// This test pins the finding; when the core changes, make the seed a `REGRESSIONS` entry.
+#[test]
+fn known_finding_a_stopped_dynamo_call_ends_ok_when_its_worker_dies() {
+    let outcome = run(&SimConfig {
+        faults: vec![
+            FaultKind::Compact,
+            FaultKind::Kill,
+            FaultKind::StoreRestart,
+            FaultKind::LeaseExpiry,
+            FaultKind::Drain,
+            FaultKind::SlowStore,
+        ],
+        trace: true,
+        ..config(4399)
+    });
+    let v = outcome.violation.expect("the finding replays");
+    assert_eq!(v.invariant, Invariant::StreamEndsOnce, "{v}");
+    assert!(
+        v.detail
+            .contains("caller got Ok but the worker's end is Some(Died)"),
+        "{v}"
+    );
+    assert!(outcome.trace.contains("cancel (Stop) over Dynamo"));
+    assert!(outcome.trace.contains("(Dynamo, stopped: true)"));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
     #[test]
