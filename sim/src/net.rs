@@ -93,6 +93,10 @@ pub(crate) struct End {
     /// A server end after a graceful close: end of stream sent, still reading (and
     /// discarding) until the peer closes or the linger ends, as the runtime's driver does.
     lingering: bool,
+    /// A reset arrived: the connection is dead at this end. Its close answers the peer with a
+    /// reset — as a kernel answers any later segment of a reset connection — never with end of
+    /// stream or a linger (which would let the peer count its answers delivered).
+    reset_in: bool,
     /// When the last bytes (or end of stream) this end sent arrive.
     last_arrival: u64,
     timer: Option<u64>,
@@ -291,6 +295,9 @@ impl World {
             self.close_socket(link, to, Close::LingerDone { delivered: fin });
             return;
         }
+        if !fin {
+            self.net.links[link as usize].ends[to.idx()].reset_in = true;
+        }
         if self.is_reading(link, to) {
             self.read(link, to);
         } else if fin {
@@ -341,7 +348,7 @@ impl World {
             return;
         }
         let signal = match how {
-            Close::App => Some(end.held.is_empty() && !end.fin_pending),
+            Close::App => Some(end.held.is_empty() && !end.fin_pending && !end.reset_in),
             Close::Abort => Some(false),
             Close::LingerDone { .. } => None,
         };
@@ -500,7 +507,7 @@ impl World {
             return;
         };
         if end.closing && (end.out.is_empty() || conn.is_flush_abandoned()) {
-            if side == Side::Server && end.drained && end.out.is_empty() {
+            if side == Side::Server && end.drained && end.out.is_empty() && !end.reset_in {
                 self.start_linger(link);
             } else {
                 self.close_socket(link, side, Close::App);

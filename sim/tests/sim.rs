@@ -246,6 +246,37 @@ fn regression_seeds_stay_clean() {
     }
 }
 
+/// Found by a compaction sweep with one worker (seed 784, `--nodes 1 --callers 3
+/// --fault-count 6`), a simulator bug not tied to compaction: a reset fault "from the
+/// client" reached a worker whose connection was cut off from its peers and draining; the
+/// caller's end stayed open (the fault does not close it) and the worker's end, on the reset,
+/// closed as an application does — end of stream, and a linger — so when the caller then
+/// closed, the worker's linger read that as its answers delivered and the drain reported
+/// clean, though the caller's stream ended `Disconnected`. A socket that got a reset is dead:
+/// its close now answers the peer with a reset, as a kernel answers a reset connection's
+/// segments (the Dynamo connections already did). The drain now reports the request lost.
+#[test]
+fn a_reset_connection_answers_with_a_reset_and_its_drain_counts_the_loss() {
+    let outcome = run(&SimConfig {
+        workers: 1,
+        callers: 3,
+        fault_count: 6,
+        ..config(784)
+    });
+    assert!(
+        outcome.violation.is_none(),
+        "{}",
+        outcome.violation.unwrap()
+    );
+    assert!(
+        outcome.drains.iter().any(|d| d.outcome
+            == dynrt_core::shutdown::ShutdownOutcome::RequestsLost
+            && d.lost == 1),
+        "{:?}",
+        outcome.drains
+    );
+}
+
 /// Found by the compaction sweep (seed 4399, faults compact, kill, store-restart,
 /// lease-expiry, drain, slow-store), not caused by compaction: a 1.6.1-style caller asks a
 /// Dynamo worker to stop a call (`"stop"` on the call-home connection), and the worker is
