@@ -601,6 +601,45 @@ fn duration_bucket_bounds_are_inclusive() {
     assert_eq!(work_handler::REQUEST_DURATION_BUCKETS.len(), 17);
 }
 
+/// The token-free recording the request plane uses keeps the same books as the token: in
+/// flight from arrival to done or abandoned, a duration only when done.
+#[test]
+fn arrived_done_and_abandoned_keep_inflight_and_durations_without_a_token() {
+    let t0 = Instant::now();
+    let mut reg = MetricsRegistry::new(t0, None);
+    let m = ep(&mut reg);
+    m.request_arrived(10);
+    m.request_arrived(0);
+    let token = m.request_started(5, t0);
+    assert_eq!(m.inflight(), 3);
+    assert_eq!(m.requests(), 3);
+    m.request_done(t0, t0 + Duration::from_millis(2));
+    assert_eq!(m.inflight(), 2);
+    m.request_abandoned();
+    assert_eq!(m.inflight(), 1);
+    token.finish(t0 + Duration::from_millis(2));
+    assert_eq!(m.inflight(), 0);
+    let exp = parse(&reg.render(t0));
+    let l = [
+        ("dynamo_namespace", "demo"),
+        ("dynamo_component", "backend"),
+        ("dynamo_endpoint", "generate"),
+    ];
+    assert_eq!(
+        exp.value("dynamo_component_request_duration_seconds_count", &l),
+        Some(2.0),
+        "two requests were done, one abandoned"
+    );
+    assert_eq!(
+        exp.value("dynamo_component_request_bytes_total", &l),
+        Some(15.0)
+    );
+    assert_eq!(
+        exp.value("dynamo_component_inflight_requests", &l),
+        Some(0.0)
+    );
+}
+
 #[test]
 fn inflight_token_dropped_without_finish_leaves_inflight_but_records_no_duration() {
     let t0 = Instant::now();

@@ -10,7 +10,7 @@ use dynrt_core::discovery::{
     DiscoveryRecord, DynrtCapabilities, EndpointRecord, PayloadCodec, Transport,
 };
 use dynrt_core::health::TrafficSignal;
-use dynrt_core::metrics::{EndpointMetrics, ErrorType, InflightRequest};
+use dynrt_core::metrics::{EndpointMetrics, ErrorType};
 use dynrt_core::names::Namespace as NamespaceName;
 use dynrt_core::names::{
     ComponentName, EndpointId, EndpointName, NameError, TcpRoute, TcpTransport,
@@ -339,16 +339,17 @@ impl<R: Runtime> Tracked<R> {
         }
         let observed = origin == Origin::Caller;
         let cancel = context.cancel.clone();
-        let request = match &self.shared.metrics {
+        let started = match &self.shared.metrics {
             Some(metrics) if observed => {
-                Some(metrics.request_started(payload.len() as u64, self.shared.rt.now()))
+                metrics.request_arrived(payload.len() as u64);
+                Some(self.shared.rt.now())
             }
             _ => None,
         };
         Box::pin(InFlight {
             items: self.inner.handle(payload, context),
             shared: self.shared.clone(),
-            request,
+            started,
             observed,
             failed: false,
             ended: None,
@@ -388,9 +389,9 @@ fn error_type(kind: ErrorKind) -> ErrorType {
 struct InFlight<R: Runtime> {
     items: BoxItemStream,
     shared: Arc<Shared<R>>,
-    /// The metrics token until the stream ends (`None` without metrics, for canaries, and after
-    /// the end).
-    request: Option<InflightRequest>,
+    /// When the request arrived, while it is in the metrics' `inflight_requests` (`None`
+    /// without metrics, for canaries, and after the end).
+    started: Option<Instant>,
     /// A caller's request (not a canary).
     observed: bool,
     /// The handler ended the stream with an error.
@@ -406,8 +407,8 @@ impl<R: Runtime> InFlight<R> {
     fn finish(&mut self) {
         let now = self.shared.rt.now();
         self.ended = Some(now);
-        if let Some(request) = self.request.take() {
-            request.finish(now);
+        if let (Some(started), Some(metrics)) = (self.started.take(), &self.shared.metrics) {
+            metrics.request_done(started, now);
         }
     }
 }
@@ -457,12 +458,10 @@ impl<R: Runtime> Stream for InFlight<R> {
 impl<R: Runtime> Drop for InFlight<R> {
     fn drop(&mut self) {
         let now = self.ended.unwrap_or_else(|| self.shared.rt.now());
-        if let Some(request) = self.request.take() {
+        if let (Some(started), Some(metrics)) = (self.started.take(), &self.shared.metrics) {
             // Dropped before its end: the caller cancelled, or went away.
-            if let Some(metrics) = &self.shared.metrics {
-                metrics.cancelled();
-            }
-            request.finish(now);
+            metrics.cancelled();
+            metrics.request_done(started, now);
         }
         if let Some(drt) = self.shared.drt.upgrade() {
             // Now, not when the handler's stream ended: the request was in flight until its
