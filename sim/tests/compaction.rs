@@ -2,29 +2,10 @@
 //! point gets `Compacted` (etcd cancels the watch), lists again and watches from the listed
 //! revision — and its view, rebuilt so, keeps every invariant.
 
-use std::time::Duration;
+use dynrt_sim::{ALL_FAULTS, FaultKind, Invariant, PlantedBug, SimConfig, run};
 
-use dynrt_sim::{
-    ALL_FAULTS, FaultKind, Invariant, Outcome, PlantedBug, ScriptedFault, SimConfig, run,
-};
-
-fn at(secs: f64, kind: FaultKind, target: usize, duration_secs: f64) -> ScriptedFault {
-    ScriptedFault {
-        at: Duration::from_secs_f64(secs),
-        kind,
-        target,
-        duration: Duration::from_secs_f64(duration_secs),
-    }
-}
-
-fn clean(outcome: &Outcome) {
-    assert!(
-        outcome.violation.is_none(),
-        "seed {}: {}",
-        outcome.seed,
-        outcome.violation.as_ref().unwrap()
-    );
-}
+mod common;
+use common::{at, clean};
 
 /// The time of a trace line.
 fn time(line: &str) -> f64 {

@@ -5,25 +5,10 @@
 use std::time::Duration;
 
 use dynrt_core::shutdown::{EXIT_DRAIN_TIMED_OUT, ShutdownOutcome};
-use dynrt_sim::{FaultKind, Invariant, Outcome, PlantedBug, ScriptedFault, SimConfig, run};
+use dynrt_sim::{FaultKind, Invariant, PlantedBug, SimConfig, run};
 
-fn at(secs: f64, kind: FaultKind, target: usize, duration_secs: f64) -> ScriptedFault {
-    ScriptedFault {
-        at: Duration::from_secs_f64(secs),
-        kind,
-        target,
-        duration: Duration::from_secs_f64(duration_secs),
-    }
-}
-
-fn clean(outcome: &Outcome) {
-    assert!(
-        outcome.violation.is_none(),
-        "seed {}: {}",
-        outcome.seed,
-        outcome.violation.as_ref().unwrap()
-    );
-}
+mod common;
+use common::{at, clean};
 
 /// A worker's handler hangs under load and the worker is then drained with a 3 s limit: its
 /// streams are still running at the deadline. The report must say so (`DeadlineHit`, exit
