@@ -346,6 +346,32 @@ fn caller_eof_timeout_and_cancel_table() {
     assert_eq!(transmit(&mut c), [Bytes::from_static(br#""stop""#)]);
     c.handle_eof(now);
     assert_eq!(events(&mut c), [CallerEvent::Finished { stopped: true }]);
+    // A failed socket is no end: a stopped call whose worker died before the final marker
+    // fails (simulation seed 4399), before the prologue too; after the marker it is done.
+    let mut c = caller_in("streaming", now);
+    assert!(c.cancel(Cancel::Stop));
+    c.handle_reset(now);
+    assert!(matches!(
+        events(&mut c)[..],
+        [CallerEvent::Failed(CallHomeError::Truncated)]
+    ));
+    let mut c = caller_in("prologue", now);
+    assert!(c.cancel(Cancel::Stop));
+    c.handle_reset(now);
+    assert!(matches!(
+        events(&mut c)[..],
+        [CallerEvent::Failed(CallHomeError::Closed(_))]
+    ));
+    let mut c = caller_in("final", now);
+    c.handle_reset(now);
+    assert_eq!(events(&mut c), [CallerEvent::Finished { stopped: false }]);
+    // Unstopped, a reset is what an end of stream is: truncated.
+    let mut c = caller_in("streaming", now);
+    c.handle_reset(now);
+    assert!(matches!(
+        events(&mut c)[..],
+        [CallerEvent::Failed(CallHomeError::Truncated)]
+    ));
     // Kill: the worker is told and the stream ends at once.
     let mut c = caller_in("prologue", now);
     assert!(c.cancel(Cancel::Kill));

@@ -280,16 +280,14 @@ fn a_reset_connection_answers_with_a_reset_and_its_drain_counts_the_loss() {
 /// Found by the compaction sweep (seed 4399, faults compact, kill, store-restart,
 /// lease-expiry, drain, slow-store), not caused by compaction: a 1.6.1-style caller asks a
 /// Dynamo worker to stop a call (`"stop"` on the call-home connection), and the worker is
-/// killed before the stop reaches it. The reset reaches the caller, whose
-/// `dynrt_core::callhome::CallerStream` takes any end of its socket after a stop as a clean
-/// end (`handle_eof`: "or the socket failed"; io-common's response server feeds a read error
-/// there too) and reports `Finished { stopped: true }`: the call ends `Ok`, though its worker
-/// died under it. A mux stream stopped so ends with a typed error instead. `stream-ends-once`
-/// says a caller's `Ok` means the worker finished. Not fixed here: it is the core's behaviour
-/// (a fix would tell a reset from an end of stream in the caller's machine and its drivers).
-/// This test pins the finding; when the core changes, make the seed a `REGRESSIONS` entry.
+/// killed before the stop reaches it. The caller's `CallerStream` took any end of its socket
+/// after a stop as a clean end, so the call ended `Ok` though its worker died under it
+/// (`stream-ends-once`). Fixed in the core: a failed socket is `CallerStream::handle_reset`,
+/// which fails a stopped call that has not seen the final marker (`Truncated`); the runtime's
+/// response server tells a read error from an end of stream. The seed now runs clean, and the
+/// stopped call is among its errors.
 #[test]
-fn known_finding_a_stopped_dynamo_call_ends_ok_when_its_worker_dies() {
+fn a_stopped_dynamo_call_whose_worker_dies_is_not_ok() {
     let outcome = run(&SimConfig {
         faults: vec![
             FaultKind::Compact,
@@ -302,15 +300,19 @@ fn known_finding_a_stopped_dynamo_call_ends_ok_when_its_worker_dies() {
         trace: true,
         ..config(4399)
     });
-    let v = outcome.violation.expect("the finding replays");
-    assert_eq!(v.invariant, Invariant::StreamEndsOnce, "{v}");
     assert!(
-        v.detail
-            .contains("caller got Ok but the worker's end is Some(Died)"),
-        "{v}"
+        outcome.violation.is_none(),
+        "{}",
+        outcome.violation.unwrap()
     );
-    assert!(outcome.trace.contains("cancel (Stop) over Dynamo"));
-    assert!(outcome.trace.contains("(Dynamo, stopped: true)"));
+    // Request 59 is the stopped call whose worker died: a typed error now, not `Ok`.
+    assert!(
+        outcome
+            .trace
+            .contains("request 59: cancel (Stop) over Dynamo")
+    );
+    let failed = "request 59 failed: Disconnected: Stream ended before generation completed";
+    assert!(outcome.trace.contains(failed), "{}", outcome.trace);
 }
 
 /// Found by a compaction sweep with a 3 s TTL (seed 4239, `--ttl 3 --fault-count 6`), not

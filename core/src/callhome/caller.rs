@@ -179,7 +179,23 @@ impl CallerStream {
         }
     }
 
-    /// The worker closed its side (or the socket failed).
+    /// The connection failed (a reset, a read or write error) rather than ended. Before the
+    /// final marker this is never a clean end, even after a stop: a stopped call may end at the
+    /// worker's end of stream, but a worker that died before it acted on the stop did not end
+    /// it (found by the simulation, seed 4399). Otherwise as [`Self::handle_eof`].
+    pub fn handle_reset(&mut self, now: Instant) {
+        match &self.state {
+            State::Streaming {
+                final_seen: false, ..
+            } if self.stopped => self.fail(CallHomeError::Truncated),
+            State::AwaitPrologue { .. } if self.stopped => {
+                self.fail(CallHomeError::Closed("before the response-stream prologue"))
+            }
+            _ => self.handle_eof(now),
+        }
+    }
+
+    /// The worker closed its side. (A failed socket is [`Self::handle_reset`].)
     pub fn handle_eof(&mut self, _now: Instant) {
         match &self.state {
             State::Closed => {}

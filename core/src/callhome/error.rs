@@ -14,7 +14,8 @@ pub enum CallHomeError {
     /// The peer sent a well-formed frame it must not send in this state.
     #[error("protocol violation: {0}")]
     Protocol(String),
-    /// The stream ended before the worker's final marker (and it was not stopped).
+    /// The stream ended before the worker's final marker (and it was not stopped), or the
+    /// connection failed before it (stopped or not).
     #[error("Stream ended before generation completed")]
     Truncated,
     /// A connection that was accepted sent no handshake in time.

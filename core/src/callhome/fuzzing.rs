@@ -54,7 +54,8 @@ pub fn callhome_ops(data: &[u8], start: Instant) {
                     Cancel::Kill
                 });
             }
-            4 => caller.handle_eof(now),
+            4 if len % 2 == 0 => caller.handle_eof(now),
+            4 => caller.handle_reset(now),
             5 => worker.handle_input(&mut BytesMut::from(chunk), now),
             6 => {
                 let prologue = if len % 2 == 0 {

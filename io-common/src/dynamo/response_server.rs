@@ -146,9 +146,17 @@ async fn accept_loop<R: Runtime>(
 }
 
 enum Turn {
-    Read(bool),
+    Read(Read),
     Cancel(Cancel),
     Timeout,
+}
+
+/// What a read of the call-home socket gave: an end of stream and a failed socket differ for a
+/// stopped call (see `CallerStream::handle_reset`).
+enum Read {
+    Data,
+    End,
+    Failed,
 }
 
 /// Drives one call-home connection until its stream ends.
@@ -167,7 +175,7 @@ async fn serve_stream<R: Runtime>(
         let now = rt.now();
         let _ = caller.poll_transmit(&mut sock.out);
         if sock.flush().await.is_err() {
-            caller.handle_eof(now);
+            caller.handle_reset(now);
         }
         while let Some(event) = caller.poll_event() {
             match event {
@@ -242,7 +250,13 @@ async fn serve_stream<R: Runtime>(
             return;
         }
         let deadline = caller.poll_timeout();
-        let read = async { Turn::Read(matches!(sock.read().await, Ok(n) if n > 0)) };
+        let read = async {
+            Turn::Read(match sock.read().await {
+                Ok(0) => Read::End,
+                Ok(_) => Read::Data,
+                Err(_) => Read::Failed,
+            })
+        };
         let turn = match &sink {
             Some(s) => {
                 let cancel = async {
@@ -256,8 +270,9 @@ async fn serve_stream<R: Runtime>(
         .unwrap_or(Turn::Timeout);
         let now = rt.now();
         match turn {
-            Turn::Read(true) => caller.handle_input(&mut sock.rbuf, now),
-            Turn::Read(false) => caller.handle_eof(now),
+            Turn::Read(Read::Data) => caller.handle_input(&mut sock.rbuf, now),
+            Turn::Read(Read::End) => caller.handle_eof(now),
+            Turn::Read(Read::Failed) => caller.handle_reset(now),
             Turn::Cancel(how) => {
                 caller.cancel(how);
             }

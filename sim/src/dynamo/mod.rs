@@ -425,6 +425,9 @@ impl World {
             Some(Machine::Sender(m)) => m.handle_eof(now),
             Some(Machine::Receiver(m)) => m.handle_eof(now),
             Some(Machine::Worker(m)) => m.handle_eof(now),
+            // A reset is not an end of stream to the caller (a stopped call ends clean only at
+            // the worker's end of stream).
+            Some(Machine::Caller(m)) if !fin => m.handle_reset(now),
             Some(Machine::Caller(m)) => m.handle_eof(now),
             None => {}
         }
