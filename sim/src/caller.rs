@@ -129,7 +129,7 @@ impl World {
         let c = &mut self.callers[caller];
         c.watch_epoch += 1;
         let epoch = c.watch_epoch;
-        let prefix = format!("{}/", c.set.prefix().trim_end_matches('/'));
+        let prefix = watch_prefix(&c.set);
         let op = match (compaction, c.seen) {
             (false, _) => StoreOp::Watch {
                 prefix,
@@ -257,7 +257,7 @@ impl World {
         {
             return;
         }
-        let prefix = format!("{}/", c.set.prefix().trim_end_matches('/'));
+        let prefix = watch_prefix(&c.set);
         let mut store_view = InstanceSet::new(endpoint(), DEFAULT_RECONCILE_INTERVAL);
         let _ = store_view.handle_snapshot(
             self.store
@@ -887,4 +887,9 @@ fn request_payload(req: u64, items: u32, item_size: u32, delay_us: u32) -> Bytes
     p.extend_from_slice(&item_size.to_le_bytes());
     p.extend_from_slice(&delay_us.to_le_bytes());
     Bytes::from(p)
+}
+
+/// The key prefix a caller watches (and lists) for its endpoint's instances.
+fn watch_prefix(set: &InstanceSet) -> String {
+    format!("{}/", set.prefix().trim_end_matches('/'))
 }

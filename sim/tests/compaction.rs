@@ -19,6 +19,22 @@ fn compact_is_a_fault_by_name_and_in_all() {
     assert!(ALL_FAULTS.contains(&FaultKind::Compact));
 }
 
+/// The scripted run of two tests below: caller 0 cut off from the store (compacting) from 2 s to 16 s,
+/// worker 1 killed at 3 s.
+fn compacted_while_a_worker_restarts() -> SimConfig {
+    SimConfig {
+        seed: 3,
+        workers: 3,
+        callers: 2,
+        faults: Vec::new(),
+        script: vec![
+            at(2.0, FaultKind::Compact, 0, 14.0),
+            at(3.0, FaultKind::Kill, 1, 2.0),
+        ],
+        ..SimConfig::default()
+    }
+}
+
 /// Caller 0 is cut off from the store from 2 s to 16 s while the store compacts; worker 1 is
 /// killed at 3 s and restarts at 5 s on a new address with a new lease, and its old record
 /// goes when its lease expires (13 s). Caller 0's watch breaks at the first change; when the
@@ -29,16 +45,8 @@ fn compact_is_a_fault_by_name_and_in_all() {
 #[test]
 fn a_caller_whose_watch_is_compacted_lists_again_and_sees_the_removal() {
     let outcome = run(&SimConfig {
-        seed: 3,
-        workers: 3,
-        callers: 2,
-        faults: Vec::new(),
-        script: vec![
-            at(2.0, FaultKind::Compact, 0, 14.0),
-            at(3.0, FaultKind::Kill, 1, 2.0),
-        ],
         trace: true,
-        ..SimConfig::default()
+        ..compacted_while_a_worker_restarts()
     });
     clean(&outcome);
     assert!(outcome.stats.compactions > 0, "{}", outcome.stats);
@@ -104,17 +112,7 @@ fn compaction_with_kills_restarts_and_drains_keeps_every_invariant() {
 /// the scripted run above and in a sweep, and the same runs without the bug are clean.
 #[test]
 fn planted_bug_skipping_compacted_history_is_caught() {
-    let scripted = SimConfig {
-        seed: 3,
-        workers: 3,
-        callers: 2,
-        faults: Vec::new(),
-        script: vec![
-            at(2.0, FaultKind::Compact, 0, 14.0),
-            at(3.0, FaultKind::Kill, 1, 2.0),
-        ],
-        ..SimConfig::default()
-    };
+    let scripted = compacted_while_a_worker_restarts();
     let outcome = run(&SimConfig {
         planted_bug: Some(PlantedBug::SkipCompactedHistory),
         ..scripted.clone()
